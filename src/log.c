@@ -57,6 +57,8 @@ void log_write(log_level_t level, const char *msg, const char *fmt, ...)
         va_end(ap);
         if (m > 0)
             n += m;
+        else
+            n--; /* no fields after all: drop the separator */
     }
     if ((size_t)n >= sizeof line - 1)
         n = (int)sizeof line - 2; /* truncated: keep the newline */

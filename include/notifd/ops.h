@@ -1,0 +1,45 @@
+/*
+ * ops.h - request dispatch for the producer protocol.
+ *
+ * ops_handle_line() is the server's request callback: it parses one line,
+ * checks authentication, finds the op in the op table and runs it with a
+ * request_t. An op answers exactly once, now or later (from a Redis
+ * callback), with request_reply_ok() or request_reply_error(); both free the
+ * request. Each request holds a reference to one config snapshot for its
+ * whole life, so a reload never changes a decision half-way.
+ */
+#ifndef NOTIFD_OPS_H
+#define NOTIFD_OPS_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "notifd/app.h"
+
+typedef struct request {
+    app_t *app;
+    conn_t *conn;
+    reply_slot_t *slot;
+    config_t *cfg;       /* this request's snapshot (one reference) */
+    json_t *root;        /* the parsed request */
+    json_t *id;          /* borrowed from root, may be NULL */
+    op_id_t op;
+    uint64_t start_ns;
+} request_t;
+
+void ops_handle_line(void *app, conn_t *conn, reply_slot_t *slot, const char *line, size_t len);
+void ops_handle_too_long(void *app, conn_t *conn, reply_slot_t *slot);
+
+/* Adds "id" and "ok":true in front of the fields of `body` (stolen) and
+ * replies. */
+void request_reply_ok(request_t *req, json_t *body);
+void request_reply_error(request_t *req, proto_error_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+const char *ops_name(op_id_t op);
+
+/* Op implementations live with their subject (decide.c, feedback.c, ...). */
+void op_health(request_t *req);
+void op_stats(request_t *req);
+
+#endif

@@ -1,0 +1,126 @@
+/*
+ * pacing.h - the fast policy's weighted coin: how likely a send is at this
+ * opportunity, given the member's weekly plan.
+ *
+ * The slow policy decides *how many* messages per week a member gets on a
+ * channel (plan_t.per_week); pacing turns that number into a probability at
+ * each send opportunity, so that the realised weekly count matches the plan
+ * while sends are spread over the week. Three strategies (docs/fast-policy.md
+ * has the maths):
+ *   uniform - p = per_week / E * w(day): the seed's plain weighted coin;
+ *   budget  - p = remaining budget / expected remaining opportunities: the
+ *             weekly count tracks the plan with low variance;
+ *   quality - the budget's p spent on the member's best opportunities: send
+ *             when the best candidate ranks in the top p of recent best
+ *             scores, so each send carries a better message at the same rate.
+ * E is the member's expected opportunities per week (an EWMA of observed
+ * weekly counts, or a prior); w(day) an optional day-of-week profile.
+ *
+ * Invariants:
+ * - Pure: no I/O, no globals, no allocation; safe from any thread.
+ * - pacing_send_probability() always returns a number in [0, 1], also for
+ *   NaN, negative or absurd inputs (a plan of 0 or less gives 0).
+ * - The hard weekly cap is not applied here: the caller enforces
+ *   pacing_weekly_cap() atomically in the store, whatever the coin says.
+ */
+#ifndef NOTIFD_PACING_H
+#define NOTIFD_PACING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PACING_DAYS_PER_WEEK 7
+/* Most recent best scores the quality strategy looks at; more are ignored. */
+#define PACING_MAX_RECENT 256
+
+typedef enum pacing_strategy {
+    PACING_UNIFORM = 0,
+    PACING_BUDGET = 1,
+    PACING_QUALITY = 2,
+} pacing_strategy_t;
+
+/* "uniform", "budget", "quality" -> the strategy; -1 if unknown. */
+int pacing_strategy_parse(const char *name);
+/* The config name of a strategy ("?" if out of range). */
+const char *pacing_strategy_name(pacing_strategy_t strategy);
+
+typedef struct pacing_params {
+    pacing_strategy_t strategy;
+    /* Day-of-week weights Mon..Sun, each >= 0 with a positive sum. Only the
+     * shape matters: they are normalised internally to mean 1, so a day of
+     * weight 0 gets no sends and {2,1,1,1,1,1,1} sends twice as often on
+     * Mondays as on other days. */
+    bool has_profile;
+    double profile[PACING_DAYS_PER_WEEK];
+    /* Expected opportunities per week, per channel, for a member with no
+     * history yet. */
+    double prior_opportunities_per_week;
+    /* Weight of the newest completed week in the opportunities EWMA. */
+    double ewma_alpha;
+    /* Quality: with fewer recent best scores than this, use the coin. */
+    unsigned quality_min_history;
+    /* Quality: when max - min of the recent scores is below this, the
+     * distribution is flat (nothing to choose between): use the coin. */
+    double quality_flat_epsilon;
+} pacing_params_t;
+
+/* Defaults (see pacing.c for why): strategy budget, no profile (all 1),
+ * prior 28 opportunities/week (4 a day), ewma_alpha 0.3, quality_min_history
+ * 20, quality_flat_epsilon 1e-6. */
+void pacing_params_defaults(pacing_params_t *params);
+
+/* NULL when the params are usable, else a static message naming the first
+ * problem (for config validation and --check-config). */
+const char *pacing_params_check(const pacing_params_t *params);
+
+typedef struct pacing_input {
+    double per_week;               /* the plan for this channel */
+    uint32_t sent_this_week;       /* sends in this ISO week before this opportunity */
+    double expected_opportunities; /* member's EWMA of opportunities/week; <= 0: use the prior */
+    int64_t seconds_into_week;     /* member-local, [0, 604800) (calendar_seconds_into_week) */
+    /* A uniform [0,1) value fixed for (member, channel, week), from
+     * pacing_week_draw(). Budget and quality round a fractional plan such as
+     * 2.5 up to 3 sends with probability 0.5 (else down to 2), so the mean
+     * weekly count equals the plan; integer plans ignore it. */
+    double week_draw;
+    double best_score;                /* best eligible candidate's score (quality) */
+    const double *recent_best_scores; /* recently observed best scores, any order */
+    size_t n_recent;                  /* at most PACING_MAX_RECENT are used */
+} pacing_input_t;
+
+/* The probability of sending at this opportunity, in [0, 1]. */
+double pacing_send_probability(const pacing_params_t *params, const pacing_input_t *in);
+
+/* The quality rule alone: given the budget probability p, the probability of
+ * sending a best candidate scoring `best` against the recent best scores.
+ * Equivalent to comparing with the (1 - p) quantile of recent scores, with
+ * the boundary rank randomised: if best has b recent scores strictly above it
+ * and e equal to it, the result is clamp(p*(n+1) - b, 0, e+1) / (e+1), which
+ * is 1 well above the quantile, 0 well below, p when all scores tie, and
+ * averages exactly p when best is exchangeable with the recent scores. */
+double pacing_quality_probability(double p, double best, const double *recent, size_t n);
+
+/* Hard weekly cap: ceil(per_week * cap_factor) with float noise removed
+ * (ceil(5*1.5) = 8, ceil(2*1.5) = 3, ceil(0.7*10) = 7). 0 for plans <= 0. */
+uint32_t pacing_weekly_cap(double per_week, double cap_factor);
+
+/* One EWMA step over completed weeks' opportunity counts. Without history the
+ * first completed week's count is taken as is. */
+double pacing_ewma_update(double ewma, bool have_history, double completed_week_count,
+                          double alpha);
+
+/* Fraction of the week's opportunity mass already elapsed at
+ * seconds_into_week, in [0, 1]: linear in time without a profile; with one,
+ * each day carries its normalised weight, spread evenly over the day. */
+double pacing_week_fraction_elapsed(const pacing_params_t *params, int64_t seconds_into_week);
+
+/* The day's profile weight normalised to mean 1 (1 without a profile). */
+double pacing_day_weight(const pacing_params_t *params, int day_of_week);
+
+/* A uniform [0,1) value stable for (config seed, member, channel name,
+ * week index): the pacing_input_t.week_draw of that week. */
+double pacing_week_draw(uint64_t config_seed, const char *member, size_t member_len,
+                        const char *channel, size_t channel_len, int64_t week_index);
+
+#endif

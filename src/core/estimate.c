@@ -1,0 +1,182 @@
+/*
+ * estimate.c - empirical-Bayes response parameters of a member (see
+ * estimate.h and docs/slow-policy.md).
+ *
+ * Every estimate has the form (count + strength * prior) / (n + strength):
+ * the posterior mean of a Beta (rates per message) or Gamma (visits per day)
+ * prior with that many pseudo-observations. It costs a handful of divisions
+ * and one exp2 (inside features_exposure_days), which matters because the
+ * planner runs it for every member every week.
+ */
+#include "notifd/estimate.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The prior value blended with `count` observed over `n` trials. */
+static double shrink(double count, double n, double prior, double strength)
+{
+    return (count + strength * prior) / (n + strength);
+}
+
+static double min2(double a, double b) { return a < b ? a : b; }
+static double max2(double a, double b) { return a > b ? a : b; }
+
+void slow_channel_prior_defaults(slow_channel_prior_t *out, const char *channel_name)
+{
+    /* Push: a few percent open, dismissals are common and fatigue is fast.
+     * Email: opened a little more often, rarely dismissed explicitly, slower
+     * fatigue, opt-outs rarer per message. The strengths say how many
+     * messages of a member's own history count as much as the population:
+     * opt-outs are rare events, so their prior is held far more firmly. */
+    if (channel_name != NULL && strcmp(channel_name, "push") == 0) {
+        *out = (slow_channel_prior_t){
+            .open_rate = 0.10, .dismiss_rate = 0.10, .unsub_rate = 0.002,
+            .fatigue = 0.20, .open_strength = 20.0, .dismiss_strength = 20.0,
+            .unsub_strength = 500.0,
+        };
+    } else if (channel_name != NULL && strcmp(channel_name, "email") == 0) {
+        *out = (slow_channel_prior_t){
+            .open_rate = 0.06, .dismiss_rate = 0.02, .unsub_rate = 0.001,
+            .fatigue = 0.30, .open_strength = 20.0, .dismiss_strength = 50.0,
+            .unsub_strength = 1000.0,
+        };
+    } else {
+        *out = (slow_channel_prior_t){
+            .open_rate = 0.05, .dismiss_rate = 0.05, .unsub_rate = 0.0005,
+            .fatigue = 0.10, .open_strength = 20.0, .dismiss_strength = 20.0,
+            .unsub_strength = 1000.0,
+        };
+    }
+}
+
+void slow_priors_defaults(slow_priors_t *p, const char *const *channel_names,
+                          int n_channels)
+{
+    memset(p, 0, sizeof(*p));
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
+        const char *name = channel_names != NULL && c < n_channels ? channel_names[c]
+                                                                   : NULL;
+        slow_channel_prior_defaults(&p->channel[c], name);
+    }
+    p->fatigue_from_dismiss = 0.75;
+    /* A mixed population: casual members visit about monthly, heavy ones
+     * daily; 0.3 a day is a typical member. Two weeks of observation count as
+     * much as the prior. */
+    p->visit_rate = 0.3;
+    p->visit_rate_strength = 14.0;
+    /* An opened message is followed by a visit within the window most of the
+     * time; 10 opens of evidence count as much as the prior. */
+    p->visits_per_open = 0.6;
+    p->visits_per_open_strength = 10.0;
+    /* A day: long enough that a member who visits daily would have come back
+     * within it anyway, which is what makes their reminders non-incremental. */
+    p->attribution_window_s = NOTIFD_SECONDS_PER_DAY;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static bool in_unit(double x) { return x >= 0.0 && x <= 1.0; }
+static bool positive(double x) { return isfinite(x) && x > 0.0; }
+
+int slow_priors_check(const slow_priors_t *p, int n_channels, char *err,
+                      size_t errlen)
+{
+    if (n_channels < 1 || n_channels > NOTIFD_MAX_CHANNELS)
+        return fail(err, errlen, "channel count %d out of range", n_channels);
+    for (int c = 0; c < n_channels; c++) {
+        const slow_channel_prior_t *q = &p->channel[c];
+        if (!in_unit(q->open_rate) || !(q->open_rate > 0.0))
+            return fail(err, errlen, "channel %d: open_rate must be in (0, 1]", c);
+        if (!in_unit(q->dismiss_rate) || !(q->dismiss_rate > 0.0))
+            return fail(err, errlen, "channel %d: dismiss_rate must be in (0, 1]", c);
+        if (!in_unit(q->unsub_rate))
+            return fail(err, errlen, "channel %d: unsub_rate must be in [0, 1]", c);
+        if (!isfinite(q->fatigue) || q->fatigue < 0.0 || q->fatigue > 10.0)
+            return fail(err, errlen, "channel %d: fatigue must be in [0, 10]", c);
+        if (!positive(q->open_strength) || !positive(q->dismiss_strength) ||
+            !positive(q->unsub_strength))
+            return fail(err, errlen, "channel %d: strengths must be > 0", c);
+    }
+    if (!in_unit(p->fatigue_from_dismiss))
+        return fail(err, errlen, "fatigue_from_dismiss must be in [0, 1]");
+    if (!isfinite(p->visit_rate) || p->visit_rate < 0.0)
+        return fail(err, errlen, "visit_rate must be >= 0");
+    if (!isfinite(p->visits_per_open) || p->visits_per_open < 0.0)
+        return fail(err, errlen, "visits_per_open must be >= 0");
+    if (!positive(p->visit_rate_strength) || !positive(p->visits_per_open_strength))
+        return fail(err, errlen, "visit strengths must be > 0");
+    if (!positive(p->attribution_window_s))
+        return fail(err, errlen, "attribution_window_s must be > 0");
+    return 0;
+}
+
+void estimate_member(member_estimate_t *out, const member_features_t *f,
+                     const slow_priors_t *p, int64_t now, double half_life_s)
+{
+    memset(out, 0, sizeof(*out));
+    out->n_channels = f->n_channels;
+
+    /* All NOTIFD_MAX_CHANNELS entries are estimated (unused ones are zero
+     * counts, hence the prior), so a grid channel beyond f->n_channels gets
+     * the prior rather than an all-zero, unavailable estimate. */
+    double opens_all = 0.0;
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
+        const channel_features_t *x = &f->ch[c];
+        const slow_channel_prior_t *q = &p->channel[c];
+        channel_estimate_t *e = &out->ch[c];
+
+        /* Sends are what notifd decided; deliveries can exceed them when
+         * another system also sends on the channel. Either way the larger
+         * is the number of messages the member actually faced. A click
+         * implies an open even if the open was not reported. Capping events
+         * at n keeps every rate a probability when feedback arrives for
+         * messages notifd never saw. */
+        double n = max2(x->sent, x->delivered);
+        double opens = max2(x->open, x->click);
+        opens_all += opens;
+
+        e->available = !x->unsub;
+        e->p_open = shrink(min2(opens, n), n, q->open_rate, q->open_strength);
+        e->dismiss_rate = shrink(min2(x->dismiss, n), n, q->dismiss_rate,
+                                 q->dismiss_strength);
+        e->unsub_hazard = shrink(min2(x->unsub_n, n), n, q->unsub_rate,
+                                 q->unsub_strength);
+        e->fatigue = q->fatigue * ((1.0 - p->fatigue_from_dismiss) +
+                                   p->fatigue_from_dismiss * e->dismiss_rate /
+                                       q->dismiss_rate);
+        e->data_weight = n / (n + q->open_strength);
+    }
+
+    /* Organic visit rate: visits outside attribution windows per day spent
+     * outside them. Each open opens a window of W, so about opens * W of the
+     * decayed exposure is not organic time (overlapping windows make this an
+     * overestimate, clamped at 0, which only lends the prior more weight). */
+    double window_days = p->attribution_window_s / NOTIFD_SECONDS_PER_DAY;
+    double exposure = features_exposure_days(f, now, half_life_s);
+    double organic_days = max2(0.0, exposure - opens_all * window_days);
+    out->visit_rate = shrink(f->visit_org, organic_days, p->visit_rate,
+                             p->visit_rate_strength);
+
+    /* Visits per open within W, and what would have come anyway: visit_attr
+     * counts every visit inside a window, so its counterfactual is the
+     * expected *number* of organic visits in W, lambda * W. */
+    out->visits_per_open = shrink(f->visit_attr, opens_all, p->visits_per_open,
+                                  p->visits_per_open_strength);
+    out->visits_anyway = out->visit_rate * window_days;
+    out->lift = max2(0.0, out->visits_per_open - out->visits_anyway);
+}

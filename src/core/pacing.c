@@ -1,0 +1,290 @@
+/*
+ * pacing.c - the weighted coin of the fast policy (see pacing.h and
+ * docs/fast-policy.md for the maths).
+ *
+ * Everything here is a few floating-point operations per decision; the only
+ * loop over data is the quality strategy's single pass over at most
+ * PACING_MAX_RECENT recent scores, which needs no sorting and no buffer.
+ */
+#include "notifd/pacing.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "notifd/hash.h"
+#include "notifd/types.h"
+
+static const char *const strategy_names[] = {"uniform", "budget", "quality"};
+#define N_STRATEGIES (sizeof strategy_names / sizeof strategy_names[0])
+
+int pacing_strategy_parse(const char *name)
+{
+    if (name == NULL)
+        return -1;
+    for (size_t i = 0; i < N_STRATEGIES; i++)
+        if (strcmp(name, strategy_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *pacing_strategy_name(pacing_strategy_t strategy)
+{
+    return ((unsigned)strategy < N_STRATEGIES) ? strategy_names[strategy] : "?";
+}
+
+void pacing_params_defaults(pacing_params_t *params)
+{
+    memset(params, 0, sizeof *params);
+    /* Budget: its weekly count tracks the plan with far less variance than
+     * the plain coin and needs no score history. The simulator compares the
+     * strategies; change the default only on its evidence. */
+    params->strategy = PACING_BUDGET;
+    params->has_profile = false;
+    for (int d = 0; d < PACING_DAYS_PER_WEEK; d++)
+        params->profile[d] = 1.0;
+    /* 4 opportunities a day: a middling guess. A wrong prior only costs the
+     * member's first week (budget pacing corrects within the week, and the
+     * EWMA replaces the prior once a week has been observed). */
+    params->prior_opportunities_per_week = 28.0;
+    /* 0.3: the newest week counts for 30%, so a change in the member's
+     * opportunity rate is mostly absorbed after 2-3 weeks, while one odd
+     * week moves the estimate by less than a third. */
+    params->ewma_alpha = 0.3;
+    /* 20 scores make the top 5-20% of a member's distribution meaningful;
+     * with fewer, ranking the current score is mostly noise. */
+    params->quality_min_history = 20;
+    /* Scores are probabilities-like numbers in [0, 1]; a spread below 1e-6
+     * is rounding noise, not a difference worth waiting for. */
+    params->quality_flat_epsilon = 1e-6;
+}
+
+static bool profile_usable(const pacing_params_t *params, double *sum_out)
+{
+    double sum = 0.0;
+    for (int d = 0; d < PACING_DAYS_PER_WEEK; d++) {
+        const double w = params->profile[d];
+        if (!isfinite(w) || w < 0.0)
+            return false;
+        sum += w;
+    }
+    *sum_out = sum;
+    return sum > 0.0 && isfinite(sum);
+}
+
+const char *pacing_params_check(const pacing_params_t *params)
+{
+    double sum;
+    if ((unsigned)params->strategy >= N_STRATEGIES)
+        return "unknown pacing strategy";
+    if (params->has_profile && !profile_usable(params, &sum))
+        return "pacing profile needs 7 finite weights >= 0 with a positive sum";
+    if (!isfinite(params->prior_opportunities_per_week) ||
+        params->prior_opportunities_per_week <= 0.0)
+        return "prior opportunities per week must be > 0";
+    if (!(params->ewma_alpha > 0.0 && params->ewma_alpha <= 1.0))
+        return "ewma alpha must be in (0, 1]";
+    if (!isfinite(params->quality_flat_epsilon) || params->quality_flat_epsilon < 0.0)
+        return "quality flat epsilon must be >= 0";
+    return NULL;
+}
+
+double pacing_day_weight(const pacing_params_t *params, int day_of_week)
+{
+    double sum;
+    if (day_of_week < 0 || day_of_week >= PACING_DAYS_PER_WEEK)
+        return 0.0;
+    /* An unusable profile is ignored rather than allowed to produce NaN
+     * probabilities; config validation reports it. */
+    if (!params->has_profile || !profile_usable(params, &sum))
+        return 1.0;
+    return params->profile[day_of_week] * PACING_DAYS_PER_WEEK / sum;
+}
+
+static int64_t clamp_seconds_into_week(int64_t s)
+{
+    if (s < 0)
+        return 0;
+    if (s >= NOTIFD_SECONDS_PER_WEEK)
+        return NOTIFD_SECONDS_PER_WEEK - 1;
+    return s;
+}
+
+double pacing_week_fraction_elapsed(const pacing_params_t *params, int64_t seconds_into_week)
+{
+    const int64_t s = clamp_seconds_into_week(seconds_into_week);
+    const int day = (int)(s / NOTIFD_SECONDS_PER_DAY);
+    const double in_day = (double)(s % NOTIFD_SECONDS_PER_DAY) / NOTIFD_SECONDS_PER_DAY;
+    double mass = 0.0;
+    for (int d = 0; d < day; d++)
+        mass += pacing_day_weight(params, d);
+    mass += pacing_day_weight(params, day) * in_day;
+    const double f = mass / PACING_DAYS_PER_WEEK;
+    return f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f);
+}
+
+static double clamp_unit(double p)
+{
+    if (!(p > 0.0)) /* also NaN */
+        return 0.0;
+    return p > 1.0 ? 1.0 : p;
+}
+
+/* The integer number of sends this week's budget allows: per_week itself
+ * when it is whole, else rounded up with probability equal to its fraction.
+ * Without this, "remaining / remaining opportunities" spends a fractional
+ * remainder such as 0.5 almost surely (it keeps raising p until a send
+ * happens), and a plan of 0.5/week would deliver about 0.9. */
+static double weekly_target(double per_week, double week_draw)
+{
+    const double whole = floor(per_week);
+    const double frac = per_week - whole;
+    if (frac < 1e-9)
+        return whole;
+    if (frac > 1.0 - 1e-9)
+        return whole + 1.0;
+    return whole + ((week_draw < frac) ? 1.0 : 0.0);
+}
+
+static double expected_per_week(const pacing_params_t *params, const pacing_input_t *in)
+{
+    double e = in->expected_opportunities;
+    if (!(e > 0.0) || !isfinite(e))
+        e = params->prior_opportunities_per_week;
+    if (!(e > 0.0) || !isfinite(e))
+        e = 1.0; /* unusable prior (rejected by pacing_params_check) */
+    return e;
+}
+
+static double budget_probability(const pacing_params_t *params, const pacing_input_t *in,
+                                 double e, double w)
+{
+    const double remaining = weekly_target(in->per_week, in->week_draw) - in->sent_this_week;
+    if (remaining <= 0.0 || w <= 0.0)
+        return 0.0;
+    /* Opportunities still expected this week, counted at today's rate:
+     * E * (1 - F) is the remaining opportunity mass in profile units, and
+     * dividing by today's weight w turns it into "opportunities at the pace
+     * of today". That makes sends follow the profile (p is 0 on a weight-0
+     * day) and reduces to remaining / (E * (1 - F)) without one. The floor of
+     * one opportunity keeps p finite at the end of the week. */
+    const double f = pacing_week_fraction_elapsed(params, in->seconds_into_week);
+    double left = e * (1.0 - f) / w;
+    if (left < 1.0)
+        left = 1.0;
+    return clamp_unit(remaining / left);
+}
+
+double pacing_quality_probability(double p, double best, const double *recent, size_t n)
+{
+    p = clamp_unit(p);
+    if (n > PACING_MAX_RECENT)
+        n = PACING_MAX_RECENT;
+    if (!isfinite(best) || recent == NULL)
+        return p;
+    size_t above = 0, equal = 0, used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double x = recent[i];
+        if (!isfinite(x))
+            continue;
+        used++;
+        if (x > best)
+            above++;
+        else if (x == best)
+            equal++;
+    }
+    if (used == 0)
+        return p;
+    /* Rank the current score among the used+1 values (ties in random order)
+     * and send if it lands in the top p share of ranks. Rank slot r (1-based
+     * from the top) is sent with probability clamp(p*(used+1) - (r-1), 0, 1),
+     * so the top floor(p*(used+1)) slots always send and the next one
+     * partly; averaged over the equal+1 slots best may occupy, that is: */
+    double mass = p * (double)(used + 1) - (double)above;
+    const double slots = (double)(equal + 1);
+    if (mass < 0.0)
+        mass = 0.0;
+    if (mass > slots)
+        mass = slots;
+    return clamp_unit(mass / slots);
+}
+
+double pacing_send_probability(const pacing_params_t *params, const pacing_input_t *in)
+{
+    if (!isfinite(in->per_week) || in->per_week <= 0.0)
+        return 0.0;
+    const double e = expected_per_week(params, in);
+    const int64_t s = clamp_seconds_into_week(in->seconds_into_week);
+    const double w = pacing_day_weight(params, (int)(s / NOTIFD_SECONDS_PER_DAY));
+
+    switch (params->strategy) {
+    case PACING_UNIFORM:
+        return clamp_unit(in->per_week * w / e);
+    case PACING_BUDGET:
+        return budget_probability(params, in, e, w);
+    case PACING_QUALITY: {
+        const double pb = budget_probability(params, in, e, w);
+        if (pb <= 0.0 || pb >= 1.0)
+            return pb; /* nothing to spend, or must spend now */
+        size_t n = in->n_recent < PACING_MAX_RECENT ? in->n_recent : PACING_MAX_RECENT;
+        if (in->recent_best_scores == NULL || n < params->quality_min_history ||
+            !isfinite(in->best_score))
+            return pb;
+        double lo = INFINITY, hi = -INFINITY;
+        for (size_t i = 0; i < n; i++) {
+            const double x = in->recent_best_scores[i];
+            if (isfinite(x)) {
+                lo = x < lo ? x : lo;
+                hi = x > hi ? x : hi;
+            }
+        }
+        if (!(hi - lo >= params->quality_flat_epsilon) || hi - lo == 0.0)
+            return pb; /* flat (or no finite scores): nothing to rank, flip the coin */
+        return pacing_quality_probability(pb, in->best_score, in->recent_best_scores, n);
+    }
+    }
+    return 0.0;
+}
+
+uint32_t pacing_weekly_cap(double per_week, double cap_factor)
+{
+    const double x = per_week * cap_factor;
+    if (!(x > 0.0))
+        return 0;
+    if (x >= 4294967295.0)
+        return UINT32_MAX;
+    /* Products like 0.7 * 10 come out as 7.000000000000001; shave a relative
+     * 1e-9 off before rounding up so they cap at 7, not 8. */
+    return (uint32_t)ceil(x - 1e-9 * (x > 1.0 ? x : 1.0));
+}
+
+double pacing_ewma_update(double ewma, bool have_history, double completed_week_count,
+                          double alpha)
+{
+    double x = completed_week_count;
+    if (!isfinite(x) || x < 0.0)
+        x = 0.0;
+    if (!have_history || !isfinite(ewma))
+        return x;
+    if (!(alpha >= 0.0))
+        alpha = 0.0;
+    if (alpha > 1.0)
+        alpha = 1.0;
+    return alpha * x + (1.0 - alpha) * ewma;
+}
+
+double pacing_week_draw(uint64_t config_seed, const char *member, size_t member_len,
+                        const char *channel, size_t channel_len, int64_t week_index)
+{
+    /* The week index is hashed as 8 little-endian bytes so the value is the
+     * same on every architecture. The tag keeps this stream apart from the
+     * decision streams seeded from the same config seed. */
+    unsigned char week[8];
+    uint64_t w = (uint64_t)week_index;
+    for (int i = 0; i < 8; i++)
+        week[i] = (unsigned char)(w >> (8 * i));
+    uint64_t h = hash_bytes(config_seed, "pacing.week", 11);
+    h = hash_bytes(h, member, member_len);
+    h = hash_bytes(h, channel, channel_len);
+    h = hash_bytes(h, week, sizeof week);
+    return hash_to_unit(h);
+}

@@ -1,0 +1,227 @@
+/*
+ * ops.c - request dispatch: parse a line, authenticate, route by op, and the
+ * bookkeeping every reply shares (see ops.h).
+ *
+ * The op table maps each op name to its handler and whether it needs
+ * authentication; it is the one place to look for "what can a client ask".
+ */
+#include "notifd/ops.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "notifd/log.h"
+#include "notifd/metrics.h"
+
+typedef void (*op_fn)(request_t *req);
+
+typedef struct op_entry {
+    const char *name;
+    op_fn fn;
+} op_entry_t;
+
+static const op_entry_t ops_table[OP_COUNT] = {
+    [OP_AUTH] = {"auth", NULL}, /* handled before dispatch */
+    [OP_HEALTH] = {"health", op_health},
+    [OP_STATS] = {"stats", op_stats},
+    [OP_DECIDE] = {"decide", NULL},
+    [OP_FEEDBACK] = {"feedback", NULL},
+    [OP_PLAN] = {"plan", NULL},
+    [OP_REPLAN] = {"replan", NULL},
+    [OP_PLANNER_RUN] = {"planner_run", NULL},
+};
+
+const char *ops_name(op_id_t op) { return op < OP_COUNT ? ops_table[op].name : "unknown"; }
+
+static void request_free(request_t *req)
+{
+    config_release(req->cfg);
+    json_decref(req->root);
+    free(req);
+}
+
+static void request_finish(request_t *req, char *line, size_t len, bool ok, proto_error_t code)
+{
+    app_t *app = req->app;
+    app->counters.requests[req->op][ok ? 0 : 1]++;
+    if (!ok)
+        app->counters.errors[code]++;
+    metrics_observe_request(app->metrics, req->op, ok, code,
+                            (double)(uv_hrtime() - req->start_ns) / 1e9);
+    if (line == NULL) {
+        /* Out of memory while encoding: a fixed line keeps the order. */
+        static const char oom[] = "{\"id\":null,\"ok\":false,\"error\":{\"code\":\"internal\","
+                                  "\"message\":\"out of memory\"}}\n";
+        line = strdup(oom);
+        len = line ? sizeof oom - 1 : 0;
+    }
+    server_reply(req->slot, line, len);
+    request_free(req);
+}
+
+void request_reply_ok(request_t *req, json_t *body)
+{
+    json_t *o = json_object();
+    json_object_set(o, "id", req->id && proto_id_valid(req->id) ? req->id : json_null());
+    json_object_set_new(o, "ok", json_true());
+    if (body != NULL) {
+        json_object_update(o, body);
+        json_decref(body);
+    }
+    size_t len = 0;
+    char *line = proto_encode_line(o, &len);
+    json_decref(o);
+    request_finish(req, line, len, true, PROTO_INTERNAL);
+}
+
+void request_reply_error(request_t *req, proto_error_t code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t len = 0;
+    char *line = proto_error_line(req->id, code, msg, &len);
+    request_finish(req, line, len, false, code);
+}
+
+/* Replies for lines that never became a request (bad JSON, too long). */
+static void reply_raw_error(app_t *app, reply_slot_t *slot, proto_error_t code, const char *msg)
+{
+    size_t len = 0;
+    char *line = proto_error_line(NULL, code, msg, &len);
+    app->counters.requests[OP_UNKNOWN][1]++;
+    app->counters.errors[code]++;
+    metrics_observe_request(app->metrics, OP_UNKNOWN, false, code, 0.0);
+    if (line == NULL) {
+        line = strdup("{\"id\":null,\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}\n");
+        len = line ? strlen(line) : 0;
+    }
+    server_reply(slot, line, len);
+}
+
+void ops_handle_too_long(void *ctx, conn_t *conn, reply_slot_t *slot)
+{
+    app_t *app = ctx;
+    config_t *cfg = app->config;
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "request line longer than limits.max_line_bytes (%zu bytes); it was discarded",
+             cfg->limits.max_line_bytes);
+    reply_raw_error(app, slot, PROTO_LINE_TOO_LONG, msg);
+}
+
+static op_id_t op_lookup(const char *name)
+{
+    for (int i = 0; i < OP_COUNT; i++)
+        if (strcmp(ops_table[i].name, name) == 0)
+            return (op_id_t)i;
+    return OP_UNKNOWN;
+}
+
+/* Constant-time comparison: the time taken must not tell an attacker how
+ * many leading bytes of a guessed token were right. */
+static bool token_equal(const char *given, size_t given_len, const char *expected)
+{
+    size_t exp_len = strlen(expected);
+    unsigned char diff = (unsigned char)(given_len != exp_len);
+    for (size_t i = 0; i < exp_len; i++) {
+        unsigned char g = i < given_len ? (unsigned char)given[i] : 0;
+        diff |= (unsigned char)(g ^ (unsigned char)expected[i]);
+    }
+    return diff == 0;
+}
+
+static void op_auth(request_t *req)
+{
+    const config_t *cfg = req->cfg;
+    json_t *tok = json_object_get(req->root, "token");
+    if (cfg->auth_token == NULL) {
+        request_reply_ok(req, json_pack("{s:b}", "authenticated", 1));
+        return;
+    }
+    if (!json_is_string(tok) ||
+        !token_equal(json_string_value(tok), json_string_length(tok), cfg->auth_token)) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 5);
+        log_limited(&rl, LOG_WARN, "authentication failed", "conn=%llu",
+                    (unsigned long long)conn_id(req->conn));
+        conn_t *conn = req->conn;
+        request_reply_error(req, PROTO_UNAUTHORIZED, "wrong or missing token; closing");
+        conn_close_after_replies(conn);
+        return;
+    }
+    conn_set_authenticated(req->conn);
+    request_reply_ok(req, json_pack("{s:b}", "authenticated", 1));
+}
+
+void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *line, size_t len)
+{
+    app_t *app = ctx;
+    uint64_t start = uv_hrtime();
+    if (len == 0 || (len == strspn(line, " \t"))) {
+        reply_raw_error(app, slot, PROTO_BAD_REQUEST, "empty line; send one JSON object per line");
+        return;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+        reply_raw_error(app, slot, PROTO_BAD_REQUEST, msg);
+        return;
+    }
+    request_t *req = calloc(1, sizeof *req);
+    if (req == NULL) {
+        json_decref(root);
+        reply_raw_error(app, slot, PROTO_INTERNAL, "out of memory");
+        return;
+    }
+    req->app = app;
+    req->conn = conn;
+    req->slot = slot;
+    req->cfg = config_acquire(app->config);
+    req->root = root;
+    req->start_ns = start;
+    req->op = OP_UNKNOWN;
+    if (!json_is_object(root)) {
+        request_reply_error(req, PROTO_BAD_REQUEST, "a request must be a JSON object");
+        return;
+    }
+    req->id = json_object_get(root, "id");
+    if (req->id != NULL && !proto_id_valid(req->id)) {
+        req->id = NULL;
+        request_reply_error(req, PROTO_BAD_REQUEST, "\"id\" must be a string or a number");
+        return;
+    }
+    json_t *op = json_object_get(root, "op");
+    if (!json_is_string(op)) {
+        request_reply_error(req, PROTO_BAD_REQUEST, "missing \"op\" (a string such as \"decide\")");
+        return;
+    }
+    req->op = op_lookup(json_string_value(op));
+    if (req->cfg->auth_token != NULL && !conn_is_authenticated(conn) && req->op != OP_AUTH) {
+        request_reply_error(req, PROTO_UNAUTHORIZED,
+                            "authenticate first: {\"op\":\"auth\",\"token\":\"...\"}; closing");
+        conn_close_after_replies(conn);
+        return;
+    }
+    if (req->op == OP_UNKNOWN || (req->op != OP_AUTH && ops_table[req->op].fn == NULL)) {
+        req->op = OP_UNKNOWN;
+        request_reply_error(req, PROTO_UNKNOWN_OP,
+                            "unknown op \"%.64s\"; known: auth, health, stats, decide, feedback, "
+                            "plan, replan, planner_run",
+                            json_string_value(op));
+        return;
+    }
+    if (app->config->log_sample_every > 0 &&
+        app->counters.requests[req->op][0] % (uint64_t)app->config->log_sample_every == 0)
+        log_debug("request", "conn=%llu op=%s bytes=%zu", (unsigned long long)conn_id(conn),
+                  ops_name(req->op), len);
+    if (req->op == OP_AUTH)
+        op_auth(req);
+    else
+        ops_table[req->op].fn(req);
+}

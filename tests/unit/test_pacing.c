@@ -1,0 +1,521 @@
+/*
+ * test_pacing.c - unit tests for the pacing coin (src/core/pacing.c): the
+ * probability each strategy gives, day-of-week shaping, budget exhaustion,
+ * the hard cap arithmetic, the opportunities EWMA, the quality quantile rule,
+ * and a seeded simulation of four weeks comparing the strategies.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "notifd/pacing.h"
+#include "notifd/rng.h"
+#include "notifd/types.h"
+
+#define DAY 86400
+#define assert_close(a, b, tol)                                                              \
+    do {                                                                                     \
+        const double a_ = (a), b_ = (b);                                                     \
+        if (!(fabs(a_ - b_) <= (tol))) {                                                     \
+            print_error("%s = %.17g, expected %.17g +- %g\n", #a, a_, b_, (double)(tol));    \
+            fail();                                                                          \
+        }                                                                                    \
+    } while (0)
+
+static pacing_params_t params_for(pacing_strategy_t strategy)
+{
+    pacing_params_t p;
+    pacing_params_defaults(&p);
+    p.strategy = strategy;
+    return p;
+}
+
+/* A plan of 5/week for a member with 70 opportunities/week, at `s` seconds
+ * into the week, nothing sent yet. */
+static pacing_input_t input_at(int64_t s)
+{
+    pacing_input_t in = {0};
+    in.per_week = 5.0;
+    in.expected_opportunities = 70.0;
+    in.seconds_into_week = s;
+    return in;
+}
+
+static void set_profile(pacing_params_t *p, const double w[7])
+{
+    p->has_profile = true;
+    for (int d = 0; d < 7; d++)
+        p->profile[d] = w[d];
+}
+
+static void test_strategy_names_round_trip(void **state)
+{
+    (void)state;
+    for (int s = PACING_UNIFORM; s <= PACING_QUALITY; s++)
+        assert_int_equal(pacing_strategy_parse(pacing_strategy_name((pacing_strategy_t)s)), s);
+    assert_int_equal(pacing_strategy_parse("budget"), PACING_BUDGET);
+    assert_int_equal(pacing_strategy_parse("Budget"), -1);
+    assert_int_equal(pacing_strategy_parse(NULL), -1);
+}
+
+static void test_defaults_pass_check_and_bad_params_fail(void **state)
+{
+    (void)state;
+    pacing_params_t p = params_for(PACING_BUDGET);
+    assert_null(pacing_params_check(&p));
+    p.prior_opportunities_per_week = 0.0;
+    assert_non_null(pacing_params_check(&p));
+    p = params_for(PACING_BUDGET);
+    p.ewma_alpha = 1.5;
+    assert_non_null(pacing_params_check(&p));
+    p = params_for(PACING_BUDGET);
+    set_profile(&p, (const double[7]){0, 0, 0, 0, 0, 0, 0});
+    assert_non_null(pacing_params_check(&p));
+    set_profile(&p, (const double[7]){1, -1, 1, 1, 1, 1, 1});
+    assert_non_null(pacing_params_check(&p));
+}
+
+static void test_uniform_is_plan_over_expected_opportunities(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_UNIFORM);
+    pacing_input_t in = input_at(3 * DAY);
+    assert_close(pacing_send_probability(&p, &in), 5.0 / 70.0, 1e-15);
+    in.sent_this_week = 4; /* the plain coin ignores what was sent */
+    assert_close(pacing_send_probability(&p, &in), 5.0 / 70.0, 1e-15);
+}
+
+static void test_unknown_opportunities_use_the_prior(void **state)
+{
+    (void)state;
+    pacing_params_t p = params_for(PACING_UNIFORM);
+    p.prior_opportunities_per_week = 20.0;
+    pacing_input_t in = input_at(0);
+    in.expected_opportunities = 0.0;
+    assert_close(pacing_send_probability(&p, &in), 5.0 / 20.0, 1e-15);
+    in.expected_opportunities = NAN;
+    assert_close(pacing_send_probability(&p, &in), 5.0 / 20.0, 1e-15);
+}
+
+static void test_uniform_clamps_to_one(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_UNIFORM);
+    pacing_input_t in = input_at(0);
+    in.per_week = 14.0;
+    in.expected_opportunities = 7.0;
+    assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
+}
+
+static void test_empty_or_invalid_plan_never_sends(void **state)
+{
+    (void)state;
+    for (int s = PACING_UNIFORM; s <= PACING_QUALITY; s++) {
+        const pacing_params_t p = params_for((pacing_strategy_t)s);
+        pacing_input_t in = input_at(0);
+        in.per_week = 0.0;
+        assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+        in.per_week = -3.0;
+        assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+        in.per_week = NAN;
+        assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+    }
+}
+
+static void test_profile_zero_weight_day_gets_no_sends(void **state)
+{
+    (void)state;
+    for (int s = PACING_UNIFORM; s <= PACING_QUALITY; s++) {
+        pacing_params_t p = params_for((pacing_strategy_t)s);
+        set_profile(&p, (const double[7]){1, 1, 1, 1, 1, 1, 0}); /* no Sundays */
+        const pacing_input_t sunday = input_at(6 * DAY + 3600);
+        const pacing_input_t saturday = input_at(5 * DAY + 3600);
+        assert_close(pacing_send_probability(&p, &sunday), 0.0, 0.0);
+        assert_true(pacing_send_probability(&p, &saturday) > 0.0);
+    }
+}
+
+static void test_profile_is_normalised_to_mean_one(void **state)
+{
+    (void)state;
+    pacing_params_t a = params_for(PACING_UNIFORM), b = params_for(PACING_UNIFORM);
+    set_profile(&a, (const double[7]){2, 1, 1, 1, 1, 1, 1});
+    set_profile(&b, (const double[7]){20, 10, 10, 10, 10, 10, 10});
+    assert_close(pacing_day_weight(&a, 0), 2.0 * 7.0 / 8.0, 1e-15);
+    assert_close(pacing_day_weight(&a, 3), 7.0 / 8.0, 1e-15);
+    const pacing_input_t monday = input_at(3600);
+    assert_close(pacing_send_probability(&a, &monday), 5.0 / 70.0 * 1.75, 1e-15);
+    assert_close(pacing_send_probability(&a, &monday), pacing_send_probability(&b, &monday),
+                 1e-15);
+}
+
+static void test_fraction_elapsed_is_linear_without_profile(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_BUDGET);
+    assert_close(pacing_week_fraction_elapsed(&p, 0), 0.0, 0.0);
+    assert_close(pacing_week_fraction_elapsed(&p, NOTIFD_SECONDS_PER_WEEK / 2), 0.5, 1e-15);
+    assert_close(pacing_week_fraction_elapsed(&p, DAY + DAY / 4), 1.25 / 7.0, 1e-15);
+}
+
+static void test_fraction_elapsed_follows_profile_within_a_day(void **state)
+{
+    (void)state;
+    pacing_params_t p = params_for(PACING_BUDGET);
+    set_profile(&p, (const double[7]){1, 0, 0, 0, 0, 0, 1}); /* Mondays and Sundays */
+    assert_close(pacing_week_fraction_elapsed(&p, DAY / 2), 0.25, 1e-15);
+    assert_close(pacing_week_fraction_elapsed(&p, 3 * DAY), 0.5, 1e-15);
+    assert_close(pacing_week_fraction_elapsed(&p, 6 * DAY + DAY / 2), 0.75, 1e-15);
+}
+
+static void test_budget_is_remaining_over_remaining_opportunities(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_BUDGET);
+    pacing_input_t in = input_at(0);
+    assert_close(pacing_send_probability(&p, &in), 5.0 / 70.0, 1e-15);
+    in = input_at(NOTIFD_SECONDS_PER_WEEK / 2); /* half way, 2 sent: 3 left in 35 */
+    in.sent_this_week = 2;
+    assert_close(pacing_send_probability(&p, &in), 3.0 / 35.0, 1e-15);
+}
+
+static void test_budget_exhausted_gives_zero(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_BUDGET);
+    pacing_input_t in = input_at(DAY);
+    in.sent_this_week = 5;
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+    in.sent_this_week = 9; /* over-sent (e.g. plan lowered mid-week) */
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+}
+
+static void test_budget_spends_leftover_at_end_of_week(void **state)
+{
+    (void)state;
+    /* Last second of the week with budget left: fewer than one opportunity
+     * is expected, so the floor of one makes p = remaining, clamped to 1. */
+    const pacing_params_t p = params_for(PACING_BUDGET);
+    pacing_input_t in = input_at(NOTIFD_SECONDS_PER_WEEK - 1);
+    in.sent_this_week = 4;
+    assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
+}
+
+static void test_budget_rounds_fractional_plan_by_week_draw(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_BUDGET);
+    pacing_input_t in = input_at(DAY);
+    in.per_week = 2.5;
+    in.sent_this_week = 2;
+    in.week_draw = 0.7; /* >= 0.5: this week rounds down to 2 */
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+    in.week_draw = 0.2; /* < 0.5: rounds up to 3, one left */
+    assert_close(pacing_send_probability(&p, &in), 1.0 / (70.0 * 6.0 / 7.0), 1e-15);
+}
+
+static void test_fractional_plan_delivers_its_mean_over_many_weeks(void **state)
+{
+    (void)state;
+    /* 0.5/week with budget pacing over 2000 simulated weeks of 70
+     * opportunities: the week draw must make the mean 0.5, not ~0.9. */
+    const pacing_params_t p = params_for(PACING_BUDGET);
+    rng_t r;
+    rng_seed(&r, 5);
+    unsigned total = 0;
+    const int weeks = 2000;
+    for (int w = 0; w < weeks; w++) {
+        pacing_input_t in = input_at(0);
+        in.per_week = 0.5;
+        in.week_draw = pacing_week_draw(5, "m", 1, "push", 4, w);
+        for (int k = 0; k < 70; k++) {
+            in.seconds_into_week = (int64_t)((k + 0.5) * NOTIFD_SECONDS_PER_WEEK / 70);
+            if (rng_next_unit(&r) < pacing_send_probability(&p, &in))
+                in.sent_this_week++;
+        }
+        total += in.sent_this_week;
+    }
+    assert_close((double)total / weeks, 0.5, 0.05);
+}
+
+static void test_week_draw_is_stable_and_varies_by_week(void **state)
+{
+    (void)state;
+    const double a = pacing_week_draw(1, "member", 6, "push", 4, 2968);
+    assert_true(a == pacing_week_draw(1, "member", 6, "push", 4, 2968));
+    assert_true(a != pacing_week_draw(1, "member", 6, "push", 4, 2969));
+    assert_true(a != pacing_week_draw(1, "member", 6, "email", 5, 2968));
+    assert_true(a != pacing_week_draw(1, "member2", 7, "push", 4, 2968));
+    double sum = 0.0;
+    for (int w = 0; w < 4000; w++) {
+        const double u = pacing_week_draw(1, "member", 6, "push", 4, w);
+        assert_true(u >= 0.0 && u < 1.0);
+        sum += u;
+    }
+    assert_close(sum / 4000, 0.5, 0.02);
+}
+
+static void test_weekly_cap_rounds_up_without_float_noise(void **state)
+{
+    (void)state;
+    assert_int_equal(pacing_weekly_cap(5.0, 1.5), 8);
+    assert_int_equal(pacing_weekly_cap(2.0, 1.5), 3);
+    assert_int_equal(pacing_weekly_cap(4.0, 1.5), 6);
+    assert_int_equal(pacing_weekly_cap(0.7, 10.0), 7); /* 7.000000000000001 */
+    assert_int_equal(pacing_weekly_cap(0.5, 1.5), 1);
+    assert_int_equal(pacing_weekly_cap(3.0, 1.0), 3);
+    assert_int_equal(pacing_weekly_cap(0.0, 1.5), 0);
+    assert_int_equal(pacing_weekly_cap(-2.0, 1.5), 0);
+    assert_int_equal(pacing_weekly_cap(NAN, 1.5), 0);
+    assert_int_equal(pacing_weekly_cap(1e300, 1.5), UINT32_MAX);
+}
+
+static void test_ewma_takes_first_week_then_blends(void **state)
+{
+    (void)state;
+    assert_close(pacing_ewma_update(0.0, false, 42.0, 0.3), 42.0, 0.0);
+    assert_close(pacing_ewma_update(50.0, true, 100.0, 0.3), 65.0, 1e-12);
+    assert_close(pacing_ewma_update(50.0, true, -5.0, 0.3), 35.0, 1e-12); /* negative -> 0 */
+}
+
+static void test_ewma_converges_to_a_steady_rate(void **state)
+{
+    (void)state;
+    double e = pacing_ewma_update(0.0, false, 10.0, 0.3);
+    for (int w = 0; w < 40; w++)
+        e = pacing_ewma_update(e, true, 70.0, 0.3);
+    assert_close(e, 70.0, 1e-3);
+}
+
+static void test_quality_sends_above_quantile_and_skips_below(void **state)
+{
+    (void)state;
+    /* Recent scores 1..100, p = 0.1: the threshold is the 0.9 quantile,
+     * between 90 and 91. */
+    double recent[100];
+    for (int i = 0; i < 100; i++)
+        recent[i] = i + 1;
+    assert_close(pacing_quality_probability(0.1, 95.5, recent, 100), 1.0, 0.0);
+    assert_close(pacing_quality_probability(0.1, 91.5, recent, 100), 1.0, 0.0);
+    assert_close(pacing_quality_probability(0.1, 89.5, recent, 100), 0.0, 0.0);
+    assert_close(pacing_quality_probability(0.1, 10.0, recent, 100), 0.0, 0.0);
+    /* At the boundary rank the share left over: 0.1*101 - 10 = 0.1. */
+    assert_close(pacing_quality_probability(0.1, 90.5, recent, 100), 0.1, 1e-12);
+}
+
+static void test_quality_rule_averages_exactly_p(void **state)
+{
+    (void)state;
+    /* A new score is equally likely to land in any of the n+1 gaps of the
+     * recent scores; averaged over them the send probability must be p. */
+    double recent[37];
+    for (int i = 0; i < 37; i++)
+        recent[(i * 11) % 37] = i; /* any order */
+    const double ps[] = {0.01, 0.13, 0.5, 0.87};
+    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
+        double sum = 0.0;
+        for (int g = 0; g <= 37; g++)
+            sum += pacing_quality_probability(ps[k], g - 0.5, recent, 37);
+        assert_close(sum / 38.0, ps[k], 1e-12);
+    }
+}
+
+static void test_quality_ties_share_the_boundary(void **state)
+{
+    (void)state;
+    /* Half the recent scores are 0.2, half 0.8; p = 0.3. A best of 0.8 ties
+     * with 50 and sits in the top 51 ranks, of which 30.3 send. */
+    double recent[100];
+    for (int i = 0; i < 100; i++)
+        recent[i] = i < 50 ? 0.2 : 0.8;
+    assert_close(pacing_quality_probability(0.3, 0.8, recent, 100), 30.3 / 51.0, 1e-12);
+    assert_close(pacing_quality_probability(0.3, 0.2, recent, 100), 0.0, 0.0);
+    assert_close(pacing_quality_probability(0.3, 0.9, recent, 100), 1.0, 0.0);
+}
+
+static pacing_input_t quality_input(const double *recent, size_t n, double best)
+{
+    pacing_input_t in = input_at(0);
+    in.best_score = best;
+    in.recent_best_scores = recent;
+    in.n_recent = n;
+    return in;
+}
+
+static void test_quality_uses_budget_probability_as_quantile(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_QUALITY);
+    double recent[100];
+    for (int i = 0; i < 100; i++)
+        recent[i] = (i + 0.5) / 100.0;
+    /* p_b = 5/70 ~ 0.071: the top ~7 of 101 ranks send. */
+    pacing_input_t in = quality_input(recent, 100, 0.97);
+    assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
+    in.best_score = 0.90;
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+}
+
+static void test_quality_falls_back_to_coin_with_little_history(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_QUALITY);
+    const pacing_params_t b = params_for(PACING_BUDGET);
+    double recent[19];
+    for (int i = 0; i < 19; i++)
+        recent[i] = i / 19.0;
+    const pacing_input_t in = quality_input(recent, 19, 0.99); /* < 20 scores */
+    assert_close(pacing_send_probability(&p, &in), pacing_send_probability(&b, &in), 0.0);
+    assert_true(pacing_send_probability(&p, &in) < 0.5);
+}
+
+static void test_quality_falls_back_to_coin_when_flat(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_QUALITY);
+    double recent[50];
+    for (int i = 0; i < 50; i++)
+        recent[i] = 0.4 + (i % 2) * 1e-9; /* spread below epsilon */
+    const pacing_input_t in = quality_input(recent, 50, 0.41);
+    assert_close(pacing_send_probability(&p, &in), 5.0 / 70.0, 1e-15);
+}
+
+static void test_quality_spends_remaining_budget_at_week_end(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_QUALITY);
+    double recent[100];
+    for (int i = 0; i < 100; i++)
+        recent[i] = i / 100.0;
+    pacing_input_t in = quality_input(recent, 100, 0.0); /* worst score seen */
+    in.seconds_into_week = NOTIFD_SECONDS_PER_WEEK - 1;
+    in.sent_this_week = 4;
+    assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
+}
+
+/* ---- simulation ---------------------------------------------------------- */
+
+enum { SIM_MEMBERS = 100, SIM_WEEKS = 4, SIM_PER_DAY = 10, SIM_RECENT = 100 };
+
+typedef struct sim_result {
+    double mean, var, mean_sent_score;
+} sim_result_t;
+
+static int cmp_i64(const void *a, const void *b)
+{
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* SIM_MEMBERS members, each with 10 opportunities a day at random times for
+ * SIM_WEEKS weeks, a plan of 5/week and a converged opportunity estimate of
+ * 70/week; best scores uniform in [0, 1). Returns weekly send statistics. */
+static sim_result_t simulate(pacing_strategy_t strategy, uint64_t seed)
+{
+    const pacing_params_t p = params_for(strategy);
+    double sum = 0.0, sum2 = 0.0, score_sum = 0.0;
+    unsigned long sends = 0;
+    rng_t r;
+    rng_seed(&r, seed);
+    for (int m = 0; m < SIM_MEMBERS; m++) {
+        double recent[SIM_RECENT];
+        size_t n_recent = 0, next = 0;
+        for (int w = 0; w < SIM_WEEKS; w++) {
+            pacing_input_t in = {0};
+            in.per_week = 5.0;
+            in.expected_opportunities = 7.0 * SIM_PER_DAY;
+            for (int d = 0; d < 7; d++) {
+                int64_t times[SIM_PER_DAY];
+                for (int k = 0; k < SIM_PER_DAY; k++)
+                    times[k] = d * DAY + (int64_t)(rng_next_unit(&r) * DAY);
+                qsort(times, SIM_PER_DAY, sizeof times[0], cmp_i64);
+                for (int k = 0; k < SIM_PER_DAY; k++) {
+                    in.seconds_into_week = times[k];
+                    in.best_score = rng_next_unit(&r);
+                    in.recent_best_scores = recent;
+                    in.n_recent = n_recent;
+                    if (rng_next_unit(&r) < pacing_send_probability(&p, &in)) {
+                        in.sent_this_week++;
+                        score_sum += in.best_score;
+                        sends++;
+                    }
+                    recent[next] = in.best_score; /* ring of recent best scores */
+                    next = (next + 1) % SIM_RECENT;
+                    if (n_recent < SIM_RECENT)
+                        n_recent++;
+                }
+            }
+            sum += in.sent_this_week;
+            sum2 += (double)in.sent_this_week * in.sent_this_week;
+        }
+    }
+    const double n = SIM_MEMBERS * SIM_WEEKS;
+    sim_result_t res;
+    res.mean = sum / n;
+    res.var = sum2 / n - res.mean * res.mean;
+    res.mean_sent_score = sends ? score_sum / sends : 0.0;
+    return res;
+}
+
+static void test_simulation_budget_tracks_plan_with_less_variance(void **state)
+{
+    (void)state;
+    const sim_result_t uni = simulate(PACING_UNIFORM, 1);
+    const sim_result_t bud = simulate(PACING_BUDGET, 1);
+    assert_close(uni.mean, 5.0, 0.5);
+    assert_close(bud.mean, 5.0, 0.5);
+    /* Uniform is binomial(70, 1/14): variance ~4.6. Budget nearly always
+     * sends exactly 5. */
+    assert_true(bud.var < uni.var / 4.0);
+}
+
+static void test_simulation_quality_keeps_rate_and_sends_better_messages(void **state)
+{
+    (void)state;
+    const sim_result_t bud = simulate(PACING_BUDGET, 2);
+    const sim_result_t qual = simulate(PACING_QUALITY, 2);
+    assert_close(qual.mean, 5.0, 0.5);
+    /* Budget sends average scores (~0.5); quality spends the same budget on
+     * the member's best opportunities. */
+    assert_true(qual.mean_sent_score > bud.mean_sent_score + 0.2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strategy_names_round_trip),
+        cmocka_unit_test(test_defaults_pass_check_and_bad_params_fail),
+        cmocka_unit_test(test_uniform_is_plan_over_expected_opportunities),
+        cmocka_unit_test(test_unknown_opportunities_use_the_prior),
+        cmocka_unit_test(test_uniform_clamps_to_one),
+        cmocka_unit_test(test_empty_or_invalid_plan_never_sends),
+        cmocka_unit_test(test_profile_zero_weight_day_gets_no_sends),
+        cmocka_unit_test(test_profile_is_normalised_to_mean_one),
+        cmocka_unit_test(test_fraction_elapsed_is_linear_without_profile),
+        cmocka_unit_test(test_fraction_elapsed_follows_profile_within_a_day),
+        cmocka_unit_test(test_budget_is_remaining_over_remaining_opportunities),
+        cmocka_unit_test(test_budget_exhausted_gives_zero),
+        cmocka_unit_test(test_budget_spends_leftover_at_end_of_week),
+        cmocka_unit_test(test_budget_rounds_fractional_plan_by_week_draw),
+        cmocka_unit_test(test_fractional_plan_delivers_its_mean_over_many_weeks),
+        cmocka_unit_test(test_week_draw_is_stable_and_varies_by_week),
+        cmocka_unit_test(test_weekly_cap_rounds_up_without_float_noise),
+        cmocka_unit_test(test_ewma_takes_first_week_then_blends),
+        cmocka_unit_test(test_ewma_converges_to_a_steady_rate),
+        cmocka_unit_test(test_quality_sends_above_quantile_and_skips_below),
+        cmocka_unit_test(test_quality_rule_averages_exactly_p),
+        cmocka_unit_test(test_quality_ties_share_the_boundary),
+        cmocka_unit_test(test_quality_uses_budget_probability_as_quantile),
+        cmocka_unit_test(test_quality_falls_back_to_coin_with_little_history),
+        cmocka_unit_test(test_quality_falls_back_to_coin_when_flat),
+        cmocka_unit_test(test_quality_spends_remaining_budget_at_week_end),
+        cmocka_unit_test(test_simulation_budget_tracks_plan_with_less_variance),
+        cmocka_unit_test(test_simulation_quality_keeps_rate_and_sends_better_messages),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
