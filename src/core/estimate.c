@@ -5,7 +5,7 @@
  * Every estimate has the form (count + strength * prior) / (n + strength):
  * the posterior mean of a Beta (rates per message) or Gamma (visits per day)
  * prior with that many pseudo-observations. It costs a handful of divisions
- * and one exp2 (inside features_exposure_days), which matters because the
+ * and one expm1 (inside features_exposure_days), which matters because the
  * planner runs it for every member every week.
  */
 #include "notifd/estimate.h"
@@ -156,9 +156,12 @@ void estimate_member(member_estimate_t *out, const member_features_t *f,
                                  q->dismiss_strength);
         e->unsub_hazard = shrink(min2(x->unsub_n, n), n, q->unsub_rate,
                                  q->unsub_strength);
+        /* slow_priors_check() demands dismiss_rate > 0 only for configured
+         * channels; an unused slot with a zero prior just keeps phi0. */
+        double dismiss_ratio = q->dismiss_rate > 0.0 ? e->dismiss_rate / q->dismiss_rate
+                                                     : 1.0;
         e->fatigue = q->fatigue * ((1.0 - p->fatigue_from_dismiss) +
-                                   p->fatigue_from_dismiss * e->dismiss_rate /
-                                       q->dismiss_rate);
+                                   p->fatigue_from_dismiss * dismiss_ratio);
         e->data_weight = n / (n + q->open_strength);
     }
 

@@ -42,15 +42,19 @@ void threshold_observe(threshold_state_t *st, double best_score, double target_r
 
     /* Robbins-Monro step. The 1/sqrt(n) gain moves theta across the score
      * range in the first few hundred observations; the floor keeps it
-     * tracking a drifting distribution instead of freezing. When all scores
-     * so far are equal the scale is 0, so fall back to the distance to the
-     * mean: theta then still walks to where the scores are. */
+     * tracking a drifting distribution instead of freezing. The scale is
+     * at least a tenth of theta's distance from the mean: when the scores
+     * are (nearly) all equal their spread is ~0, and when they jump far
+     * away the spread lags; either way theta must still walk to where the
+     * scores are. Near equilibrium the spread term dominates (theta is
+     * rarely more than a few spreads from the mean). */
     double gain = 1.0 / sqrt(n);
     if (gain < THRESHOLD_GAIN_MIN)
         gain = THRESHOLD_GAIN_MIN;
     double scale = st->scale;
-    if (!(scale > 0.0))
-        scale = fabs(st->mean - st->theta) + 1e-12;
+    const double far = 0.1 * fabs(st->mean - st->theta);
+    if (scale < far)
+        scale = far;
     const double hit = best_score >= st->theta ? 1.0 : 0.0;
     st->theta += gain * scale * (hit - r);
 }
