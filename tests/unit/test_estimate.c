@@ -1,0 +1,399 @@
+/*
+ * test_estimate.c - unit tests for member estimates (src/core/estimate.c):
+ * empirical-Bayes shrinkage (a new member gets the prior exactly, a long
+ * history the data, and the estimate moves monotonically from one to the
+ * other), the incremental value of an open (lower for a frequent visitor),
+ * opt-out state, and the checks on priors.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <math.h>
+
+#include "notifd/estimate.h"
+#include "notifd/hash.h"
+
+#define DAY 86400.0
+#define HALF_LIFE (28.0 * DAY)
+#define NOW 1700000000
+
+static const char *const channels[] = {"push", "email", "in_app"};
+
+/* Deterministic uniform draws in [lo, hi) from a counter. */
+static double draw(uint64_t *ctr, double lo, double hi)
+{
+    return lo + (hi - lo) * hash_to_unit(hash_mix64((*ctr)++));
+}
+
+static void setup_priors(slow_priors_t *p)
+{
+    slow_priors_defaults(p, channels, 3);
+}
+
+static void new_member(member_features_t *f)
+{
+    features_init(f);
+    f->n_channels = 3;
+}
+
+/* An old member (exposure at its limit) with given visit counts. */
+static void old_member(member_features_t *f, double visit_org, double visit_attr)
+{
+    new_member(f);
+    f->first_seen = NOW - 3650 * (int64_t)DAY;
+    f->updated_at = NOW;
+    f->has = FEATURES_HAS_FIRST_SEEN | FEATURES_HAS_UPDATED_AT;
+    f->visit_org = visit_org;
+    f->visit_attr = visit_attr;
+}
+
+static void test_defaults_pass_check(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    char err[128] = "";
+    assert_int_equal(slow_priors_check(&p, 3, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+}
+
+static void test_check_rejects_out_of_range_priors(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    char err[128];
+    setup_priors(&p);
+    p.channel[1].open_rate = 1.5;
+    assert_int_equal(slow_priors_check(&p, 3, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "channel 1: open_rate"));
+    setup_priors(&p);
+    p.channel[0].unsub_strength = 0;
+    assert_int_equal(slow_priors_check(&p, 3, err, sizeof(err)), -1);
+    setup_priors(&p);
+    p.attribution_window_s = 0;
+    assert_int_equal(slow_priors_check(&p, 3, err, sizeof(err)), -1);
+    setup_priors(&p);
+    p.fatigue_from_dismiss = 1.5;
+    assert_int_equal(slow_priors_check(&p, 3, err, sizeof(err)), -1);
+}
+
+static void test_channel_defaults_differ_by_name(void **state)
+{
+    (void)state;
+    slow_channel_prior_t push, email, other;
+    slow_channel_prior_defaults(&push, "push");
+    slow_channel_prior_defaults(&email, "email");
+    slow_channel_prior_defaults(&other, "sms");
+    assert_true(push.open_rate != email.open_rate);
+    slow_channel_prior_t in_app;
+    slow_channel_prior_defaults(&in_app, "in_app");
+    assert_memory_equal(&other, &in_app, sizeof(other));
+}
+
+static void test_new_member_gets_the_prior_exactly(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t f;
+    new_member(&f);
+    member_estimate_t e;
+    estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+    for (int c = 0; c < 3; c++) {
+        assert_true(e.ch[c].available);
+        assert_float_equal(e.ch[c].p_open, p.channel[c].open_rate, 1e-15);
+        assert_float_equal(e.ch[c].dismiss_rate, p.channel[c].dismiss_rate, 1e-15);
+        assert_float_equal(e.ch[c].unsub_hazard, p.channel[c].unsub_rate, 1e-15);
+        assert_float_equal(e.ch[c].fatigue, p.channel[c].fatigue, 1e-15);
+        assert_float_equal(e.ch[c].data_weight, 0, 0);
+    }
+    assert_float_equal(e.visit_rate, p.visit_rate, 1e-15);
+    assert_float_equal(e.visits_per_open, p.visits_per_open, 1e-15);
+    assert_float_equal(e.visits_anyway, p.visit_rate * p.attribution_window_s / DAY, 1e-15);
+    assert_float_equal(e.lift, e.visits_per_open - e.visits_anyway, 1e-15);
+}
+
+static void test_long_history_approaches_the_data(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t f;
+    old_member(&f, 0, 0);
+    f.ch[0].sent = 1e6;
+    f.ch[0].open = 0.3e6;
+    f.ch[0].dismiss = 0.01e6;
+    f.ch[0].unsub_n = 0.02e6;
+    member_estimate_t e;
+    estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+    assert_float_equal(e.ch[0].p_open, 0.3, 1e-4);
+    assert_float_equal(e.ch[0].dismiss_rate, 0.01, 1e-4);
+    assert_float_equal(e.ch[0].unsub_hazard, 0.02, 1e-4);
+    assert_true(e.ch[0].data_weight > 0.9999);
+}
+
+static void test_visit_rate_approaches_the_data_with_long_exposure(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    p.visit_rate_strength = 0.01; /* so the member's own ~40 days dominate */
+    member_features_t f;
+    double exposure_days = HALF_LIFE / log(2.0) / DAY;
+    old_member(&f, 2.0 * exposure_days, 0);
+    member_estimate_t e;
+    estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+    assert_float_equal(e.visit_rate, 2.0, 2e-3);
+}
+
+/* One random member history at scale `n` messages per channel. */
+static void random_history(member_features_t *f, double n, double rates[3][3])
+{
+    old_member(f, 0, 0);
+    for (int c = 0; c < 3; c++) {
+        f->ch[c].sent = n;
+        f->ch[c].open = n * rates[c][0];
+        f->ch[c].dismiss = n * rates[c][1];
+        f->ch[c].unsub_n = n * rates[c][2];
+    }
+}
+
+static void test_shrinkage_moves_from_prior_to_data_as_history_grows(void **state)
+{
+    (void)state;
+    /* For many random members, scale one fixed behaviour up: every estimate
+     * must move monotonically from the prior toward the member's own rate. */
+    slow_priors_t p;
+    setup_priors(&p);
+    uint64_t ctr = 12345;
+    const double scales[] = {0, 0.5, 2, 10, 50, 300, 3000, 1e5};
+    const int n_scales = (int)(sizeof(scales) / sizeof(scales[0]));
+    for (int m = 0; m < 10000; m++) {
+        double rates[3][3];
+        for (int c = 0; c < 3; c++) {
+            rates[c][0] = draw(&ctr, 0, 1);
+            rates[c][1] = draw(&ctr, 0, 1);
+            rates[c][2] = draw(&ctr, 0, 0.05);
+        }
+        double prev_gap[3][3] = {{INFINITY, INFINITY, INFINITY},
+                                 {INFINITY, INFINITY, INFINITY},
+                                 {INFINITY, INFINITY, INFINITY}};
+        for (int s = 0; s < n_scales; s++) {
+            member_features_t f;
+            random_history(&f, scales[s], rates);
+            member_estimate_t e;
+            estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+            for (int c = 0; c < 3; c++) {
+                const double est[3] = {e.ch[c].p_open, e.ch[c].dismiss_rate,
+                                       e.ch[c].unsub_hazard};
+                const double prior[3] = {p.channel[c].open_rate, p.channel[c].dismiss_rate,
+                                         p.channel[c].unsub_rate};
+                for (int k = 0; k < 3; k++) {
+                    double gap = fabs(est[k] - rates[c][k]);
+                    /* always between the prior and the data */
+                    double lo = fmin(prior[k], rates[c][k]);
+                    double hi = fmax(prior[k], rates[c][k]);
+                    assert_true(est[k] >= lo - 1e-12 && est[k] <= hi + 1e-12);
+                    if (s == 0)
+                        assert_float_equal(est[k], prior[k], 1e-15);
+                    else
+                        assert_true(gap <= prev_gap[c][k] + 1e-12);
+                    prev_gap[c][k] = gap;
+                }
+            }
+        }
+        for (int c = 0; c < 3; c++)
+            assert_true(prev_gap[c][0] < 0.01);
+    }
+}
+
+static void test_lift_is_lower_for_a_frequent_visitor(void **state)
+{
+    (void)state;
+    /* Same opens and the same caused visits per open; one visits daily, the
+     * other monthly. Each open shows the organic visits that fall in its
+     * window too, so the frequent visitor has more visits after opens. */
+    slow_priors_t p;
+    setup_priors(&p);
+    double exposure = HALF_LIFE / log(2.0) / DAY;
+    double opens = 8;
+    member_features_t daily, monthly;
+    old_member(&daily, 1.0 * (exposure - opens), opens * (0.5 + 1.0));
+    old_member(&monthly, (1.0 / 30) * (exposure - opens), opens * (0.5 + 1.0 / 30));
+    daily.ch[0].sent = monthly.ch[0].sent = 60;
+    daily.ch[0].open = monthly.ch[0].open = opens;
+    member_estimate_t ed, em;
+    estimate_member(&ed, &daily, &p, NOW, HALF_LIFE);
+    estimate_member(&em, &monthly, &p, NOW, HALF_LIFE);
+    assert_float_equal(ed.ch[0].p_open, em.ch[0].p_open, 0);
+    assert_true(ed.visit_rate > em.visit_rate);
+    assert_true(ed.lift < em.lift);
+    assert_true(em.lift > 2 * ed.lift);
+}
+
+static void test_lift_falls_as_the_organic_visit_rate_rises(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    double prev = INFINITY;
+    for (double visits = 0; visits <= 200; visits += 5) {
+        member_features_t f;
+        old_member(&f, visits, 6);
+        f.ch[0].sent = 50;
+        f.ch[0].open = 10;
+        member_estimate_t e;
+        estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+        assert_true(e.lift <= prev);
+        assert_true(e.lift >= 0);
+        prev = e.lift;
+    }
+    assert_float_equal(prev, 0, 0); /* a very frequent visitor gains nothing */
+}
+
+static void test_opted_out_channel_is_unavailable(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t f;
+    new_member(&f);
+    f.ch[1].unsub = true;
+    member_estimate_t e;
+    estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+    assert_true(e.ch[0].available);
+    assert_false(e.ch[1].available);
+}
+
+static void test_channels_beyond_the_features_get_the_prior(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t f;
+    features_init(&f); /* n_channels 0: an empty read */
+    member_estimate_t e;
+    estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+    assert_true(e.ch[1].available);
+    assert_float_equal(e.ch[1].p_open, p.channel[1].open_rate, 1e-15);
+}
+
+static void test_rates_stay_probabilities_when_events_exceed_sends(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t f;
+    old_member(&f, 0, 0);
+    f.ch[0].sent = 2;
+    f.ch[0].open = 50;
+    f.ch[0].dismiss = 50;
+    f.ch[0].unsub_n = 50;
+    member_estimate_t e;
+    estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+    assert_true(e.ch[0].p_open <= 1.0);
+    assert_true(e.ch[0].dismiss_rate <= 1.0);
+    assert_true(e.ch[0].unsub_hazard <= 1.0);
+}
+
+static void test_a_click_counts_as_an_open(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t a, b;
+    old_member(&a, 0, 0);
+    old_member(&b, 0, 0);
+    a.ch[0].sent = b.ch[0].sent = 40;
+    a.ch[0].open = 10;
+    b.ch[0].click = 10;
+    member_estimate_t ea, eb;
+    estimate_member(&ea, &a, &p, NOW, HALF_LIFE);
+    estimate_member(&eb, &b, &p, NOW, HALF_LIFE);
+    assert_float_equal(ea.ch[0].p_open, eb.ch[0].p_open, 0);
+    assert_true(eb.ch[0].p_open > p.channel[0].open_rate);
+}
+
+static void test_deliveries_count_as_messages_faced(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t a, b;
+    old_member(&a, 0, 0);
+    old_member(&b, 0, 0);
+    a.ch[0].sent = 40;
+    b.ch[0].delivered = 40;
+    a.ch[0].open = b.ch[0].open = 4;
+    member_estimate_t ea, eb;
+    estimate_member(&ea, &a, &p, NOW, HALF_LIFE);
+    estimate_member(&eb, &b, &p, NOW, HALF_LIFE);
+    assert_float_equal(ea.ch[0].p_open, eb.ch[0].p_open, 0);
+}
+
+static void test_fatigue_rises_with_the_dismiss_rate(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    setup_priors(&p);
+    double prev = -1;
+    for (double d = 0; d <= 40; d += 4) {
+        member_features_t f;
+        old_member(&f, 0, 0);
+        f.ch[0].sent = 40;
+        f.ch[0].dismiss = d;
+        member_estimate_t e;
+        estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+        assert_true(e.ch[0].fatigue > prev);
+        /* the floor kept for deployments that never report dismissals */
+        assert_true(e.ch[0].fatigue >=
+                    (1 - p.fatigue_from_dismiss) * p.channel[0].fatigue - 1e-15);
+        prev = e.ch[0].fatigue;
+    }
+}
+
+static void test_opens_spend_time_inside_attribution_windows(void **state)
+{
+    (void)state;
+    /* Visits after opens are not organic and neither is the time inside the
+     * windows: with the same organic visits, more opens mean less organic
+     * time, hence a higher organic rate. */
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t a, b;
+    old_member(&a, 20, 0);
+    old_member(&b, 20, 0);
+    b.ch[0].sent = 30;
+    b.ch[0].open = 20;
+    member_estimate_t ea, eb;
+    estimate_member(&ea, &a, &p, NOW, HALF_LIFE);
+    estimate_member(&eb, &b, &p, NOW, HALF_LIFE);
+    assert_true(eb.visit_rate > ea.visit_rate);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_pass_check),
+        cmocka_unit_test(test_check_rejects_out_of_range_priors),
+        cmocka_unit_test(test_channel_defaults_differ_by_name),
+        cmocka_unit_test(test_new_member_gets_the_prior_exactly),
+        cmocka_unit_test(test_long_history_approaches_the_data),
+        cmocka_unit_test(test_visit_rate_approaches_the_data_with_long_exposure),
+        cmocka_unit_test(test_shrinkage_moves_from_prior_to_data_as_history_grows),
+        cmocka_unit_test(test_lift_is_lower_for_a_frequent_visitor),
+        cmocka_unit_test(test_lift_falls_as_the_organic_visit_rate_rises),
+        cmocka_unit_test(test_opted_out_channel_is_unavailable),
+        cmocka_unit_test(test_channels_beyond_the_features_get_the_prior),
+        cmocka_unit_test(test_rates_stay_probabilities_when_events_exceed_sends),
+        cmocka_unit_test(test_a_click_counts_as_an_open),
+        cmocka_unit_test(test_deliveries_count_as_messages_faced),
+        cmocka_unit_test(test_fatigue_rises_with_the_dismiss_rate),
+        cmocka_unit_test(test_opens_spend_time_inside_attribution_windows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
