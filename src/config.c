@@ -35,7 +35,7 @@ static const char *const redis_keys[] = {
     "connect_timeout_ms", "reconnect_min_ms", "reconnect_max_ms", NULL,
 };
 static const char *const planner_keys[] = {
-    "interval_s", "partitions", "batch_size", "lease_ms", "jitter", "enabled", NULL,
+    "interval_s", "batch_size", "lease_ms", "jitter", "enabled", "poll_s", NULL,
 };
 static const char *const events_keys[] = {
     "url", "spool_dir", "batch_max", "flush_ms", "timeout_ms", "queue_max",
@@ -77,10 +77,12 @@ bool config_parse_endpoint(const char *text, config_endpoint_t *out, const char 
         *why = "the host part is empty or too long";
         return false;
     }
+    /* Digits only: strtol alone would also take " 80" and "+80". */
     char *end;
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 1 || port > 65535) {
+    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 || port < 1 ||
+        port > 65535) {
         *why = "the port must be a number in 1..65535";
         return false;
     }
@@ -134,11 +136,11 @@ static void defaults(config_t *cfg)
     cfg->redis.reconnect_max_ms = 5000;
 
     cfg->planner.interval_s = 604800;
-    cfg->planner.partitions = 64;
     cfg->planner.batch_size = 512;
     cfg->planner.lease_ms = 30000;
     cfg->planner.jitter_frac = 0.05;
     cfg->planner.enabled = true;
+    cfg->planner.poll_s = 60;
 
     snprintf(cfg->events.spool_dir, sizeof cfg->events.spool_dir, "var/spool");
     cfg->events.batch_max = 500;
@@ -233,14 +235,14 @@ static void parse_planner(config_errors_t *errs, json_t *root, config_t *cfg)
     long long x;
     if (config_get_int(errs, o, "planner", "interval_s", 1, 366LL * 86400, &x))
         cfg->planner.interval_s = x;
-    if (config_get_int(errs, o, "planner", "partitions", 1, 4096, &x))
-        cfg->planner.partitions = (int)x;
     if (config_get_int(errs, o, "planner", "batch_size", 1, 100000, &x))
         cfg->planner.batch_size = (int)x;
     if (config_get_int(errs, o, "planner", "lease_ms", 100, 3600000, &x))
         cfg->planner.lease_ms = (int)x;
     config_get_double(errs, o, "planner", "jitter", 0.0, 0.5, &cfg->planner.jitter_frac);
     config_get_bool(errs, o, "planner", "enabled", &cfg->planner.enabled);
+    if (config_get_int(errs, o, "planner", "poll_s", 1, 86400, &x))
+        cfg->planner.poll_s = (int)x;
 }
 
 static void parse_events(config_errors_t *errs, json_t *root, config_t *cfg)

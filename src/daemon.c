@@ -18,6 +18,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "notifd/admin.h"
 #include "notifd/log.h"
 #include "notifd/metrics.h"
 #include "notifd/ops.h"
@@ -108,6 +109,7 @@ static void daemon_finish(app_t *app)
     if (d->finished)
         return;
     d->finished = true;
+    admin_stop(app); /* joins the HTTP thread before store and server go away */
     policy_stop(app);
     store_close(app->store); /* fails any request still waiting on Redis */
     server_close(app->server);
@@ -178,6 +180,7 @@ int daemon_run(const char *config_path, config_t *cfg)
         log_error("cannot start", "reason=\"out of memory or policy start failed\"");
         return 1;
     }
+    store_set_rtt_observer(app->store, metrics_observe_redis_rtt, app->metrics);
     store_configure(app->store, cfg);
 
     int rc = server_listen(app->server, cfg);
@@ -186,6 +189,8 @@ int daemon_run(const char *config_path, config_t *cfg)
                   uv_strerror(rc));
         return 1;
     }
+    if (admin_start(app) != 0)
+        return 1;
     for (size_t i = 0; i < N_SIGNALS; i++) {
         uv_signal_init(app->loop, &d->signals[i]);
         d->signals[i].data = app;

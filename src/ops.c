@@ -14,6 +14,7 @@
 
 #include "notifd/log.h"
 #include "notifd/metrics.h"
+#include "notifd/ops_policy.h"
 
 typedef void (*op_fn)(request_t *req);
 
@@ -26,9 +27,9 @@ static const op_entry_t ops_table[OP_COUNT] = {
     [OP_AUTH] = {"auth", NULL}, /* handled before dispatch */
     [OP_HEALTH] = {"health", op_health},
     [OP_STATS] = {"stats", op_stats},
-    [OP_DECIDE] = {"decide", NULL},
-    [OP_FEEDBACK] = {"feedback", NULL},
-    [OP_PLAN] = {"plan", NULL},
+    [OP_DECIDE] = {"decide", op_decide},
+    [OP_FEEDBACK] = {"feedback", op_feedback},
+    [OP_PLAN] = {"plan", op_plan},
     [OP_REPLAN] = {"replan", NULL},
     [OP_PLANNER_RUN] = {"planner_run", NULL},
 };

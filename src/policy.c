@@ -3,9 +3,24 @@
  */
 #include "notifd/policy.h"
 
+#include <stdlib.h>
+
+#include "notifd/log.h"
+#include "notifd/redis_scripts.h"
+
 int policy_start(app_t *app)
 {
-    (void)app;
+    policy_state_t *ps = calloc(1, sizeof *ps);
+    if (ps == NULL)
+        return -1;
+    ps->script_record = store_register_script(app->store, "decide_record",
+                                              redis_script_decide_record);
+    ps->script_feedback = store_register_script(app->store, "feedback", redis_script_feedback);
+    if (ps->script_record < 0 || ps->script_feedback < 0) {
+        free(ps);
+        return -1;
+    }
+    app->policy = ps;
     return 0;
 }
 
@@ -15,4 +30,8 @@ void policy_apply_config(app_t *app, const config_t *next)
     (void)next;
 }
 
-void policy_stop(app_t *app) { (void)app; }
+void policy_stop(app_t *app)
+{
+    free(app->policy);
+    app->policy = NULL;
+}

@@ -37,6 +37,7 @@ static int growbuf_append(const char *buffer, size_t size, void *data)
     }
     memcpy(b->data + b->len, buffer, size);
     b->len += size;
+    b->data[b->len] = '\0'; /* the line is also a C string, for logs and tests */
     return 0;
 }
 

@@ -57,11 +57,11 @@ typedef struct config_limits {
 
 typedef struct config_planner {
     int64_t interval_s;
-    int partitions;                 /* lease units the fleet splits a pass into */
     int batch_size;                 /* members per pipelined read/write batch */
     int lease_ms;
     double jitter_frac;             /* valid_until jitter as a fraction of interval */
     bool enabled;                   /* run the timer (ops replan/planner_run work regardless) */
+    int poll_s;                     /* how often the worker looks for due members */
 } config_planner_t;
 
 typedef struct config_events {

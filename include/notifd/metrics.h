@@ -1,14 +1,26 @@
 /*
- * metrics.h - the daemon's counters and histograms, in the shape Prometheus
- * scrapes (rendered by metrics_render for the admin endpoint and summarised
- * by the stats op).
+ * metrics.h - the daemon's metrics registry: counters, gauges and latency
+ * histograms, rendered in the Prometheus text exposition format (0.0.4) by
+ * metrics_render() for the admin endpoint (admin.c).
  *
- * Writers are the loop thread and the planner thread; the reader is the
- * admin HTTP thread. Every cell is a relaxed atomic, so a scrape never
- * blocks a decision and never sees a torn value (a scrape may see one
- * histogram a few observations ahead of another, which Prometheus accepts).
- * All functions accept a NULL registry and do nothing, so modules can be
- * tested without one.
+ * Thread rules. Writers are the loop thread (requests, decisions, Redis
+ * round trips, the published loop state), the planner thread (planner
+ * progress) and later the event sink; the reader is the admin HTTP thread.
+ * Every numeric cell is a relaxed atomic, so an observation never blocks and
+ * a scrape never sees a torn value. A scrape may see one series a few
+ * observations ahead of another, which Prometheus accepts; within one
+ * histogram, _count is the sum of the bucket values read, so the +Inf bucket
+ * always equals _count. The only non-numeric state (channel names and the
+ * last Redis error text) changes rarely and sits behind a mutex that the hot
+ * path never takes.
+ *
+ * State that lives in loop-thread structs (store and server counters, config
+ * generation, stopping) is copied in by metrics_publish_*(), which admin.c
+ * calls from a loop timer; the admin thread reads only the copies.
+ *
+ * Every function accepts a NULL registry and does nothing, so modules can be
+ * tested without one. The `void *m` parameters are for call sites that hold
+ * app->metrics (a void pointer, so app.h need not include this header).
  */
 #ifndef NOTIFD_METRICS_H
 #define NOTIFD_METRICS_H
@@ -19,12 +31,115 @@
 
 #include "notifd/app.h"
 #include "notifd/protocol.h"
+#include "notifd/server.h"
+#include "notifd/store.h"
+#include "notifd/types.h"
 
 typedef struct metrics metrics_t;
 
 metrics_t *metrics_create(void);
 void metrics_free(metrics_t *m);
 
+/* ---- requests (ops.c) ---------------------------------------------------- */
+
 void metrics_observe_request(void *m, op_id_t op, bool ok, proto_error_t code, double seconds);
+
+/* ---- decisions (decide path) --------------------------------------------- */
+
+/* Why a decision came out as it did; the label values of
+ * notifd_decisions_total{reason=...}. The order is fixed (it indexes a
+ * table); the names match the protocol's `reason` strings, plus `duplicate`
+ * for a retried opportunity answered from its idempotency record. */
+typedef enum metrics_reason {
+    METRICS_REASON_SEND = 0,
+    METRICS_REASON_PACED_SKIP,
+    METRICS_REASON_CAP_REACHED,
+    METRICS_REASON_QUIET_HOURS,
+    METRICS_REASON_NO_CANDIDATES,
+    METRICS_REASON_ALL_FILTERED,
+    METRICS_REASON_UNSUBSCRIBED,
+    METRICS_REASON_DEGRADED,
+    METRICS_REASON_DUPLICATE,
+    METRICS_REASON_COUNT
+} metrics_reason_t;
+
+/* Decision modes: label values of {mode=...}. */
+enum { METRICS_MODE_HIERARCHICAL = 0, METRICS_MODE_THRESHOLD = 1, METRICS_MODE_COUNT = 2 };
+
+const char *metrics_reason_name(metrics_reason_t reason);
+/* The reason whose name is `name` (the protocol string), or -1. */
+int metrics_reason_from_name(const char *name);
+
+/* One decision: counts notifd_decisions_total{channel,mode,reason} and
+ * observes `seconds` (request received to answer) in
+ * notifd_decide_duration_seconds{mode}. `channel` is the configured channel
+ * index; an out-of-range channel, mode or reason is counted in
+ * notifd_metrics_invalid_observations_total instead, so a caller bug shows. */
+void metrics_observe_decision(void *m, int channel, int mode, int reason, double seconds);
+
+/* Names of the configured channels, used as label values. Called by admin.c
+ * from the loop thread when a config generation is first seen. Counters are
+ * kept per channel index: a reload that renames channel 1 continues its
+ * series under the new name. */
+void metrics_set_channel_names(void *m, const char names[][NOTIFD_CHANNEL_NAME_MAX], int n);
+
+/* ---- Redis (store.c observer) -------------------------------------------- */
+
+/* Signature matches store_set_rtt_observer(): pass the registry as `arg`. */
+void metrics_observe_redis_rtt(void *m, double seconds);
+
+/* ---- planner progress (planner thread) ----------------------------------- */
+
+/* A pass began: notifd_planner_passes_started_total, and the
+ * notifd_planner_passes_running gauge goes up until pass_finished. */
+void metrics_planner_pass_started(void *m);
+/* `count` more members were planned and stored during the current pass;
+ * call per batch so a long pass shows progress in
+ * notifd_planner_members_planned_total. */
+void metrics_planner_member_planned(void *m, uint64_t count);
+/* A pass ended after `seconds`. `planned` is the pass total (published as
+ * the notifd_planner_last_pass_members gauge; it is NOT added to the counter
+ * again, member_planned already did), `failed` is added to
+ * notifd_planner_members_failed_total. */
+void metrics_planner_pass_finished(void *m, double seconds, uint64_t planned, uint64_t failed);
+
+/* ---- decision events (event sink) ---------------------------------------- */
+
+typedef enum metrics_event {
+    METRICS_EVENT_QUEUED = 0,   /* accepted into the in-memory queue */
+    METRICS_EVENT_SENT,         /* delivered to events.url (2xx) */
+    METRICS_EVENT_RETRIED,      /* a delivery attempt failed and will be retried */
+    METRICS_EVENT_SPOOLED,      /* written to events.spool_dir */
+    METRICS_EVENT_DEAD_LETTERED,/* rejected by the endpoint for good, set aside */
+    METRICS_EVENT_DROPPED,      /* lost: queue and spool full */
+    METRICS_EVENT_COUNT
+} metrics_event_t;
+
+void metrics_events_add(void *m, metrics_event_t kind, uint64_t n);
+void metrics_events_set_spool_bytes(void *m, int64_t bytes);
+void metrics_events_set_queue_depth(void *m, int64_t depth);
+
+/* ---- loop-thread state, copied for the admin thread ---------------------- */
+
+void metrics_publish_store(void *m, store_state_t state, const char *last_error,
+                           const store_counters_t *c);
+void metrics_publish_server(void *m, const server_counters_t *c);
+void metrics_publish_config(void *m, uint64_t generation, uint64_t reloads_ok,
+                            uint64_t reloads_failed);
+void metrics_publish_stopping(void *m, bool stopping);
+
+/* Readiness as /readyz reports it: true when Redis is READY, a config is
+ * loaded and the daemon is not stopping. Otherwise writes why into `why`. */
+bool metrics_ready(metrics_t *m, char *why, size_t why_size);
+
+/* ---- rendering (admin thread) -------------------------------------------- */
+
+/* Renders every metric into a new malloc'd, NUL-terminated buffer. Returns
+ * its length, or 0 with *out = NULL when out of memory. */
+size_t metrics_render(metrics_t *m, char **out);
+
+/* Escapes a label value (backslash, double quote, newline) into `out`, which
+ * must hold 2 * strlen(value) + 1 bytes. Exposed for the unit test. */
+void metrics_escape_label(const char *value, char *out);
 
 #endif

@@ -1,17 +1,43 @@
 /*
  * policy.h - wiring of the fast policy (decide path state) and the slow
- * policy (planner worker) into the daemon's lifecycle.
+ * policy (planner worker) into the daemon's lifecycle, and the state the
+ * decide path keeps between requests.
  */
 #ifndef NOTIFD_POLICY_H
 #define NOTIFD_POLICY_H
 
-#include "notifd/app.h"
+#include <stdbool.h>
 
-/* Creates policy state and starts the planner worker; 0 or -1. */
+#include "notifd/app.h"
+#include "notifd/threshold.h"
+#include "notifd/types.h"
+
+typedef struct policy_state {
+    int script_record;   /* store script ids */
+    int script_feedback;
+    /* Threshold (baseline) mode: one online-calibrated threshold per channel,
+     * process-local, like the previous system's per-instance threshold. */
+    threshold_state_t threshold[NOTIFD_MAX_CHANNELS];
+    bool threshold_ready[NOTIFD_MAX_CHANNELS];
+} policy_state_t;
+
+/* Registers scripts and starts the planner worker; 0 or -1. Call after
+ * store_create and before store_configure (scripts load on connect). */
 int policy_start(app_t *app);
 /* A new config snapshot is about to be installed. */
 void policy_apply_config(app_t *app, const config_t *next);
 /* Stops the planner worker and frees policy state (loop thread, at stop). */
 void policy_stop(app_t *app);
+
+static inline policy_state_t *policy_state(app_t *app) { return (policy_state_t *)app->policy; }
+
+/* How long a member's feature hash lives without activity: long enough that
+ * decay, not expiry, is what forgets (eight half-lives leave 0.4%), and at
+ * least 90 days. */
+static inline long long policy_member_ttl_s(const config_t *cfg)
+{
+    double t = cfg->policy.half_life_s * 8.0;
+    return (long long)(t > 90.0 * 86400 ? t : 90.0 * 86400);
+}
 
 #endif

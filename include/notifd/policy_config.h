@@ -1,13 +1,67 @@
 /*
- * policy_config.h - the policy part of the configuration (fast.*, slow.*,
- * features.*), parsed by config_policy.c into the parameter structs of the
- * pure policy modules. Filled in by the fast- and slow-policy work.
+ * policy_config.h - the policy part of the configuration: fast.* (the
+ * decide path), slow.* (the planner) and features.* (how feedback decays).
+ *
+ * The fast and slow sections are separate structs on purpose: an experiment
+ * arm overrides one layer without touching the other (the seed's
+ * "independent evolution"), so each layer's parameters can be copied and
+ * overridden as a unit. Every field is filled with its default first; parsing
+ * only overrides keys that are present, which is also how arm overrides are
+ * applied on top of the base config.
  */
 #ifndef NOTIFD_POLICY_CONFIG_H
 #define NOTIFD_POLICY_CONFIG_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "notifd/actions.h"
+#include "notifd/calendar.h"
+#include "notifd/estimate.h"
+#include "notifd/pacing.h"
+#include "notifd/ranker.h"
+#include "notifd/types.h"
+#include "notifd/utility.h"
+
+typedef enum fast_mode {
+    FAST_MODE_HIERARCHICAL = 0, /* read the plan, flip the pacing coin, rank */
+    FAST_MODE_THRESHOLD = 1,    /* the previous single-policy system */
+} fast_mode_t;
+
+typedef enum store_error_policy {
+    STORE_ERROR_SKIP = 0,         /* answer send:false, reason "degraded" */
+    STORE_ERROR_DEFAULT_PLAN = 1, /* decide on the default plan, no counters */
+} store_error_policy_t;
+
+typedef struct fast_config {
+    fast_mode_t mode;
+    pacing_params_t pacing;
+    double cap_factor;            /* hard cap = ceil(per_week * cap_factor) */
+    quiet_hours_t quiet_hours;    /* member-local */
+    int dedup_days;               /* a message id is not sent twice within this */
+    int64_t idempotency_ttl_s;    /* how long a decision is remembered */
+    store_error_policy_t on_store_error;
+    int quality_history;          /* recent best scores kept per member and channel */
+    ranker_weights_t ranker[NOTIFD_MAX_CHANNELS];
+    ranker_params_t exploration;
+    double threshold_target_send_rate; /* threshold mode: share of opportunities */
+    double threshold_initial;
+    int plan_cache_ms;            /* 0: read the plan from Redis on every decide */
+} fast_config_t;
+
+typedef struct slow_config {
+    uint32_t default_mask;                      /* planned channels with a default */
+    double default_per_week[NOTIFD_MAX_CHANNELS];
+    action_grid_t grid;                         /* slow.actions: the planned channels */
+    slow_priors_t priors;
+    slow_weights_t weights;
+} slow_config_t;
+
 typedef struct policy_config {
-    int reserved;
+    fast_config_t fast;
+    slow_config_t slow;
+    double half_life_s;           /* features.half_life_days */
+    double attribution_window_s;  /* = slow.priors.attribution_window_s */
 } policy_config_t;
 
 #endif

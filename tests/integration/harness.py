@@ -5,9 +5,14 @@ notifd with a config written to a temporary directory, talks to it over real
 sockets, and sends it real signals. Nothing here mocks anything.
 
 Environment: NOTIFD_BIN (set by ctest) points at the binary under test.
+NOTIFD_WRAPPER, if set, is a command line put in front of notifd, for example
+"valgrind --error-exitcode=99" (scripts/valgrind.sh sets it); waits for
+startup and shutdown then last ten times longer, since a wrapped daemon is
+slow to start and to exit.
 """
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -18,6 +23,9 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTIFD_BIN = os.environ.get("NOTIFD_BIN", os.path.join(ROOT, "build", "notifd"))
+NOTIFD_WRAPPER = shlex.split(os.environ.get("NOTIFD_WRAPPER", ""))
+# Startup and shutdown waits are multiplied by this under a wrapper.
+WAIT_SCALE = 10 if NOTIFD_WRAPPER else 1
 
 
 def free_port():
@@ -48,6 +56,7 @@ class Redis:
     def start(self):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir,
+                "--enable-debug-command", "local",
                 "--logfile", os.path.join(self.dir, "redis.log")]
         if self.password:
             args += ["--requirepass", self.password]
@@ -177,11 +186,13 @@ class Notifd:
     def start(self, wait_ready=True, extra_args=()):
         self.write_config()
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([NOTIFD_BIN, "-c", self.config_path, *extra_args],
+        self.proc = subprocess.Popen([*NOTIFD_WRAPPER, NOTIFD_BIN, "-c", self.config_path,
+                                      *extra_args],
                                      stdout=self.log, stderr=self.log, cwd=self.dir)
-        wait_for(self._listening, what="notifd to listen")
+        wait_for(self._listening, timeout=10.0 * WAIT_SCALE, what="notifd to listen")
         if wait_ready:
-            wait_for(lambda: self.health().get("redis", {}).get("ready"), what="redis ready")
+            wait_for(lambda: self.health().get("redis", {}).get("ready"),
+                     timeout=10.0 * WAIT_SCALE, what="redis ready")
         return self
 
     def _listening(self):
@@ -211,13 +222,13 @@ class Notifd:
         self.proc.send_signal(signo)
 
     def wait(self, timeout=15):
-        return self.proc.wait(timeout=timeout)
+        return self.proc.wait(timeout=timeout * WAIT_SCALE)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=15 * WAIT_SCALE)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -1,0 +1,116 @@
+/*
+ * decision.h - one send decision, computed from state already read: the
+ * fast policy ("System 1") as a pure function.
+ *
+ * decide.c reads everything a decision needs from Redis in one round trip,
+ * calls decision_evaluate(), and records the outcome in a second. All the
+ * policy logic sits here, in order:
+ *   1. guardrails: unsubscribed, quiet hours (with retry_at), no candidates,
+ *      every candidate sent within the dedup window;
+ *   2. ranking: score every eligible candidate, choose one (greedy or with
+ *      exploration) and know each one's selection probability;
+ *   3. the send decision: in hierarchical mode the plan's pacing coin, with
+ *      the weekly hard cap checked first; in threshold mode the baseline
+ *      threshold on the best candidate's utility;
+ *   4. the propensity of the exact outcome, for off-policy evaluation.
+ * Randomness comes only from an rng seeded by (seed, member, opportunity):
+ * the same inputs give the same decision.
+ */
+#ifndef NOTIFD_DECISION_H
+#define NOTIFD_DECISION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "notifd/policy_config.h"
+#include "notifd/ranker.h"
+#include "notifd/threshold.h"
+#include "notifd/types.h"
+
+typedef enum decision_reason {
+    REASON_SEND = 0,
+    REASON_PACED_SKIP,
+    REASON_CAP_REACHED,
+    REASON_QUIET_HOURS,
+    REASON_NO_CANDIDATES,
+    REASON_ALL_FILTERED,
+    REASON_UNSUBSCRIBED,
+    REASON_DEGRADED,
+    REASON_COUNT
+} decision_reason_t;
+
+const char *decision_reason_name(decision_reason_t r);
+
+typedef struct decision_input {
+    const fast_config_t *fast;
+    uint64_t seed;
+    const char *member;
+    size_t member_len;
+    const char *opportunity;
+    size_t opportunity_len;
+    const char *channel_name;
+    int channel;
+    int64_t ts;
+    int tz_offset_min;
+    const plan_t *plan;            /* hierarchical mode; NULL in threshold mode */
+    bool unsubscribed;
+    double member_open_rate;       /* ranker context; < 0 unknown */
+    ranker_candidate_t *candidates; /* eligible is set here (dedup) */
+    size_t n_candidates;
+    const double *last_sent_ts;    /* per candidate; < 0: never sent */
+    double *utility;               /* scratch, n_candidates */
+    double *select_prob;           /* scratch, n_candidates */
+    uint32_t sent_this_week;
+    double expected_opportunities; /* <= 0: the prior */
+    const double *recent_best;     /* quality strategy history */
+    size_t n_recent;
+    threshold_state_t *threshold;  /* threshold mode: this channel's calibrator */
+} decision_input_t;
+
+typedef struct decision {
+    decision_reason_t reason;
+    bool send;
+    int chosen;                /* candidate index, -1 when none */
+    double p_send;             /* the coin's probability (0 or 1 when deterministic) */
+    double propensity;         /* probability of this exact outcome */
+    int64_t retry_at;          /* quiet hours: when they end */
+    bool reached_coin;         /* counts as an opportunity for pacing history */
+    bool have_best;
+    double best_score;         /* best eligible utility (quality history, threshold) */
+    int64_t cap;               /* weekly hard cap, -1 when none (unplanned, threshold) */
+} decision_t;
+
+void decision_evaluate(const decision_input_t *in, decision_t *out);
+
+/* Opportunity history of one member and channel (the week hash), and the
+ * EWMA of opportunities per week it implies. Weeks are calendar week
+ * indexes; counts[0..2] are the opportunities of weeks W-2, W-1 and W. */
+typedef struct opportunity_history {
+    bool have_ewma;
+    double ewma;
+    bool have_ewma_week;
+    int64_t ewma_week;         /* last week folded into the EWMA */
+    bool have_first_week;
+    int64_t first_week;        /* week of the member's first opportunity */
+    double first_fraction;     /* share of that week observed (1 if unknown) */
+    double counts[3];
+} opportunity_history_t;
+
+typedef struct opportunity_fold {
+    double expected;           /* expected opportunities per week, <= 0: use the prior */
+    bool store_ewma;
+    double ewma;
+    bool store_ewma_week;
+    int64_t ewma_week;
+} opportunity_fold_t;
+
+/* Folds completed weeks (at most the two before W) into the EWMA. The
+ * member's first week was observed only from the first opportunity on: its
+ * count is scaled up by the share observed, or skipped when less than a
+ * quarter was seen, so a member who joins on a Sunday does not look like one
+ * with a single opportunity a week. */
+void decision_fold_history(const opportunity_history_t *h, int64_t week, double alpha,
+                           opportunity_fold_t *out);
+
+#endif

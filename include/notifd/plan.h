@@ -1,0 +1,32 @@
+/*
+ * plan.h - the pacing plan as stored in Redis (`P plan:{M}`, a HASH) and
+ * as shown in responses.
+ *
+ * The hash is a contract (DESIGN.md): version, action, computed_at,
+ * valid_until, source, arm, and <channel>_per_week for every planned
+ * channel. Any writer that follows it is honoured like the planner
+ * ("stickiness"), so parsing is lenient about extra fields and strict about
+ * the values it uses: a plan with no usable <channel>_per_week is not a plan.
+ */
+#ifndef NOTIFD_PLAN_H
+#define NOTIFD_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "notifd/types.h"
+
+/* Parses HGETALL field/value pairs (not NUL-terminated). Returns true when at
+ * least one configured channel has a valid, non-negative per-week number. */
+bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channels,
+                     const char *const *fields, const size_t *field_lens,
+                     const char *const *values, const size_t *value_lens, size_t n_pairs);
+
+/* A stored plan is in force at `ts` unless valid_until is set and has passed. */
+bool plan_in_force(const plan_t *plan, int64_t ts);
+
+/* The default plan: per_week from config, source "default", version 0. */
+void plan_make_default(plan_t *out, uint32_t mask, const double *per_week);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * schedule.h - the planner's schedule in Redis: which members are due for
+ * a new plan, and when.
+ *
+ * The schedule is split into SCHEDULE_PARTITIONS sorted sets,
+ * `P sched:<n>` (member -> due unix time), n = hash(member) mod partitions.
+ * Planner instances claim partitions with leases (`P lease:<n>`), so a
+ * fleet on one Redis shares a pass and each member is replanned once per
+ * cadence. The count is fixed: it is part of the key layout, and every
+ * instance must agree on it.
+ *
+ * Members join on their first feedback and whenever a decide finds no plan
+ * in force (a new member, or one whose plan expired), with ZADD NX so an
+ * existing due time is never moved. The sets are not TTL'd: they hold one
+ * entry per known member, and the planner drops members whose feature hash
+ * has expired.
+ */
+#ifndef NOTIFD_SCHEDULE_H
+#define NOTIFD_SCHEDULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "notifd/app.h"
+
+#define SCHEDULE_PARTITIONS 64
+
+int schedule_partition(const char *member, size_t member_len);
+
+/* Fire-and-forget ZADD NX of the member, due at `due` (loop thread). */
+void schedule_member(app_t *app, const config_t *cfg, const char *member, size_t member_len,
+                     int64_t due);
+
+#endif

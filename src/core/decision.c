@@ -1,0 +1,181 @@
+/*
+ * decision.c - the fast policy as a pure function (see decision.h).
+ */
+#include "notifd/decision.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "notifd/calendar.h"
+#include "notifd/pacing.h"
+#include "notifd/rng.h"
+
+static const char *const reason_names[REASON_COUNT] = {
+    [REASON_SEND] = "send",
+    [REASON_PACED_SKIP] = "paced_skip",
+    [REASON_CAP_REACHED] = "cap_reached",
+    [REASON_QUIET_HOURS] = "quiet_hours",
+    [REASON_NO_CANDIDATES] = "no_candidates",
+    [REASON_ALL_FILTERED] = "all_filtered",
+    [REASON_UNSUBSCRIBED] = "unsubscribed",
+    [REASON_DEGRADED] = "degraded",
+};
+
+const char *decision_reason_name(decision_reason_t r)
+{
+    return (r >= 0 && r < REASON_COUNT) ? reason_names[r] : "unknown";
+}
+
+/* A guardrail outcome is certain given the state, so its propensity is 1. */
+static void finish_guardrail(decision_t *out, decision_reason_t reason)
+{
+    out->reason = reason;
+    out->send = false;
+    out->chosen = -1;
+    out->p_send = 0.0;
+    out->propensity = 1.0;
+}
+
+void decision_evaluate(const decision_input_t *in, decision_t *out)
+{
+    const fast_config_t *fast = in->fast;
+    *out = (decision_t){.chosen = -1, .cap = -1, .propensity = 1.0};
+
+    if (in->unsubscribed) {
+        finish_guardrail(out, REASON_UNSUBSCRIBED);
+        return;
+    }
+    int64_t retry_at = 0;
+    if (calendar_in_quiet_hours(&fast->quiet_hours, in->ts, in->tz_offset_min, &retry_at)) {
+        finish_guardrail(out, REASON_QUIET_HOURS);
+        out->retry_at = retry_at;
+        return;
+    }
+    if (in->n_candidates == 0) {
+        finish_guardrail(out, REASON_NO_CANDIDATES);
+        return;
+    }
+    size_t eligible = 0;
+    double dedup_after = (double)in->ts - (double)fast->dedup_days * 86400.0;
+    for (size_t i = 0; i < in->n_candidates; i++) {
+        bool recent = fast->dedup_days > 0 && in->last_sent_ts != NULL &&
+                      in->last_sent_ts[i] >= 0 && in->last_sent_ts[i] > dedup_after;
+        in->candidates[i].eligible = !recent;
+        eligible += !recent;
+    }
+    if (eligible == 0) {
+        finish_guardrail(out, REASON_ALL_FILTERED);
+        return;
+    }
+
+    /* Draw order is fixed (ranking, then the coin) so a replay of the same
+     * inputs reproduces the same decision. */
+    rng_t rng;
+    rng_seed_decision(&rng, in->seed, in->member, in->member_len, in->opportunity,
+                      in->opportunity_len);
+    int chosen = ranker_choose(&fast->ranker[in->channel], &fast->exploration,
+                               in->member_open_rate, in->candidates, in->n_candidates, &rng,
+                               in->utility, in->select_prob);
+    double best = -INFINITY;
+    for (size_t i = 0; i < in->n_candidates; i++)
+        if (in->candidates[i].eligible && in->utility[i] > best)
+            best = in->utility[i];
+    out->have_best = true;
+    out->best_score = best;
+    out->reached_coin = true;
+    out->chosen = chosen;
+    double p_select = chosen >= 0 ? in->select_prob[chosen] : 0.0;
+
+    if (fast->mode == FAST_MODE_THRESHOLD || in->plan == NULL) {
+        /* The previous system: deterministic given the calibrated threshold. */
+        bool send = in->threshold == NULL || threshold_should_send(in->threshold, best);
+        out->p_send = send ? 1.0 : 0.0;
+        out->send = send;
+        out->reason = send ? REASON_SEND : REASON_PACED_SKIP;
+        out->propensity = send ? p_select : 1.0;
+        if (!send)
+            out->chosen = -1;
+        return;
+    }
+
+    double p;
+    if (!plan_has_channel(in->plan, in->channel)) {
+        /* An unplanned channel (in-app by default) is not paced: the best
+         * message goes whenever the guardrails allow. */
+        p = 1.0;
+    } else {
+        double per_week = in->plan->per_week[in->channel];
+        out->cap = (int64_t)pacing_weekly_cap(per_week, fast->cap_factor);
+        if ((int64_t)in->sent_this_week >= out->cap) {
+            finish_guardrail(out, REASON_CAP_REACHED);
+            return;
+        }
+        int64_t week = calendar_week_index(in->ts, in->tz_offset_min);
+        pacing_input_t pin = {
+            .per_week = per_week,
+            .sent_this_week = in->sent_this_week,
+            .expected_opportunities = in->expected_opportunities,
+            .seconds_into_week = calendar_seconds_into_week(in->ts, in->tz_offset_min),
+            .week_draw = pacing_week_draw(in->seed, in->member, in->member_len, in->channel_name,
+                                          strlen(in->channel_name), week),
+            .best_score = best,
+            .recent_best_scores = in->recent_best,
+            .n_recent = in->n_recent,
+        };
+        p = pacing_send_probability(&fast->pacing, &pin);
+    }
+    double u = rng_next_unit(&rng);
+    out->p_send = p;
+    out->send = u < p;
+    if (out->send) {
+        out->reason = REASON_SEND;
+        out->propensity = p * p_select;
+    } else {
+        out->reason = REASON_PACED_SKIP;
+        out->propensity = 1.0 - p;
+        out->chosen = -1;
+    }
+}
+
+void decision_fold_history(const opportunity_history_t *h, int64_t week, double alpha,
+                           opportunity_fold_t *out)
+{
+    *out = (opportunity_fold_t){0};
+    bool have = h->have_ewma;
+    double ewma = h->ewma;
+    if (!h->have_first_week) {
+        out->expected = have ? ewma : -1.0;
+        return;
+    }
+    int64_t last = h->have_ewma_week ? h->ewma_week : h->first_week - 1;
+    int64_t from = last + 1 > week - 2 ? last + 1 : week - 2;
+    bool value_changed = false;
+    for (int64_t wk = from; wk <= week - 1; wk++) {
+        if (wk < h->first_week)
+            continue;
+        double count = h->counts[wk - (week - 2)];
+        if (wk == h->first_week) {
+            double seen = h->first_fraction > 0 && h->first_fraction <= 1 ? h->first_fraction : 1.0;
+            if (seen < 0.25) {
+                last = wk;
+                continue;
+            }
+            count /= seen;
+        }
+        ewma = pacing_ewma_update(ewma, have, count, alpha);
+        have = true;
+        value_changed = true;
+        last = wk;
+    }
+    if (!h->have_ewma_week || last != h->ewma_week) {
+        if (last >= h->first_week) {
+            out->store_ewma_week = true;
+            out->ewma_week = last;
+        }
+    }
+    if (value_changed) {
+        out->store_ewma = true;
+        out->ewma = ewma;
+    }
+    out->expected = have ? ewma : -1.0;
+}

@@ -1,0 +1,195 @@
+/*
+ * feedback.c - the feedback and plan ops.
+ *
+ * feedback records what a member did with what notifd sent (delivered,
+ * open, click, dismiss, unsubscribe, resubscribe, visit) into the member's
+ * feature hash, `P member:{M}`, with one Lua script (redis_scripts.c) that
+ * also decays older counts. Both policies read those features: the decide
+ * path for opt-outs, time zone and open rate; the planner for everything.
+ *
+ * plan returns the member's stored plan, or the default plan with
+ * source "default" when none is in force.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "notifd/keys.h"
+#include "notifd/log.h"
+#include "notifd/ops_policy.h"
+#include "notifd/plan.h"
+#include "notifd/policy.h"
+#include "notifd/schedule.h"
+
+json_t *decide_plan_json(const config_t *cfg, const plan_t *plan);
+
+static const char *const feedback_events[] = {
+    "delivered", "open", "click", "dismiss", "unsubscribe", "resubscribe", "visit", NULL,
+};
+
+typedef struct feedback_ctx {
+    request_t *req;
+    char *member;
+    size_t member_len;
+    int64_t ts;
+} feedback_ctx_t;
+
+static void on_feedback(redisReply *reply, void *privdata)
+{
+    feedback_ctx_t *f = privdata;
+    request_t *req = f->req;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply != NULL) {
+            static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+            log_limited(&rl, LOG_ERROR, "feedback write failed", "error=\"%s\"", reply->str);
+        }
+        request_reply_error(req, PROTO_UNAVAILABLE,
+                            "the feature store did not take the event; retry it");
+    } else {
+        if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+            schedule_member(req->app, req->cfg, f->member, f->member_len, f->ts);
+        request_reply_ok(req, json_pack("{s:b}", "recorded", 1));
+    }
+    free(f->member);
+    free(f);
+}
+
+void op_feedback(request_t *req)
+{
+    json_t *root = req->root;
+    const config_t *cfg = req->cfg;
+    const char *why = ops_check_member(json_object_get(root, "member"));
+    if (why != NULL) {
+        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
+        return;
+    }
+    const char *event = json_string_value(json_object_get(root, "event"));
+    bool known = false;
+    for (const char *const *e = feedback_events; event != NULL && *e != NULL; e++)
+        known |= strcmp(*e, event) == 0;
+    if (!known) {
+        request_reply_error(req, PROTO_BAD_REQUEST,
+                            "\"event\" must be one of delivered, open, click, dismiss, "
+                            "unsubscribe, resubscribe, visit");
+        return;
+    }
+    json_t *ch = json_object_get(root, "channel");
+    int channel = json_is_string(ch) ? config_channel_index(cfg, json_string_value(ch),
+                                                            json_string_length(ch))
+                                     : -1;
+    bool visit = strcmp(event, "visit") == 0;
+    if (channel < 0 && !(visit && (ch == NULL || json_is_null(ch)))) {
+        request_reply_error(req, PROTO_BAD_REQUEST,
+                            "\"channel\" must be a configured channel (optional only for visit)");
+        return;
+    }
+    json_t *msg = json_object_get(root, "message");
+    if (msg != NULL && !json_is_null(msg) && !json_is_string(msg)) {
+        request_reply_error(req, PROTO_BAD_REQUEST, "\"message\" must be a string id");
+        return;
+    }
+    int64_t ts;
+    if (!ops_get_ts(root, &ts, &why)) {
+        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
+        return;
+    }
+    char tz[16] = "";
+    json_t *tzv = json_object_get(root, "tz_offset_min");
+    if (tzv != NULL && !json_is_null(tzv)) {
+        if (!json_is_integer(tzv) || json_integer_value(tzv) < -14 * 60 ||
+            json_integer_value(tzv) > 14 * 60) {
+            request_reply_error(req, PROTO_BAD_REQUEST,
+                                "\"tz_offset_min\" must be minutes east of UTC in -840..840");
+            return;
+        }
+        snprintf(tz, sizeof tz, "%lld", (long long)json_integer_value(tzv));
+    }
+
+    json_t *member = json_object_get(root, "member");
+    feedback_ctx_t *f = calloc(1, sizeof *f);
+    if (f == NULL || (f->member = malloc(json_string_length(member) + 1)) == NULL) {
+        free(f);
+        request_reply_error(req, PROTO_INTERNAL, "out of memory");
+        return;
+    }
+    f->req = req;
+    f->member_len = json_string_length(member);
+    memcpy(f->member, json_string_value(member), f->member_len + 1);
+    f->ts = ts;
+
+    char key[KEY_MAX], a_ts[24], a_hl[32], a_win[32], a_ttl[24];
+    size_t kl = key_member(key, cfg->redis.prefix, "member", f->member, f->member_len, "", 0);
+    snprintf(a_ts, sizeof a_ts, "%lld", (long long)ts);
+    snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
+    snprintf(a_win, sizeof a_win, "%.17g", cfg->policy.attribution_window_s);
+    snprintf(a_ttl, sizeof a_ttl, "%lld", policy_member_ttl_s(cfg));
+    const char *chname = channel >= 0 ? cfg->channels[channel] : "";
+    const char *argv[] = {key, a_ts, chname, event, a_hl, a_win, a_ttl, tz};
+    size_t lens[8];
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(argv[i]);
+    lens[0] = kl;
+    if (store_eval(req->app->store, policy_state(req->app)->script_feedback, on_feedback, f, 1, 7,
+                   argv, lens) != 0) {
+        free(f->member);
+        free(f);
+        request_reply_error(req, PROTO_UNAVAILABLE,
+                            "the feature store is unavailable; retry the event later");
+    }
+}
+
+static void on_plan_read(redisReply *reply, void *privdata)
+{
+    request_t *req = privdata;
+    const config_t *cfg = req->cfg;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        request_reply_error(req, PROTO_UNAVAILABLE, "the feature store is unavailable");
+        return;
+    }
+    enum { MAXP = 64 };
+    const char *f[MAXP], *v[MAXP];
+    size_t fl[MAXP], vl[MAXP], n = 0;
+    for (size_t i = 0; i + 1 < reply->elements && n < MAXP; i += 2) {
+        f[n] = reply->element[i]->str;
+        fl[n] = reply->element[i]->len;
+        v[n] = reply->element[i + 1]->str;
+        vl[n] = reply->element[i + 1]->len;
+        n++;
+    }
+    const char *names[NOTIFD_MAX_CHANNELS];
+    for (int c = 0; c < cfg->n_channels; c++)
+        names[c] = cfg->channels[c];
+    plan_t plan;
+    int64_t now = (int64_t)time(NULL);
+    bool stored = plan_parse_hash(&plan, names, cfg->n_channels, f, fl, v, vl, n) &&
+                  plan_in_force(&plan, now);
+    if (!stored)
+        plan_make_default(&plan, cfg->policy.slow.default_mask, cfg->policy.slow.default_per_week);
+    json_t *pj = decide_plan_json(cfg, &plan);
+    if (stored) {
+        json_object_set_new(pj, "action", json_integer(plan.action));
+        json_object_set_new(pj, "computed_at", json_integer((json_int_t)plan.computed_at));
+        json_object_set_new(pj, "valid_until", json_integer((json_int_t)plan.valid_until));
+        if (plan.arm[0])
+            json_object_set_new(pj, "arm", json_string(plan.arm));
+    }
+    request_reply_ok(req, json_pack("{s:o}", "plan", pj));
+}
+
+void op_plan(request_t *req)
+{
+    json_t *member = json_object_get(req->root, "member");
+    const char *why = ops_check_member(member);
+    if (why != NULL) {
+        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
+        return;
+    }
+    char key[KEY_MAX];
+    size_t kl = key_member(key, req->cfg->redis.prefix, "plan", json_string_value(member),
+                           json_string_length(member), "", 0);
+    const char *argv[] = {"HGETALL", key};
+    size_t lens[] = {7, kl};
+    if (store_command(req->app->store, on_plan_read, req, 2, argv, lens) != 0)
+        request_reply_error(req, PROTO_UNAVAILABLE, "the feature store is unavailable");
+}

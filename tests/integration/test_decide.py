@@ -1,0 +1,317 @@
+"""The fast policy end to end: decide, feedback and plan against a real
+redis-server and the real binary."""
+import calendar
+import random
+import signal
+import socket
+import threading
+import time
+import unittest
+
+from harness import Notifd, NotifdTestCase, Redis, wait_for
+
+MONDAY = calendar.timegm((2026, 11, 23, 0, 0, 0))  # a Monday, 00:00 UTC
+DAY = 86400
+WEEK = 7 * DAY
+
+
+def candidates(n=5, prefix="msg"):
+    return [{"id": "%s-%d" % (prefix, i), "score": 0.1 + 0.15 * i,
+             "features": {"freshness": 1.0 - 0.1 * i}, "tags": ["t"]} for i in range(n)]
+
+
+def set_plan(redis, member, push, version=1, valid_until=0, source="test", prefix="t:"):
+    redis.command("HSET", "%splan:{%s}" % (prefix, member), "version", version, "action", -1,
+                  "computed_at", MONDAY, "valid_until", valid_until, "source", source,
+                  "push_per_week", push, "email_per_week", 1)
+
+
+class PacingTest(NotifdTestCase):
+    def test_plan_of_five_is_kept_in_the_second_week_spread_and_capped(self):
+        members = ["m%03d" % i for i in range(200)]
+        for m in members:
+            set_plan(self.redis, m, 5)
+        rnd = random.Random(7)
+        reqs = []
+        for day in range(14):
+            for k in range(10):
+                for m in members:
+                    ts = MONDAY + day * DAY + rnd.randrange(DAY)
+                    reqs.append((ts, m, "d%d-%d" % (day, k)))
+        reqs.sort()
+        c = self.client()
+        sends = {}  # (member, week) -> [days]
+        for i in range(0, len(reqs), 500):
+            batch = [{"op": "decide", "id": j, "member": m, "channel": "push", "opportunity": o,
+                      "ts": ts, "candidates": candidates()}
+                     for j, (ts, m, o) in enumerate(reqs[i:i + 500])]
+            for (ts, m, o), r in zip(reqs[i:i + 500], c.pipeline(batch)):
+                self.assertTrue(r["ok"], r)
+                self.assertEqual(r["plan"]["source"], "test")
+                if r["send"]:
+                    sends.setdefault((m, (ts - MONDAY) // WEEK), []).append((ts - MONDAY) % WEEK // DAY)
+        week2 = [len(sends.get((m, 1), [])) for m in members]
+        mean = sum(week2) / len(week2)
+        self.assertAlmostEqual(mean, 5.0, delta=0.5)
+        cap = 8  # ceil(5 * 1.5)
+        for m in members:
+            for w in (0, 1):
+                self.assertLessEqual(len(sends.get((m, w), [])), cap)
+        # Spread: the second week's sends fall on many different days.
+        days_used = [len(set(sends.get((m, 1), []))) for m in members]
+        self.assertGreaterEqual(sum(days_used) / len(days_used), 3.5)
+        first_half = sum(1 for m in members for d in sends.get((m, 1), []) if d < 3.5)
+        self.assertGreater(first_half, 0.25 * sum(week2))
+        self.assertLess(first_half, 0.75 * sum(week2))
+
+
+class CapTest(NotifdTestCase):
+    # Uniform pacing with a tiny opportunity prior makes p = 1: only the
+    # atomic cap can stop the sends.
+    overrides = {"fast": {"pacing": "uniform", "prior_opportunities_per_week": 0.5}}
+
+    def test_many_connections_on_one_member_never_exceed_the_cap(self):
+        set_plan(self.redis, "hot", 2)  # cap = ceil(2 * 1.5) = 3
+        results = []
+        lock = threading.Lock()
+
+        def hammer(worker):
+            c = self.notifd.client()
+            reqs = [{"op": "decide", "member": "hot", "channel": "push",
+                     "opportunity": "w%d-%d" % (worker, i), "ts": MONDAY + 3600 + i,
+                     "candidates": candidates(3, "w%d-%d" % (worker, i))} for i in range(50)]
+            out = c.pipeline(reqs)
+            c.close()
+            with lock:
+                results.extend(out)
+
+        threads = [threading.Thread(target=hammer, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent = [r for r in results if r["send"]]
+        self.assertEqual(len(results), 400)
+        self.assertEqual(len(sent), 3)
+        self.assertTrue(any(r["reason"] == "cap_reached" for r in results))
+        week = self.redis.command("HGETALL", "t:week:{hot}")
+        fields = dict(zip(week[::2], week[1::2]))
+        sent_counts = [int(v) for k, v in fields.items() if k.endswith(":sent")]
+        self.assertEqual(sent_counts, [3])
+
+
+class DecideBehaviourTest(NotifdTestCase):
+    overrides = {"fast": {"quiet_hours": {"start": "22:00", "end": "08:00"}, "dedup_days": 7}}
+
+    def decide(self, member="ann", opp="o1", ts=None, cands=None, channel="push", **extra):
+        req = {"op": "decide", "id": opp, "member": member, "channel": channel,
+               "opportunity": opp, "ts": ts if ts is not None else MONDAY + 12 * 3600,
+               "candidates": candidates() if cands is None else cands}
+        req.update(extra)
+        return self.client().request(req)
+
+    def test_response_has_every_contract_field(self):
+        r = self.decide()
+        for k in ("send", "message", "reason", "p_send", "propensity", "plan", "arm"):
+            self.assertIn(k, r)
+        self.assertEqual(r["plan"]["source"], "default")
+        self.assertEqual(set(r["arm"]), {"slow", "fast"})
+        self.assertGreaterEqual(r["p_send"], 0.0)
+        self.assertLessEqual(r["p_send"], 1.0)
+
+    def test_retried_opportunity_returns_the_stored_decision_and_counts_once(self):
+        set_plan(self.redis, "ann", 14)
+        first = self.decide(opp="retry-me")
+        again = [self.decide(opp="retry-me") for _ in range(3)]
+        for r in again:
+            self.assertTrue(r.get("duplicate"))
+            for k in ("send", "message", "reason", "p_send", "propensity"):
+                self.assertEqual(r[k], first[k])
+        week = self.redis.command("HGETALL", "t:week:{ann}")
+        fields = dict(zip(week[::2], week[1::2]))
+        opp = [int(v) for k, v in fields.items() if k.endswith(":opp")]
+        self.assertEqual(opp, [1])
+
+    def test_same_inputs_give_the_same_decision_on_another_member_key(self):
+        # Determinism: the coin depends on (seed, member, opportunity) only.
+        set_plan(self.redis, "x1", 3)
+        r1 = self.decide(member="x1", opp="same")
+        self.redis.command("DEL", "t:idem:{x1}:same", "t:week:{x1}")
+        r2 = self.decide(member="x1", opp="same")
+        self.assertEqual((r1["send"], r1["p_send"]), (r2["send"], r2["p_send"]))
+
+    def test_unsubscribed_channel(self):
+        fb = self.client().request({"op": "feedback", "member": "ann", "channel": "push",
+                                    "event": "unsubscribe", "ts": MONDAY})
+        self.assertTrue(fb["ok"], fb)
+        r = self.decide()
+        self.assertEqual(r["reason"], "unsubscribed")
+        self.assertFalse(r["send"])
+        self.assertEqual(self.decide(channel="email", opp="e1")["reason"] in
+                         ("send", "paced_skip"), True)
+        self.client().request({"op": "feedback", "member": "ann", "channel": "push",
+                               "event": "resubscribe", "ts": MONDAY + 60})
+        self.assertNotEqual(self.decide(opp="o2")["reason"], "unsubscribed")
+
+    def test_quiet_hours_in_member_local_time_with_retry_at(self):
+        r = self.decide(ts=MONDAY + 23 * 3600)  # 23:00 UTC
+        self.assertEqual(r["reason"], "quiet_hours")
+        self.assertEqual(r["retry_at"], MONDAY + DAY + 8 * 3600)
+        # A member at UTC-5 is at 18:00 local then: not quiet.
+        self.client().request({"op": "feedback", "member": "bob", "event": "visit",
+                               "ts": MONDAY, "tz_offset_min": -300})
+        r = self.decide(member="bob", ts=MONDAY + 23 * 3600)
+        self.assertNotEqual(r["reason"], "quiet_hours")
+
+    def test_no_candidates_and_all_filtered(self):
+        self.assertEqual(self.decide(cands=[])["reason"], "no_candidates")
+        set_plan(self.redis, "ann", 14)
+        sent = None
+        for i in range(40):
+            r = self.decide(opp="s%d" % i, cands=candidates(1, "only"), ts=MONDAY + 9 * 3600 + i)
+            if r["send"]:
+                sent = r
+                break
+        self.assertIsNotNone(sent)
+        r = self.decide(opp="after", cands=candidates(1, "only"), ts=MONDAY + 10 * 3600)
+        self.assertEqual(r["reason"], "all_filtered")
+
+    def test_external_plan_is_honoured_and_expired_plan_falls_back(self):
+        set_plan(self.redis, "ann", 9, version=4, source="crm", valid_until=MONDAY + DAY)
+        r = self.decide(ts=MONDAY + 12 * 3600)
+        self.assertEqual(r["plan"], {"version": 4, "source": "crm",
+                                     "per_week": {"push": 9.0, "email": 1.0}})
+        r = self.decide(opp="later", ts=MONDAY + 2 * DAY + 12 * 3600)
+        self.assertEqual(r["plan"]["source"], "default")
+        p = self.client().request({"op": "plan", "member": "nobody"})
+        self.assertEqual(p["plan"]["source"], "default")
+
+    def test_in_app_is_unplanned_and_sends_the_best_message(self):
+        r = self.decide(channel="in_app", opp="ia")
+        self.assertTrue(r["send"])
+        self.assertEqual(r["message"], "msg-4")  # the highest score
+        self.assertEqual(r["p_send"], 1.0)
+
+    def test_bad_requests_are_explained(self):
+        c = self.client()
+        bad = [
+            {"op": "decide", "member": "", "channel": "push", "opportunity": "o"},
+            {"op": "decide", "member": "a\u0001b", "channel": "push", "opportunity": "o"},
+            {"op": "decide", "member": "a", "channel": "sms", "opportunity": "o"},
+            {"op": "decide", "member": "a", "channel": "push"},
+            {"op": "decide", "member": "a", "channel": "push", "opportunity": "o", "ts": "x"},
+            {"op": "decide", "member": "a", "channel": "push", "opportunity": "o",
+             "candidates": [{"score": 1}]},
+            {"op": "decide", "member": "a", "channel": "push", "opportunity": "o",
+             "candidates": [{"id": "m", "features": {"f": "high"}}]},
+            {"op": "feedback", "member": "a", "channel": "push", "event": "exploded"},
+        ]
+        for req in bad:
+            r = c.request(req)
+            self.assertEqual(r["error"]["code"], "bad_request", req)
+            self.assertTrue(len(r["error"]["message"]) > 10)
+
+    def test_feedback_updates_member_features(self):
+        c = self.client()
+        for ev in ("delivered", "open", "click", "dismiss"):
+            self.assertTrue(c.request({"op": "feedback", "member": "fx", "channel": "email",
+                                       "event": ev, "ts": MONDAY + 100})["ok"])
+        self.assertTrue(c.request({"op": "feedback", "member": "fx", "event": "visit",
+                                   "ts": MONDAY + 200})["ok"])
+        self.assertTrue(c.request({"op": "feedback", "member": "fx", "event": "visit",
+                                   "ts": MONDAY + 5 * DAY})["ok"])
+        h = self.redis.command("HGETALL", "t:member:{fx}")
+        f = dict(zip(h[::2], h[1::2]))
+        for k in ("email_delivered", "email_open", "email_click", "email_dismiss"):
+            self.assertAlmostEqual(float(f[k]), 1.0, delta=0.2)
+        self.assertAlmostEqual(float(f["visit_attr"]), 1.0, delta=0.2)  # right after an open
+        self.assertAlmostEqual(float(f["visit_org"]), 1.0, delta=0.01)  # days later
+        self.assertEqual(int(f["last_open"]), MONDAY + 100)
+        ttl = self.redis.command("TTL", "t:member:{fx}")
+        self.assertGreater(ttl, 80 * DAY)
+
+
+class ThresholdModeTest(NotifdTestCase):
+    overrides = {"fast": {"mode": "threshold", "threshold": {"target_send_rate": 0.2,
+                                                             "initial": 0.5}}}
+
+    def test_threshold_mode_calibrates_to_the_target_rate_without_plans(self):
+        rnd = random.Random(3)
+        c = self.client()
+        reqs = []
+        for i in range(3000):
+            cands = [{"id": "c%d-%d" % (i, k), "score": rnd.random()} for k in range(3)]
+            reqs.append({"op": "decide", "member": "u%d" % (i % 300), "channel": "push",
+                         "opportunity": "t%d" % i, "ts": MONDAY + 9 * 3600 + i,
+                         "candidates": cands})
+        replies = []
+        for i in range(0, len(reqs), 500):
+            replies += c.pipeline(reqs[i:i + 500])
+        self.assertTrue(all(r["ok"] for r in replies))
+        self.assertTrue(all(r["plan"] is None for r in replies))
+        self.assertTrue(all(r["mode"] == "threshold" for r in replies))
+        late = replies[1500:]
+        rate = sum(r["send"] for r in late) / len(late)
+        self.assertAlmostEqual(rate, 0.2, delta=0.05)
+
+
+class StoreDownTest(unittest.TestCase):
+    def run_with(self, policy):
+        redis = Redis().start()
+        self.addCleanup(redis.close)
+        n = Notifd(redis.port, {"fast": {"on_store_error": policy}})
+        self.addCleanup(n.close)
+        n.start()
+        c = n.client()
+        self.addCleanup(c.close)
+        req = {"op": "decide", "member": "z", "channel": "push", "opportunity": "o",
+               "ts": MONDAY + 12 * 3600, "candidates": candidates()}
+        self.assertTrue(c.request(req)["ok"])
+        redis.stop()
+        t0 = time.monotonic()
+        r = c.request(dict(req, opportunity="o2"))
+        self.assertLess(time.monotonic() - t0, 5.0)
+        return r, redis, n, c, req
+
+    def test_redis_stopped_mid_test_degrades_and_recovers(self):
+        r, redis, n, c, req = self.run_with("skip")
+        self.assertTrue(r["ok"])
+        self.assertEqual(r["reason"], "degraded")
+        self.assertFalse(r["send"])
+        fb = c.request({"op": "feedback", "member": "z", "channel": "push", "event": "open"})
+        self.assertEqual(fb["error"]["code"], "unavailable")
+        redis.start()
+        wait_for(lambda: n.health()["redis"]["ready"], what="reconnect")
+        r = c.request(dict(req, opportunity="o3"))
+        self.assertNotEqual(r["reason"], "degraded")
+
+    def test_default_plan_policy_decides_without_redis(self):
+        r, *_ = self.run_with("default_plan")
+        self.assertTrue(r["degraded"])
+        self.assertEqual(r["plan"]["source"], "default")
+        self.assertIn(r["reason"], ("send", "paced_skip"))
+
+    def test_stalled_redis_times_out_within_the_configured_timeout(self):
+        redis = Redis().start()
+        self.addCleanup(redis.close)
+        n = Notifd(redis.port, {"redis": {"timeout_ms": 100}})
+        self.addCleanup(n.close)
+        n.start()
+        c = n.client()
+        self.addCleanup(c.close)
+        # DEBUG SLEEP blocks Redis; the decide must not wait for it.
+        threading.Thread(target=lambda: redis.command("DEBUG", "SLEEP", "2"), daemon=True).start()
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        r = c.request({"op": "decide", "member": "s", "channel": "push", "opportunity": "o",
+                       "ts": MONDAY + 12 * 3600, "candidates": candidates()})
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r["reason"], "degraded")
+        self.assertLess(elapsed, 1.5)
+        s = c.request({"op": "stats"})
+        self.assertGreaterEqual(s["redis"]["timeouts"], 1)
+        wait_for(lambda: n.health()["redis"]["ready"], timeout=15, what="recovery")
+
+
+if __name__ == "__main__":
+    unittest.main()
