@@ -1,0 +1,295 @@
+/*
+ * test_decision.c - the fast policy as a pure function: guardrail order,
+ * cap, pacing coin, threshold mode, propensities, determinism, and the
+ * opportunity EWMA fold.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "notifd/calendar.h"
+#include "notifd/decision.h"
+#include "notifd/plan.h"
+
+#define MONDAY 1795392000 /* 2026-11-23 00:00:00 UTC, a Monday */
+
+typedef struct fixture {
+    fast_config_t fast;
+    plan_t plan;
+    ranker_candidate_t cands[4];
+    double last_sent[4];
+    double utility[4];
+    double select_prob[4];
+    decision_input_t in;
+} fixture_t;
+
+static void fixture_init(fixture_t *fx)
+{
+    memset(fx, 0, sizeof *fx);
+    fast_config_t *f = &fx->fast;
+    f->mode = FAST_MODE_HIERARCHICAL;
+    pacing_params_defaults(&f->pacing);
+    f->pacing.strategy = PACING_UNIFORM;
+    f->cap_factor = 1.5;
+    f->dedup_days = 7;
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)
+        ranker_weights_defaults(&f->ranker[c]);
+    ranker_params_defaults(&f->exploration);
+    f->quiet_hours = (quiet_hours_t){.enabled = true, .start_min = 22 * 60, .end_min = 8 * 60};
+    double per_week[NOTIFD_MAX_CHANNELS] = {7.0, 2.0};
+    plan_make_default(&fx->plan, 0x3, per_week);
+    static const char *const ids[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++) {
+        fx->cands[i] = (ranker_candidate_t){.id = ids[i], .id_len = 1, .score = 0.2 * (i + 1),
+                                            .eligible = true};
+        fx->last_sent[i] = -1;
+    }
+    fx->in = (decision_input_t){
+        .fast = f, .seed = 42, .member = "m1", .member_len = 2, .opportunity = "o1",
+        .opportunity_len = 2, .channel_name = "push", .channel = 0, .ts = MONDAY + 12 * 3600,
+        .plan = &fx->plan, .member_open_rate = -1, .candidates = fx->cands, .n_candidates = 4,
+        .last_sent_ts = fx->last_sent, .utility = fx->utility, .select_prob = fx->select_prob,
+        .expected_opportunities = 14.0,
+    };
+}
+
+static void test_unsubscribed_comes_before_quiet_hours(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.in.unsubscribed = true;
+    fx.in.ts = MONDAY + 23 * 3600;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_UNSUBSCRIBED);
+    assert_false(d.send);
+    assert_true(d.propensity == 1.0);
+    assert_false(d.reached_coin);
+}
+
+static void test_quiet_hours_gives_retry_at_in_member_time(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.in.ts = MONDAY + 23 * 3600; /* 23:00 UTC */
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_QUIET_HOURS);
+    assert_int_equal(d.retry_at, MONDAY + 86400 + 8 * 3600);
+    fx.in.tz_offset_min = -300; /* 18:00 local: not quiet */
+    decision_evaluate(&fx.in, &d);
+    assert_int_not_equal(d.reason, REASON_QUIET_HOURS);
+}
+
+static void test_no_candidates(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.in.n_candidates = 0;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_NO_CANDIDATES);
+}
+
+static void test_recently_sent_candidates_are_filtered_and_old_ones_are_not(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    for (int i = 0; i < 4; i++)
+        fx.last_sent[i] = (double)(fx.in.ts - 86400); /* yesterday */
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_ALL_FILTERED);
+    fx.last_sent[3] = (double)(fx.in.ts - 8 * 86400); /* outside the 7-day window */
+    fx.fast.pacing.prior_opportunities_per_week = 1.0;
+    fx.in.expected_opportunities = 1.0; /* p = 1 */
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+    assert_int_equal(d.chosen, 3);
+    assert_false(fx.cands[0].eligible);
+    assert_true(fx.cands[3].eligible);
+}
+
+static void test_cap_reached_before_the_coin(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.in.sent_this_week = 11; /* ceil(7 * 1.5) = 11 */
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_CAP_REACHED);
+    assert_int_equal(d.cap, 11);
+    assert_false(d.send);
+    assert_true(d.propensity == 1.0);
+    assert_true(d.reached_coin);
+    fx.in.sent_this_week = 10;
+    decision_evaluate(&fx.in, &d);
+    assert_int_not_equal(d.reason, REASON_CAP_REACHED);
+}
+
+static void test_uniform_coin_probability_and_propensities(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    int sends = 0;
+    for (int i = 0; i < 2000; i++) {
+        char opp[16];
+        snprintf(opp, sizeof opp, "o%d", i);
+        fx.in.opportunity = opp;
+        fx.in.opportunity_len = strlen(opp);
+        decision_t d;
+        decision_evaluate(&fx.in, &d);
+        assert_true(fabs(d.p_send - 0.5) < 1e-12); /* 7 per week over 14 opportunities */
+        if (d.send) {
+            sends++;
+            assert_int_equal(d.reason, REASON_SEND);
+            assert_int_equal(d.chosen, 3); /* greedy: the best score */
+            assert_true(fabs(d.propensity - 0.5 * fx.select_prob[3]) < 1e-12);
+        } else {
+            assert_int_equal(d.reason, REASON_PACED_SKIP);
+            assert_true(fabs(d.propensity - 0.5) < 1e-12);
+            assert_int_equal(d.chosen, -1);
+        }
+    }
+    assert_in_range(sends, 900, 1100);
+}
+
+static void test_same_inputs_same_decision(void **state)
+{
+    fixture_t a, b;
+    fixture_init(&a);
+    fixture_init(&b);
+    decision_t da, db;
+    int differ = 0;
+    for (int i = 0; i < 50; i++) {
+        char opp[16];
+        snprintf(opp, sizeof opp, "x%d", i);
+        a.in.opportunity = b.in.opportunity = opp;
+        a.in.opportunity_len = b.in.opportunity_len = strlen(opp);
+        decision_evaluate(&a.in, &da);
+        decision_evaluate(&b.in, &db);
+        assert_int_equal(da.send, db.send);
+        assert_int_equal(da.chosen, db.chosen);
+        b.in.seed = 43; /* another seed changes some coins */
+        decision_evaluate(&b.in, &db);
+        differ += da.send != db.send;
+        b.in.seed = 42;
+    }
+    assert_true(differ > 0);
+}
+
+static void test_unplanned_channel_sends_the_best_message(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.in.channel = 2; /* not in the plan's mask */
+    fx.in.channel_name = "in_app";
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+    assert_true(d.p_send == 1.0);
+    assert_int_equal(d.chosen, 3);
+    assert_int_equal(d.cap, -1);
+}
+
+static void test_threshold_mode_sends_iff_best_clears_the_threshold(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.fast.mode = FAST_MODE_THRESHOLD;
+    fx.in.plan = NULL;
+    threshold_state_t th;
+    threshold_init(&th, 0.99); /* above sigma(0.8) ~ 0.69 */
+    fx.in.threshold = &th;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_PACED_SKIP);
+    assert_true(d.propensity == 1.0);
+    assert_true(d.have_best);
+    threshold_init(&th, 0.1);
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+    assert_true(d.p_send == 1.0);
+    assert_int_equal(d.chosen, 3);
+    assert_int_equal(d.cap, -1);
+}
+
+static void test_fold_scales_a_partly_seen_first_week(void **state)
+{
+    opportunity_history_t h = {.have_first_week = true, .first_week = 10, .first_fraction = 0.5};
+    h.counts[1] = 20; /* week 10 = W-1 */
+    opportunity_fold_t f;
+    decision_fold_history(&h, 11, 0.3, &f);
+    assert_true(f.store_ewma);
+    assert_true(fabs(f.ewma - 40.0) < 1e-9);
+    assert_true(f.store_ewma_week);
+    assert_int_equal(f.ewma_week, 10);
+    assert_true(fabs(f.expected - 40.0) < 1e-9);
+}
+
+static void test_fold_skips_a_barely_seen_first_week(void **state)
+{
+    opportunity_history_t h = {.have_first_week = true, .first_week = 10, .first_fraction = 0.1};
+    h.counts[1] = 3;
+    opportunity_fold_t f;
+    decision_fold_history(&h, 11, 0.3, &f);
+    assert_false(f.store_ewma);
+    assert_true(f.store_ewma_week);
+    assert_true(f.expected <= 0); /* still the prior */
+}
+
+static void test_fold_is_idempotent_within_a_week_and_folds_two_missed_weeks(void **state)
+{
+    opportunity_history_t h = {.have_first_week = true, .first_week = 5, .first_fraction = 1,
+                               .have_ewma = true, .ewma = 10, .have_ewma_week = true,
+                               .ewma_week = 10};
+    opportunity_fold_t f;
+    decision_fold_history(&h, 11, 0.5, &f); /* W-1 = 10 already folded */
+    assert_false(f.store_ewma);
+    assert_false(f.store_ewma_week);
+    assert_true(fabs(f.expected - 10.0) < 1e-12);
+    h.ewma_week = 8; /* weeks 9 and 10 not folded: counts 20 then 0 */
+    h.counts[0] = 20;
+    h.counts[1] = 0;
+    decision_fold_history(&h, 11, 0.5, &f);
+    assert_true(f.store_ewma);
+    assert_true(fabs(f.ewma - 7.5) < 1e-9); /* (10 -> 15) -> 7.5 */
+    assert_int_equal(f.ewma_week, 10);
+}
+
+static void test_reason_names_are_the_contract(void **state)
+{
+    assert_string_equal(decision_reason_name(REASON_SEND), "send");
+    assert_string_equal(decision_reason_name(REASON_PACED_SKIP), "paced_skip");
+    assert_string_equal(decision_reason_name(REASON_CAP_REACHED), "cap_reached");
+    assert_string_equal(decision_reason_name(REASON_QUIET_HOURS), "quiet_hours");
+    assert_string_equal(decision_reason_name(REASON_NO_CANDIDATES), "no_candidates");
+    assert_string_equal(decision_reason_name(REASON_ALL_FILTERED), "all_filtered");
+    assert_string_equal(decision_reason_name(REASON_UNSUBSCRIBED), "unsubscribed");
+    assert_string_equal(decision_reason_name(REASON_DEGRADED), "degraded");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unsubscribed_comes_before_quiet_hours),
+        cmocka_unit_test(test_quiet_hours_gives_retry_at_in_member_time),
+        cmocka_unit_test(test_no_candidates),
+        cmocka_unit_test(test_recently_sent_candidates_are_filtered_and_old_ones_are_not),
+        cmocka_unit_test(test_cap_reached_before_the_coin),
+        cmocka_unit_test(test_uniform_coin_probability_and_propensities),
+        cmocka_unit_test(test_same_inputs_same_decision),
+        cmocka_unit_test(test_unplanned_channel_sends_the_best_message),
+        cmocka_unit_test(test_threshold_mode_sends_iff_best_clears_the_threshold),
+        cmocka_unit_test(test_fold_scales_a_partly_seen_first_week),
+        cmocka_unit_test(test_fold_skips_a_barely_seen_first_week),
+        cmocka_unit_test(test_fold_is_idempotent_within_a_week_and_folds_two_missed_weeks),
+        cmocka_unit_test(test_reason_names_are_the_contract),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
