@@ -14,6 +14,7 @@
 #include "notifd/admin.h"
 
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,11 @@ typedef struct admin {
     struct MHD_Daemon *httpd;
     uv_timer_t publish;
     uint64_t names_generation;   /* config generation whose channel names were published */
+    /* libmicrohttpd logs each malformed request; a hostile client must not
+     * be able to flood the journal. The limiter is shared by the HTTP
+     * thread and the loop thread (start, stop), hence the lock. */
+    pthread_mutex_t log_lock;
+    log_ratelimit_t log_limit;
 } admin_t;
 
 void admin_publish(app_t *app)
@@ -133,7 +139,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
  * log_write allows. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
+    admin_t *a = cls;
     char msg[256];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
@@ -142,7 +148,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     for (char *p = msg; *p != '\0'; p++)
         if (*p == '"')
             *p = '\'';
-    log_warn("admin http", "detail=\"%s\"", msg);
+    pthread_mutex_lock(&a->log_lock);
+    log_limited(&a->log_limit, LOG_WARN, "admin http", "detail=\"%s\"", msg);
+    pthread_mutex_unlock(&a->log_lock);
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
@@ -176,6 +184,8 @@ int admin_start(app_t *app)
     }
     a->app = app;
     a->metrics = app->metrics;
+    pthread_mutex_init(&a->log_lock, NULL);
+    a->log_limit = (log_ratelimit_t)LOG_RATELIMIT_INIT(10000, 10);
     app->admin = a;
     /* Publish before the first request can arrive, so /readyz never answers
      * from an empty registry. */
@@ -189,7 +199,7 @@ int admin_start(app_t *app)
     a->httpd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, a,
         /* first, so that every later diagnostic goes to our log */
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_LIMIT, ADMIN_MAX_CONNECTIONS,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, ADMIN_MAX_PER_IP,
@@ -204,6 +214,7 @@ int admin_start(app_t *app)
         log_error("cannot start admin endpoint", "addr=%s:%d reason=\"cannot bind or listen\"",
                   cfg->admin_listen.host, cfg->admin_listen.port);
         app->admin = NULL;
+        pthread_mutex_destroy(&a->log_lock);
         free(a);
         return -1;
     }
@@ -217,7 +228,12 @@ int admin_start(app_t *app)
     return 0;
 }
 
-static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+static void on_timer_closed(uv_handle_t *h)
+{
+    admin_t *a = h->data;
+    pthread_mutex_destroy(&a->log_lock);
+    free(a);
+}
 
 void admin_stop(app_t *app)
 {

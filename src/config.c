@@ -39,7 +39,7 @@ static const char *const planner_keys[] = {
 };
 static const char *const events_keys[] = {
     "url", "spool_dir", "batch_max", "flush_ms", "timeout_ms", "queue_max",
-    "spool_max_bytes", "fsync", NULL,
+    "spool_max_bytes", "fsync", "retry_min_ms", "retry_max_ms", NULL,
 };
 static const char *const limits_keys[] = {
     "max_line_bytes", "max_connections", "max_output_bytes", "max_pipeline",
@@ -149,6 +149,8 @@ static void defaults(config_t *cfg)
     cfg->events.queue_max = 100000;
     cfg->events.spool_max_bytes = (int64_t)1 << 30;
     cfg->events.fsync = 1;
+    cfg->events.retry_min_ms = 100;
+    cfg->events.retry_max_ms = 30000;
 
     cfg->limits.max_line_bytes = 64 * 1024;
     cfg->limits.max_connections = 10000;
@@ -278,6 +280,12 @@ static void parse_events(config_errors_t *errs, json_t *root, config_t *cfg)
         else
             config_errors_add(errs, "events.fsync", "must be \"batch\" or \"never\"");
     }
+    if (config_get_int(errs, o, "events", "retry_min_ms", 1, 3600000, &x))
+        e->retry_min_ms = (int)x;
+    if (config_get_int(errs, o, "events", "retry_max_ms", 1, 3600000, &x))
+        e->retry_max_ms = (int)x;
+    if (e->retry_min_ms > e->retry_max_ms)
+        config_errors_add(errs, "events.retry_min_ms", "must not exceed events.retry_max_ms");
 }
 
 static void parse_limits(config_errors_t *errs, json_t *root, config_t *cfg)

@@ -15,10 +15,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "notifd/admin.h"
+#include "notifd/events.h"
 #include "notifd/log.h"
 #include "notifd/metrics.h"
 #include "notifd/ops.h"
@@ -88,6 +90,7 @@ bool daemon_reload(app_t *app)
     server_apply_config(app->server, next);
     store_configure(app->store, next);
     policy_apply_config(app, next);
+    events_apply_config(app, next);
     app_config_swap(app, next);
     app->counters.reloads_ok++;
     log_info("config reloaded", "generation=%llu", (unsigned long long)next->generation);
@@ -113,17 +116,25 @@ static void daemon_finish(app_t *app)
     policy_stop(app);
     store_close(app->store); /* fails any request still waiting on Redis */
     server_close(app->server);
+    /* After the store: requests failed just now may still publish events.
+     * A no-op when on_drained already stopped the sink; on the grace path it
+     * spools what is queued without trying the endpoint. */
+    events_stop(app, NULL, NULL);
     for (size_t i = 0; i < N_SIGNALS; i++)
         close_handle((uv_handle_t *)&d->signals[i]);
     close_handle((uv_handle_t *)&d->grace);
     close_handle((uv_handle_t *)&d->watchdog);
 }
 
+static void on_events_stopped(void *arg) { daemon_finish(arg); }
+
 static void on_drained(void *arg)
 {
     app_t *app = arg;
     log_info("drained: every request answered", "%s", "");
-    daemon_finish(app);
+    /* Every decision is answered, so every event is queued: flush (or
+     * spool) them, then finish. */
+    events_stop(app, on_events_stopped, app);
 }
 
 static void on_grace_over(uv_timer_t *t)
@@ -152,6 +163,24 @@ static void on_watchdog(uv_timer_t *t)
     sd_notify(0, "WATCHDOG=1");
 }
 
+/* Every connection is a descriptor: lift the soft limit to the hard one (as
+ * far as the unit allows), and say so when max_connections still cannot fit. */
+static void raise_fd_limit(const config_t *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)cfg->limits.max_connections + 64 > rl.rlim_cur)
+        log_warn("limits.max_connections is above the open-file limit; accepts will fail first",
+                 "max_connections=%d nofile=%llu", cfg->limits.max_connections,
+                 (unsigned long long)rl.rlim_cur);
+}
+
 int daemon_run(const char *config_path, config_t *cfg)
 {
     daemon_ctx_t *d = calloc(1, sizeof *d);
@@ -164,6 +193,7 @@ int daemon_run(const char *config_path, config_t *cfg)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    raise_fd_limit(cfg);
 
     app->loop = uv_default_loop();
     snprintf(app->config_path, sizeof app->config_path, "%s", config_path);
@@ -182,6 +212,8 @@ int daemon_run(const char *config_path, config_t *cfg)
     }
     store_set_rtt_observer(app->store, metrics_observe_redis_rtt, app->metrics);
     store_configure(app->store, cfg);
+    if (events_start(app) != 0)
+        return 1;
 
     int rc = server_listen(app->server, cfg);
     if (rc != 0) {

@@ -26,12 +26,14 @@
 #include <time.h>
 
 #include "notifd/decision.h"
+#include "notifd/events.h"
 #include "notifd/features.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
 #include "notifd/metrics.h"
 #include "notifd/ops_policy.h"
 #include "notifd/plan.h"
+#include "notifd/request.h"
 #include "notifd/policy.h"
 #include "notifd/schedule.h"
 
@@ -40,7 +42,12 @@
 
 typedef struct decide_ctx {
     request_t *req;
-    const fast_config_t *fast;
+    decide_request_t request;       /* the validated request (owns the arrays below) */
+    const fast_config_t *fast;      /* the member's fast arm, or the base */
+    int fast_arm;                   /* -1 control */
+    const char *fast_arm_name;
+    int slow_arm;
+    const char *slow_arm_name;
     const char *member;
     size_t member_len;
     const char *opportunity;
@@ -49,7 +56,6 @@ typedef struct decide_ctx {
     int64_t ts;
     size_t n;                       /* candidates */
     ranker_candidate_t *cands;
-    ranker_feature_t *features;
     double *last_sent;
     double *utility;
     double *select_prob;
@@ -66,134 +72,21 @@ typedef struct decide_ctx {
     double open_rate;
     opportunity_history_t history;
     uint32_t sent_this_week;
+    bool ranked;                    /* utility and select_prob are filled */
 } decide_ctx_t;
 
 static void decide_ctx_free(decide_ctx_t *d)
 {
     free(d->idem);
-    free(d->cands);
+    decide_request_free(&d->request);
     free(d);
 }
 
 static int64_t now_unix(void) { return (int64_t)time(NULL); }
 
-/* ------------------------------------------------------------------ */
-/* Validation                                                         */
-
-const char *ops_check_member(const json_t *member)
-{
-    if (!json_is_string(member))
-        return "\"member\" must be a string";
-    size_t len = json_string_length(member);
-    const unsigned char *s = (const unsigned char *)json_string_value(member);
-    if (len == 0 || len > MEMBER_ID_MAX)
-        return "\"member\" must be 1..256 bytes";
-    for (size_t i = 0; i < len; i++)
-        if (s[i] < 0x20 || s[i] == 0x7f)
-            return "\"member\" must not contain control characters";
-    return NULL;
-}
-
 bool ops_get_ts(const json_t *root, int64_t *ts, const char **why)
 {
-    json_t *v = json_object_get(root, "ts");
-    if (v == NULL || json_is_null(v)) {
-        *ts = now_unix();
-        return true;
-    }
-    double x;
-    if (json_is_integer(v))
-        x = (double)json_integer_value(v);
-    else if (json_is_real(v))
-        x = json_real_value(v);
-    else {
-        *why = "\"ts\" must be unix seconds (a number)";
-        return false;
-    }
-    if (!(x >= 0 && x < 1e11)) {
-        *why = "\"ts\" must be unix seconds between 0 and 1e11";
-        return false;
-    }
-    *ts = (int64_t)floor(x);
-    return true;
-}
-
-static const char *parse_candidates(decide_ctx_t *d, json_t *arr, int max_candidates)
-{
-    if (arr == NULL || json_is_null(arr)) {
-        d->n = 0;
-        return NULL;
-    }
-    if (!json_is_array(arr))
-        return "\"candidates\" must be an array";
-    size_t n = json_array_size(arr);
-    if (n > (size_t)max_candidates)
-        return "too many candidates (limits.max_candidates)";
-    size_t n_feat = 0;
-    size_t i;
-    json_t *c;
-    json_array_foreach(arr, i, c) {
-        if (!json_is_object(c))
-            return "each candidate must be an object {id, score, features, tags}";
-        json_t *f = json_object_get(c, "features");
-        if (f != NULL && !json_is_null(f)) {
-            if (!json_is_object(f))
-                return "candidate \"features\" must be an object of numbers";
-            n_feat += json_object_size(f);
-        }
-    }
-    /* One allocation for every per-candidate array. */
-    size_t bytes = n * (sizeof(ranker_candidate_t) + 3 * sizeof(double)) +
-                   n_feat * sizeof(ranker_feature_t) + 1;
-    char *mem = calloc(1, bytes);
-    if (mem == NULL)
-        return "out of memory";
-    d->cands = (ranker_candidate_t *)mem;
-    d->last_sent = (double *)(mem + n * sizeof(ranker_candidate_t));
-    d->utility = d->last_sent + n;
-    d->select_prob = d->utility + n;
-    d->features = (ranker_feature_t *)(d->select_prob + n);
-    d->n = n;
-    size_t fi = 0;
-    json_array_foreach(arr, i, c) {
-        json_t *id = json_object_get(c, "id");
-        if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > 256)
-            return "each candidate needs an \"id\": a string of 1..256 bytes";
-        json_t *score = json_object_get(c, "score");
-        double sc = 0.0;
-        if (score != NULL && !json_is_null(score)) {
-            if (!json_is_number(score))
-                return "candidate \"score\" must be a number";
-            sc = json_number_value(score);
-            if (!isfinite(sc))
-                return "candidate \"score\" must be finite";
-        }
-        json_t *tags = json_object_get(c, "tags");
-        if (tags != NULL && !json_is_null(tags) && !json_is_array(tags))
-            return "candidate \"tags\" must be an array";
-        ranker_candidate_t *rc = &d->cands[i];
-        rc->id = json_string_value(id);
-        rc->id_len = json_string_length(id);
-        rc->score = sc;
-        rc->eligible = true;
-        rc->features = &d->features[fi];
-        d->last_sent[i] = -1.0;
-        json_t *f = json_object_get(c, "features");
-        const char *name;
-        json_t *v;
-        if (f != NULL && json_is_object(f)) {
-            json_object_foreach(f, name, v) {
-                if (!json_is_number(v) || !isfinite(json_number_value(v)))
-                    return "candidate feature values must be finite numbers";
-                d->features[fi].name = name;
-                d->features[fi].name_len = strlen(name);
-                d->features[fi].value = json_number_value(v);
-                fi++;
-                rc->n_features++;
-            }
-        }
-    }
-    return NULL;
+    return ops_get_ts_at(root, now_unix(), ts, why);
 }
 
 /* P idem:{M}:<opportunity> */
@@ -239,7 +132,8 @@ static json_t *decision_body(decide_ctx_t *d, const decision_t *dec, decision_re
                         json_real(send ? dec->propensity
                                        : (reason == REASON_PACED_SKIP ? dec->propensity : 1.0)));
     json_object_set_new(body, "plan", plan ? plan_json(cfg, plan) : json_null());
-    json_object_set_new(body, "arm", json_pack("{s:s,s:s}", "slow", "control", "fast", "control"));
+    json_object_set_new(body, "arm", json_pack("{s:s,s:s}", "slow", d->slow_arm_name, "fast",
+                                               d->fast_arm_name));
     json_object_set_new(body, "mode", json_string(d->fast->mode == FAST_MODE_THRESHOLD
                                                       ? "threshold"
                                                       : "hierarchical"));
@@ -250,8 +144,40 @@ static json_t *decision_body(decide_ctx_t *d, const decision_t *dec, decision_re
     return body;
 }
 
+/* The decision event: the answer plus what an offline evaluation needs to
+ * replay it (every candidate's score, utility and selection probability). */
+static void publish_event(decide_ctx_t *d, const json_t *body)
+{
+    const config_t *cfg = d->req->cfg;
+    if (cfg->events.url[0] == '\0')
+        return;
+    json_t *ev = json_pack("{s:s,s:I,s:s%,s:s,s:s%}", "type", "decision", "ts",
+                           (json_int_t)d->ts, "member", d->member, d->member_len, "channel",
+                           cfg->channels[d->channel], "opportunity", d->opportunity,
+                           d->opportunity_len);
+    if (ev == NULL)
+        return;
+    json_object_update(ev, (json_t *)body);
+    json_t *cands = json_array();
+    for (size_t i = 0; i < d->n; i++) {
+        json_t *c = json_pack("{s:s%,s:f}", "id", d->cands[i].id, d->cands[i].id_len, "score",
+                              d->cands[i].score);
+        json_object_set_new(c, "utility", d->ranked ? json_real(d->utility[i]) : json_null());
+        json_object_set_new(c, "select_prob",
+                            d->ranked ? json_real(d->select_prob[i]) : json_null());
+        json_array_append_new(cands, c);
+    }
+    json_object_set_new(ev, "candidates", cands);
+    events_publish(d->req->app, ev);
+}
+
 static void finish(decide_ctx_t *d, json_t *body, decision_reason_t reason)
 {
+    if (!json_is_true(json_object_get(body, "duplicate")))
+        publish_event(d, body);
+    policy_state_t *ps = policy_state(d->req->app);
+    ps->fast_arm_decisions[d->fast_arm + 1][reason]++;
+    ps->slow_arm_decisions[d->slow_arm + 1][reason]++;
     metrics_observe_decision(d->req->app->metrics, d->channel,
                              d->fast->mode == FAST_MODE_THRESHOLD ? 1 : 0, (int)reason,
                              (double)(uv_hrtime() - d->req->start_ns) / 1e9);
@@ -284,6 +210,7 @@ static void answer_degraded(decide_ctx_t *d)
             .select_prob = d->select_prob, .expected_opportunities = -1.0,
         };
         decision_evaluate(&in, &dec);
+        d->ranked = dec.have_best;
         finish(d, decision_body(d, &dec, dec.reason, dec.send, &plan, true), dec.reason);
         return;
     }
@@ -355,11 +282,14 @@ static void decide_and_record(decide_ctx_t *d)
 
     threshold_state_t *th = NULL;
     if (threshold_mode) {
-        if (!ps->threshold_ready[d->channel]) {
-            threshold_init(&ps->threshold[d->channel], fast->threshold_initial);
-            ps->threshold_ready[d->channel] = true;
+        /* One calibrator per fast arm and channel: arms with other targets
+         * must not pull each other's thresholds. */
+        int a = d->fast_arm + 1;
+        if (!ps->threshold_ready[a][d->channel]) {
+            threshold_init(&ps->threshold[a][d->channel], fast->threshold_initial);
+            ps->threshold_ready[a][d->channel] = true;
         }
-        th = &ps->threshold[d->channel];
+        th = &ps->threshold[a][d->channel];
     }
     decision_input_t in = {
         .fast = fast, .seed = cfg->seed, .member = d->member, .member_len = d->member_len,
@@ -374,6 +304,7 @@ static void decide_and_record(decide_ctx_t *d)
     };
     decision_t dec;
     decision_evaluate(&in, &dec);
+    d->ranked = dec.have_best;
     if (th != NULL && dec.have_best)
         threshold_observe(th, dec.best_score, fast->threshold_target_send_rate);
 
@@ -660,58 +591,38 @@ static void read_send(decide_ctx_t *d, store_reply_fn fn, int argc, const char *
 
 void op_decide(request_t *req)
 {
-    json_t *root = req->root;
     const config_t *cfg = req->cfg;
-    const char *why = ops_check_member(json_object_get(root, "member"));
-    if (why != NULL) {
-        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
-        return;
-    }
-    json_t *ch = json_object_get(root, "channel");
-    int channel = json_is_string(ch) ? config_channel_index(cfg, json_string_value(ch),
-                                                            json_string_length(ch))
-                                     : -1;
-    if (channel < 0) {
-        request_reply_error(req, PROTO_BAD_REQUEST,
-                            "\"channel\" must be a configured channel (see \"channels\" in the config)");
-        return;
-    }
-    json_t *opp = json_object_get(root, "opportunity");
-    if (!json_is_string(opp) || json_string_length(opp) == 0 || json_string_length(opp) > 256) {
-        request_reply_error(req, PROTO_BAD_REQUEST,
-                            "\"opportunity\" must be a string id of 1..256 bytes (it makes "
-                            "retries idempotent)");
-        return;
-    }
-    int64_t ts;
-    if (!ops_get_ts(root, &ts, &why)) {
-        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
-        return;
-    }
     decide_ctx_t *d = calloc(1, sizeof *d);
     if (d == NULL) {
         request_reply_error(req, PROTO_INTERNAL, "out of memory");
         return;
     }
     d->req = req;
-    d->fast = &cfg->policy.fast;
-    json_t *member = json_object_get(root, "member");
-    d->member = json_string_value(member);
-    d->member_len = json_string_length(member);
-    d->opportunity = json_string_value(opp);
-    d->opportunity_len = json_string_length(opp);
-    d->channel = channel;
-    d->ts = ts;
-    d->open_rate = -1.0;
-    why = parse_candidates(d, json_object_get(root, "candidates"), cfg->limits.max_candidates);
+    decide_request_t *dr = &d->request;
+    const char *why = decide_request_parse(dr, req->root, cfg, now_unix());
     if (why != NULL) {
         request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
         decide_ctx_free(d);
         return;
     }
+    d->member = dr->member;
+    d->member_len = dr->member_len;
+    d->opportunity = dr->opportunity;
+    d->opportunity_len = dr->opportunity_len;
+    d->channel = dr->channel;
+    d->ts = dr->ts;
+    d->n = dr->n;
+    d->cands = dr->candidates;
+    d->last_sent = dr->last_sent;
+    d->utility = dr->utility;
+    d->select_prob = dr->select_prob;
+    d->open_rate = -1.0;
+    d->fast = policy_fast_for(&cfg->policy, d->member, d->member_len, &d->fast_arm,
+                              &d->fast_arm_name);
+    policy_slow_for(&cfg->policy, d->member, d->member_len, &d->slow_arm, &d->slow_arm_name);
 
     const char *prefix = cfg->redis.prefix;
-    const char *chname = cfg->channels[channel];
+    const char *chname = cfg->channels[d->channel];
     char key[KEY_MAX];
     size_t kl;
     /* The read pipeline: every command goes out before any reply is read.

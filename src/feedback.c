@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "notifd/events.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
 #include "notifd/ops_policy.h"
@@ -33,7 +34,24 @@ typedef struct feedback_ctx {
     char *member;
     size_t member_len;
     int64_t ts;
+    int channel;
 } feedback_ctx_t;
+
+static void publish_event(feedback_ctx_t *f)
+{
+    request_t *req = f->req;
+    const config_t *cfg = req->cfg;
+    if (cfg->events.url[0] == '\0')
+        return;
+    json_t *msg = json_object_get(req->root, "message");
+    json_t *ev = json_pack("{s:s,s:I,s:s%,s:s?,s:O,s:O?}", "type", "feedback", "ts",
+                           (json_int_t)f->ts, "member", f->member, f->member_len, "channel",
+                           f->channel >= 0 ? cfg->channels[f->channel] : NULL, "event",
+                           json_object_get(req->root, "event"), "message",
+                           json_is_string(msg) ? msg : NULL);
+    if (ev != NULL)
+        events_publish(req->app, ev);
+}
 
 static void on_feedback(redisReply *reply, void *privdata)
 {
@@ -49,6 +67,7 @@ static void on_feedback(redisReply *reply, void *privdata)
     } else {
         if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
             schedule_member(req->app, req->cfg, f->member, f->member_len, f->ts);
+        publish_event(f);
         request_reply_ok(req, json_pack("{s:b}", "recorded", 1));
     }
     free(f->member);
@@ -117,6 +136,7 @@ void op_feedback(request_t *req)
     f->member_len = json_string_length(member);
     memcpy(f->member, json_string_value(member), f->member_len + 1);
     f->ts = ts;
+    f->channel = channel;
 
     char key[KEY_MAX], a_ts[24], a_hl[32], a_win[32], a_ttl[24];
     size_t kl = key_member(key, cfg->redis.prefix, "member", f->member, f->member_len, "", 0);

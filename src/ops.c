@@ -30,8 +30,8 @@ static const op_entry_t ops_table[OP_COUNT] = {
     [OP_DECIDE] = {"decide", op_decide},
     [OP_FEEDBACK] = {"feedback", op_feedback},
     [OP_PLAN] = {"plan", op_plan},
-    [OP_REPLAN] = {"replan", NULL},
-    [OP_PLANNER_RUN] = {"planner_run", NULL},
+    [OP_REPLAN] = {"replan", op_replan},
+    [OP_PLANNER_RUN] = {"planner_run", op_planner_run},
 };
 
 const char *ops_name(op_id_t op) { return op < OP_COUNT ? ops_table[op].name : "unknown"; }
@@ -64,16 +64,34 @@ static void request_finish(request_t *req, char *line, size_t len, bool ok, prot
 
 void request_reply_ok(request_t *req, json_t *body)
 {
-    json_t *o = json_object();
-    json_object_set(o, "id", req->id && proto_id_valid(req->id) ? req->id : json_null());
-    json_object_set_new(o, "ok", json_true());
-    if (body != NULL) {
-        json_object_update(o, body);
-        json_decref(body);
-    }
     size_t len = 0;
-    char *line = proto_encode_line(o, &len);
-    json_decref(o);
+    char *line;
+    if (body == NULL || (json_is_object(body) && json_object_get(body, "id") == NULL &&
+                         json_object_get(body, "ok") == NULL)) {
+        /* Encode the body once behind the id/ok header: merging it into a
+         * fresh object first copied every member for nothing (10% of a
+         * decide's instructions in the callgrind profile). */
+        line = proto_ok_line(req->id, body, &len);
+    } else {
+        json_t *o = json_object();
+        json_object_set(o, "id", req->id && proto_id_valid(req->id) ? req->id : json_null());
+        json_object_set_new(o, "ok", json_true());
+        json_object_update(o, body);
+        line = proto_encode_line(o, &len);
+        json_decref(o);
+    }
+    json_decref(body);
+    request_finish(req, line, len, true, PROTO_INTERNAL);
+}
+
+void request_reply_ok_text(request_t *req, const char *obj, size_t obj_len, const char *extra)
+{
+    size_t len = 0;
+    char *line = proto_ok_line_text(req->id, obj, obj_len, extra, &len);
+    if (line == NULL) {
+        request_reply_error(req, PROTO_INTERNAL, "stored reply is not a JSON object");
+        return;
+    }
     request_finish(req, line, len, true, PROTO_INTERNAL);
 }
 
@@ -166,11 +184,13 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
         reply_raw_error(app, slot, PROTO_BAD_REQUEST, "empty line; send one JSON object per line");
         return;
     }
-    json_error_t jerr;
-    json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* proto_parse_line, not json_loadb: same grammar, a fraction of the
+     * cost (see protocol.c). */
+    proto_parse_error_t perr;
+    json_t *root = proto_parse_line(line, len, &perr);
     if (root == NULL) {
         char msg[300];
-        snprintf(msg, sizeof msg, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+        snprintf(msg, sizeof msg, "invalid JSON at column %zu: %s", perr.column, perr.text);
         reply_raw_error(app, slot, PROTO_BAD_REQUEST, msg);
         return;
     }

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "notifd/ops.h"
+#include "notifd/policy.h"
 #include "notifd/version.h"
 
 static json_t *redis_status(const app_t *app)
@@ -35,6 +36,39 @@ void op_health(request_t *req)
     json_object_set_new(body, "config_generation", json_integer((json_int_t)req->cfg->generation));
     json_object_set_new(body, "redis", redis_status(app));
     request_reply_ok(req, body);
+}
+
+/* Decisions by reason for each arm of one layer, under the arm names of the
+ * current config ("control" first). */
+static json_t *layer_stats(const experiment_layer_t *layer,
+                           const uint64_t (*counts)[REASON_COUNT])
+{
+    json_t *o = json_object();
+    for (int a = -1; a < layer->n_arms; a++) {
+        json_t *reasons = json_object();
+        uint64_t total = 0;
+        for (int r = 0; r < REASON_COUNT; r++) {
+            total += counts[a + 1][r];
+            if (counts[a + 1][r] > 0)
+                json_object_set_new(reasons, decision_reason_name((decision_reason_t)r),
+                                    json_integer((json_int_t)counts[a + 1][r]));
+        }
+        json_object_set_new(o, a < 0 ? "control" : layer->names[a],
+                            json_pack("{s:I,s:o}", "decisions", (json_int_t)total, "reasons",
+                                      reasons));
+    }
+    return o;
+}
+
+static json_t *experiment_stats(app_t *app, const config_t *cfg)
+{
+    policy_state_t *ps = policy_state(app);
+    return json_pack("{s:o,s:o}", "fast",
+                     layer_stats(&cfg->policy.fast_layer,
+                                 (const uint64_t(*)[REASON_COUNT])ps->fast_arm_decisions),
+                     "slow",
+                     layer_stats(&cfg->policy.slow_layer,
+                                 (const uint64_t(*)[REASON_COUNT])ps->slow_arm_decisions));
 }
 
 void op_stats(request_t *req)
@@ -82,6 +116,7 @@ void op_stats(request_t *req)
     json_object_set_new(body, "uptime_s",
                         json_integer((json_int_t)((uv_now(app->loop) - app->started_ms) / 1000)));
     json_object_set_new(body, "config_generation", json_integer((json_int_t)req->cfg->generation));
+    json_object_set_new(body, "experiments", experiment_stats(app, req->cfg));
     json_object_set_new(body, "reloads", json_pack("{s:I,s:I}", "ok",
                                                    (json_int_t)app->counters.reloads_ok, "failed",
                                                    (json_int_t)app->counters.reloads_failed));

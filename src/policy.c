@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "notifd/log.h"
+#include "notifd/planner.h"
 #include "notifd/redis_scripts.h"
 
 int policy_start(app_t *app)
@@ -16,11 +17,20 @@ int policy_start(app_t *app)
     ps->script_record = store_register_script(app->store, "decide_record",
                                               redis_script_decide_record);
     ps->script_feedback = store_register_script(app->store, "feedback", redis_script_feedback);
-    if (ps->script_record < 0 || ps->script_feedback < 0) {
+    /* The replan op writes plans with the same script as the planner worker. */
+    ps->script_plan_write = store_register_script(app->store, "plan_write",
+                                                  planner_script_plan_write);
+    if (ps->script_record < 0 || ps->script_feedback < 0 || ps->script_plan_write < 0) {
         free(ps);
         return -1;
     }
     app->policy = ps;
+    app->planner = planner_start(app);
+    if (app->planner == NULL) {
+        app->policy = NULL;
+        free(ps);
+        return -1;
+    }
     return 0;
 }
 
@@ -32,6 +42,9 @@ void policy_apply_config(app_t *app, const config_t *next)
 
 void policy_stop(app_t *app)
 {
+    /* Joins the worker thread; a running pass stops between two batches. */
+    planner_stop(app->planner);
+    app->planner = NULL;
     free(app->policy);
     app->policy = NULL;
 }

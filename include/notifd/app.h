@@ -55,6 +55,7 @@ typedef struct app {
     void *policy;                 /* fast-path state (decide.c), may be NULL */
     void *planner;                /* slow-policy worker (planner.c), may be NULL */
     void *metrics;                /* metrics registry (metrics.c), may be NULL */
+    void *events;                 /* decision-event sink (events.c), may be NULL */
     void *admin;                  /* admin HTTP endpoint (admin.c), NULL when off */
 } app_t;
 

@@ -73,6 +73,8 @@ typedef struct config_events {
     int queue_max;
     int64_t spool_max_bytes;
     int fsync;                      /* 0 never, 1 per batch */
+    int retry_min_ms;               /* delivery retry backoff starts here, doubles ... */
+    int retry_max_ms;               /* ... up to here */
 } config_events_t;
 
 typedef struct config {

@@ -33,6 +33,12 @@ void ops_handle_too_long(void *app, conn_t *conn, reply_slot_t *slot);
 /* Adds "id" and "ok":true in front of the fields of `body` (stolen) and
  * replies. */
 void request_reply_ok(request_t *req, json_t *body);
+/* Replies with an already encoded JSON object text (a decision stored in
+ * Redis, say) behind "id" and "ok":true, plus `extra` members if not NULL
+ * ("\"duplicate\":true"), without parsing or re-encoding it. The text must
+ * be one JSON object without "id" or "ok" members; if it is not {...} the
+ * reply is an internal error. Does not take ownership of `obj`. */
+void request_reply_ok_text(request_t *req, const char *obj, size_t obj_len, const char *extra);
 void request_reply_error(request_t *req, proto_error_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -9,16 +9,22 @@
 #include <stdbool.h>
 
 #include "notifd/app.h"
+#include "notifd/decision.h"
+#include "notifd/experiments.h"
 #include "notifd/threshold.h"
 #include "notifd/types.h"
 
 typedef struct policy_state {
     int script_record;   /* store script ids */
     int script_feedback;
+    int script_plan_write; /* planner.h: shared by the replan op and the worker */
     /* Threshold (baseline) mode: one online-calibrated threshold per channel,
      * process-local, like the previous system's per-instance threshold. */
-    threshold_state_t threshold[NOTIFD_MAX_CHANNELS];
-    bool threshold_ready[NOTIFD_MAX_CHANNELS];
+    threshold_state_t threshold[EXPERIMENT_MAX_ARMS + 1][NOTIFD_MAX_CHANNELS]; /* [fast arm + 1] */
+    bool threshold_ready[EXPERIMENT_MAX_ARMS + 1][NOTIFD_MAX_CHANNELS];
+    /* Decisions by experiment arm ([arm + 1], 0 = control), for stats. */
+    uint64_t fast_arm_decisions[EXPERIMENT_MAX_ARMS + 1][REASON_COUNT];
+    uint64_t slow_arm_decisions[EXPERIMENT_MAX_ARMS + 1][REASON_COUNT];
 } policy_state_t;
 
 /* Registers scripts and starts the planner worker; 0 or -1. Call after

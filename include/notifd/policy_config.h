@@ -18,6 +18,7 @@
 #include "notifd/actions.h"
 #include "notifd/calendar.h"
 #include "notifd/estimate.h"
+#include "notifd/experiments.h"
 #include "notifd/pacing.h"
 #include "notifd/ranker.h"
 #include "notifd/types.h"
@@ -57,11 +58,32 @@ typedef struct slow_config {
     slow_weights_t weights;
 } slow_config_t;
 
+/* One experiment layer (experiments.slow or experiments.fast): arms with
+ * shares; members outside every share are in "control". */
+typedef struct experiment_layer {
+    char salt[EXPERIMENT_SALT_MAX];
+    int n_arms;
+    char names[EXPERIMENT_MAX_ARMS][EXPERIMENT_NAME_MAX];
+    double shares[EXPERIMENT_MAX_ARMS];
+} experiment_layer_t;
+
 typedef struct policy_config {
-    fast_config_t fast;
-    slow_config_t slow;
+    fast_config_t fast;           /* the base (control) fast layer */
+    slow_config_t slow;           /* the base (control) slow layer */
     double half_life_s;           /* features.half_life_days */
     double attribution_window_s;  /* = slow.priors.attribution_window_s */
+    experiment_layer_t fast_layer;
+    experiment_layer_t slow_layer;
+    fast_config_t *fast_arms;     /* fast_layer.n_arms copies of `fast`, overridden */
+    slow_config_t *slow_arms;     /* slow_layer.n_arms copies of `slow`, overridden */
 } policy_config_t;
+
+/* The fast (decide) or slow (planner) parameters for a member: its arm's, or
+ * the base ones for control. *arm_index is -1 for control; *arm_name is the
+ * arm's name or "control". Pure and stable (experiments.h). */
+const fast_config_t *policy_fast_for(const policy_config_t *pc, const char *member,
+                                     size_t member_len, int *arm_index, const char **arm_name);
+const slow_config_t *policy_slow_for(const policy_config_t *pc, const char *member,
+                                     size_t member_len, int *arm_index, const char **arm_name);
 
 #endif

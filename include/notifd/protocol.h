@@ -1,6 +1,6 @@
 /*
- * protocol.h - the producer protocol's wire format: error codes and reply
- * encoding (one compact JSON object per line).
+ * protocol.h - the producer protocol's wire format: request parsing, error
+ * codes and reply encoding (one compact JSON object per line).
  *
  * Error codes are a contract (DESIGN.md): clients switch on them, so they
  * never change; the message is for people and says what to do.
@@ -23,9 +23,34 @@ typedef enum proto_error {
 
 const char *proto_error_code(proto_error_t e);
 
+typedef struct proto_parse_error {
+    size_t column;      /* 1-based byte offset of the problem in the line */
+    const char *text;   /* static text: what is wrong there */
+} proto_parse_error_t;
+
+/* Parses one request line into a jansson tree (a new reference), or
+ * returns NULL and fills *err. Accepts what json_loadb() with
+ * JSON_REJECT_DUPLICATES accepts (an object or array at the top, strict
+ * RFC 8259, valid UTF-8, no \u0000, unique keys, integers within
+ * json_int_t, finite reals), several times faster. */
+json_t *proto_parse_line(const char *line, size_t len, proto_parse_error_t *err);
+
 /* Encodes `obj` compactly, with a trailing '\n', into a new malloc'd buffer;
  * NULL when out of memory. Key order is insertion order. */
 char *proto_encode_line(const json_t *obj, size_t *len);
+
+/* {"id":id,"ok":true,<the members of body>}\n, encoding `body` once (no
+ * merged copy); `id` may be NULL (null), `body` NULL or empty. The caller
+ * makes sure body has no "id" or "ok" member. NULL when out of memory. */
+char *proto_ok_line(const json_t *id, const json_t *body, size_t *len);
+
+/* The same from an already encoded JSON object text (for example a reply
+ * stored in Redis): {"id":id,"ok":true,<members of obj>,<extra>}\n without
+ * parsing obj. `extra` is NULL or more members ("\"duplicate\":true").
+ * NULL when obj is not {...} or out of memory. The caller vouches that obj
+ * is one valid JSON object without "id" or "ok" (it wrote it). */
+char *proto_ok_line_text(const json_t *id, const char *obj, size_t obj_len, const char *extra,
+                         size_t *len);
 
 /* {"id":id,"ok":false,"error":{"code":...,"message":...}}\n; `id` may be NULL. */
 char *proto_error_line(const json_t *id, proto_error_t code, const char *message, size_t *len);

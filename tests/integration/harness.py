@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -271,3 +272,140 @@ class NotifdTestCase(unittest.TestCase):
         c = self.notifd.client()
         self.addCleanup(c.close)
         return c
+
+
+class EventSink:
+    """A real HTTP endpoint for decision events, in its own process so a test
+    can kill it (SIGKILL, mid-request) and start it again on the same port.
+
+    It records every line of every accepted (2xx) POST in received.ndjson and
+    one JSON line per answered request in requests.ndjson (status, line
+    count, content type, client port: the same port on successive requests
+    means the connection was kept alive), and one line per request received
+    in started.ndjson, so in_flight() tells whether a request is hanging. What it answers is read per request from
+    control.json, so a test switches it between fast, slow (sleep seconds
+    before answering) and failing (any status) without restarting it.
+    """
+
+    def __init__(self, port=None, workdir=None):
+        self.port = port or free_port()
+        self.dir = workdir or tempfile.mkdtemp(prefix="notifd-sink-")
+        self.received_path = os.path.join(self.dir, "received.ndjson")
+        self.requests_path = os.path.join(self.dir, "requests.ndjson")
+        self.started_path = os.path.join(self.dir, "started.ndjson")
+        self.control_path = os.path.join(self.dir, "control.json")
+        self.proc = None
+        self.set(status=200, sleep=0)
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/events" % self.port
+
+    def set(self, status=200, sleep=0):
+        tmp = self.control_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"status": status, "sleep": sleep}, f)
+        os.replace(tmp, self.control_path)
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "event-sink",
+                                      str(self.port), self.dir])
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("event sink exited with %s" % self.proc.returncode)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, what="the event sink to listen")
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def _lines(self, path):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        # Only whole lines: the sink may be writing the next one right now.
+        return [json.loads(l) for l in data.split(b"\n")[:-1] if l.strip()]
+
+    def events(self):
+        return self._lines(self.received_path)
+
+    def requests(self):
+        return self._lines(self.requests_path)
+
+    def in_flight(self):
+        return len(self._lines(self.started_path)) - len(self.requests())
+
+    def close(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _event_sink_main(port, workdir):
+    """The EventSink process (python3 harness.py event-sink PORT DIR)."""
+    import http.server
+    import threading
+    lock = threading.Lock()
+    received = open(os.path.join(workdir, "received.ndjson"), "ab")
+    requests_log = open(os.path.join(workdir, "requests.ndjson"), "ab")
+    started_log = open(os.path.join(workdir, "started.ndjson"), "ab")
+    control_path = os.path.join(workdir, "control.json")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with lock:
+                started_log.write(b"{}\n")
+                started_log.flush()
+            try:
+                with open(control_path) as f:
+                    control = json.load(f)
+            except (OSError, ValueError):
+                control = {"status": 200, "sleep": 0}
+            if control.get("sleep"):
+                time.sleep(control["sleep"])
+            status = int(control.get("status", 200))
+            lines = [l for l in body.split(b"\n") if l.strip()]
+            with lock:
+                if 200 <= status < 300:
+                    received.write(b"".join(l + b"\n" for l in lines))
+                    received.flush()
+                requests_log.write(json.dumps({
+                    "status": status, "lines": len(lines), "path": self.path,
+                    "content_type": self.headers.get("Content-Type"),
+                    "client_port": self.client_address[1]}).encode() + b"\n")
+                requests_log.flush()
+            reply = b"{}" if status < 400 else b'{"error":"test sink says no"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, fmt, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+    Server(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "event-sink":
+        _event_sink_main(int(sys.argv[2]), sys.argv[3])
+    else:
+        sys.exit("usage: harness.py event-sink PORT DIR")

@@ -33,6 +33,12 @@ REQUIRED_FAMILIES = {
 
 
 class AdminTestCase(NotifdTestCase):
+    def setUp(self):
+        super().setUp()
+        # The harness saw Redis ready through the protocol; the admin thread
+        # sees the loop's state once published (every 250 ms).
+        wait_for(lambda: self.readyz()[0] == 200, what="/readyz 200 after start")
+
     def get(self, path, method="GET"):
         return http_request(self.notifd.admin_port, path, method=method)
 

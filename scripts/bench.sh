@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# bench.sh - notifd against Redis itself, measured in one run.
+#
+# Our users choose between notifd and a Lua frequency cap they write into
+# Redis themselves; this script puts the two side by side on the same
+# machine, in the same minute, at the same concurrency, so the ratios mean
+# something even where the absolute numbers do not (a shared or small box).
+#
+# It starts its own redis-server and notifd on free loopback ports (config
+# in a temp dir: events off, admin off, planner timer off, log_level warn),
+# loads member features (scripts/gen_members.py) and a pacing plan for every
+# benchmark member, then measures:
+#   1. redis-benchmark: pipelined GET, and EVALSHA of a Lua frequency cap
+#      (INCR, EXPIRE on first use, compare; keys randomised with
+#      __rand_int__), at the same connections and pipelining as step 2;
+#   2. notifd decide throughput, 10 candidates, closed loop (notifd-bench);
+#   3. latency at 50% of that throughput, open loop (latency from the
+#      intended send time, so queueing is not hidden);
+#   4. planner members/s (scripts/bench_planner.sh, 1M members; 10k in
+#      --quick), skipped when that script is missing;
+#   5. notifd peak RSS (VmHWM) with 1,000 connections at a modest rate.
+# and prints the machine, a table, and the ratios.
+#
+# Usage: scripts/bench.sh [--quick] [--connections N] [--pipeline N]
+#                         [--duration S] [--members N]
+#   --quick   a 2-second smoke run of every step (planner over 10k members);
+#             used by tests/integration/test_bench_smoke.py, which checks
+#             that the tools work and the output parses, never a speed.
+# Environment: NOTIFD_BUILD_DIR (default build/; built there if missing),
+#   KEEP=1 keeps the temp dir (configs, logs).
+# Every load step is bounded in time; traffic is loopback only.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="${NOTIFD_BUILD_DIR:-$ROOT/build}"
+QUICK=0
+CONNECTIONS=32
+PIPELINE=8
+DURATION=10
+MEMBERS=100000
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) QUICK=1 ;;
+    --connections) CONNECTIONS="$2"; shift ;;
+    --pipeline) PIPELINE="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --members) MEMBERS="$2"; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+WARMUP=1
+PLANNER_MEMBERS=1000000
+RSS_CONNECTIONS=1000
+RSS_RATE=2000
+if [ "$QUICK" = 1 ]; then
+    DURATION=2
+    WARMUP=0.5
+    MEMBERS=10000
+    PLANNER_MEMBERS=10000
+fi
+
+for tool in redis-server redis-cli redis-benchmark python3; do
+    command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found (scripts/deps.sh installs it)" >&2; exit 2; }
+done
+
+# ---- build -----------------------------------------------------------------
+if [ ! -x "$BUILD/notifd" ] || [ ! -x "$BUILD/notifd-bench" ]; then
+    echo "bench.sh: building into $BUILD" >&2
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$BUILD" -j"$(nproc)" --target notifd notifd-bench >/dev/null
+fi
+NOTIFD="$BUILD/notifd"
+BENCH="$BUILD/notifd-bench"
+
+WORK="$(mktemp -d /tmp/notifd-bench.XXXXXX)"
+REDIS_PID=""
+NOTIFD_PID=""
+cleanup() {
+    if [ -n "$NOTIFD_PID" ]; then kill "$NOTIFD_PID" 2>/dev/null || true; wait "$NOTIFD_PID" 2>/dev/null || true; fi
+    if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
+    if [ "${KEEP:-0}" = 1 ]; then echo "bench.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# Value of key=value in a line of text ("" if absent).
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" | head -1; }
+calc() { python3 -c "import sys; print($1)"; }
+
+# ---- machine ---------------------------------------------------------------
+CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+MEM_GIB="$(awk '/^MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)"
+echo "== notifd benchmark ($( [ "$QUICK" = 1 ] && echo "quick smoke run" || echo "full run"), $(date -u +%Y-%m-%dT%H:%M:%SZ)) =="
+echo "machine: nproc=$(nproc) cpu=\"${CPU_MODEL:-unknown}\" mem=${MEM_GIB}GiB kernel=$(uname -r)"
+echo "machine: load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the box skews absolute numbers; compare ratios)"
+echo "software: $(redis-server --version | cut -d' ' -f1-3) notifd=$("$NOTIFD" --version 2>&1 | head -1)"
+echo "settings: connections=$CONNECTIONS pipeline=$PIPELINE duration=${DURATION}s warmup=${WARMUP}s members=$MEMBERS (zipf 1.1) candidates=10"
+
+# ---- redis and data ----------------------------------------------------------
+REDIS_PORT="$(free_port)"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$WORK" --logfile "$WORK/redis.log" &
+REDIS_PID=$!
+for _ in $(seq 200); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis-cli -p "$REDIS_PORT" ping >/dev/null || { echo "bench.sh: redis-server did not start" >&2; exit 1; }
+
+# Every benchmark member gets features (as feedback would have left them) and
+# a pacing plan in force for the simulated week, as in steady state.
+SIM_WEEK=1795392000 # Monday 2026-11-23 00:00 UTC, notifd-bench's simulated week
+{
+    python3 "$ROOT/scripts/gen_members.py" --count "$MEMBERS" --prefix "b:" --due $((SIM_WEEK + 30 * 86400))
+    python3 - "$MEMBERS" "$SIM_WEEK" <<'EOF'
+import sys
+n, week = int(sys.argv[1]), int(sys.argv[2])
+out = sys.stdout.buffer
+def bulk(b): return b"$%d\r\n%s\r\n" % (len(b), b)
+buf = []
+for i in range(n):
+    f = [b"HSET", b"b:plan:{m%08d}" % i, b"version", b"1", b"action", b"%d" % (i % 100),
+         b"computed_at", b"%d" % (week - 86400), b"valid_until", b"%d" % (week + 14 * 86400),
+         b"source", b"planner", b"push_per_week", b"%d" % (1 + i % 7),
+         b"email_per_week", b"%d" % (1 + i % 3)]
+    buf.append(b"*%d\r\n" % len(f) + b"".join(bulk(x) for x in f))
+    if len(buf) >= 4096:
+        out.write(b"".join(buf)); buf.clear()
+out.write(b"".join(buf))
+EOF
+} | redis-cli -p "$REDIS_PORT" --pipe >"$WORK/load.log" 2>&1
+grep -q "errors: 0" "$WORK/load.log" || { echo "bench.sh: loading members failed:" >&2; cat "$WORK/load.log" >&2; exit 1; }
+
+# ---- 1. redis-benchmark ------------------------------------------------------
+# redis-benchmark counts requests, not seconds: a short calibration run sizes
+# the real one to about DURATION seconds, and `timeout` bounds both.
+RB_TIMEOUT=$(calc "int($DURATION * 4 + 30)")
+redis_bench() { # name, args... -> prints rps p50 p99
+    local n=$(( QUICK == 1 ? 20000 : 100000 ))
+    local rps
+    rps="$(timeout "$RB_TIMEOUT" redis-benchmark -p "$REDIS_PORT" -c "$CONNECTIONS" -P "$PIPELINE" \
+        -n "$n" -r "$MEMBERS" --csv "$@" 2>/dev/null | tail -1 | cut -d'"' -f4)"
+    n="$(calc "max(1000, int(${rps:-1000} * $DURATION))")"
+    timeout "$RB_TIMEOUT" redis-benchmark -p "$REDIS_PORT" -c "$CONNECTIONS" -P "$PIPELINE" \
+        -n "$n" -r "$MEMBERS" --csv "$@" 2>/dev/null | tail -1 |
+        tr -d '"' | awk -F, '{print $2, $5, $7}'
+}
+read -r GET_RPS GET_P50 GET_P99 < <(redis_bench -t get)
+LUA_CAP='local n = redis.call("INCR", KEYS[1])
+if n == 1 then redis.call("EXPIRE", KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then return 0 end
+return 1'
+LUA_SHA="$(redis-cli -p "$REDIS_PORT" script load "$LUA_CAP")"
+read -r LUA_RPS LUA_P50 LUA_P99 < <(redis_bench EVALSHA "$LUA_SHA" 1 "cap:{__rand_int__}:week" 5 604800)
+
+# ---- notifd ------------------------------------------------------------------
+NOTIFD_PORT="$(free_port)"
+cat >"$WORK/notifd.json" <<EOF
+{
+  "listen": "127.0.0.1:$NOTIFD_PORT",
+  "admin_listen": null,
+  "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "b:", "timeout_ms": 2000},
+  "planner": {"enabled": false},
+  "events": {"url": null, "spool_dir": "$WORK/spool"},
+  "limits": {"max_connections": 20000},
+  "log_level": "warn",
+  "fast": {"ranker": {"default": {"bias": -1.0, "score": 2.0,
+           "features": {"freshness": 0.5, "relevance": 1.0, "novelty": 0.3}}}}
+}
+EOF
+# 1,000 connections need as many descriptors in notifd and in notifd-bench.
+ulimit -n 4096 2>/dev/null || true
+"$NOTIFD" -c "$WORK/notifd.json" 2>"$WORK/notifd.log" &
+NOTIFD_PID=$!
+ready=0
+for _ in $(seq 200); do
+    if python3 - "$NOTIFD_PORT" 2>/dev/null <<'EOF'
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+s.sendall(b'{"op":"health"}\n')
+sys.exit(0 if json.loads(s.makefile().readline()).get("redis", {}).get("ready") else 1)
+EOF
+    then ready=1; break; fi
+    sleep 0.05
+done
+[ "$ready" = 1 ] || { echo "bench.sh: notifd did not become ready:" >&2; cat "$WORK/notifd.log" >&2; exit 1; }
+vm() { awk -v k="$1:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$NOTIFD_PID/status"; }
+RSS_IDLE="$(vm VmRSS)"
+
+run_bench() { # log name, args... -> the one result line
+    timeout "$(calc "int($DURATION + $WARMUP + 30)")" "$BENCH" --port "$NOTIFD_PORT" \
+        --duration "$DURATION" --warmup "$WARMUP" --members "$MEMBERS" --candidates 10 "${@:2}" \
+        2>"$WORK/$1.err" | tail -1
+}
+
+# ---- 2. decide throughput ------------------------------------------------------
+DECIDE_LINE="$(run_bench closed --connections "$CONNECTIONS" --pipeline "$PIPELINE")"
+DECIDE_RPS="$(field decide_rps <<<"$DECIDE_LINE")"
+REASONS="$(sed -n 's/^notifd-bench: reasons: //p' "$WORK/closed.err")"
+
+# ---- 3. latency at 50% load ----------------------------------------------------
+HALF_RATE="$(calc "max(1, int(${DECIDE_RPS:-0} * 0.5))")"
+HALF_LINE="$(run_bench half --connections "$CONNECTIONS" --pipeline "$PIPELINE" --rate "$HALF_RATE")"
+
+# ---- 5. RSS with 1,000 connections -----------------------------------------------
+RSS_RUN_PEAK="$(vm VmHWM)"
+# Reset the peak so VmHWM below is the peak of this step (Linux >= 4.0).
+echo 5 >"/proc/$NOTIFD_PID/clear_refs" 2>/dev/null || true
+RSS_LINE="$(run_bench rss --connections "$RSS_CONNECTIONS" --pipeline 1 --rate "$RSS_RATE")"
+RSS_PEAK="$(vm VmHWM)"
+
+kill "$NOTIFD_PID" 2>/dev/null || true
+wait "$NOTIFD_PID" 2>/dev/null || true
+NOTIFD_PID=""
+
+# ---- 4. planner --------------------------------------------------------------------
+# Last, with notifd and this Redis stopped: it starts its own pair, and
+# 1M members need the memory.
+kill "$REDIS_PID" 2>/dev/null || true
+wait "$REDIS_PID" 2>/dev/null || true
+REDIS_PID=""
+if [ -x "$ROOT/scripts/bench_planner.sh" ]; then
+    PLANNER_LINE="$(MEMBERS="$PLANNER_MEMBERS" NOTIFD_BIN="$NOTIFD" \
+        timeout 1800 "$ROOT/scripts/bench_planner.sh" 2>"$WORK/planner.err" | tail -1 || true)"
+    PLANNER_RATE="$(field members_per_s <<<"$PLANNER_LINE")"
+    PLANNER_ROW="members=$PLANNER_MEMBERS members_per_s=${PLANNER_RATE:-failed}"
+    [ -n "$PLANNER_RATE" ] || tail -5 "$WORK/planner.err" >&2
+else
+    PLANNER_RATE=""
+    PLANNER_ROW="skipped"
+    echo "planner: skipped (scripts/bench_planner.sh missing)"
+fi
+
+# ---- report --------------------------------------------------------------------------
+echo
+printf '%-44s %s\n' "step" "result"
+printf '%-44s %s\n' "1a redis GET (c=$CONNECTIONS, P=$PIPELINE)" "rps=${GET_RPS:-failed} p50_ms=${GET_P50:-} p99_ms=${GET_P99:-}"
+printf '%-44s %s\n' "1b redis EVALSHA Lua cap (c=$CONNECTIONS, P=$PIPELINE)" "rps=${LUA_RPS:-failed} p50_ms=${LUA_P50:-} p99_ms=${LUA_P99:-}"
+printf '%-44s %s\n' "2  notifd decide, closed loop" "$DECIDE_LINE"
+printf '%-44s %s\n' "3  notifd decide, open loop at $HALF_RATE/s" "$HALF_LINE"
+printf '%-44s %s\n' "4  planner pass" "$PLANNER_ROW"
+printf '%-44s %s\n' "5  notifd, $RSS_CONNECTIONS connections at $RSS_RATE/s" "$RSS_LINE"
+printf '%-44s %s\n' "   notifd RSS" "idle_mib=$RSS_IDLE peak_mib_1000_conns=$RSS_PEAK peak_mib_whole_run=$RSS_RUN_PEAK"
+echo "decide reasons (step 2): $REASONS"
+echo
+ratio() { if [ -n "$1" ] && [ -n "$2" ]; then calc "round($1 / $2, 3)"; else echo "n/a"; fi; }
+HALF_P99="$(field p99_ms <<<"$HALF_LINE")"
+echo "ratios:"
+echo "  decide_rps / lua_cap_rps = $(ratio "$DECIDE_RPS" "$LUA_RPS")   (goal >= 0.5, stretch 1.0)"
+echo "  decide_rps / get_rps     = $(ratio "$DECIDE_RPS" "$GET_RPS")"
+echo "  p99_ms at 50% load       = ${HALF_P99:-n/a}   (goal <= 1)"
+echo "  planner members_per_s    = ${PLANNER_RATE:-n/a}   (goal >= 100000)"
+echo "  rss_mib at $RSS_CONNECTIONS conns    = ${RSS_PEAK:-n/a}   (goal <= 64)"
+echo "summary: get_rps=${GET_RPS:-0} lua_cap_rps=${LUA_RPS:-0} decide_rps=${DECIDE_RPS:-0}" \
+    "decide_vs_lua=$(ratio "$DECIDE_RPS" "$LUA_RPS") p99_ms_half_load=${HALF_P99:-nan}" \
+    "planner_members_per_s=${PLANNER_RATE:-nan} rss_mib_1000_conns=${RSS_PEAK:-nan}"

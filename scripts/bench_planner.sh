@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# bench_planner.sh - members replanned per second by one planner pass.
+#
+# Starts its own redis-server and notifd on free ports, loads N members with
+# realistic features (scripts/gen_members.py | redis-cli --pipe), all due,
+# then asks notifd for one pass (op planner_run) and prints
+#   planner_members=N seconds=S members_per_s=R
+# where S is the pass as notifd timed it (leases, reads, planning, writes).
+# Not part of ctest: 1M members take a few minutes to load and ~1 GB of
+# Redis memory. A quick variant: MEMBERS=10000 scripts/bench_planner.sh.
+#
+# Environment: MEMBERS (default 1000000), NOTIFD_BIN (default build/notifd),
+# BATCH (planner.batch_size, default 512), REDIS_UNIX=1 (connect over a unix
+# socket), TWO_PASSES=0 (time the first pass only), STATS=1 (Redis command
+# stats), PERF_OUT=file (perf profile of both processes), KEEP=1 (keep the
+# temp dir).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+MEMBERS="${MEMBERS:-1000000}"
+NOTIFD_BIN="${NOTIFD_BIN:-$ROOT/build/notifd}"
+BATCH="${BATCH:-512}"
+DUE=1700000000
+WORK="$(mktemp -d /tmp/bench-planner.XXXXXX)"
+REDIS_PID=""
+NOTIFD_PID=""
+
+cleanup() {
+    [ -n "$NOTIFD_PID" ] && kill "$NOTIFD_PID" 2>/dev/null && wait "$NOTIFD_PID" 2>/dev/null || true
+    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null || true
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+[ -x "$NOTIFD_BIN" ] || { echo "no notifd binary at $NOTIFD_BIN (build first)" >&2; exit 2; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+REDIS_PORT="$(free_port)"
+PORT="$(free_port)"
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --unixsocket "$WORK/redis.sock" --dir "$WORK" --logfile "$WORK/redis.log" &
+REDIS_PID=$!
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+echo "loading $MEMBERS members..." >&2
+t0=$(date +%s.%N)
+python3 "$ROOT/scripts/gen_members.py" --count "$MEMBERS" --prefix "b:" --due "$DUE" |
+    redis-cli -p "$REDIS_PORT" --pipe >"$WORK/pipe.log"
+t1=$(date +%s.%N)
+echo "loaded in $(python3 -c "print(round($t1-$t0,1))")s: $(tail -1 "$WORK/pipe.log")" >&2
+
+# REDIS_UNIX=1: notifd talks to Redis over a unix socket (same host).
+REDIS_UNIX_JSON=""
+[ "${REDIS_UNIX:-0}" = 1 ] && REDIS_UNIX_JSON=", \"unix\": \"$WORK/redis.sock\""
+cat >"$WORK/notifd.json" <<EOF
+{
+  "listen": "127.0.0.1:$PORT",
+  "admin_listen": null,
+  "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "b:"$REDIS_UNIX_JSON},
+  "planner": {"enabled": false, "batch_size": $BATCH},
+  "events": {"spool_dir": "$WORK/spool"},
+  "log_level": "info"
+}
+EOF
+redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+"$NOTIFD_BIN" -c "$WORK/notifd.json" 2>"$WORK/notifd.log" &
+NOTIFD_PID=$!
+
+python3 - "$PORT" "$MEMBERS" "$DUE" "$NOTIFD_PID" "$REDIS_PID" <<'EOF'
+import json, os, socket, sys, time
+port, members, due = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+pids = {"notifd": int(sys.argv[4]), "redis": int(sys.argv[5])}
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+deadline = time.time() + 10
+while True:
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=600)
+        break
+    except OSError:
+        if time.time() > deadline:
+            sys.exit("notifd did not start")
+        time.sleep(0.05)
+f = s.makefile("rwb")
+def req(o):
+    f.write(json.dumps(o).encode() + b"\n"); f.flush()
+    return json.loads(f.readline())
+while not req({"op": "health"}).get("redis", {}).get("ready"):
+    time.sleep(0.05)
+# The first pass writes every plan for the first time; a second pass, one
+# cadence later, replaces existing plans (the steady state). Both count.
+r0 = None
+if os.environ.get("TWO_PASSES", "1") == "1":
+    r0 = req({"op": "planner_run", "ts": due + 60})
+    if not r0.get("ok"):
+        sys.exit("planner_run failed: %r" % r0)
+    print("first_pass planner_members=%d seconds=%.3f members_per_s=%.0f" % (
+        r0["planned"], r0["seconds"], r0["planned"] / r0["seconds"] if r0["seconds"] else 0),
+        file=sys.stderr)
+    due += 2 * 604800
+cpu0 = {k: cpu_s(p) for k, p in pids.items()}
+if os.environ.get("PERF_OUT"):  # profile both processes during the pass
+    import subprocess
+    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-o", os.environ["PERF_OUT"], "-p",
+                             "%d,%d" % (pids["notifd"], pids["redis"])],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+r = req({"op": "planner_run", "ts": due + 60})
+cpu1 = {k: cpu_s(p) for k, p in pids.items()}
+if os.environ.get("PERF_OUT"):
+    perf.send_signal(2)
+    perf.wait()
+if not r.get("ok"):
+    sys.exit("planner_run failed: %r" % r)
+print("planner_members=%d seconds=%.3f members_per_s=%.0f failed=%d removed=%d" % (
+    r["planned"], r["seconds"], r["planned"] / r["seconds"] if r["seconds"] else 0,
+    r["failed"], r["removed"]))
+# CPU seconds each process spent during the pass: on a shared machine the
+# wall-clock rate depends on the neighbours; CPU per member does not.
+print("cpu_us_per_member notifd=%.2f redis=%.2f" % tuple(
+    (cpu1[k] - cpu0[k]) / max(1, r["planned"]) * 1e6 for k in ("notifd", "redis")),
+    file=sys.stderr)
+if r["planned"] != members:
+    sys.exit("expected %d members planned" % members)
+EOF
+grep "planner pass" "$WORK/notifd.log" >&2 || true
+if [ "${STATS:-0}" = 1 ]; then redis-cli -p "$REDIS_PORT" info commandstats >&2; redis-cli -p "$REDIS_PORT" info cpu >&2; ps -o pid,time,comm -p "$NOTIFD_PID" >&2; fi

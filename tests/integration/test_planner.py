@@ -1,0 +1,385 @@
+"""The slow policy's worker and its ops against a real redis-server and the
+real binary: replan, planner_run, the schedule, leases shared by two
+instances, reload, and members whose features expired.
+
+Every test drives time with explicit `ts`, and turns the timer off
+(planner.enabled false) unless the timer is what it tests, so outcomes do
+not depend on when a pass happens to start.
+"""
+import os
+import signal
+import socket
+import sys
+import time
+import unittest
+
+from harness import Notifd, NotifdTestCase, Redis, _resp_encode, _resp_read, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "scripts"))
+import gen_members  # noqa: E402  (scripts/gen_members.py: RESP for realistic members)
+
+T0 = 1_700_000_000
+DAY = 86400
+WEEK = 7 * DAY
+PREFIX = "t:"
+PLAN_FIELDS = {"version", "action", "computed_at", "valid_until", "source",
+               "push_per_week", "email_per_week"}
+
+
+def total(plan):
+    return sum(plan["per_week"].values())
+
+
+class RedisPipe:
+    """One raw connection for bulk loads and reads (pipelined RESP)."""
+
+    def __init__(self, redis):
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=30)
+        self.f = self.sock.makefile("rwb")
+
+    def run(self, commands):
+        self.f.write(b"".join(_resp_encode(c) for c in commands))
+        self.f.flush()
+        return [_resp_read(self.f) for _ in commands]
+
+    def load_members(self, count, due, start=0, features=True):
+        """`count` members m<start>.. with realistic features, due at `due`."""
+        buf = _Buffer()
+        gen_members.generate(buf, count, PREFIX, due, seed=start + 1, start=start,
+                             features=features)
+        self.f.write(buf.data())
+        self.f.flush()
+        for _ in range(count * (2 if features else 1)):
+            _resp_read(self.f)
+
+    def close(self):
+        self.sock.close()
+
+
+class _Buffer:
+    def __init__(self):
+        self.parts = []
+
+    def write(self, b):
+        self.parts.append(b)
+
+    def data(self):
+        return b"".join(self.parts)
+
+
+def member(i):
+    return "m%08d" % i
+
+
+def plan_key(m):
+    return "%splan:{%s}" % (PREFIX, m)
+
+
+def sched_key(m):
+    return "%ssched:%d" % (PREFIX, gen_members.schedule_partition(m.encode()))
+
+
+class PlannerOpsTest(NotifdTestCase):
+    overrides = {"planner": {"enabled": False}}
+
+    def pipe(self):
+        p = RedisPipe(self.redis)
+        self.addCleanup(p.close)
+        return p
+
+    def feedback_history(self, c, m, engaged):
+        """Four weeks of daily sends and reactions, via the feedback op."""
+        reqs = []
+        for day in range(28):
+            t = T0 + day * DAY
+            for ch in ("push", "email"):
+                reqs.append({"op": "feedback", "member": m, "channel": ch, "event": "delivered",
+                             "ts": t})
+                if engaged:
+                    reqs.append({"op": "feedback", "member": m, "channel": ch, "event": "open",
+                                 "ts": t + 600})
+                else:
+                    reqs.append({"op": "feedback", "member": m, "channel": ch,
+                                 "event": "dismiss", "ts": t + 600})
+            if engaged:
+                # Visits right after the opens: what the messages bring.
+                reqs.append({"op": "feedback", "member": m, "event": "visit", "ts": t + 1200})
+            if not engaged and day in (10, 20):
+                reqs.append({"op": "feedback", "member": m, "channel": "email",
+                             "event": "unsubscribe", "ts": t + 900})
+                reqs.append({"op": "feedback", "member": m, "channel": "email",
+                             "event": "resubscribe", "ts": t + 1000})
+        for r in c.pipeline(reqs):
+            self.assertTrue(r["ok"], r)
+
+    def test_engaged_member_gets_a_larger_plan_than_a_fatigued_one(self):
+        c = self.client()
+        self.feedback_history(c, "engaged", engaged=True)
+        self.feedback_history(c, "fatigued", engaged=False)
+        ts = T0 + 28 * DAY
+        e = c.request({"op": "replan", "member": "engaged", "ts": ts, "id": "e"})
+        f = c.request({"op": "replan", "member": "fatigued", "ts": ts})
+        self.assertTrue(e["ok"], e)
+        self.assertTrue(f["ok"], f)
+        self.assertEqual(e["id"], "e")
+        self.assertGreater(total(e["plan"]), total(f["plan"]))
+
+        plan = e["plan"]
+        self.assertEqual(plan["source"], "planner")
+        self.assertEqual(plan["version"], 1)
+        self.assertEqual(plan["computed_at"], ts)
+        interval = 604800
+        self.assertGreaterEqual(plan["valid_until"], ts + interval)
+        self.assertLessEqual(plan["valid_until"], ts + interval * 1.05)
+        stored = self.redis.command("HGETALL", plan_key("engaged"))
+        h = dict(zip(stored[::2], stored[1::2]))
+        self.assertEqual(set(h), PLAN_FIELDS)
+        self.assertEqual(h["version"], "1")
+        self.assertEqual(h["source"], "planner")
+        self.assertEqual(int(h["action"]), plan["action"])
+        self.assertEqual(int(h["computed_at"]), ts)
+        self.assertEqual(int(h["valid_until"]), plan["valid_until"])
+        self.assertEqual(float(h["push_per_week"]), plan["per_week"]["push"])
+        self.assertEqual(float(h["email_per_week"]), plan["per_week"]["email"])
+        self.assertGreater(self.redis.command("TTL", plan_key("engaged")), interval)
+        # The member is due again when the plan expires.
+        self.assertEqual(int(self.redis.command("ZSCORE", sched_key("engaged"), "engaged")),
+                         plan["valid_until"])
+
+        for v in (2, 3):
+            again = c.request({"op": "replan", "member": "engaged", "ts": ts + v})
+            self.assertEqual(again["plan"]["version"], v)
+            self.assertEqual(self.redis.command("HGET", plan_key("engaged"), "version"), str(v))
+        # The fast path sees the stored plan (decide judges expiry by its ts).
+        d = c.request({"op": "decide", "member": "engaged", "channel": "email",
+                       "opportunity": "o", "ts": ts + 10,
+                       "candidates": [{"id": "c1", "score": 0.5}]})
+        self.assertEqual(d["plan"]["version"], 3)
+        self.assertEqual(d["plan"]["source"], "planner")
+        self.assertEqual(d["plan"]["per_week"], e["plan"]["per_week"])
+
+    def test_feedback_schedules_the_member_in_the_partition_the_planner_walks(self):
+        c = self.client()
+        self.assertTrue(c.request({"op": "feedback", "member": "newbie", "channel": "push",
+                                   "event": "delivered", "ts": T0})["ok"])
+        # gen_members.py computes partitions like schedule.c; both must agree.
+        wait_for(lambda: self.redis.command("ZSCORE", sched_key("newbie"), "newbie") is not None,
+                 what="member scheduled")
+        self.assertEqual(int(self.redis.command("ZSCORE", sched_key("newbie"), "newbie")), T0)
+
+    def test_planner_run_replans_due_members_and_leaves_the_rest(self):
+        p = self.pipe()
+        p.load_members(10, due=T0, start=0)
+        p.load_members(10, due=T0 + 5 * DAY, start=10)
+        c = self.client()
+        r = c.request({"op": "planner_run", "ts": T0 + 60, "id": 7})
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["id"], 7)
+        self.assertEqual((r["planned"], r["failed"], r["removed"]), (10, 0, 0))
+        self.assertLessEqual(r["partitions"] + r["partitions_skipped"], 10)
+        self.assertGreaterEqual(r["partitions"], 1)
+        self.assertIsInstance(r["seconds"], float)
+        for i in range(10):
+            m = member(i)
+            h = p.run([["HGETALL", plan_key(m)]])[0]
+            h = dict(zip(h[::2], h[1::2]))
+            self.assertEqual(h["version"], "1")
+            self.assertEqual(h["source"], "planner")
+            self.assertEqual(int(h["computed_at"]), T0 + 60)
+            due = int(self.redis.command("ZSCORE", sched_key(m), m))
+            self.assertEqual(due, int(h["valid_until"]))
+            self.assertGreaterEqual(due, T0 + 60 + WEEK)
+        for i in range(10, 20):
+            m = member(i)
+            self.assertEqual(self.redis.command("EXISTS", plan_key(m)), 0)
+            self.assertEqual(int(self.redis.command("ZSCORE", sched_key(m), m)), T0 + 5 * DAY)
+
+        # Nothing is due twice in one cadence.
+        again = c.request({"op": "planner_run", "ts": T0 + 120})
+        self.assertEqual(again["planned"], 0)
+
+        # The fast path honours the plan.
+        d = c.request({"op": "decide", "member": member(0), "channel": "push",
+                       "opportunity": "o1", "ts": T0 + 180,
+                       "candidates": [{"id": "c1", "score": 0.5}]})
+        self.assertTrue(d["ok"], d)
+        self.assertEqual(d["plan"]["source"], "planner")
+        self.assertEqual(d["plan"]["version"], 1)
+
+        # Later, the rest are due; the first ten are not yet.
+        later = c.request({"op": "planner_run", "ts": T0 + 5 * DAY})
+        self.assertEqual(later["planned"], 10)
+
+    def test_a_member_whose_features_expired_leaves_the_schedule(self):
+        p = self.pipe()
+        p.load_members(1, due=T0, start=0)
+        p.load_members(1, due=T0, start=1, features=False)  # a schedule entry, no features
+        ghost = member(1)
+        self.assertIsNotNone(self.redis.command("ZSCORE", sched_key(ghost), ghost))
+        r = self.client().request({"op": "planner_run", "ts": T0 + 1})
+        self.assertEqual((r["planned"], r["failed"], r["removed"]), (1, 0, 1))
+        self.assertIsNone(self.redis.command("ZSCORE", sched_key(ghost), ghost))
+        self.assertEqual(self.redis.command("EXISTS", plan_key(ghost)), 0)
+
+    def test_stale_fields_of_an_older_plan_are_dropped(self):
+        p = self.pipe()
+        p.load_members(1, due=T0, start=0)
+        m = member(0)
+        # Another writer's plan with a channel the grid no longer plans.
+        p.run([["HSET", plan_key(m), "version", "4", "source", "crm", "push_per_week", "9",
+                "in_app_per_week", "3", "note", "x"]])
+        r = self.client().request({"op": "planner_run", "ts": T0 + 1})
+        self.assertEqual(r["planned"], 1)
+        h = p.run([["HGETALL", plan_key(m)]])[0]
+        h = dict(zip(h[::2], h[1::2]))
+        self.assertEqual(set(h), PLAN_FIELDS)
+        self.assertEqual(h["version"], "5")
+        self.assertEqual(h["source"], "planner")
+
+    def test_replan_of_an_unknown_member_plans_from_the_priors(self):
+        r = self.client().request({"op": "replan", "member": "nobody", "ts": T0})
+        self.assertTrue(r["ok"], r)
+        self.assertFalse(r["features"])
+        self.assertEqual(r["plan"]["version"], 1)
+        self.assertGreater(total(r["plan"]), 0)
+
+    def test_bad_requests(self):
+        c = self.client()
+        for req, needle in (
+            ({"op": "replan"}, "member"),
+            ({"op": "replan", "member": ""}, "member"),
+            ({"op": "replan", "member": "a\nb"}, "control"),
+            ({"op": "replan", "member": "x" * 257}, "member"),
+            ({"op": "replan", "member": "a", "ts": "soon"}, "ts"),
+            ({"op": "planner_run", "ts": -5}, "ts"),
+            ({"op": "planner_run", "ts": [1]}, "ts"),
+        ):
+            r = c.request(req)
+            self.assertFalse(r["ok"], req)
+            self.assertEqual(r["error"]["code"], "bad_request", req)
+            self.assertIn(needle, r["error"]["message"], req)
+
+    def test_redis_down_is_unavailable(self):
+        c = self.client()
+        self.redis.stop()
+        wait_for(lambda: not self.notifd.health()["redis"]["ready"], what="redis not ready")
+        for req in ({"op": "replan", "member": "a", "ts": T0},
+                    {"op": "planner_run", "ts": T0}):
+            r = c.request(req)
+            self.assertFalse(r["ok"], req)
+            self.assertEqual(r["error"]["code"], "unavailable", req)
+        self.redis.start()
+        wait_for(lambda: self.notifd.health()["redis"]["ready"], what="redis back")
+        r = c.request({"op": "planner_run", "ts": T0})
+        self.assertTrue(r["ok"], r)
+
+    def test_reload_with_a_higher_message_cost_never_raises_volume(self):
+        c = self.client()
+        self.feedback_history(c, "casual", engaged=True)
+        ts = T0 + 28 * DAY
+        before = c.request({"op": "replan", "member": "casual", "ts": ts})["plan"]
+        self.assertGreater(total(before), 0)
+        volumes = [total(before)]
+        for gen, cost in ((2, 0.05), (3, 0.3), (4, 5.0)):
+            self.notifd.config["slow"] = {"message_cost": cost}
+            self.notifd.write_config()
+            self.notifd.signal(signal.SIGHUP)
+            wait_for(lambda: self.notifd.health()["config_generation"] == gen,
+                     what="generation %d" % gen)
+            after = c.request({"op": "replan", "member": "casual", "ts": ts})["plan"]
+            self.assertLessEqual(total(after), volumes[-1], (cost, after))
+            volumes.append(total(after))
+        # The reload did reach the planner: a prohibitive cost plans nothing.
+        self.assertEqual(volumes[-1], 0)
+        self.assertLess(volumes[-1], volumes[0])
+        # And the worker thread uses the reloaded config too.
+        self.redis.command("ZADD", sched_key("casual"), ts, "casual")
+        r = c.request({"op": "planner_run", "ts": ts})
+        self.assertEqual(r["planned"], 1)
+        h = self.redis.command("HGETALL", plan_key("casual"))
+        h = dict(zip(h[::2], h[1::2]))
+        self.assertEqual(float(h["push_per_week"]) + float(h["email_per_week"]), 0)
+
+    def test_sigterm_while_a_pass_is_queued_answers_and_exits(self):
+        p = self.pipe()
+        p.load_members(2000, due=T0)
+        c = self.client()
+        c.send({"op": "planner_run", "ts": T0 + 1, "id": 1})
+        c.send({"op": "planner_run", "ts": T0 + 2, "id": 2})
+        self.notifd.signal(signal.SIGTERM)
+        # Both are answered, whichever way the race with the stop goes.
+        replies = [c.read_line(), c.read_line()]
+        self.assertEqual([r["id"] for r in replies], [1, 2])
+        for r in replies:
+            self.assertTrue(r["ok"] or r["error"]["code"] == "unavailable", r)
+        self.assertEqual(self.notifd.wait(), 0)
+
+
+class TwoInstancesTest(unittest.TestCase):
+    """Two notifd on one Redis share a pass: each member planned once."""
+
+    COUNT = 10000
+
+    def setUp(self):
+        self.redis = Redis().start()
+        self.addCleanup(self.redis.close)
+        self.pipe = RedisPipe(self.redis)
+        self.addCleanup(self.pipe.close)
+
+    def start(self, overrides):
+        n = Notifd(self.redis.port, overrides)
+        self.addCleanup(n.close)
+        n.start()
+        return n
+
+    def versions(self):
+        ms = [member(i) for i in range(self.COUNT)]
+        return self.pipe.run([["HGET", plan_key(m), "version"] for m in ms])
+
+    def test_concurrent_planner_runs_plan_each_member_exactly_once(self):
+        self.pipe.load_members(self.COUNT, due=T0)
+        a = self.start({"planner": {"enabled": False, "batch_size": 100}})
+        b = self.start({"planner": {"enabled": False, "batch_size": 100}})
+        ca, cb = a.client(), b.client()
+        self.addCleanup(ca.close)
+        self.addCleanup(cb.close)
+        ca.send({"op": "planner_run", "ts": T0 + 1})
+        cb.send({"op": "planner_run", "ts": T0 + 1})
+        ra, rb = ca.read_line(), cb.read_line()
+        self.assertTrue(ra["ok"], ra)
+        self.assertTrue(rb["ok"], rb)
+        self.assertEqual(ra["planned"] + rb["planned"], self.COUNT, (ra, rb))
+        self.assertEqual(ra["failed"] + rb["failed"], 0)
+        for r in (ra, rb):
+            self.assertLessEqual(r["partitions"] + r["partitions_skipped"], 64)
+        self.assertEqual(set(self.versions()), {"1"})
+        # Every lease was released.
+        self.assertEqual(self.pipe.run([["EXISTS"] + ["%slease:%d" % (PREFIX, n)
+                                                      for n in range(64)]])[0], 0)
+
+    def test_timer_passes_of_two_instances_plan_each_member_exactly_once(self):
+        now = int(time.time())
+        self.pipe.load_members(self.COUNT, due=now - 60, start=0)
+        nodes = [self.start({"planner": {"enabled": True, "poll_s": 1, "batch_size": 128}})
+                 for _ in range(2)]
+
+        def all_planned():
+            return all(v is not None for v in self.versions())
+        wait_for(all_planned, timeout=60, interval=0.2, what="every member planned")
+        # Two more passes on each instance after that: nothing is due again
+        # until the next cadence, so no member gets a second plan.
+        seen = [n.log_text().count('msg="planner pass"') for n in nodes]
+        for n, k in zip(nodes, seen):
+            wait_for(lambda: n.log_text().count('msg="planner pass"') >= k + 2,
+                     timeout=30, what="two more timer passes")
+        self.assertEqual(set(self.versions()), {"1"})
+        planned = 0
+        for n in nodes:
+            for line in n.log_text().splitlines():
+                if 'msg="planner pass"' in line:
+                    planned += int(line.split(" planned=")[1].split()[0])
+        self.assertEqual(planned, self.COUNT)
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,137 @@
+"""notifd-sim end to end: a small deterministic population against the real
+notifd and a real redis-server (both started by notifd-sim itself).
+
+This checks that the tool works: the output parses, the baseline's volume is
+calibrated to within 2% of the hierarchical run's, the same seed gives the
+same output twice, and invariants that hold whatever the policies do. It does
+NOT check that the hierarchical policy beats the baseline: that is a
+measurement (README.md, docs/simulation.md), not a property of a 300-member
+run.
+
+Environment: NOTIFD_BIN (set by ctest) is the notifd under test;
+NOTIFD_BUILD_DIR (set by ctest) holds notifd-sim.
+"""
+import csv
+import io
+import os
+import subprocess
+import tempfile
+import unittest
+
+from harness import NOTIFD_BIN, ROOT
+
+BUILD_DIR = os.environ.get("NOTIFD_BUILD_DIR", os.path.join(ROOT, "build"))
+SIM_BIN = os.path.join(BUILD_DIR, "notifd-sim")
+COHORTS = ("casual", "regular", "heavy", "overall")
+# The default grid's largest values and fast.cap_factor: no member can get
+# more than ceil(max * 1.5) messages on a channel in a week.
+WEEKLY_CAP = {"push": 21, "email": 11}
+
+
+def run_sim(*args, timeout=240):
+    with tempfile.TemporaryDirectory(prefix="notifd-sim-test-") as d:
+        csv_path = os.path.join(d, "out.csv")
+        proc = subprocess.run([SIM_BIN, "--notifd", NOTIFD_BIN, "--csv", csv_path, *args],
+                              capture_output=True, text=True, timeout=timeout)
+        rows = []
+        if os.path.exists(csv_path):
+            with open(csv_path) as f:
+                text = f.read()
+            rows = list(csv.DictReader(io.StringIO(text)))
+        else:
+            text = ""
+    return proc, text, rows
+
+
+class SimSmoke(unittest.TestCase):
+    ARGS = ("--members", "300", "--weeks", "4", "--warmup", "1", "--seed", "7")
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(SIM_BIN):
+            raise unittest.SkipTest("notifd-sim is not built (%s)" % SIM_BIN)
+        cls.first = run_sim(*cls.ARGS)
+        cls.second = run_sim(*cls.ARGS)
+
+    def test_runs_and_prints_the_table(self):
+        proc, _, _ = self.first
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        for cohort in COHORTS:
+            line = [l for l in proc.stdout.splitlines() if l.startswith(cohort + " ")]
+            self.assertEqual(len(line), 1, proc.stdout)
+            # cohort, members, then 4 groups of (a) (b) lift|diff
+            fields = line[0].replace("|", " ").split()
+            self.assertEqual(len(fields), 2 + 12, line[0])
+            float(fields[2])
+
+    def test_csv_has_every_run_and_cohort(self):
+        _, _, rows = self.first
+        runs = sorted({r["run"] for r in rows})
+        self.assertIn("a", runs)
+        self.assertTrue(any(r.startswith("b") for r in runs), runs)
+        for run in runs:
+            cohorts = {r["cohort"] for r in rows if r["run"] == run}
+            self.assertEqual(cohorts, set(COHORTS), run)
+
+    def test_baseline_volume_is_calibrated_within_two_percent(self):
+        _, _, rows = self.first
+        overall = {r["run"]: r for r in rows if r["cohort"] == "overall"}
+        last_b = max((r for r in overall if r.startswith("b")), key=lambda r: int(r[1:]))
+        a = float(overall["a"]["sends_pmw"])
+        b = float(overall[last_b]["sends_pmw"])
+        self.assertGreater(a, 0)
+        self.assertLessEqual(abs(b / a - 1), 0.02, (a, b))
+        self.assertEqual(overall[last_b]["mode"], "threshold")
+        self.assertEqual(overall["a"]["mode"], "hierarchical")
+
+    def test_same_seed_same_output(self):
+        self.assertEqual(self.first[0].returncode, 0, self.first[0].stderr)
+        self.assertEqual(self.first[0].stdout, self.second[0].stdout)
+        self.assertEqual(self.first[1], self.second[1])
+
+    def test_invariants(self):
+        _, _, rows = self.first
+        for r in rows:
+            where = (r["run"], r["cohort"])
+            self.assertGreaterEqual(float(r["optout_rate"]), 0.0, where)
+            self.assertLessEqual(float(r["optout_rate"]), 1.0, where)
+            sends = float(r["sends_pmw"])
+            self.assertGreaterEqual(sends, 0.0, where)
+            # A send needs an opportunity; per-channel sends add up.
+            self.assertLessEqual(sends, float(r["opportunities_pmw"]) + 1e-9, where)
+            per_ch = sum(float(r["sends_%s_pmw" % ch]) for ch in WEEKLY_CAP)
+            self.assertAlmostEqual(per_ch, sends, places=4, msg=where)
+            for ch, cap in WEEKLY_CAP.items():
+                self.assertLessEqual(float(r["sends_%s_pmw" % ch]), cap, where)
+            for k in ("opens_pmw", "clicks_pmw", "visits_pmw", "dismisses_pmw"):
+                self.assertGreaterEqual(float(r[k]), 0.0, where)
+            self.assertLessEqual(float(r["clicks_pmw"]), float(r["opens_pmw"]) + 0.05, where)
+            self.assertLessEqual(float(r["visits_after_open_pmw"]),
+                                 float(r["visits_pmw"]) + 1e-9, where)
+        # The overall row is the members-weighted mean of the cohorts.
+        for run in {r["run"] for r in rows}:
+            by = {r["cohort"]: r for r in rows if r["run"] == run}
+            n = sum(int(by[c]["members"]) for c in COHORTS[:3])
+            self.assertEqual(n, int(by["overall"]["members"]))
+            mean = sum(int(by[c]["members"]) * float(by[c]["sends_pmw"])
+                       for c in COHORTS[:3]) / n
+            self.assertAlmostEqual(mean, float(by["overall"]["sends_pmw"]), places=4)
+        # Hierarchical plans come from the grid (push <= 14, email <= 7).
+        for r in rows:
+            if r["mode"] == "hierarchical":
+                self.assertLessEqual(float(r["plan_push_mean"]), 14.0)
+                self.assertLessEqual(float(r["plan_email_mean"]), 7.0)
+
+    def test_sweep_runs_one_hierarchical_run_per_value(self):
+        proc, _, rows = run_sim("--members", "100", "--weeks", "2", "--warmup", "1",
+                                "--sweep", "slow.message_cost=0.005:0.045:0.04")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        values = sorted({float(r["param_value"]) for r in rows})
+        self.assertEqual(values, [0.005, 0.045])
+        self.assertTrue(all(r["mode"] == "hierarchical" for r in rows))
+        self.assertTrue(all(r["param_key"] == "slow.message_cost" for r in rows))
+        self.assertIn("slow.message_cost", proc.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()

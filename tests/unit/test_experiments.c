@@ -1,0 +1,155 @@
+/*
+ * test_experiments.c - arm assignment (shares, stability, independence of
+ * the two layers) and the experiments config section.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "notifd/config.h"
+#include "notifd/experiments.h"
+
+#define N_MEMBERS 100000
+
+static void test_shares_hold_within_two_percent_over_100k_members(void **state)
+{
+    const double shares[] = {0.25, 0.10, 0.40};
+    int counts[4] = {0};
+    char id[32];
+    for (int i = 0; i < N_MEMBERS; i++) {
+        int n = snprintf(id, sizeof id, "member-%d", i);
+        int arm = experiments_assign("salt-a", shares, 3, id, (size_t)n);
+        counts[arm + 1]++;
+    }
+    assert_true(fabs(counts[1] / (double)N_MEMBERS - 0.25) < 0.02);
+    assert_true(fabs(counts[2] / (double)N_MEMBERS - 0.10) < 0.02);
+    assert_true(fabs(counts[3] / (double)N_MEMBERS - 0.40) < 0.02);
+    assert_true(fabs(counts[0] / (double)N_MEMBERS - 0.25) < 0.02); /* control */
+}
+
+static void test_assignment_is_stable_and_depends_on_the_salt(void **state)
+{
+    const double shares[] = {0.5};
+    int moved = 0;
+    char id[32];
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(id, sizeof id, "m%d", i);
+        int a1 = experiments_assign("s1", shares, 1, id, (size_t)n);
+        int a2 = experiments_assign("s1", shares, 1, id, (size_t)n);
+        assert_int_equal(a1, a2);
+        moved += a1 != experiments_assign("s2", shares, 1, id, (size_t)n);
+    }
+    assert_in_range(moved, 400, 600); /* another salt reshuffles about half */
+}
+
+static void test_layers_with_different_salts_are_independent(void **state)
+{
+    /* P(fast arm | slow arm) must equal P(fast arm): cross-tabulate. */
+    const double half[] = {0.5};
+    int table[2][2] = {{0}};
+    char id[32];
+    for (int i = 0; i < N_MEMBERS; i++) {
+        int n = snprintf(id, sizeof id, "u%d", i);
+        int s = experiments_assign("slow-salt", half, 1, id, (size_t)n) + 1;
+        int f = experiments_assign("fast-salt", half, 1, id, (size_t)n) + 1;
+        table[s][f]++;
+    }
+    for (int s = 0; s < 2; s++) {
+        double row = table[s][0] + table[s][1];
+        assert_true(fabs(table[s][1] / row - 0.5) < 0.02);
+    }
+}
+
+static config_t *load(const char *json, config_errors_t *errs)
+{
+    config_errors_init(errs);
+    return config_load_string(json, 1, errs);
+}
+
+static bool has_error(const config_errors_t *errs, const char *needle)
+{
+    for (size_t i = 0; i < errs->count; i++)
+        if (strstr(errs->items[i], needle) != NULL)
+            return true;
+    return false;
+}
+
+static void test_arm_overrides_apply_to_their_layer_only(void **state)
+{
+    config_errors_t errs;
+    config_t *cfg = load(
+        "{\"experiments\":{"
+        "\"slow\":{\"salt\":\"s\",\"arms\":[{\"name\":\"cost_x2\",\"share\":0.25,"
+        "\"set\":{\"slow.message_cost\":0.4,\"slow.weights.optout\":9}}]},"
+        "\"fast\":{\"salt\":\"f\",\"arms\":[{\"name\":\"soft\",\"share\":0.5,"
+        "\"set\":{\"fast.pacing\":\"uniform\",\"fast.ranker.push.score\":3}}]}}}",
+        &errs);
+    assert_non_null(cfg);
+    const policy_config_t *pc = &cfg->policy;
+    assert_int_equal(pc->slow_layer.n_arms, 1);
+    assert_string_equal(pc->slow_layer.names[0], "cost_x2");
+    assert_true(pc->slow_arms[0].weights.message_cost == 0.4);
+    assert_true(pc->slow_arms[0].weights.optout == 9);
+    assert_true(pc->slow.weights.message_cost != 0.4); /* the base is untouched */
+    assert_int_equal(pc->fast_arms[0].pacing.strategy, PACING_UNIFORM);
+    assert_true(pc->fast_arms[0].ranker[0].w_score == 3);
+    assert_true(pc->fast.ranker[0].w_score == 1);
+    assert_int_equal(pc->fast.pacing.strategy, PACING_BUDGET);
+
+    int arm;
+    const char *name;
+    int in_arm = 0;
+    char id[32];
+    for (int i = 0; i < 2000; i++) {
+        int n = snprintf(id, sizeof id, "x%d", i);
+        const slow_config_t *s = policy_slow_for(pc, id, (size_t)n, &arm, &name);
+        if (arm == 0) {
+            in_arm++;
+            assert_ptr_equal(s, &pc->slow_arms[0]);
+            assert_string_equal(name, "cost_x2");
+        } else {
+            assert_ptr_equal(s, &pc->slow);
+            assert_string_equal(name, "control");
+        }
+    }
+    assert_in_range(in_arm, 400, 600);
+    config_release(cfg);
+    config_errors_free(&errs);
+}
+
+static void test_invalid_arms_are_reported_with_paths(void **state)
+{
+    config_errors_t errs;
+    config_t *cfg = load(
+        "{\"experiments\":{"
+        "\"slow\":{\"salt\":\"same\",\"arms\":[{\"name\":\"a\",\"share\":0.7,\"set\":"
+        "{\"fast.pacing\":\"uniform\"}},{\"name\":\"b\",\"share\":0.6,\"set\":{}}]},"
+        "\"fast\":{\"salt\":\"same\",\"arms\":[{\"name\":\"c\",\"share\":0.2,\"set\":"
+        "{\"fast.pacing\":\"sometimes\",\"fast.bogus\":1}}]}}}",
+        &errs);
+    assert_null(cfg);
+    /* a key of the wrong layer */
+    assert_true(has_error(&errs, "experiments.slow.arms[0].set.fast.pacing: a slow arm may only"));
+    assert_true(has_error(&errs, "shares sum to 1.3"));
+    assert_true(has_error(&errs, "experiments.fast.arms[0].set.fast.pacing"));
+    assert_true(has_error(&errs, "experiments.fast.arms[0].set.fast.bogus: unknown key"));
+    assert_true(has_error(&errs, "different salts"));
+    config_errors_free(&errs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shares_hold_within_two_percent_over_100k_members),
+        cmocka_unit_test(test_assignment_is_stable_and_depends_on_the_salt),
+        cmocka_unit_test(test_layers_with_different_salts_are_independent),
+        cmocka_unit_test(test_arm_overrides_apply_to_their_layer_only),
+        cmocka_unit_test(test_invalid_arms_are_reported_with_paths),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
