@@ -144,6 +144,12 @@ static json_t *decision_body(decide_ctx_t *d, const decision_t *dec, decision_re
     return body;
 }
 
+/* Decision reasons index the metrics registry's reason labels directly. */
+_Static_assert((int)REASON_DEGRADED == METRICS_REASON_DEGRADED &&
+                   (int)REASON_SEND == METRICS_REASON_SEND &&
+                   (int)REASON_COUNT == METRICS_REASON_DUPLICATE,
+               "decision reasons and metrics reason labels must stay in the same order");
+
 /* The decision event: the answer plus what an offline evaluation needs to
  * replay it (every candidate's score, utility and selection probability). */
 static void publish_event(decide_ctx_t *d, const json_t *body)
@@ -178,8 +184,10 @@ static void finish(decide_ctx_t *d, json_t *body, decision_reason_t reason)
     policy_state_t *ps = policy_state(d->req->app);
     ps->fast_arm_decisions[d->fast_arm + 1][reason]++;
     ps->slow_arm_decisions[d->slow_arm + 1][reason]++;
+    bool duplicate = json_is_true(json_object_get(body, "duplicate"));
     metrics_observe_decision(d->req->app->metrics, d->channel,
-                             d->fast->mode == FAST_MODE_THRESHOLD ? 1 : 0, (int)reason,
+                             d->fast->mode == FAST_MODE_THRESHOLD ? 1 : 0,
+                             duplicate ? METRICS_REASON_DUPLICATE : (int)reason,
                              (double)(uv_hrtime() - d->req->start_ns) / 1e9);
     request_reply_ok(d->req, body);
     decide_ctx_free(d);

@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from harness import Notifd, NotifdTestCase, Redis, wait_for
+from harness import Client, Notifd, NotifdTestCase, Redis, wait_for
 
 MONDAY = calendar.timegm((2026, 11, 23, 0, 0, 0))  # a Monday, 00:00 UTC
 DAY = 86400
@@ -86,15 +86,44 @@ class CapTest(NotifdTestCase):
                 results.extend(out)
 
         threads = [threading.Thread(target=hammer, args=(w,)) for w in range(8)]
+        self.run_threads(threads)
+        self.assert_capped(results, 400, "hot")
+
+    def test_two_instances_on_one_redis_never_exceed_the_cap(self):
+        set_plan(self.redis, "shared", 2)
+        other = Notifd(self.redis.port, self.overrides)
+        self.addCleanup(other.close)
+        other.start()
+        results = []
+        lock = threading.Lock()
+
+        def hammer(port, worker):
+            c = Client(port)
+            reqs = [{"op": "decide", "member": "shared", "channel": "push",
+                     "opportunity": "i%d-%d" % (worker, i), "ts": MONDAY + 3600 + i,
+                     "candidates": candidates(3, "i%d-%d" % (worker, i))} for i in range(50)]
+            out = c.pipeline(reqs)
+            c.close()
+            with lock:
+                results.extend(out)
+
+        threads = [threading.Thread(target=hammer, args=(port, w))
+                   for w, port in enumerate([self.notifd.port, other.port] * 4)]
+        self.run_threads(threads)
+        self.assert_capped(results, 400, "shared")
+
+    def run_threads(self, threads):
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+
+    def assert_capped(self, results, n, member):
         sent = [r for r in results if r["send"]]
-        self.assertEqual(len(results), 400)
-        self.assertEqual(len(sent), 3)
+        self.assertEqual(len(results), n)
+        self.assertEqual(len(sent), 3)  # cap = ceil(2 * 1.5)
         self.assertTrue(any(r["reason"] == "cap_reached" for r in results))
-        week = self.redis.command("HGETALL", "t:week:{hot}")
+        week = self.redis.command("HGETALL", "t:week:{%s}" % member)
         fields = dict(zip(week[::2], week[1::2]))
         sent_counts = [int(v) for k, v in fields.items() if k.endswith(":sent")]
         self.assertEqual(sent_counts, [3])
