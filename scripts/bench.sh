@@ -90,6 +90,11 @@ free_port() {
 # Value of key=value in a line of text ("" if absent).
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" | head -1; }
 calc() { python3 -c "import sys; print($1)"; }
+# CPU time (user + system) of a process in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+TICK_US=$(calc "1e6 / $(getconf CLK_TCK)")
+# CPU microseconds per operation from a tick delta and an operation count.
+cpu_us_per() { if [ "${2:-0}" -gt 0 ] 2>/dev/null; then calc "round($1 * $TICK_US / $2, 1)"; else echo nan; fi; }
 
 # ---- machine ---------------------------------------------------------------
 CPU_MODEL="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
@@ -152,7 +157,13 @@ if n == 1 then redis.call("EXPIRE", KEYS[1], ARGV[2]) end
 if n > tonumber(ARGV[1]) then return 0 end
 return 1'
 LUA_SHA="$(redis-cli -p "$REDIS_PORT" script load "$LUA_CAP")"
+# Redis CPU per Lua-cap call: the CPU delta over both runs (calibration and
+# sized) divided by the EVALSHA calls Redis counted over the same span.
+R0="$(cpu_ticks "$REDIS_PID")"
 read -r LUA_RPS LUA_P50 LUA_P99 < <(redis_bench EVALSHA "$LUA_SHA" 1 "cap:{__rand_int__}:week" 5 604800)
+R1="$(cpu_ticks "$REDIS_PID")"
+LUA_CALLS="$(redis-cli -p "$REDIS_PORT" info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p')"
+LUA_REDIS_US="$(cpu_us_per $((R1 - R0)) "${LUA_CALLS:-0}")"
 
 # ---- notifd ------------------------------------------------------------------
 NOTIFD_PORT="$(free_port)"
@@ -195,7 +206,14 @@ run_bench() { # log name, args... -> the one result line
 }
 
 # ---- 2. decide throughput ------------------------------------------------------
+N0="$(cpu_ticks "$NOTIFD_PID")"
+R0="$(cpu_ticks "$REDIS_PID")"
 DECIDE_LINE="$(run_bench closed --connections "$CONNECTIONS" --pipeline "$PIPELINE")"
+N1="$(cpu_ticks "$NOTIFD_PID")"
+R1="$(cpu_ticks "$REDIS_PID")"
+DECIDES="$(sed -n 's/^notifd-bench: sent [0-9]*, replies \([0-9]*\),.*/\1/p' "$WORK/closed.err")"
+DECIDE_NOTIFD_US="$(cpu_us_per $((N1 - N0)) "${DECIDES:-0}")"
+DECIDE_REDIS_US="$(cpu_us_per $((R1 - R0)) "${DECIDES:-0}")"
 DECIDE_RPS="$(field decide_rps <<<"$DECIDE_LINE")"
 REASONS="$(sed -n 's/^notifd-bench: reasons: //p' "$WORK/closed.err")"
 
@@ -243,12 +261,15 @@ printf '%-44s %s\n' "4  planner pass" "$PLANNER_ROW"
 printf '%-44s %s\n' "5  notifd, $RSS_CONNECTIONS connections at $RSS_RATE/s" "$RSS_LINE"
 printf '%-44s %s\n' "   notifd RSS" "idle_mib=$RSS_IDLE peak_mib_1000_conns=$RSS_PEAK peak_mib_whole_run=$RSS_RUN_PEAK"
 echo "decide reasons (step 2): $REASONS"
+echo "cpu per operation (less sensitive to neighbours than rates): lua_cap: redis_us=$LUA_REDIS_US;" \
+    "decide: notifd_us=$DECIDE_NOTIFD_US redis_us=$DECIDE_REDIS_US"
 echo
 ratio() { if [ -n "$1" ] && [ -n "$2" ]; then calc "round($1 / $2, 3)"; else echo "n/a"; fi; }
 HALF_P99="$(field p99_ms <<<"$HALF_LINE")"
 echo "ratios:"
 echo "  decide_rps / lua_cap_rps = $(ratio "$DECIDE_RPS" "$LUA_RPS")   (goal >= 0.5, stretch 1.0)"
 echo "  decide_rps / get_rps     = $(ratio "$DECIDE_RPS" "$GET_RPS")"
+echo "  redis cpu per decide / per lua cap call = $(ratio "$DECIDE_REDIS_US" "$LUA_REDIS_US")"
 echo "  p99_ms at 50% load       = ${HALF_P99:-n/a}   (goal <= 1)"
 echo "  planner members_per_s    = ${PLANNER_RATE:-n/a}   (goal >= 100000)"
 echo "  rss_mib at $RSS_CONNECTIONS conns    = ${RSS_PEAK:-n/a}   (goal <= 64)"

@@ -58,6 +58,12 @@ static void fast_defaults(fast_config_t *f)
     memset(f, 0, sizeof *f);
     f->mode = FAST_MODE_HIERARCHICAL;
     pacing_params_defaults(&f->pacing);
+    /* Quality pacing: the plan's budget spent on the member's best
+     * opportunities. In notifd-sim (docs/simulation.md) it beat budget and
+     * uniform pacing in every cohort at equal volume: a send's value depends
+     * far more on how relevant the message is than on when in the week it
+     * goes, and quality is the only strategy that waits for relevance. */
+    f->pacing.strategy = PACING_QUALITY;
     f->cap_factor = 1.5;
     f->quiet_hours.enabled = false;
     f->dedup_days = 7;

@@ -28,6 +28,7 @@
 #include "notifd/decision.h"
 #include "notifd/events.h"
 #include "notifd/features.h"
+#include "notifd/hash.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
 #include "notifd/metrics.h"
@@ -73,11 +74,154 @@ typedef struct decide_ctx {
     opportunity_history_t history;
     uint32_t sent_this_week;
     bool ranked;                    /* utility and select_prob are filled */
+    json_t *body;                   /* the answer as decided, until recorded */
+    bool gated;                     /* holds or waits for its member's gate */
+    struct member_gate *gate;
+    app_t *app;                     /* outlives req, which the reply frees */
+    struct decide_ctx *next_waiter;
+    json_t *capped_body;            /* the answer if the cap stops the send */
+    decision_reason_t reason;       /* of `body` */
 } decide_ctx_t;
+
+static void member_gate_leave(decide_ctx_t *d);
+static void start_read(decide_ctx_t *d);
+
+/*
+ * One decision per member at a time, per instance. A decision reads the
+ * member's weekly counters, decides, then records; two decisions for one
+ * member in flight together would both read the same "sent this week" and
+ * the pacing budget would be spent twice (only the hard cap, which the
+ * record script re-checks atomically, would stop it). Pipelined producers
+ * and the simulator send many opportunities of one member back to back, so
+ * later ones wait here, in arrival order, until the earlier one has
+ * recorded. Other members are not delayed. Across instances the cap still
+ * holds; the budget can be overshot only by truly simultaneous decisions.
+ */
+typedef struct member_gate {
+    struct member_gate *next;       /* hash chain */
+    uint64_t hash;
+    decide_ctx_t *owner;
+    decide_ctx_t *waiters, *last_waiter;
+    size_t member_len;
+    char member[];
+} member_gate_t;
+
+#define GATE_BUCKETS 4096
+
+typedef struct gate_table {
+    member_gate_t *buckets[GATE_BUCKETS];
+    decide_ctx_t *to_start, *to_start_last; /* waiters released while releasing */
+    bool releasing;
+} gate_table_t;
+
+static gate_table_t *gate_table(app_t *app)
+{
+    policy_state_t *ps = policy_state(app);
+    if (ps->member_gates == NULL)
+        ps->member_gates = calloc(1, sizeof(gate_table_t));
+    return ps->member_gates;
+}
+
+static member_gate_t **gate_find(gate_table_t *t, const char *member, size_t len, uint64_t h)
+{
+    member_gate_t **pp = &t->buckets[h % GATE_BUCKETS];
+    while (*pp != NULL && !((*pp)->hash == h && (*pp)->member_len == len &&
+                            memcmp((*pp)->member, member, len) == 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* True when `d` may start now; false when it was queued behind its member's
+ * decision in flight (or the table could not be allocated: then it runs
+ * ungated rather than fail). */
+static bool member_gate_enter(decide_ctx_t *d)
+{
+    gate_table_t *t = gate_table(d->req->app);
+    if (t == NULL)
+        return true;
+    uint64_t h = hash_bytes(0, d->member, d->member_len);
+    member_gate_t **pp = gate_find(t, d->member, d->member_len, h);
+    if (*pp == NULL) {
+        member_gate_t *g = malloc(sizeof *g + d->member_len);
+        if (g == NULL)
+            return true;
+        g->next = NULL;
+        g->hash = h;
+        g->owner = d;
+        g->waiters = g->last_waiter = NULL;
+        g->member_len = d->member_len;
+        memcpy(g->member, d->member, d->member_len);
+        *pp = g;
+        d->gated = true;
+        d->gate = g;
+        d->app = d->req->app;
+        return true;
+    }
+    member_gate_t *g = *pp;
+    d->gated = true;
+    d->gate = g;
+    d->app = d->req->app;
+    d->next_waiter = NULL;
+    if (g->last_waiter)
+        g->last_waiter->next_waiter = d;
+    else
+        g->waiters = d;
+    g->last_waiter = d;
+    return false;
+}
+
+/* The owner is done: hand the gate to the next waiter, or drop it. Waiters
+ * released while a release is under way (a waiter that fails at once, say
+ * with Redis down) are started by the outermost call, not recursively. The
+ * request (and the member string in it) may already be freed here: only
+ * d->gate and d->app are used. */
+static void member_gate_leave(decide_ctx_t *d)
+{
+    gate_table_t *t = policy_state(d->app)->member_gates;
+    member_gate_t *g = d->gate;
+    if (t == NULL || g == NULL || g->owner != d)
+        return;
+    decide_ctx_t *next = g->waiters;
+    if (next == NULL) {
+        member_gate_t **pp = &t->buckets[g->hash % GATE_BUCKETS];
+        while (*pp != NULL && *pp != g)
+            pp = &(*pp)->next;
+        if (*pp == g)
+            *pp = g->next;
+        free(g);
+        return;
+    }
+    g->waiters = next->next_waiter;
+    if (g->waiters == NULL)
+        g->last_waiter = NULL;
+    g->owner = next;
+    next->next_waiter = NULL;
+    if (t->to_start_last)
+        t->to_start_last->next_waiter = next;
+    else
+        t->to_start = next;
+    t->to_start_last = next;
+    if (t->releasing)
+        return;
+    t->releasing = true;
+    while (t->to_start != NULL) {
+        decide_ctx_t *x = t->to_start;
+        t->to_start = x->next_waiter;
+        if (t->to_start == NULL)
+            t->to_start_last = NULL;
+        x->next_waiter = NULL;
+        start_read(x);
+    }
+    t->releasing = false;
+}
 
 static void decide_ctx_free(decide_ctx_t *d)
 {
+    if (d->gated)
+        member_gate_leave(d);
     free(d->idem);
+    json_decref(d->body);
+    json_decref(d->capped_body);
     decide_request_free(&d->request);
     free(d);
 }
@@ -177,19 +321,35 @@ static void publish_event(decide_ctx_t *d, const json_t *body)
     events_publish(d->req->app, ev);
 }
 
-static void finish(decide_ctx_t *d, json_t *body, decision_reason_t reason)
+/* Bookkeeping every new decision shares: its event, arm stats, metrics. */
+static void account(decide_ctx_t *d, const json_t *body, decision_reason_t reason)
 {
-    if (!json_is_true(json_object_get(body, "duplicate")))
-        publish_event(d, body);
+    publish_event(d, body);
     policy_state_t *ps = policy_state(d->req->app);
     ps->fast_arm_decisions[d->fast_arm + 1][reason]++;
     ps->slow_arm_decisions[d->slow_arm + 1][reason]++;
-    bool duplicate = json_is_true(json_object_get(body, "duplicate"));
+    metrics_observe_decision(d->req->app->metrics, d->channel,
+                             d->fast->mode == FAST_MODE_THRESHOLD ? 1 : 0, (int)reason,
+                             (double)(uv_hrtime() - d->req->start_ns) / 1e9);
+}
+
+/* Answers with a decision computed by this request (body is stolen). */
+static void finish(decide_ctx_t *d, json_t *body, decision_reason_t reason)
+{
+    account(d, body, reason);
+    request_reply_ok(d->req, body);
+    decide_ctx_free(d);
+}
+
+/* Answers with a decision stored by an earlier request for the same
+ * opportunity, as stored: no event, no new counts. */
+static void finish_duplicate(decide_ctx_t *d, const char *text, size_t len)
+{
     metrics_observe_decision(d->req->app->metrics, d->channel,
                              d->fast->mode == FAST_MODE_THRESHOLD ? 1 : 0,
-                             duplicate ? METRICS_REASON_DUPLICATE : (int)reason,
+                             METRICS_REASON_DUPLICATE,
                              (double)(uv_hrtime() - d->req->start_ns) / 1e9);
-    request_reply_ok(d->req, body);
+    request_reply_ok_text(d->req, text, len, "\"duplicate\":true");
     decide_ctx_free(d);
 }
 
@@ -242,22 +402,18 @@ static void on_record(redisReply *reply, void *privdata)
         return;
     }
     const char *outcome = reply->element[0]->str;
-    json_error_t jerr;
-    json_t *body = json_loadb(reply->element[1]->str, reply->element[1]->len, 0, &jerr);
-    if (body == NULL || !json_is_object(body)) {
-        json_decref(body);
-        request_reply_error(d->req, PROTO_INTERNAL, "stored decision is not valid JSON");
-        decide_ctx_free(d);
+    if (strcmp(outcome, "dup") == 0) {
+        /* Another request recorded this opportunity first: its answer wins. */
+        finish_duplicate(d, reply->element[1]->str, reply->element[1]->len);
         return;
     }
-    decision_reason_t reason = REASON_SEND;
-    const char *rs = json_string_value(json_object_get(body, "reason"));
-    for (int r = 0; rs != NULL && r < REASON_COUNT; r++)
-        if (strcmp(rs, decision_reason_name((decision_reason_t)r)) == 0)
-            reason = (decision_reason_t)r;
-    if (strcmp(outcome, "dup") == 0)
-        json_object_set_new(body, "duplicate", json_true());
-    finish(d, body, reason);
+    bool capped = strcmp(outcome, "cap") == 0 && d->capped_body != NULL;
+    json_t *body = capped ? d->capped_body : d->body;
+    if (capped)
+        d->capped_body = NULL;
+    else
+        d->body = NULL;
+    finish(d, body, capped ? REASON_CAP_REACHED : d->reason);
 }
 
 static char *dump_compact(json_t *o)
@@ -317,11 +473,15 @@ static void decide_and_record(decide_ctx_t *d)
         threshold_observe(th, dec.best_score, fast->threshold_target_send_rate);
 
     const plan_t *shown = threshold_mode ? NULL : &plan;
-    json_t *body = decision_body(d, &dec, dec.reason, dec.send, shown, false);
-    json_t *capped = decision_body(d, &dec, REASON_CAP_REACHED, false, shown, false);
-    char *body_s = dump_compact(body);
-    char *capped_s = dump_compact(capped);
-    json_decref(capped);
+    d->body = decision_body(d, &dec, dec.reason, dec.send, shown, false);
+    d->reason = dec.reason;
+    char *body_s = dump_compact(d->body);
+    /* Only a send can be stopped by the cap inside the record script. */
+    char *capped_s = NULL;
+    if (dec.send) {
+        d->capped_body = decision_body(d, &dec, REASON_CAP_REACHED, false, shown, false);
+        capped_s = dump_compact(d->capped_body);
+    }
 
     char k_idem[KEY_MAX], k_week[KEY_MAX], k_sent[KEY_MAX], k_scores[KEY_MAX], k_member[KEY_MAX];
     char suffix[300];
@@ -367,7 +527,7 @@ static void decide_and_record(decide_ctx_t *d)
     const char *argv[24] = {
         k_idem, k_week, k_sent, k_scores, k_member,
         a_ts, ch, a_week, dec.send ? "1" : "0", a_cap, msg, dec.reached_coin ? "1" : "0",
-        a_best, a_hist, a_idem_ttl, a_dedup, body_s ? body_s : "{}", capped_s ? capped_s : "{}",
+        a_best, a_hist, a_idem_ttl, a_dedup, body_s ? body_s : "{}", capped_s ? capped_s : "",
         a_hl, a_ewma, a_ewma_week, a_week_ttl, a_member_ttl, a_frac,
     };
     size_t lens[24];
@@ -379,12 +539,11 @@ static void decide_and_record(decide_ctx_t *d)
     lens[3] = l_scores;
     lens[4] = l_member;
     lens[10] = msg_len;
-    int rc = (body_s && capped_s)
+    int rc = (body_s && (capped_s || !dec.send))
                  ? store_eval(app->store, ps->script_record, on_record, d, 5, 19, argv, lens)
                  : -1;
     free(body_s);
     free(capped_s);
-    json_decref(body);
     if (rc != 0)
         answer_degraded(d);
 }
@@ -401,18 +560,8 @@ static void read_done(decide_ctx_t *d)
         return;
     }
     if (d->idem != NULL) {
-        json_t *body = json_loads(d->idem, 0, NULL);
-        if (json_is_object(body)) {
-            json_object_set_new(body, "duplicate", json_true());
-            const char *rs = json_string_value(json_object_get(body, "reason"));
-            decision_reason_t reason = REASON_SEND;
-            for (int r = 0; rs != NULL && r < REASON_COUNT; r++)
-                if (strcmp(rs, decision_reason_name((decision_reason_t)r)) == 0)
-                    reason = (decision_reason_t)r;
-            finish(d, body, reason);
-            return;
-        }
-        json_decref(body);
+        finish_duplicate(d, d->idem, strlen(d->idem));
+        return;
     }
     decide_and_record(d);
 }
@@ -629,6 +778,15 @@ void op_decide(request_t *req)
                               &d->fast_arm_name);
     policy_slow_for(&cfg->policy, d->member, d->member_len, &d->slow_arm, &d->slow_arm_name);
 
+    if (member_gate_enter(d))
+        start_read(d);
+}
+
+/* Sends the read pipeline of one decision (see the file comment). */
+static void start_read(decide_ctx_t *d)
+{
+    request_t *req = d->req;
+    const config_t *cfg = req->cfg;
     const char *prefix = cfg->redis.prefix;
     const char *chname = cfg->channels[d->channel];
     char key[KEY_MAX];

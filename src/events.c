@@ -8,11 +8,19 @@
  * the loop thread that would stall every decision behind the disk, which
  * is exactly what the sink must never do. Moving the spool to the libuv
  * thread pool would split one state machine across two threads anyway. So
- * the loop thread only serialises the event and appends it to a
- * mutex-guarded inbox (a pointer swap), and one worker thread owns
- * everything else: the curl multi handle (waiting in curl_multi_poll, woken
- * by curl_multi_wakeup), the batch in flight, the retry backoff and the
- * spool. The state machine then reads top to bottom in one place.
+ * the loop thread only serialises the event (there, because an event may
+ * share JSON values with the reply being sent, and jansson values must not
+ * cross threads) and appends the text to a mutex-guarded inbox (a pointer
+ * swap). One worker thread owns everything else: the curl multi handle
+ * (waiting in curl_multi_poll, woken by curl_multi_wakeup), the batch in
+ * flight, the retry backoff and the spool. The state machine then reads top
+ * to bottom in one place.
+ *
+ * Stop (events_stop): when the endpoint is up and the spool empty, the
+ * queue is POSTed within min(events.timeout_ms, shutdown_grace_s / 2);
+ * otherwise, or when that fails or runs out of time, the request in flight
+ * is abandoned and everything in memory is appended to the spool, which the
+ * next start replays. A redelivered batch is deduplicated by event_id.
  *
  * Flow of an event (worker side, one loop iteration):
  *   inbox --splice--> pending (memory, FIFO) --+--> POST (one batch in flight)
@@ -738,8 +746,8 @@ static void finish(events_t *ev)
     ev->closed = true;
     list_splice(&ev->pending, &ev->inbox);
     pthread_mutex_unlock(&ev->mu);
-    cur_to_spool(ev, true);
     size_t spooled_before = (size_t)atomic_load(&ev->counts[EVC_SPOOLED]);
+    cur_to_spool(ev, true);
     while (ev->pending.count > 0) {
         if (!spill_one(ev)) {
             size_t n = ev->pending.count;
@@ -883,7 +891,10 @@ int events_start(app_t *app)
     ev->app = app;
     ev->metrics = app->metrics;
     pthread_mutex_init(&ev->mu, NULL);
-    if (getrandom(&ev->instance, sizeof ev->instance, 0) != (ssize_t)sizeof ev->instance)
+    /* Non-blocking: an early-boot entropy pool must not hold up the start;
+     * the fallback is still unique per process run on one host. */
+    if (getrandom(&ev->instance, sizeof ev->instance, GRND_NONBLOCK) !=
+        (ssize_t)sizeof ev->instance)
         ev->instance = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ now_ms();
     rng_seed(&ev->jitter, ev->instance);
     settings_from_config(&ev->cfg, cfg);
@@ -1014,9 +1025,6 @@ void events_publish(app_t *app, json_t *event)
         drop_published(ev, "published after the event sink stopped");
         return;
     }
-    pthread_mutex_unlock(&ev->mu);
-    while (atomic_load(&ev->endpoint) == ENDPOINT_UP && ev->in_flight) usleep(1000);
-    pthread_mutex_lock(&ev->mu);
     list_push(&ev->inbox, n);
     bool wake = ev->idle || ev->inbox.count == ev->wake_count;
     if (wake)

@@ -231,6 +231,10 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
     ARG_INT(plan->valid_until);
     ARG_LIT("source");
     ARG_LIT("planner");
+    if (plan->arm[0] != '\0') {
+        ARG_LIT("arm");
+        ARG(plan->arm, strlen(plan->arm));
+    }
     for (int c = 0; c < cfg->n_channels; c++) {
         if (!plan_has_channel(plan, c))
             continue;
@@ -839,7 +843,8 @@ static bool stored_plan_covered(const part_ctx_t *p, const redisReply *stored,
             continue;
         }
         if (field_is(f, "action", 6) || field_is(f, "computed_at", 11) ||
-            field_is(f, "valid_until", 11) || field_is(f, "source", 6))
+            field_is(f, "valid_until", 11) || field_is(f, "source", 6) ||
+            (plan->arm[0] != '\0' && field_is(f, "arm", 3)))
             continue;
         bool planned_channel = false;
         if (f->len > 9 && memcmp(f->str + f->len - 9, "_per_week", 9) == 0)
@@ -885,7 +890,9 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
     member_features_t mf;
     features_init(&mf);
     features_parse_hash(&mf, p->channel_names, cfg->n_channels, f, fl, v, vl, n);
-    const slow_config_t *slow = &cfg->policy.slow;
+    /* The member's slow experiment arm, or the base parameters (control). */
+    const char *arm_name = "control";
+    const slow_config_t *slow = policy_slow_for(&cfg->policy, id, s->len, NULL, &arm_name);
     plan_t plan;
     memset(&plan, 0, sizeof plan);
     if (slow_plan_member(&slow->weights, &slow->priors, &slow->grid, &mf, p->as_of,
@@ -893,6 +900,7 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
         member_failed(p, s, "the action grid is empty");
         return;
     }
+    snprintf(plan.arm, sizeof plan.arm, "%s", arm_name);
     int64_t old = 0;
     bool covered = stored_plan_covered(p, stored, &plan, &old);
     plan.version = old + 1;

@@ -73,7 +73,10 @@ static void replan_write(replan_ctx_t *r)
 {
     request_t *req = r->req;
     const config_t *cfg = req->cfg;
-    const slow_config_t *slow = &cfg->policy.slow;
+    /* The member's slow experiment arm, or the base parameters (control). */
+    const char *arm_name = "control";
+    const slow_config_t *slow = policy_slow_for(&cfg->policy, r->member, r->member_len, NULL,
+                                                &arm_name);
     plan_t *plan = &r->plan;
     memset(plan, 0, sizeof *plan);
     if (slow_plan_member(&slow->weights, &slow->priors, &slow->grid, &r->features, r->ts,
@@ -82,6 +85,7 @@ static void replan_write(replan_ctx_t *r)
         free(r);
         return;
     }
+    snprintf(plan->arm, sizeof plan->arm, "%s", arm_name);
     plan->version = r->old_version + 1;
     plan->computed_at = r->ts;
     plan->valid_until = planner_valid_until(cfg, r->member, r->member_len, plan->version, r->ts);
@@ -143,6 +147,7 @@ static void replan_answer(replan_ctx_t *r)
     json_object_set_new(pj, "action", json_integer(r->plan.action));
     json_object_set_new(pj, "computed_at", json_integer((json_int_t)r->plan.computed_at));
     json_object_set_new(pj, "valid_until", json_integer((json_int_t)r->plan.valid_until));
+    json_object_set_new(pj, "arm", json_string(r->plan.arm));
     request_reply_ok(r->req, json_pack("{s:o,s:b}", "plan", pj, "features", r->have_features));
     free(r);
 }

@@ -45,6 +45,9 @@ void policy_stop(app_t *app)
     /* Joins the worker thread; a running pass stops between two batches. */
     planner_stop(app->planner);
     app->planner = NULL;
+    policy_state_t *ps = app->policy;
+    if (ps != NULL)
+        free(ps->member_gates); /* empty by now: every decision has answered */
     free(app->policy);
     app->policy = NULL;
 }

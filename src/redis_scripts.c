@@ -8,10 +8,14 @@
  * to one member (keys share the member's hash slot).
  *
  * Member feature counts decay exponentially (features.half_life_days). The
- * hash keeps every count as of `updated_at`; a writer first brings all counts
- * to the event's time, then adds the event. An event older than updated_at
- * (late feedback) is added with its decayed weight instead. The C reader
- * (features.c) applies the same decay from updated_at to "now".
+ * hash keeps every count as of `updated_at`, and an event at time ts is
+ * added with weight 2^((ts - updated_at)/half_life): in updated_at's units,
+ * so no other field has to be rewritten (a late event gets a weight below
+ * 1). Only when that weight would pass 2 (a half-life since updated_at) are
+ * all counts brought to ts and updated_at moved, which keeps the numbers
+ * small and costs one HGETALL per member and half-life instead of per write.
+ * The C reader (features.c) decays from updated_at to "now", so both give
+ * every event the weight 2^(-(now - ts)/half_life).
  */
 #include "notifd/redis_scripts.h"
 
@@ -32,8 +36,9 @@
     "    redis.call('HSETNX', key, 'first_seen', ts)\n"                                    \
     "    return 1\n"                                                                       \
     "  end\n"                                                                              \
-    "  if ts <= upd then return math.pow(2, -(upd - ts) / hl) end\n"                       \
-    "  local f = math.pow(2, -(ts - upd) / hl)\n"                                          \
+    "  local w = math.pow(2, (ts - upd) / hl)\n"                                           \
+    "  if w <= 2 then return w end\n"                                                      \
+    "  local f = 1 / w\n"                                                                  \
     "  local all = redis.call('HGETALL', key)\n"                                           \
     "  local args = {'updated_at', ts}\n"                                                  \
     "  for i = 1, #all, 2 do\n"                                                            \
@@ -59,7 +64,8 @@
  * ARGV: 1 ts, 2 channel, 3 week index, 4 want_send (0/1), 5 cap (-1: none),
  *       6 message id, 7 count the opportunity (0/1), 8 best score ('' none),
  *       9 scores kept, 10 idempotency ttl, 11 dedup window s,
- *       12 response as decided, 13 response if the cap stops the send,
+ *       12 response as decided, 13 response if the cap stops the send
+ *       ('' when not sending),
  *       14 half-life s, 15 new EWMA ('' keep), 16 EWMA week ('' keep),
  *       17 week-hash ttl, 18 member ttl, 19 share of this week still ahead
  *       (recorded with the member's first opportunity: a first week that was

@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "notifd/framing.h"
 #include "notifd/log.h"
@@ -50,6 +51,7 @@ struct conn {
     bool draining;               /* close once idle */
     bool close_after_replies;
     bool eof;
+    bool final_read;             /* draining: reading what the client sent before the stop */
     bool authenticated;
 };
 
@@ -352,7 +354,7 @@ static void conn_process(conn_t *c)
     if (c->closing || c->close_after_replies)
         return;
     if (c->eof || c->draining) {
-        if (c->pending == 0 && c->out_len == 0 && c->writes_in_flight == 0)
+        if (!c->final_read && c->pending == 0 && c->out_len == 0 && c->writes_in_flight == 0)
             conn_close(c);
         return;
     }
@@ -590,6 +592,34 @@ static void on_server_handle_closed(uv_handle_t *h)
         free(srv);
 }
 
+/* At a stop, requests the client sent before it may still sit unread in
+ * the socket. Closing with unread data would make the kernel reset the
+ * connection and destroy replies already written, so read what is there
+ * now (non-blocking, within the connection's bounds) and answer it. */
+static void conn_drain_read(conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (c->closing || c->eof || uv_fileno((uv_handle_t *)&c->handle, &fd) != 0)
+        return;
+    c->final_read = true;
+    for (int rounds = 0; rounds < 256 && !c->closing && !conn_over_bounds(c); rounds++) {
+        size_t avail = 0;
+        char *space = framer_write_space(&c->framer, &avail);
+        if (space == NULL || avail == 0)
+            break;
+        ssize_t n = recv(fd, space, avail, MSG_DONTWAIT);
+        if (n <= 0) {
+            if (n == 0)
+                c->eof = true;
+            break;
+        }
+        framer_commit(&c->framer, (size_t)n);
+        c->srv->counters.bytes_in += (uint64_t)n;
+        conn_process(c);
+    }
+    c->final_read = false;
+}
+
 void server_drain(server_t *srv, void (*on_drained)(void *), void *arg)
 {
     srv->draining = true;
@@ -609,7 +639,9 @@ void server_drain(server_t *srv, void (*on_drained)(void *), void *arg)
         }
         /* Lines already received are requests in flight: answer them. */
         c->paused = false;
-        conn_process(c);
+        conn_drain_read(c);
+        if (!c->closing)
+            conn_process(c);
         c = next;
     }
     if (srv->conns == NULL && srv->on_drained != NULL) {

@@ -75,7 +75,7 @@ void planner_stop(planner_t *pl);
  */
 extern const char planner_script_plan_write[];
 
-#define PLANNER_WRITE_MAX_ARGS (3 + 2 * (5 + NOTIFD_MAX_CHANNELS))
+#define PLANNER_WRITE_MAX_ARGS (3 + 2 * (6 + NOTIFD_MAX_CHANNELS))
 
 /* Arguments of one plan write (after EVALSHA sha numkeys), argv form. */
 typedef struct planner_write_args {
@@ -97,8 +97,8 @@ int64_t planner_valid_until(const config_t *cfg, const char *member, size_t memb
 int64_t planner_plan_ttl_s(const config_t *cfg, int64_t computed_at, int64_t valid_until);
 
 /* Fills `out` for `plan` (action, per_week, computed_at, valid_until,
- * version set by the caller; source is written as "planner"). `key` must
- * outlive the use of `out`. */
+ * version and arm set by the caller; source is written as "planner"; arm
+ * only when not empty). `key` and `plan` must outlive the use of `out`. */
 void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, const char *key,
                               size_t key_len, const plan_t *plan, int64_t ttl_s);
 

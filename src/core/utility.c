@@ -21,11 +21,15 @@ void slow_weights_defaults(slow_weights_t *w)
      * on top of what it causes; an opt-out costs five visits (the channel's
      * future value); the universal cost of 0.01 per message keeps typical
      * members in the middle of the grid and members whose messages cause
-     * nothing (daily visitors) near zero. */
+     * nothing (daily visitors) near zero. Fatigue 0.05: fatigue outlives the
+     * week it is caused in, and at 0.01 its term was a few percent of a
+     * message's value, so members whose messages cause many visits (casual
+     * ones) were planned past the point where they tire and opt out
+     * (notifd-sim, docs/simulation.md). */
     *w = (slow_weights_t){
         .incremental_visit = 1.0,
         .open = 0.1,
-        .fatigue = 0.01,
+        .fatigue = 0.05,
         .cross_fatigue = 0.5,
         .optout = 5.0,
         .message_cost = 0.01,

@@ -7,8 +7,8 @@ sockets, and sends it real signals. Nothing here mocks anything.
 Environment: NOTIFD_BIN (set by ctest) points at the binary under test.
 NOTIFD_WRAPPER, if set, is a command line put in front of notifd, for example
 "valgrind --error-exitcode=99" (scripts/valgrind.sh sets it); waits for
-startup and shutdown then last ten times longer, since a wrapped daemon is
-slow to start and to exit.
+startup and shutdown, and the client sockets' default timeout, then last ten
+times longer, since a wrapped daemon is slow.
 """
 import json
 import os
@@ -128,7 +128,9 @@ def _resp_read(f):
 class Client:
     """A producer connection: newline-delimited JSON, pipelining allowed."""
 
-    def __init__(self, port, timeout=10.0):
+    def __init__(self, port, timeout=None):
+        # Under a wrapper the daemon may go quiet for long stretches.
+        timeout = 10.0 * WAIT_SCALE if timeout is None else timeout
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
 

@@ -27,6 +27,9 @@ def set_plan(redis, member, push, version=1, valid_until=0, source="test", prefi
 
 
 class PacingTest(NotifdTestCase):
+    # Budget pacing: the week's sends track the plan with the least variance.
+    overrides = {"fast": {"pacing": "budget"}}
+
     def test_plan_of_five_is_kept_in_the_second_week_spread_and_capped(self):
         members = ["m%03d" % i for i in range(200)]
         for m in members:

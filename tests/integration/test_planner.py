@@ -23,7 +23,7 @@ T0 = 1_700_000_000
 DAY = 86400
 WEEK = 7 * DAY
 PREFIX = "t:"
-PLAN_FIELDS = {"version", "action", "computed_at", "valid_until", "source",
+PLAN_FIELDS = {"version", "action", "computed_at", "valid_until", "source", "arm",
                "push_per_week", "email_per_week"}
 
 
@@ -137,6 +137,7 @@ class PlannerOpsTest(NotifdTestCase):
         self.assertEqual(set(h), PLAN_FIELDS)
         self.assertEqual(h["version"], "1")
         self.assertEqual(h["source"], "planner")
+        self.assertEqual(h["arm"], "control")  # no experiments configured
         self.assertEqual(int(h["action"]), plan["action"])
         self.assertEqual(int(h["computed_at"]), ts)
         self.assertEqual(int(h["valid_until"]), plan["valid_until"])

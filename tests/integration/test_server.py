@@ -95,7 +95,11 @@ class BackPressureTest(NotifdTestCase):
     overrides = {"limits": {"max_output_bytes": 8192, "max_pipeline": 64}}
 
     def test_client_that_does_not_read_is_paused_not_buffered(self):
-        slow = socket.create_connection(("127.0.0.1", self.notifd.port))
+        # A small send buffer, set before connecting, keeps the flood that
+        # fills the kernel's buffers (and the replies owed for it) small.
+        slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        slow.connect(("127.0.0.1", self.notifd.port))
         slow.setblocking(False)
         line = b'{"op":"stats"}\n'
         chunk = line * 256

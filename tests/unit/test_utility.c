@@ -515,11 +515,12 @@ static void test_typical_member_gets_a_plan_that_is_neither_zero_nor_max(void **
     assert_true(plan.per_week[PUSH] > 0 && plan.per_week[EMAIL] > 0);
     assert_true(plan.per_week[PUSH] < 14 || plan.per_week[EMAIL] < 7);
 
-    /* and so is a member with no history at all: the priors' plan */
+    /* and so is a member with no history at all: the priors' plan (one
+     * push a week under the default weights) */
     features_init(&f);
     a = slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan);
     assert_true(a > 0 && a < g.n_actions - 1);
-    assert_true(g.total[a] >= 2 && g.total[a] <= 10);
+    assert_true(g.total[a] >= 1 && g.total[a] <= 10);
 }
 
 static void test_engaged_member_gets_a_larger_plan_than_a_fatigued_one(void **state)

@@ -64,10 +64,13 @@ void sim_report_sweep(FILE *f, const sim_result_t *runs, int n)
 {
     if (n == 0)
         return;
-    fprintf(f, "%-20s | %-31s |", "", "overall (per member per week)");
+    int w = (int)strlen(runs[0].param_key);
+    if (w < 12)
+        w = 12;
+    fprintf(f, "%-*s | %-31s |", w, "", "overall (per member per week)");
     for (int k = 0; k < SIM_MAX_COHORTS; k++)
         fprintf(f, " %-22s |", cohort_label(k));
-    fprintf(f, "\n%-20s | %6s %6s %6s %9s |", runs[0].param_key, "sends", "opens", "visits",
+    fprintf(f, "\n%-*s | %6s %6s %6s %9s |", w, runs[0].param_key, "sends", "opens", "visits",
             "opt-out");
     for (int k = 0; k < SIM_MAX_COHORTS; k++)
         fprintf(f, " %6s %6s %8s |", "sends", "visits", "opt-out");
@@ -75,7 +78,7 @@ void sim_report_sweep(FILE *f, const sim_result_t *runs, int n)
     for (int i = 0; i < n; i++) {
         const sim_result_t *r = &runs[i];
         const sim_cohort_result_t *o = &r->cohort[SIM_MAX_COHORTS];
-        fprintf(f, "%-20g | %6.3f %6.3f %6.3f %9.4f |", r->param_value,
+        fprintf(f, "%-*g | %6.3f %6.3f %6.3f %9.4f |", w, r->param_value,
                 sim_per_member_week(o, o->sends), sim_per_member_week(o, o->opens),
                 sim_per_member_week(o, o->visits), share(o, o->opted_out));
         for (int k = 0; k < SIM_MAX_COHORTS; k++) {

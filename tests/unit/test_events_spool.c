@@ -1,0 +1,386 @@
+/*
+ * test_events_spool.c - unit tests for the event sink's on-disk buffer
+ * (src/spool.c): segment naming and parsing, replay order (numeric, across
+ * reopen, whatever order the directory lists files in), rotation by size,
+ * sealing of segments found at open, the size limit, all-or-nothing appends
+ * when write(2) fails part-way (provoked with RLIMIT_FSIZE, which makes
+ * write return EFBIG exactly like ENOSPC would stop it), the dead-letter
+ * file, and the batch splitter with a torn last line.
+ *
+ * Each test works in its own fresh temporary directory; nothing touches the
+ * network.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "notifd/spool.h"
+
+typedef struct fixture {
+    char dir[256];
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/notifd-spool-test-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    int rc = system(cmd);
+    (void)rc;
+    free(f);
+    return 0;
+}
+
+static spool_t *open_spool(const char *dir, uint64_t segment_bytes)
+{
+    char why[256];
+    spool_t *sp = spool_open(dir, segment_bytes, why, sizeof why);
+    assert_non_null(sp);
+    return sp;
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static char *read_segment(spool_t *sp, uint64_t seq)
+{
+    char *buf;
+    size_t len;
+    assert_int_equal(spool_read(sp, seq, &buf, &len), 0);
+    assert_int_equal(strlen(buf), len);
+    return buf;
+}
+
+static void test_segment_names_sort_like_their_numbers(void **state)
+{
+    (void)state;
+    char a[SPOOL_SEGMENT_NAME_MAX], b[SPOOL_SEGMENT_NAME_MAX];
+    spool_segment_name(a, sizeof a, 9);
+    spool_segment_name(b, sizeof b, 10);
+    assert_string_equal(a, "events-00000000000000000009.ndjson");
+    assert_true(strcmp(a, b) < 0);
+    spool_segment_name(a, sizeof a, UINT64_MAX);
+    uint64_t seq = 0;
+    assert_true(spool_parse_segment_name(a, &seq));
+    assert_true(seq == UINT64_MAX);
+}
+
+static void test_parse_rejects_other_files(void **state)
+{
+    (void)state;
+    uint64_t seq;
+    assert_false(spool_parse_segment_name("dead-letter.ndjson", &seq));
+    assert_false(spool_parse_segment_name("events-1.ndjson", &seq));
+    assert_false(spool_parse_segment_name("events-0000000000000000000x.ndjson", &seq));
+    assert_false(spool_parse_segment_name("events-00000000000000000001.ndjson.tmp", &seq));
+    assert_false(spool_parse_segment_name("quarantine-events-00000000000000000001.ndjson", &seq));
+    /* 20 digits that overflow 64 bits */
+    assert_false(spool_parse_segment_name("events-99999999999999999999.ndjson", &seq));
+    assert_true(spool_parse_segment_name("events-00000000000000000042.ndjson", &seq));
+    assert_int_equal(seq, 42);
+}
+
+static void test_open_creates_missing_parent_directories(void **state)
+{
+    fixture_t *f = *state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/var/spool", f->dir);
+    spool_t *sp = open_spool(dir, 1024);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(spool_segments(sp), 0);
+    spool_close(sp);
+}
+
+static void test_existing_segments_replay_in_numeric_order_and_new_ones_follow(void **state)
+{
+    fixture_t *f = *state;
+    /* Created out of order, with a gap, plus files that are not segments. */
+    write_file(f->dir, "events-00000000000000000010.ndjson", "{\"n\":10}\n");
+    write_file(f->dir, "events-00000000000000000002.ndjson", "{\"n\":2}\n");
+    write_file(f->dir, "events-00000000000000000007.ndjson", "{\"n\":7}\n");
+    write_file(f->dir, "dead-letter.ndjson", "{\"n\":0}\n");
+    write_file(f->dir, "notes.txt", "hello\n");
+    spool_t *sp = open_spool(f->dir, 1024);
+    assert_int_equal(spool_segments(sp), 3);
+    assert_int_equal(spool_bytes(sp), 3 * 8 + 1);
+    assert_int_equal(spool_append(sp, "{\"n\":11}\n", 9, false, -1), 0);
+
+    uint64_t expect[] = {2, 7, 10, 11};
+    for (size_t i = 0; i < 4; i++) {
+        uint64_t seq;
+        assert_true(spool_oldest(sp, &seq));
+        assert_int_equal(seq, expect[i]);
+        char *buf = read_segment(sp, seq);
+        char want[32];
+        snprintf(want, sizeof want, "{\"n\":%llu}\n", (unsigned long long)expect[i]);
+        assert_string_equal(buf, want);
+        free(buf);
+        assert_int_equal(spool_remove(sp, seq), 0);
+    }
+    uint64_t seq;
+    assert_false(spool_oldest(sp, &seq));
+    assert_int_equal(spool_bytes(sp), 0);
+    spool_close(sp);
+}
+
+static void test_segments_found_at_open_are_never_appended_to(void **state)
+{
+    fixture_t *f = *state;
+    /* A crash left a torn last line: appending after it would glue two
+     * events into one invalid line. */
+    write_file(f->dir, "events-00000000000000000003.ndjson", "{\"a\":1}\n{\"b\":");
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_append(sp, "{\"c\":3}\n", 8, false, -1), 0);
+    assert_int_equal(spool_segments(sp), 2);
+    char *old = read_segment(sp, 3);
+    assert_string_equal(old, "{\"a\":1}\n{\"b\":");
+    free(old);
+    char *fresh = read_segment(sp, 4);
+    assert_string_equal(fresh, "{\"c\":3}\n");
+    free(fresh);
+    spool_close(sp);
+}
+
+static void test_append_rotates_once_a_segment_reaches_its_size(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 20);
+    const char *batch = "{\"x\":1}\n{\"x\":2}\n"; /* 16 bytes */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(spool_append(sp, batch, 16, true, -1), 0);
+    /* 16 < 20: the second batch goes in the same segment, then it is full. */
+    assert_int_equal(spool_segments(sp), 2);
+    assert_int_equal(spool_bytes(sp), 64);
+    uint64_t seq;
+    assert_true(spool_oldest(sp, &seq));
+    char *buf = read_segment(sp, seq);
+    assert_int_equal(strlen(buf), 32);
+    free(buf);
+    spool_close(sp);
+
+    /* Reopened: same index, and new segments continue the numbering. */
+    sp = open_spool(f->dir, 20);
+    assert_int_equal(spool_segments(sp), 2);
+    assert_int_equal(spool_bytes(sp), 64);
+    assert_int_equal(spool_append(sp, batch, 16, false, -1), 0);
+    assert_true(spool_oldest(sp, &seq));
+    assert_int_equal(seq, 1);
+    assert_int_equal(spool_remove(sp, 1), 0);
+    assert_int_equal(spool_remove(sp, 2), 0);
+    assert_true(spool_oldest(sp, &seq));
+    assert_int_equal(seq, 3);
+    spool_close(sp);
+}
+
+static void test_oldest_seals_the_active_segment(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_append(sp, "{\"a\":1}\n", 8, false, -1), 0);
+    uint64_t seq;
+    assert_true(spool_oldest(sp, &seq));
+    assert_int_equal(seq, 1);
+    /* The replayer reads segment 1 whole; what comes next must not land in
+     * it, or it would be removed unsent. */
+    assert_int_equal(spool_append(sp, "{\"b\":2}\n", 8, false, -1), 0);
+    assert_int_equal(spool_segments(sp), 2);
+    char *buf = read_segment(sp, 1);
+    assert_string_equal(buf, "{\"a\":1}\n");
+    free(buf);
+    spool_close(sp);
+}
+
+static void test_size_limit_refuses_without_writing(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_append(sp, "0123456789\n", 11, false, 20), 0);
+    assert_int_equal(spool_append(sp, "0123456789\n", 11, false, 20), SPOOL_FULL);
+    assert_int_equal(spool_bytes(sp), 11);
+    assert_int_equal(spool_append(sp, "012345678\n", 10, false, 21), 0); /* exactly at the limit */
+    assert_int_equal(spool_bytes(sp), 21);
+    /* 0 means no spooling at all. */
+    assert_int_equal(spool_append(sp, "x\n", 2, false, 0), SPOOL_FULL);
+    spool_close(sp);
+}
+
+/* Lowers the file size limit so that write(2) fails part-way with EFBIG,
+ * as it would with ENOSPC on a full disk. */
+static void with_file_size_limit(rlim_t limit, struct rlimit *saved)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, saved), 0);
+    struct rlimit rl = *saved;
+    rl.rlim_cur = limit;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static void test_failed_write_leaves_no_partial_line(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_append(sp, "{\"a\":1}\n", 8, false, -1), 0);
+    struct rlimit saved;
+    with_file_size_limit(12, &saved);
+    int rc = spool_append(sp, "{\"b\":2}\n", 8, true, -1);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    assert_int_equal(rc, -EFBIG);
+    assert_int_equal(spool_bytes(sp), 8);
+    uint64_t seq;
+    assert_true(spool_oldest(sp, &seq));
+    char *buf = read_segment(sp, seq);
+    assert_string_equal(buf, "{\"a\":1}\n"); /* truncated back: no "{\"b\"" */
+    free(buf);
+    /* The spool keeps working once there is room again. */
+    assert_int_equal(spool_append(sp, "{\"c\":3}\n", 8, true, -1), 0);
+    assert_int_equal(spool_bytes(sp), 16);
+    spool_close(sp);
+}
+
+static void test_failed_first_write_leaves_no_empty_segment(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    struct rlimit saved;
+    with_file_size_limit(4, &saved);
+    int rc = spool_append(sp, "{\"b\":2}\n", 8, false, -1);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    assert_int_equal(rc, -EFBIG);
+    assert_int_equal(spool_segments(sp), 0);
+    spool_close(sp);
+    sp = open_spool(f->dir, 1 << 20); /* nothing on disk either */
+    assert_int_equal(spool_segments(sp), 0);
+    assert_int_equal(spool_append(sp, "{\"c\":3}\n", 8, false, -1), 0);
+    uint64_t seq;
+    assert_true(spool_oldest(sp, &seq));
+    assert_int_equal(seq, 1);
+    spool_close(sp);
+}
+
+static void test_dead_letters_append_and_do_not_count_as_spool(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_dead_letter(sp, "{\"a\":1}\n", 8, true), 0);
+    assert_int_equal(spool_dead_letter(sp, "{\"b\":2}\n", 8, false), 0);
+    assert_int_equal(spool_bytes(sp), 0);
+    assert_int_equal(spool_segments(sp), 0);
+    spool_close(sp);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", f->dir, SPOOL_DEAD_LETTER_NAME);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char buf[64] = {0};
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    assert_int_equal(n, 16);
+    assert_string_equal(buf, "{\"a\":1}\n{\"b\":2}\n");
+}
+
+static void test_quarantine_moves_a_segment_aside(void **state)
+{
+    fixture_t *f = *state;
+    write_file(f->dir, "events-00000000000000000001.ndjson", "{}\n");
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_quarantine(sp, 1), 0);
+    assert_int_equal(spool_segments(sp), 0);
+    spool_close(sp);
+    char path[512];
+    snprintf(path, sizeof path, "%s/quarantine-events-00000000000000000001.ndjson", f->dir);
+    assert_int_equal(access(path, F_OK), 0);
+    sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_segments(sp), 0);
+    spool_close(sp);
+}
+
+static void test_split_batches_whole_lines(void **state)
+{
+    (void)state;
+    const char *buf = "a\nbb\nccc\ndddd\n";
+    size_t len = strlen(buf), n;
+    bool torn;
+    size_t end = spool_split_batch(buf, len, 0, 3, &n, &torn);
+    assert_int_equal(n, 3);
+    assert_int_equal(end, 9); /* after "ccc\n" */
+    assert_false(torn);
+    end = spool_split_batch(buf, len, end, 3, &n, &torn);
+    assert_int_equal(n, 1);
+    assert_int_equal(end, len);
+    assert_false(torn);
+    end = spool_split_batch(buf, len, end, 3, &n, &torn);
+    assert_int_equal(n, 0);
+    assert_false(torn);
+}
+
+static void test_split_leaves_out_a_torn_last_line(void **state)
+{
+    (void)state;
+    const char *buf = "a\nbb\n{\"torn";
+    size_t len = strlen(buf), n;
+    bool torn;
+    size_t end = spool_split_batch(buf, len, 0, 10, &n, &torn);
+    assert_int_equal(n, 2);
+    assert_int_equal(end, 5);
+    assert_true(torn);
+    end = spool_split_batch(buf, len, end, 10, &n, &torn);
+    assert_int_equal(n, 0);
+    assert_int_equal(end, 5);
+    assert_true(torn);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_segment_names_sort_like_their_numbers),
+        cmocka_unit_test(test_parse_rejects_other_files),
+        cmocka_unit_test_setup_teardown(test_open_creates_missing_parent_directories, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_existing_segments_replay_in_numeric_order_and_new_ones_follow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segments_found_at_open_are_never_appended_to, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_append_rotates_once_a_segment_reaches_its_size,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oldest_seals_the_active_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_limit_refuses_without_writing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_leaves_no_partial_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_first_write_leaves_no_empty_segment, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letters_append_and_do_not_count_as_spool, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_quarantine_moves_a_segment_aside, setup, teardown),
+        cmocka_unit_test(test_split_batches_whole_lines),
+        cmocka_unit_test(test_split_leaves_out_a_torn_last_line),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
