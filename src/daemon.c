@@ -113,13 +113,15 @@ static void daemon_finish(app_t *app)
         return;
     d->finished = true;
     admin_stop(app); /* joins the HTTP thread before store and server go away */
-    policy_stop(app);
     store_close(app->store); /* fails any request still waiting on Redis */
     server_close(app->server);
     /* After the store: requests failed just now may still publish events.
      * A no-op when on_drained already stopped the sink; on the grace path it
      * spools what is queued without trying the endpoint. */
     events_stop(app, NULL, NULL);
+    /* Last: the decisions failed by store_close above still use the policy
+     * state (arm counters, the per-member gates). */
+    policy_stop(app);
     for (size_t i = 0; i < N_SIGNALS; i++)
         close_handle((uv_handle_t *)&d->signals[i]);
     close_handle((uv_handle_t *)&d->grace);

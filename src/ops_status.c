@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "notifd/events.h"
 #include "notifd/ops.h"
 #include "notifd/policy.h"
 #include "notifd/version.h"
@@ -124,5 +125,6 @@ void op_stats(request_t *req)
     json_object_set_new(body, "requests", requests);
     json_object_set_new(body, "errors", errors);
     json_object_set_new(body, "redis", redis);
+    events_stats(app, body);
     request_reply_ok(req, body);
 }
