@@ -11,7 +11,7 @@ latency on one connection, one request at a time, at a fixed rate:
 Prints p50/p99/max of both phases and the ratio of the p99s. The issue's
 bound: a running pass must not push the fast path's p99 up by more than 2x.
 
-Usage: scripts/bench_planner_p99.py [--members 300000] [--rate 2000] [--batch 512]
+Usage: scripts/bench_planner_p99.py [--members 300000] [--rate 2000] [--batch 512] [--max-rate 0]
 Environment: NOTIFD_BIN (default build/notifd).
 """
 import argparse
@@ -84,6 +84,7 @@ def main():
     ap.add_argument("--rate", type=float, default=2000.0, help="decides per second")
     ap.add_argument("--seconds", type=float, default=5.0, help="baseline duration")
     ap.add_argument("--batch", type=int, default=512, help="planner.batch_size")
+    ap.add_argument("--max-rate", type=int, default=0, help="planner.max_members_per_s")
     args = ap.parse_args()
     binary = os.environ.get("NOTIFD_BIN", os.path.join(ROOT, "build", "notifd"))
     work = tempfile.mkdtemp(prefix="bench-p99-")
@@ -107,7 +108,8 @@ def main():
         pipe.wait()
         cfg = {"listen": "127.0.0.1:%d" % port, "admin_listen": None,
                "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
-               "planner": {"enabled": False, "batch_size": args.batch},
+               "planner": {"enabled": False, "batch_size": args.batch,
+                           "max_members_per_s": args.max_rate},
                "events": {"spool_dir": os.path.join(work, "spool")}, "log_level": "info"}
         with open(os.path.join(work, "notifd.json"), "w") as f:
             json.dump(cfg, f)

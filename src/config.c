@@ -35,7 +35,8 @@ static const char *const redis_keys[] = {
     "connect_timeout_ms", "reconnect_min_ms", "reconnect_max_ms", NULL,
 };
 static const char *const planner_keys[] = {
-    "interval_s", "batch_size", "lease_ms", "jitter", "enabled", "poll_s", NULL,
+    "interval_s", "batch_size", "lease_ms", "jitter", "enabled", "poll_s",
+    "max_members_per_s", NULL,
 };
 static const char *const events_keys[] = {
     "url", "spool_dir", "batch_max", "flush_ms", "timeout_ms", "queue_max",
@@ -141,6 +142,7 @@ static void defaults(config_t *cfg)
     cfg->planner.jitter_frac = 0.05;
     cfg->planner.enabled = true;
     cfg->planner.poll_s = 60;
+    cfg->planner.max_members_per_s = 0;
 
     snprintf(cfg->events.spool_dir, sizeof cfg->events.spool_dir, "var/spool");
     cfg->events.batch_max = 500;
@@ -245,6 +247,8 @@ static void parse_planner(config_errors_t *errs, json_t *root, config_t *cfg)
     config_get_bool(errs, o, "planner", "enabled", &cfg->planner.enabled);
     if (config_get_int(errs, o, "planner", "poll_s", 1, 86400, &x))
         cfg->planner.poll_s = (int)x;
+    if (config_get_int(errs, o, "planner", "max_members_per_s", 0, 10000000, &x))
+        cfg->planner.max_members_per_s = (int)x;
 }
 
 static void parse_events(config_errors_t *errs, json_t *root, config_t *cfg)

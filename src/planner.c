@@ -142,6 +142,8 @@ struct planner {
     int backoff_ms;
     char sha_write[41];
     uint64_t next_timer_ms;
+    double pass_t0;                  /* mono_s() at the start of the pass */
+    uint64_t pass_members;           /* members read so far in the pass */
 };
 
 static uint64_t mono_ms(void)
@@ -1053,6 +1055,24 @@ static void fifo_pop(part_ctx_t *p, group_t *out)
     p->fifo_count--;
 }
 
+/* planner.max_members_per_s: hold the pass back to that average rate, so an
+ * operator can bound what a pass takes from Redis's single thread (and so
+ * from the fast path's latency). Sleeps in slices so stop stays prompt. */
+static void pace(part_ctx_t *p, size_t n)
+{
+    planner_t *pl = p->pl;
+    pl->pass_members += n;
+    int rate = p->cfg->planner.max_members_per_s;
+    if (rate <= 0)
+        return;
+    double target = pl->pass_t0 + (double)pl->pass_members / rate;
+    for (double now = mono_s(); now < target && !stopping(pl); now = mono_s()) {
+        double wait = target - now < 0.1 ? target - now : 0.1;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(wait * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void report_progress(part_ctx_t *p)
 {
     if (p->planned_since_report > 0) {
@@ -1078,6 +1098,7 @@ static void chunk_run(part_ctx_t *p, size_t n)
         case GROUP_READ:
             on_read_group(p, &g);
             report_progress(p);
+            pace(p, g.n);
             /* Stop and a lost lease take effect here, between batches:
              * batches never read simply stay due. */
             if (next < n_batches && !p->broken && !p->lease_lost && !stopping(p->pl)) {
@@ -1209,6 +1230,8 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
 {
     memset(res, 0, sizeof *res);
     double t0 = mono_s();
+    pl->pass_t0 = t0;
+    pl->pass_members = 0;
     void *metrics = pl->app->metrics;
     metrics_planner_pass_started(metrics);
     bool due[SCHEDULE_PARTITIONS];

@@ -227,6 +227,9 @@ static size_t format_argv(store_t *st, int argc, const char **argv, const size_t
         *w++ = '\r';
         *w++ = '\n';
     }
+    /* hiredis 0.14 finds the command name with strchr(): the buffer must be
+     * a C string, although its length is passed too. */
+    *w = '\0';
     return (size_t)(w - st->fmt);
 }
 

@@ -62,6 +62,7 @@ typedef struct config_planner {
     double jitter_frac;             /* valid_until jitter as a fraction of interval */
     bool enabled;                   /* run the timer (ops replan/planner_run work regardless) */
     int poll_s;                     /* how often the worker looks for due members */
+    int max_members_per_s;          /* pass rate cap, 0 = as fast as Redis goes */
 } config_planner_t;
 
 typedef struct config_events {

@@ -317,6 +317,19 @@ class PlannerOpsTest(NotifdTestCase):
         self.assertEqual(self.notifd.wait(), 0)
 
 
+class PlannerRateCapTest(NotifdTestCase):
+    overrides = {"planner": {"enabled": False, "batch_size": 100, "max_members_per_s": 4000}}
+
+    def test_max_members_per_s_holds_the_pass_back(self):
+        p = RedisPipe(self.redis)
+        self.addCleanup(p.close)
+        p.load_members(1000, due=T0)
+        r = self.client().request({"op": "planner_run", "ts": T0 + 1})
+        self.assertEqual(r["planned"], 1000)
+        # A lower bound only: the pass sleeps to stay at or under the cap.
+        self.assertGreaterEqual(r["seconds"], 1000 / 4000)
+
+
 class TwoInstancesTest(unittest.TestCase):
     """Two notifd on one Redis share a pass: each member planned once."""
 

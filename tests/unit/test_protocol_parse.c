@@ -106,7 +106,7 @@ static void test_reals_convert_exactly_like_strtod(void **state)
 {
     (void)state;
     uint64_t x = 88172645463325252ull;
-    char text[64], doc[80];
+    char text[400], doc[420];
     for (int i = 0; i < 20000; i++) {
         x ^= x << 13;
         x ^= x >> 7;
