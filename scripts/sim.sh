@@ -23,10 +23,11 @@ BUILD="${NOTIFD_BUILD_DIR:-$ROOT/build}"
 OUT="${SIM_OUT:-$ROOT/var/sim}"
 cd "$ROOT"
 source scripts/deps.sh
-ensure_packages "${notifd_packages[@]}"
+# stdout is the table (README quotes it): package installs report on stderr.
+ensure_packages "${notifd_packages[@]}" >&2
 for arg in "$@"; do
   if [ "$arg" = "--plot" ]; then
-    ensure_packages gnuplot-nox
+    ensure_packages gnuplot-nox >&2
   fi
 done
 

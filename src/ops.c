@@ -180,7 +180,10 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
 {
     app_t *app = ctx;
     uint64_t start = uv_hrtime();
-    if (len == 0 || (len == strspn(line, " \t"))) {
+    size_t blank = 0; /* the line is not NUL-terminated: no str* functions */
+    while (blank < len && (line[blank] == ' ' || line[blank] == '\t'))
+        blank++;
+    if (blank == len) {
         reply_raw_error(app, slot, PROTO_BAD_REQUEST, "empty line; send one JSON object per line");
         return;
     }

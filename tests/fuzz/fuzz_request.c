@@ -35,8 +35,15 @@ static config_t *fuzz_config(void)
 
 static void handle_line(const char *line, size_t len)
 {
+    /* The server's own parser (protocol.c), cross-checked against jansson:
+     * both must accept and reject the same lines. */
+    proto_parse_error_t perr;
+    json_t *root = proto_parse_line(line, len, &perr);
     json_error_t jerr;
-    json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *ref = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if ((root == NULL) != (ref == NULL) || (root != NULL && !json_equal(root, ref)))
+        abort();
+    json_decref(ref);
     if (root == NULL)
         return;
     if (json_is_object(root)) {

@@ -190,15 +190,17 @@ int sim_report_plot(const char *path, const sim_result_t *runs, int n, bool swee
             sweep ? "notifd-sim: volume against engagement (sweep)"
                   : "notifd-sim: hierarchical (a) vs threshold baseline (b)");
     fprintf(f, "set xlabel 'sends per member per week'\nset ylabel 'visits per member per week'\n"
-               "set key top left\nset grid\n");
+               "set key below\nset grid\nset offsets graph 0.15, graph 0.15, graph 0.2, "
+               "graph 0.2\n");
     for (int k = 0; k <= SIM_MAX_COHORTS; k++) {
         int b0 = 2 * k, b1 = 2 * k + 1;
         fprintf(f, "set title '%s'\n", cohort_label(k));
         fprintf(f,
                 "plot '%s' index %d using 1:2 with linespoints pt 7 title 'hierarchical', \\\n"
                 "     '' index %d using 1:2:3 with labels offset 0,1 notitle, \\\n"
-                "     '' index %d using 1:2 with points pt 5 ps 1.5 title 'threshold baseline'\n",
-                dat, b0, b0, b1);
+                "     '' index %d using 1:2 with points pt 5 ps 1.5 title 'threshold baseline', \\\n"
+                "     '' index %d using 1:2:3 with labels offset 0,-1 notitle\n",
+                dat, b0, b0, b1, b1);
     }
     fprintf(f, "unset multiplot\n");
     fclose(f);
