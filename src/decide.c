@@ -328,6 +328,8 @@ static void account(decide_ctx_t *d, const json_t *body, decision_reason_t reaso
     policy_state_t *ps = policy_state(d->req->app);
     ps->fast_arm_decisions[d->fast_arm + 1][reason]++;
     ps->slow_arm_decisions[d->slow_arm + 1][reason]++;
+    metrics_observe_arm_decision(d->req->app->metrics, 0, d->fast_arm, (int)reason);
+    metrics_observe_arm_decision(d->req->app->metrics, 1, d->slow_arm, (int)reason);
     metrics_observe_decision(d->req->app->metrics, d->channel,
                              d->fast->mode == FAST_MODE_THRESHOLD ? 1 : 0, (int)reason,
                              (double)(uv_hrtime() - d->req->start_ns) / 1e9);

@@ -86,6 +86,9 @@ struct metrics {
 
     /* decisions */
     _Atomic uint64_t decisions[NOTIFD_MAX_CHANNELS][METRICS_MODE_COUNT][METRICS_REASON_COUNT];
+    _Atomic uint64_t arm_decisions[2][EXPERIMENT_MAX_ARMS + 1][METRICS_REASON_COUNT];
+    char arm_names[2][EXPERIMENT_MAX_ARMS][EXPERIMENT_NAME_MAX]; /* under text_lock */
+    int n_arms[2];
     histogram_t decide_seconds[METRICS_MODE_COUNT];
     _Atomic uint64_t invalid_observations;
 
@@ -220,6 +223,35 @@ void metrics_set_channel_names(void *mp, const char names[][NOTIFD_CHANNEL_NAME_
     for (int c = 0; c < n; c++)
         snprintf(m->channels[c], sizeof m->channels[c], "%s", names[c]);
     m->n_channels = n;
+    pthread_mutex_unlock(&m->text_lock);
+}
+
+void metrics_observe_arm_decision(void *mp, int layer, int arm, int reason)
+{
+    metrics_t *m = mp;
+    if (m == NULL)
+        return;
+    if (layer < 0 || layer > 1 || arm < -1 || arm >= EXPERIMENT_MAX_ARMS || reason < 0 ||
+        reason >= METRICS_REASON_COUNT) {
+        ADD(m->invalid_observations, 1);
+        return;
+    }
+    ADD(m->arm_decisions[layer][arm + 1][reason], 1);
+}
+
+void metrics_set_arm_names(void *mp, int layer, const char names[][EXPERIMENT_NAME_MAX], int n)
+{
+    metrics_t *m = mp;
+    if (m == NULL || layer < 0 || layer > 1)
+        return;
+    if (n < 0)
+        n = 0;
+    if (n > EXPERIMENT_MAX_ARMS)
+        n = EXPERIMENT_MAX_ARMS;
+    pthread_mutex_lock(&m->text_lock);
+    for (int a = 0; a < n; a++)
+        snprintf(m->arm_names[layer][a], sizeof m->arm_names[layer][a], "%s", names[a]);
+    m->n_arms[layer] = n;
     pthread_mutex_unlock(&m->text_lock);
 }
 
@@ -589,6 +621,27 @@ static void render_decisions(metrics_t *m, growbuf_t *b)
                           "%" PRIu64 "\n",
                           names[c], mode_names[mode], reason_names[r],
                           GET(m->decisions[c][mode][r]));
+    static const char *const layer_names[2] = {"fast", "slow"};
+    char arms[2][EXPERIMENT_MAX_ARMS + 1][2 * EXPERIMENT_NAME_MAX + 1];
+    int n_arms[2];
+    pthread_mutex_lock(&m->text_lock);
+    for (int l = 0; l < 2; l++) {
+        n_arms[l] = m->n_arms[l];
+        snprintf(arms[l][0], sizeof arms[l][0], "control");
+        for (int a = 0; a < n_arms[l]; a++)
+            metrics_escape_label(m->arm_names[l][a], arms[l][a + 1]);
+    }
+    pthread_mutex_unlock(&m->text_lock);
+    family(b, "notifd_experiment_decisions_total", "counter",
+           "Decisions by experiment layer (fast or slow), arm and reason.");
+    for (int l = 0; l < 2; l++)
+        for (int a = 0; a <= n_arms[l]; a++)
+            for (int r = 0; r < METRICS_REASON_COUNT; r++)
+                gb_printf(b,
+                          "notifd_experiment_decisions_total{layer=\"%s\",arm=\"%s\",reason=\"%s\"} "
+                          "%" PRIu64 "\n",
+                          layer_names[l], arms[l][a], reason_names[r],
+                          GET(m->arm_decisions[l][a][r]));
     family(b, "notifd_decide_duration_seconds", "histogram",
            "Decide latency from request arrival to answer, by mode.");
     for (int mode = 0; mode < METRICS_MODE_COUNT; mode++) {

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "notifd/app.h"
+#include "notifd/experiments.h"
 #include "notifd/protocol.h"
 #include "notifd/server.h"
 #include "notifd/store.h"
@@ -82,6 +83,12 @@ void metrics_observe_decision(void *m, int channel, int mode, int reason, double
  * kept per channel index: a reload that renames channel 1 continues its
  * series under the new name. */
 void metrics_set_channel_names(void *m, const char names[][NOTIFD_CHANNEL_NAME_MAX], int n);
+
+/* Decisions by experiment arm: layer 0 = fast, 1 = slow; arm -1 = control.
+ * Arm names come from the config in force (set by admin.c on each new
+ * generation); counts are kept by arm position. */
+void metrics_observe_arm_decision(void *m, int layer, int arm, int reason);
+void metrics_set_arm_names(void *m, int layer, const char names[][EXPERIMENT_NAME_MAX], int n);
 
 /* ---- Redis (store.c observer) -------------------------------------------- */
 

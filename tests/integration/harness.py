@@ -172,7 +172,7 @@ class Notifd:
             "listen": "127.0.0.1:%d" % self.port,
             "admin_listen": "127.0.0.1:%d" % self.admin_port,
             "redis": {"host": "127.0.0.1", "port": redis_port, "prefix": "t:",
-                      "timeout_ms": 200, "reconnect_min_ms": 20, "reconnect_max_ms": 200},
+                      "timeout_ms": 2000, "reconnect_min_ms": 20, "reconnect_max_ms": 200},
             "events": {"spool_dir": os.path.join(self.dir, "spool")},
             "log_level": "debug",
             "shutdown_grace_s": 5,
