@@ -60,7 +60,7 @@ class LoadThread(threading.Thread):
 
 
 class RedisFaultTest(NotifdTestCase):
-    overrides = {"redis": {"timeout_ms": 100}}
+    overrides = {"redis": {"timeout_ms": 300}}
 
     def test_redis_killed_and_restarted_under_load(self):
         pid = self.notifd.proc.pid
