@@ -247,7 +247,22 @@ class Notifd:
 
     def close(self):
         self.stop()
+        report = sanitizer_report(self.log_text())
         shutil.rmtree(self.dir, ignore_errors=True)
+        if report:
+            raise AssertionError("notifd's sanitizer report:\n" + report)
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(log):
+    """The first sanitizer report in a daemon log, or "" (ASan/UBSan builds)."""
+    for marker in SANITIZER_MARKERS:
+        at = log.find(marker)
+        if at >= 0:
+            return log[max(0, at - 200):at + 4000]
+    return ""
 
 
 def _merge(dst, src):

@@ -88,9 +88,13 @@ class RedisFaultTest(NotifdTestCase):
         # After recovery the last replies are real decisions again.
         self.assertTrue(all(r["reason"] != "degraded" for r in load[0].replies[-50:]))
         self.assertEqual(self.notifd.proc.poll(), None)
-        # No leak of descriptors; memory within a generous bound.
+        # No leak of descriptors; memory within a generous bound. Under
+        # AddressSanitizer freed memory sits in its quarantine (256 MiB by
+        # default), so RSS says nothing there; LeakSanitizer checks leaks
+        # at exit instead.
         self.assertLessEqual(proc_fds(pid), fds_before + 2)
-        self.assertLess(proc_rss_kib(pid), rss_before + 32 * 1024)
+        if os.environ.get("NOTIFD_SANITIZED") != "1":
+            self.assertLess(proc_rss_kib(pid), rss_before + 32 * 1024)
 
     def test_client_pause_times_out_degrades_and_recovers(self):
         c = self.client()
