@@ -5,6 +5,7 @@
  * lookup is a table read. value_index[] and total[] are filled at build time
  * so utility_argmax() walks the grid without dividing action indices.
  */
+#include "notifd/errbuf.h"
 #include "notifd/actions.h"
 
 #include <math.h>
@@ -18,19 +19,6 @@ static const double default_email[] = {0, 1, 2, 3, 4, 5, 7};
 #define N_DEFAULT_PUSH ((int)(sizeof(default_push) / sizeof(default_push[0])))
 #define N_DEFAULT_EMAIL ((int)(sizeof(default_email) / sizeof(default_email[0])))
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 int action_grid_build(action_grid_t *g, const action_channel_spec_t *specs,
                       int n_specs, char *err, size_t errlen)
@@ -39,9 +27,9 @@ int action_grid_build(action_grid_t *g, const action_channel_spec_t *specs,
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (specs == NULL || n_specs < 1)
-        return fail(err, errlen, "at least one planned channel is required");
+        return errbuf_fail(err, errlen, "at least one planned channel is required");
     if (n_specs > ACTION_GRID_MAX_CHANNELS)
-        return fail(err, errlen, "at most %d planned channels are supported, got %d",
+        return errbuf_fail(err, errlen, "at most %d planned channels are supported, got %d",
                     ACTION_GRID_MAX_CHANNELS, n_specs);
 
     long product = 1;
@@ -54,33 +42,33 @@ int action_grid_build(action_grid_t *g, const action_channel_spec_t *specs,
             snprintf(label, sizeof(label), "planned channel %d", k);
 
         if (s->channel < 0 || s->channel >= NOTIFD_MAX_CHANNELS)
-            return fail(err, errlen, "%s: channel index %d out of range", label,
+            return errbuf_fail(err, errlen, "%s: channel index %d out of range", label,
                         s->channel);
         if (g->planned_mask & (1u << s->channel))
-            return fail(err, errlen, "%s: channel planned twice", label);
+            return errbuf_fail(err, errlen, "%s: channel planned twice", label);
         if (s->values == NULL || s->n_values < 1)
-            return fail(err, errlen, "%s: needs at least one value", label);
+            return errbuf_fail(err, errlen, "%s: needs at least one value", label);
         if (s->n_values > ACTION_GRID_MAX_VALUES)
-            return fail(err, errlen, "%s: at most %d values, got %d", label,
+            return errbuf_fail(err, errlen, "%s: at most %d values, got %d", label,
                         ACTION_GRID_MAX_VALUES, s->n_values);
         for (int i = 0; i < s->n_values; i++) {
             double v = s->values[i];
             if (!isfinite(v) || v < 0.0 || v > ACTION_GRID_MAX_PER_WEEK)
-                return fail(err, errlen, "%s: value %g must be in [0, %g]", label, v,
+                return errbuf_fail(err, errlen, "%s: value %g must be in [0, %g]", label, v,
                             ACTION_GRID_MAX_PER_WEEK);
             if (i == 0 && v != 0.0)
-                return fail(err, errlen,
+                return errbuf_fail(err, errlen,
                             "%s: the first value must be 0 (a member must be able "
                             "to get no messages), got %g",
                             label, v);
             if (i > 0 && !(v > s->values[i - 1]))
-                return fail(err, errlen,
+                return errbuf_fail(err, errlen,
                             "%s: values must be strictly increasing (%g after %g)",
                             label, v, s->values[i - 1]);
         }
         product *= s->n_values;
         if (product > ACTION_GRID_MAX_ACTIONS)
-            return fail(err, errlen, "the grid has more than %d actions",
+            return errbuf_fail(err, errlen, "the grid has more than %d actions",
                         ACTION_GRID_MAX_ACTIONS);
 
         g->channel[k] = s->channel;

@@ -8,6 +8,7 @@
  * and one expm1 (inside features_exposure_days), which matters because the
  * planner runs it for every member every week.
  */
+#include "notifd/errbuf.h"
 #include "notifd/estimate.h"
 
 #include <math.h>
@@ -76,19 +77,6 @@ void slow_priors_defaults(slow_priors_t *p, const char *const *channel_names,
     p->attribution_window_s = NOTIFD_SECONDS_PER_DAY;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static bool in_unit(double x) { return x >= 0.0 && x <= 1.0; }
 static bool positive(double x) { return isfinite(x) && x > 0.0; }
@@ -97,31 +85,31 @@ int slow_priors_check(const slow_priors_t *p, int n_channels, char *err,
                       size_t errlen)
 {
     if (n_channels < 1 || n_channels > NOTIFD_MAX_CHANNELS)
-        return fail(err, errlen, "channel count %d out of range", n_channels);
+        return errbuf_fail(err, errlen, "channel count %d out of range", n_channels);
     for (int c = 0; c < n_channels; c++) {
         const slow_channel_prior_t *q = &p->channel[c];
         if (!in_unit(q->open_rate) || !(q->open_rate > 0.0))
-            return fail(err, errlen, "channel %d: open_rate must be in (0, 1]", c);
+            return errbuf_fail(err, errlen, "channel %d: open_rate must be in (0, 1]", c);
         if (!in_unit(q->dismiss_rate) || !(q->dismiss_rate > 0.0))
-            return fail(err, errlen, "channel %d: dismiss_rate must be in (0, 1]", c);
+            return errbuf_fail(err, errlen, "channel %d: dismiss_rate must be in (0, 1]", c);
         if (!in_unit(q->unsub_rate))
-            return fail(err, errlen, "channel %d: unsub_rate must be in [0, 1]", c);
+            return errbuf_fail(err, errlen, "channel %d: unsub_rate must be in [0, 1]", c);
         if (!isfinite(q->fatigue) || q->fatigue < 0.0 || q->fatigue > 10.0)
-            return fail(err, errlen, "channel %d: fatigue must be in [0, 10]", c);
+            return errbuf_fail(err, errlen, "channel %d: fatigue must be in [0, 10]", c);
         if (!positive(q->open_strength) || !positive(q->dismiss_strength) ||
             !positive(q->unsub_strength))
-            return fail(err, errlen, "channel %d: strengths must be > 0", c);
+            return errbuf_fail(err, errlen, "channel %d: strengths must be > 0", c);
     }
     if (!in_unit(p->fatigue_from_dismiss))
-        return fail(err, errlen, "fatigue_from_dismiss must be in [0, 1]");
+        return errbuf_fail(err, errlen, "fatigue_from_dismiss must be in [0, 1]");
     if (!isfinite(p->visit_rate) || p->visit_rate < 0.0)
-        return fail(err, errlen, "visit_rate must be >= 0");
+        return errbuf_fail(err, errlen, "visit_rate must be >= 0");
     if (!isfinite(p->visits_per_open) || p->visits_per_open < 0.0)
-        return fail(err, errlen, "visits_per_open must be >= 0");
+        return errbuf_fail(err, errlen, "visits_per_open must be >= 0");
     if (!positive(p->visit_rate_strength) || !positive(p->visits_per_open_strength))
-        return fail(err, errlen, "visit strengths must be > 0");
+        return errbuf_fail(err, errlen, "visit strengths must be > 0");
     if (!positive(p->attribution_window_s))
-        return fail(err, errlen, "attribution_window_s must be > 0");
+        return errbuf_fail(err, errlen, "attribution_window_s must be > 0");
     return 0;
 }
 

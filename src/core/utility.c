@@ -9,6 +9,7 @@
  * sums of table entries using the per-action value indices and totals the
  * grid precomputed. Nothing is allocated; the scratch row lives on the stack.
  */
+#include "notifd/errbuf.h"
 #include "notifd/utility.h"
 
 #include <math.h>
@@ -38,24 +39,11 @@ void slow_weights_defaults(slow_weights_t *w)
         w->channel_cost[c] = 1.0;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static int check_weight(double v, const char *name, char *err, size_t errlen)
 {
     if (!isfinite(v) || v < 0.0)
-        return fail(err, errlen, "%s must be finite and >= 0, got %g", name, v);
+        return errbuf_fail(err, errlen, "%s must be finite and >= 0, got %g", name, v);
     return 0;
 }
 
