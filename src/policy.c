@@ -2,6 +2,7 @@
  * policy.c - lifecycle of the policy layers (see policy.h).
  */
 #include "notifd/policy.h"
+#include "notifd/member_overlay.h"
 
 #include <stdlib.h>
 
@@ -47,7 +48,7 @@ void policy_stop(app_t *app)
     app->planner = NULL;
     policy_state_t *ps = app->policy;
     if (ps != NULL)
-        free(ps->member_gates); /* empty by now: every decision has answered */
+        overlay_table_free(ps->overlay); /* empty by now: every decision has answered */
     free(app->policy);
     app->policy = NULL;
 }

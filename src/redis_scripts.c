@@ -60,67 +60,60 @@
 
 /*
  * decide_record: records one decision atomically.
- * KEYS: 1 idem, 2 week hash, 3 sent zset, 4 recent-scores list, 5 member hash
+ * KEYS: 1 idem, 2 week hash, 3 sent zset, 4 member hash
  * ARGV: 1 ts, 2 channel, 3 week index, 4 want_send (0/1), 5 cap (-1: none),
- *       6 message id, 7 count the opportunity (0/1), 8 best score ('' none),
- *       9 scores kept, 10 idempotency ttl, 11 dedup window s,
- *       12 response as decided, 13 response if the cap stops the send
- *       ('' when not sending),
- *       14 half-life s, 15 new EWMA ('' keep), 16 EWMA week ('' keep),
- *       17 week-hash ttl, 18 member ttl, 19 share of this week still ahead
- *       (recorded with the member's first opportunity: a first week that was
- *       only partly observed is scaled up, or skipped when mostly unseen)
- * Returns {outcome, response}: outcome is 'dup' (already decided: the stored
- * response), 'cap' (the send was stopped by the weekly cap), 'sent' or 'skip'.
+ *       6 message id, 7 count the opportunity (0/1), 8 idempotency ttl s,
+ *       9 dedup window s, 10 response as decided, 11 response if the cap
+ *       stops the send ('' when not sending), 12 half-life s,
+ *       13 week-hash ttl s, 14 member ttl s,
+ *       15 n: how many week-hash fields follow to delete (stale weeks),
+ *       16.. those n fields, then field/value pairs to set in the week hash
+ *       (the EWMA, the recent-scores list, the first week: values notifd
+ *       computed from what it read).
+ * Returns {'dup', stored response} when the opportunity was decided before
+ * (nothing else is touched), else {outcome}: 'cap' (the send was stopped by
+ * the weekly cap), 'sent' or 'skip'.
+ *
+ * It is short on purpose: it runs on every decide and its cost in Redis is
+ * what bounds a fleet's throughput. One SET NX GET both checks and stores
+ * the idempotency record; the week hash gets one HINCRBY and one HSET;
+ * only a send touches the sent set and the member's features.
  */
 const char redis_script_decide_record[] =
     LUA_DECAY
-    "local prev = redis.call('GET', KEYS[1])\n"
-    "if prev then return {'dup', prev} end\n"
-    "local ts = tonumber(ARGV[1])\n"
-    "local ch = ARGV[2]\n"
-    "local w = tonumber(ARGV[3])\n"
-    "local outcome = 'skip'\n"
+    "local ch, w = ARGV[2], ARGV[3]\n"
     "local sentf = ch .. ':' .. w .. ':sent'\n"
-    "if ARGV[7] == '1' then\n"
-    "  redis.call('HINCRBY', KEYS[2], ch .. ':' .. w .. ':opp', 1)\n"
-    "  if redis.call('HSETNX', KEYS[2], ch .. ':first_week', w) == 1 then\n"
-    "    redis.call('HSET', KEYS[2], ch .. ':first_frac', ARGV[19])\n"
-    "  end\n"
-    "end\n"
-    "if ARGV[15] ~= '' then redis.call('HSET', KEYS[2], ch .. ':ewma', ARGV[15]) end\n"
-    "if ARGV[16] ~= '' then redis.call('HSET', KEYS[2], ch .. ':ewma_week', ARGV[16]) end\n"
-    "redis.call('HDEL', KEYS[2], ch .. ':' .. (w - 3) .. ':opp', ch .. ':' .. (w - 3) .. ':sent')\n"
+    "local outcome, resp = 'skip', ARGV[10]\n"
     "if ARGV[4] == '1' then\n"
-    "  local n = tonumber(redis.call('HGET', KEYS[2], sentf) or '0')\n"
     "  local cap = tonumber(ARGV[5])\n"
-    "  if cap >= 0 and n >= cap then\n"
-    "    outcome = 'cap'\n"
+    "  if cap >= 0 and tonumber(redis.call('HGET', KEYS[2], sentf) or '0') >= cap then\n"
+    "    outcome, resp = 'cap', ARGV[11]\n"
     "  else\n"
     "    outcome = 'sent'\n"
-    "    redis.call('HINCRBY', KEYS[2], sentf, 1)\n"
-    "    local window = tonumber(ARGV[11])\n"
-    "    if window > 0 then\n"
-    "      redis.call('ZADD', KEYS[3], ts, ARGV[6])\n"
-    "      redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ts - window))\n"
-    "      redis.call('EXPIRE', KEYS[3], window)\n"
-    "    end\n"
-    "    local wt = decay(KEYS[5], ts, tonumber(ARGV[14]))\n"
-    "    add(KEYS[5], ch .. '_sent', wt)\n"
-    "    set_max(KEYS[5], ch .. '_last_sent', ts)\n"
-    "    redis.call('EXPIRE', KEYS[5], ARGV[18])\n"
     "  end\n"
     "end\n"
-    "if ARGV[8] ~= '' then\n"
-    "  redis.call('LPUSH', KEYS[4], ARGV[8])\n"
-    "  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[9]) - 1)\n"
-    "  redis.call('EXPIRE', KEYS[4], ARGV[17])\n"
+    "local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[8])\n"
+    "if prev then return {'dup', prev} end\n"
+    "if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[2], ch .. ':' .. w .. ':opp', 1) end\n"
+    "local ndel = tonumber(ARGV[15])\n"
+    "if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 16, 15 + ndel)) end\n"
+    "if #ARGV > 15 + ndel then redis.call('HSET', KEYS[2], unpack(ARGV, 16 + ndel)) end\n"
+    "if outcome == 'sent' then\n"
+    "  local ts = tonumber(ARGV[1])\n"
+    "  redis.call('HINCRBY', KEYS[2], sentf, 1)\n"
+    "  local window = tonumber(ARGV[9])\n"
+    "  if window > 0 then\n"
+    "    redis.call('ZADD', KEYS[3], ts, ARGV[6])\n"
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ts - window))\n"
+    "    redis.call('EXPIRE', KEYS[3], window)\n"
+    "  end\n"
+    "  local wt = decay(KEYS[4], ts, tonumber(ARGV[12]))\n"
+    "  add(KEYS[4], ch .. '_sent', wt)\n"
+    "  set_max(KEYS[4], ch .. '_last_sent', ts)\n"
+    "  redis.call('EXPIRE', KEYS[4], ARGV[14])\n"
     "end\n"
-    "redis.call('EXPIRE', KEYS[2], ARGV[17])\n"
-    "local resp = ARGV[12]\n"
-    "if outcome == 'cap' then resp = ARGV[13] end\n"
-    "redis.call('SET', KEYS[1], resp, 'EX', ARGV[10])\n"
-    "return {outcome, resp}\n";
+    "redis.call('EXPIRE', KEYS[2], ARGV[13])\n"
+    "return {outcome}\n";
 
 /*
  * feedback: records one member event into the feature hash.

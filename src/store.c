@@ -17,12 +17,12 @@
  */
 #include "notifd/store.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "notifd/log.h"
+#include "notifd/redis_uv.h"
 
 #define STORE_MAX_SCRIPTS 16
 
@@ -32,6 +32,8 @@
 /* The RESP encoding buffer is kept between commands unless one huge
  * command grew it past this. */
 #define STORE_FMT_KEEP_BYTES (256 * 1024)
+/* Likewise hiredis' reply buffer. */
+#define STORE_READER_KEEP_BYTES (1024 * 1024)
 
 typedef struct pending_cmd {
     struct pending_cmd *prev, *next;
@@ -518,7 +520,10 @@ static void store_connect(store_t *st)
         return;
     }
     ac->data = st;
-    if (redisLibuvAttach(ac, st->loop) != REDIS_OK) {
+    /* Replies to a pipelined burst can pass hiredis' 16 KiB default, and
+     * then the reader would free and regrow its buffer on every read. */
+    ac->c.reader->maxbuf = STORE_READER_KEEP_BYTES;
+    if (redis_uv_attach(ac, st->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         set_error(st, "cannot attach to the event loop");
         schedule_reconnect(st);
@@ -596,6 +601,7 @@ void store_configure(store_t *st, const config_t *cfg)
 }
 
 store_state_t store_state(const store_t *st) { return st->state; }
+uint64_t store_position(const store_t *st) { return st->counters.commands; }
 const char *store_last_error(const store_t *st) { return st->last_error; }
 const store_counters_t *store_counters(const store_t *st) { return &st->counters; }
 

@@ -25,7 +25,7 @@ typedef struct policy_state {
     /* Decisions by experiment arm ([arm + 1], 0 = control), for stats. */
     uint64_t fast_arm_decisions[EXPERIMENT_MAX_ARMS + 1][REASON_COUNT];
     uint64_t slow_arm_decisions[EXPERIMENT_MAX_ARMS + 1][REASON_COUNT];
-    void *member_gates;  /* decide.c: one decision per member at a time */
+    struct overlay_table *overlay; /* decide.c: effects of decisions in flight */
 } policy_state_t;
 
 /* Registers scripts and starts the planner worker; 0 or -1. Call after

@@ -69,6 +69,11 @@ int store_command(store_t *st, store_reply_fn fn, void *privdata, int argc,
 int store_eval(store_t *st, int script, store_reply_fn fn, void *privdata, int nkeys,
                int nargs, const char **argv, const size_t *argvlen);
 
+/* Commands sent so far: the position of the last one in the connection's
+ * command stream. Redis runs one connection's commands in order, so a
+ * command sent at position p sees the effects of every command before p. */
+uint64_t store_position(const store_t *st);
+
 store_state_t store_state(const store_t *st);
 const char *store_state_name(store_state_t s);
 /* Last connection error ("" if none), for health and logs. */

@@ -68,6 +68,31 @@ class PacingTest(NotifdTestCase):
         self.assertLess(first_half, 0.75 * sum(week2))
 
 
+    def test_a_members_decisions_pipelined_together_spend_the_budget_once(self):
+        # Every decision of a member is in flight at once: each read goes out
+        # before any record. Without the in-flight overlay every read would
+        # see "nothing sent yet" and budget pacing would send up to the cap
+        # (8) for everyone.
+        members = ["hot%02d" % i for i in range(60)]
+        for m in members:
+            set_plan(self.redis, m, 5)
+        reqs = []
+        for m in members:
+            for k in range(40):
+                reqs.append({"op": "decide", "id": len(reqs), "member": m, "channel": "push",
+                             "opportunity": "o%d" % k, "ts": MONDAY + WEEK + 3600 * (k + 1),
+                             "candidates": candidates()})
+        replies = self.client().pipeline(reqs)
+        sent = {}
+        for q, r in zip(reqs, replies):
+            self.assertTrue(r["ok"], r)
+            sent[q["member"]] = sent.get(q["member"], 0) + (1 if r["send"] else 0)
+        mean = sum(sent.values()) / len(members)
+        self.assertGreater(mean, 3.5)
+        self.assertLess(mean, 6.0)
+        self.assertLess(sum(1 for m in members if sent.get(m, 0) >= 8), len(members) // 4)
+
+
 class CapTest(NotifdTestCase):
     # Uniform pacing with a tiny opportunity prior makes p = 1: only the
     # atomic cap can stop the sends.
