@@ -43,12 +43,14 @@ static void publish_event(feedback_ctx_t *f)
     const config_t *cfg = req->cfg;
     if (cfg->events.url[0] == '\0')
         return;
+    /* Copies, not references: the request tree lives in the request's arena
+     * (json_arena.h) and the event outlives the request. */
     json_t *msg = json_object_get(req->root, "message");
-    json_t *ev = json_pack("{s:s,s:I,s:s%,s:s?,s:O,s:O?}", "type", "feedback", "ts",
+    json_t *ev = json_pack("{s:s,s:I,s:s%,s:s?,s:s?,s:s?}", "type", "feedback", "ts",
                            (json_int_t)f->ts, "member", f->member, f->member_len, "channel",
                            f->channel >= 0 ? cfg->channels[f->channel] : NULL, "event",
-                           json_object_get(req->root, "event"), "message",
-                           json_is_string(msg) ? msg : NULL);
+                           json_string_value(json_object_get(req->root, "event")), "message",
+                           json_string_value(msg));
     if (ev != NULL)
         events_publish(req->app, ev);
 }

@@ -11,6 +11,7 @@
 
 #include "notifd/config.h"
 #include "notifd/daemon.h"
+#include "notifd/json_arena.h"
 #include "notifd/version.h"
 
 static void usage(FILE *out)
@@ -79,5 +80,8 @@ int main(int argc, char **argv)
         config_release(cfg);
         return 0;
     }
+    /* Before any thread starts: jansson's allocator is process-wide. */
+    if (!json_arena_install())
+        fprintf(stderr, "notifd: no address space for request arenas; parsing with malloc\n");
     return daemon_run(config_path, cfg);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "notifd/json_arena.h"
 #include "notifd/log.h"
 #include "notifd/metrics.h"
 #include "notifd/ops_policy.h"
@@ -40,6 +41,7 @@ static void request_free(request_t *req)
 {
     config_release(req->cfg);
     json_decref(req->root);
+    json_arena_release(req->arena); /* after the tree: nothing in it is used */
     free(req);
 }
 
@@ -190,8 +192,11 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
     /* proto_parse_line, not json_loadb: same grammar, a fraction of the
      * cost (see protocol.c). */
     proto_parse_error_t perr;
+    json_arena_t *arena = json_arena_begin();
     json_t *root = proto_parse_line(line, len, &perr);
+    json_arena_end();
     if (root == NULL) {
+        json_arena_release(arena);
         char msg[300];
         snprintf(msg, sizeof msg, "invalid JSON at column %zu: %s", perr.column, perr.text);
         reply_raw_error(app, slot, PROTO_BAD_REQUEST, msg);
@@ -200,6 +205,7 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
     request_t *req = calloc(1, sizeof *req);
     if (req == NULL) {
         json_decref(root);
+        json_arena_release(arena);
         reply_raw_error(app, slot, PROTO_INTERNAL, "out of memory");
         return;
     }
@@ -208,6 +214,7 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
     req->slot = slot;
     req->cfg = config_acquire(app->config);
     req->root = root;
+    req->arena = arena;
     req->start_ns = start;
     req->op = OP_UNKNOWN;
     if (!json_is_object(root)) {

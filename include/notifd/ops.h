@@ -21,7 +21,8 @@ typedef struct request {
     conn_t *conn;
     reply_slot_t *slot;
     config_t *cfg;       /* this request's snapshot (one reference) */
-    json_t *root;        /* the parsed request */
+    json_t *root;        /* the parsed request (in `arena` when it has one) */
+    struct json_arena *arena;
     json_t *id;          /* borrowed from root, may be NULL */
     op_id_t op;
     uint64_t start_ns;
