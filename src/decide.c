@@ -37,6 +37,7 @@
 #include "notifd/metrics.h"
 #include "notifd/ops_policy.h"
 #include "notifd/plan.h"
+#include "notifd/plan_cache.h"
 #include "notifd/policy.h"
 #include "notifd/request.h"
 #include "notifd/schedule.h"
@@ -524,6 +525,33 @@ static bool reply_failed(decide_ctx_t *d, redisReply *r)
     return false;
 }
 
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+
+/* A plan this instance read less than fast.plan_cache_ms ago and still in
+ * force at the decision's ts (plan_cache.h). */
+static bool cached_plan(decide_ctx_t *d)
+{
+    const policy_state_t *ps = policy_state(d->app);
+    plan_t p;
+    if (d->fast->plan_cache_ms <= 0 ||
+        !plan_cache_get(ps->plan_cache, d->r.member, d->r.member_len, now_ms(),
+                        (uint64_t)d->fast->plan_cache_ms, &p) ||
+        !plan_in_force(&p, d->r.ts))
+        return false;
+    d->plan = p;
+    d->have_plan = true;
+    return true;
+}
+
+static void cache_plan(decide_ctx_t *d)
+{
+    enum { SLOTS = 16384 };
+    policy_state_t *ps = policy_state(d->app);
+    if (ps->plan_cache == NULL)
+        ps->plan_cache = plan_cache_new(SLOTS);
+    plan_cache_put(ps->plan_cache, d->r.member, d->r.member_len, now_ms(), &d->plan);
+}
+
 /* Splits an HGETALL reply into parallel arrays for the pure parsers. */
 static size_t hash_pairs(redisReply *r, const char **f, size_t *fl, const char **v, size_t *vl,
                          size_t max)
@@ -554,6 +582,8 @@ static void on_plan(redisReply *r, void *p)
         for (int c = 0; c < cfg->n_channels; c++)
             names[c] = cfg->channels[c];
         d->have_plan = plan_parse_hash(&d->plan, names, cfg->n_channels, f, fl, v, vl, n);
+        if (d->have_plan && d->fast->plan_cache_ms > 0)
+            cache_plan(d);
     }
     read_done(d);
 }
@@ -729,7 +759,7 @@ static void start_read(decide_ctx_t *d)
     /* Every command goes out before any reply is read. A reference keeps
      * `d` alive until all of them are sent. */
     d->outstanding = 1;
-    if (!threshold_mode(d)) {
+    if (!threshold_mode(d) && !cached_plan(d)) {
         kl = key_member(key, prefix, "plan", r->member, r->member_len, "", 0);
         read_send(d, on_plan, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
     }

@@ -143,6 +143,7 @@ static void on_written(redisReply *reply, void *privdata)
 static void replan_answer(replan_ctx_t *r)
 {
     const config_t *cfg = r->req->cfg;
+    policy_forget_plan(r->req->app, r->member, r->member_len);
     json_t *pj = decide_plan_json(cfg, &r->plan);
     json_object_set_new(pj, "action", json_integer(r->plan.action));
     json_object_set_new(pj, "computed_at", json_integer((json_int_t)r->plan.computed_at));
@@ -279,6 +280,7 @@ static void on_pass_done(const planner_result_t *res, void *arg)
                             (unsigned long long)res->planned);
         return;
     }
+    policy_forget_plans(req->app);
     request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:f,s:i,s:i}", "planned",
                                     (json_int_t)res->planned, "failed", (json_int_t)res->failed,
                                     "removed", (json_int_t)res->removed, "seconds", res->seconds,

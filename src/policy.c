@@ -3,6 +3,7 @@
  */
 #include "notifd/policy.h"
 #include "notifd/member_overlay.h"
+#include "notifd/plan_cache.h"
 
 #include <stdlib.h>
 
@@ -37,8 +38,23 @@ int policy_start(app_t *app)
 
 void policy_apply_config(app_t *app, const config_t *next)
 {
-    (void)app;
     (void)next;
+    /* A reload may change what a plan means (channels, defaults): start over. */
+    policy_forget_plans(app);
+}
+
+void policy_forget_plan(app_t *app, const char *member, size_t len)
+{
+    policy_state_t *ps = app->policy;
+    if (ps != NULL)
+        plan_cache_forget(ps->plan_cache, member, len);
+}
+
+void policy_forget_plans(app_t *app)
+{
+    policy_state_t *ps = app->policy;
+    if (ps != NULL)
+        plan_cache_clear(ps->plan_cache);
 }
 
 void policy_stop(app_t *app)
@@ -47,8 +63,10 @@ void policy_stop(app_t *app)
     planner_stop(app->planner);
     app->planner = NULL;
     policy_state_t *ps = app->policy;
-    if (ps != NULL)
+    if (ps != NULL) {
         overlay_table_free(ps->overlay); /* empty by now: every decision has answered */
+        plan_cache_free(ps->plan_cache);
+    }
     free(app->policy);
     app->policy = NULL;
 }

@@ -26,6 +26,7 @@ typedef struct policy_state {
     uint64_t fast_arm_decisions[EXPERIMENT_MAX_ARMS + 1][REASON_COUNT];
     uint64_t slow_arm_decisions[EXPERIMENT_MAX_ARMS + 1][REASON_COUNT];
     struct overlay_table *overlay; /* decide.c: effects of decisions in flight */
+    struct plan_cache *plan_cache; /* decide.c: plans for fast.plan_cache_ms, lazily made */
 } policy_state_t;
 
 /* Registers scripts and starts the planner worker; 0 or -1. Call after
@@ -33,6 +34,10 @@ typedef struct policy_state {
 int policy_start(app_t *app);
 /* A new config snapshot is about to be installed. */
 void policy_apply_config(app_t *app, const config_t *next);
+/* Plans this instance just changed: drop them from the decide path's plan
+ * cache (fast.plan_cache_ms), one member or all. */
+void policy_forget_plan(app_t *app, const char *member, size_t len);
+void policy_forget_plans(app_t *app);
 /* Stops the planner worker and frees policy state (loop thread, at stop). */
 void policy_stop(app_t *app);
 

@@ -297,6 +297,35 @@ class DecideBehaviourTest(NotifdTestCase):
         self.assertGreater(ttl, 80 * DAY)
 
 
+class PlanCacheTest(NotifdTestCase):
+    overrides = {"fast": {"plan_cache_ms": 600000}}
+
+    def decide(self, opp, ts=MONDAY + 12 * 3600, member="cat"):
+        return self.client().request({"op": "decide", "member": member, "channel": "push",
+                                      "opportunity": opp, "ts": ts, "candidates": candidates()})
+
+    def test_a_read_plan_is_reused_until_replaced_here_or_out_of_force(self):
+        set_plan(self.redis, "cat", 3, version=1, valid_until=MONDAY + WEEK)
+        self.assertEqual(self.decide("o1")["plan"]["version"], 1)
+        # Another writer's plan is not seen while the cached one is fresh...
+        set_plan(self.redis, "cat", 4, version=2, valid_until=MONDAY + 2 * WEEK)
+        self.assertEqual(self.decide("o2")["plan"]["version"], 1)
+        # ...but is once the cached plan is no longer in force at ts.
+        r = self.decide("o3", ts=MONDAY + WEEK + 3600)
+        self.assertEqual(r["plan"]["version"], 2)
+        # This instance's replan drops the cached plan at once.
+        rp = self.client().request({"op": "replan", "member": "cat", "ts": MONDAY + WEEK + 7200})
+        self.assertTrue(rp["ok"], rp)
+        r = self.decide("o4", ts=MONDAY + WEEK + 7300)
+        self.assertEqual(r["plan"]["version"], rp["plan"]["version"])
+        self.assertEqual(r["plan"]["source"], "planner")
+
+    def test_members_without_a_plan_are_not_cached(self):
+        self.assertEqual(self.decide("o1", member="new")["plan"]["source"], "default")
+        set_plan(self.redis, "new", 2, version=7)
+        self.assertEqual(self.decide("o2", member="new")["plan"]["version"], 7)
+
+
 class ThresholdModeTest(NotifdTestCase):
     overrides = {"fast": {"mode": "threshold", "threshold": {"target_send_rate": 0.2,
                                                              "initial": 0.5}}}
