@@ -18,7 +18,8 @@
 #      intended send time, so queueing is not hidden);
 #   4. planner members/s (scripts/bench_planner.sh, 1M members; 10k in
 #      --quick), skipped when that script is missing;
-#   5. notifd peak RSS (VmHWM) with 1,000 connections at a modest rate.
+#   5. notifd peak RSS (VmHWM) with 1,000 connections at a modest rate;
+#   2b. step 2 again after a SIGHUP reload that sets fast.plan_cache_ms=1000.
 # and prints the machine, a table, and the ratios.
 #
 # Usage: scripts/bench.sh [--quick] [--connections N] [--pipeline N]
@@ -228,6 +229,20 @@ echo 5 >"/proc/$NOTIFD_PID/clear_refs" 2>/dev/null || true
 RSS_LINE="$(run_bench rss --connections "$RSS_CONNECTIONS" --pipeline 1 --rate "$RSS_RATE")"
 RSS_PEAK="$(vm VmHWM)"
 
+# ---- 2b. decide throughput with the plan cache -----------------------------------
+# The same closed loop after a reload (SIGHUP) that turns on
+# fast.plan_cache_ms: what a plan read per decide costs.
+python3 - "$WORK/notifd.json" <<'EOF2'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["fast"]["plan_cache_ms"] = 1000
+json.dump(cfg, open(sys.argv[1], "w"))
+EOF2
+kill -HUP "$NOTIFD_PID"
+sleep 0.5
+CACHE_LINE="$(run_bench cached --connections "$CONNECTIONS" --pipeline "$PIPELINE")"
+CACHE_RPS="$(field decide_rps <<<"$CACHE_LINE")"
+
 kill "$NOTIFD_PID" 2>/dev/null || true
 wait "$NOTIFD_PID" 2>/dev/null || true
 NOTIFD_PID=""
@@ -256,6 +271,7 @@ printf '%-44s %s\n' "step" "result"
 printf '%-44s %s\n' "1a redis GET (c=$CONNECTIONS, P=$PIPELINE)" "rps=${GET_RPS:-failed} p50_ms=${GET_P50:-} p99_ms=${GET_P99:-}"
 printf '%-44s %s\n' "1b redis EVALSHA Lua cap (c=$CONNECTIONS, P=$PIPELINE)" "rps=${LUA_RPS:-failed} p50_ms=${LUA_P50:-} p99_ms=${LUA_P99:-}"
 printf '%-44s %s\n' "2  notifd decide, closed loop" "$DECIDE_LINE"
+printf '%-44s %s\n' "2b notifd decide, fast.plan_cache_ms=1000" "$CACHE_LINE"
 printf '%-44s %s\n' "3  notifd decide, open loop at $HALF_RATE/s" "$HALF_LINE"
 printf '%-44s %s\n' "4  planner pass" "$PLANNER_ROW"
 printf '%-44s %s\n' "5  notifd, $RSS_CONNECTIONS connections at $RSS_RATE/s" "$RSS_LINE"
@@ -269,6 +285,7 @@ HALF_P99="$(field p99_ms <<<"$HALF_LINE")"
 echo "ratios:"
 echo "  decide_rps / lua_cap_rps = $(ratio "$DECIDE_RPS" "$LUA_RPS")   (goal >= 0.5, stretch 1.0)"
 echo "  decide_rps / get_rps     = $(ratio "$DECIDE_RPS" "$GET_RPS")"
+echo "  with plan cache / lua    = $(ratio "$CACHE_RPS" "$LUA_RPS")"
 echo "  redis cpu per decide / per lua cap call = $(ratio "$DECIDE_REDIS_US" "$LUA_REDIS_US")"
 echo "  p99_ms at 50% load       = ${HALF_P99:-n/a}   (goal <= 1)"
 echo "  planner members_per_s    = ${PLANNER_RATE:-n/a}   (goal >= 100000)"

@@ -305,9 +305,11 @@ static char *scores_text(const member_view_t *v, double best, int keep, size_t *
     char *s = malloc((n + 1) * 26 + 1);
     if (s == NULL)
         return NULL;
-    size_t at = (size_t)sprintf(s, "%.9g", best);
+    /* Five significant digits: plenty for a quantile of utilities, and the
+     * list goes through the record script on every decide. */
+    size_t at = (size_t)sprintf(s, "%.5g", best);
     for (size_t i = 0; i < n; i++)
-        at += (size_t)sprintf(s + at, ",%.9g", v->recent[i]);
+        at += (size_t)sprintf(s + at, ",%.5g", v->recent[i]);
     *len = at;
     return s;
 }

@@ -77,7 +77,10 @@
  * It is short on purpose: it runs on every decide and its cost in Redis is
  * what bounds a fleet's throughput. One SET NX GET both checks and stores
  * the idempotency record; the week hash gets one HINCRBY and one HSET;
- * only a send touches the sent set and the member's features.
+ * only a send touches the sent set and the member's features. The week
+ * hash's TTL is renewed with the first counted opportunity of a week (and
+ * on any decide that counts none), not on every decide: it then lives at
+ * least two weeks past the member's last decide.
  */
 const char redis_script_decide_record[] =
     LUA_DECAY
@@ -94,7 +97,8 @@ const char redis_script_decide_record[] =
     "end\n"
     "local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[8])\n"
     "if prev then return {'dup', prev} end\n"
-    "if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[2], ch .. ':' .. w .. ':opp', 1) end\n"
+    "local opps = 0\n"
+    "if ARGV[7] == '1' then opps = redis.call('HINCRBY', KEYS[2], ch .. ':' .. w .. ':opp', 1) end\n"
     "local ndel = tonumber(ARGV[15])\n"
     "if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 16, 15 + ndel)) end\n"
     "if #ARGV > 15 + ndel then redis.call('HSET', KEYS[2], unpack(ARGV, 16 + ndel)) end\n"
@@ -112,6 +116,7 @@ const char redis_script_decide_record[] =
     "  set_max(KEYS[4], ch .. '_last_sent', ts)\n"
     "  redis.call('EXPIRE', KEYS[4], ARGV[14])\n"
     "end\n"
+    "if opps ~= 1 and opps ~= 0 then return {outcome} end\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[13])\n"
     "return {outcome}\n";
 

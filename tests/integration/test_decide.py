@@ -167,6 +167,21 @@ class DecideBehaviourTest(NotifdTestCase):
         req.update(extra)
         return self.client().request(req)
 
+    def test_every_key_a_decide_writes_expires(self):
+        # Counted and uncounted decides (quiet hours stop before the coin),
+        # sends and skips: nothing may be left without a TTL.
+        set_plan(self.redis, "ttl", 14)
+        for k in range(12):
+            self.decide(member="ttl", opp="t%d" % k, ts=MONDAY + 9 * 3600 + 60 * k)
+        self.decide(member="ttl", opp="q", ts=MONDAY + 23 * 3600)
+        keys = self.redis.command("KEYS", "t:*{ttl}*")
+        self.assertTrue(any(k.startswith("t:week:") for k in keys), keys)
+        for k in keys:
+            if k.startswith("t:plan:"):
+                continue  # written by the test, not by notifd
+            ttl = self.redis.command("TTL", k)
+            self.assertGreater(ttl, 0, k)
+
     def test_response_has_every_contract_field(self):
         r = self.decide()
         for k in ("send", "message", "reason", "p_send", "propensity", "plan", "arm"):
