@@ -19,13 +19,15 @@
  *   READ  i   HGETALL member:{M} + HGETALL plan:{M}, per member of batch i
  *   WRITE i   the plan write per planned member (HSET + EXPIRE, or the
  *             plan-write script when stale fields must go; see
- *             stored_plan_covered) + one ZREM for members without features
- *   SCHED i   one ZADD XX sched:<n> due member ... for the plans written
+ *             stored_plan_covered)
  *   RENEW     the lease's compare-and-pexpire, when a third of it has passed
  * Reads run two batches ahead of the computation: while this thread parses
  * and plans batch i, Redis is already answering the reads of batch i+1 and
- * the writes of batch i-1. SCHED follows WRITE instead of riding along with
- * it so that a member's due time only moves once its plan is stored.
+ * the writes of batch i-1. Once every write of the chunk is answered, the
+ * chunk's schedule moves go out sorted by due time, in slices (ZADD XX
+ * sched:<n> due member ..., and ZREM for members without features; see
+ * chunk_reschedule): a member's due time only moves once its plan is
+ * stored.
  *
  * A member whose plan could not be written keeps its due time; the chunk
  * query skips over such members with its LIMIT offset, so one bad member
@@ -65,6 +67,8 @@
  * timeout (tens of ms), and nothing latency-sensitive waits on the worker. */
 #define PLANNER_MIN_TIMEOUT_MS 1000
 #define PLANNER_MAX_GROUPS 16
+/* Members per schedule command (ZADD XX / ZREM) at the end of a chunk. */
+#define PLANNER_SCHED_SLICE 512
 #define PLANNER_HASH_SEED_JITTER 0x6a6974746572ull /* "jitter" */
 
 const char planner_script_plan_write[] =
@@ -666,14 +670,18 @@ static void lease_release(planner_t *pl, const config_t *cfg, int partition,
 /* ------------------------------------------------------------------ */
 /* One partition: chunks of due members through a pipeline           */
 
-typedef enum group_kind { GROUP_READ, GROUP_WRITE, GROUP_SCHED, GROUP_RENEW } group_kind_t;
+typedef enum group_kind { GROUP_READ, GROUP_WRITE, GROUP_RENEW } group_kind_t;
 
 typedef struct group {
     group_kind_t kind;
     size_t first, n;     /* members [first, first + n) of the chunk */
-    bool zrem;           /* WRITE: a ZREM follows the plan writes */
-    size_t written;      /* SCHED: members whose due time it moves */
 } group_t;
+
+/* A written plan's new due time, for sorting the chunk's schedule moves. */
+typedef struct sched_move {
+    int64_t due;
+    uint32_t slot;
+} sched_move_t;
 
 /* How a member's plan goes out (see plan_send). */
 typedef enum write_mode { WRITE_NONE = 0, WRITE_HSET, WRITE_SCRIPT } write_mode_t;
@@ -681,7 +689,7 @@ typedef enum write_mode { WRITE_NONE = 0, WRITE_HSET, WRITE_SCRIPT } write_mode_
 typedef struct member_slot {
     size_t id_off, len;  /* the id in part_ctx.ids */
     write_mode_t write;
-    bool remove;         /* features gone: ZREM sent */
+    bool remove;         /* features gone: leaves the schedule */
     bool written;        /* the plan write succeeded */
     int64_t due;         /* the new plan's valid_until */
 } member_slot_t;
@@ -703,6 +711,8 @@ typedef struct part_ctx {
     bool broken;         /* the connection failed: stop at once */
     uint64_t offset;     /* members left due in place (failed) */
     member_slot_t *slots;
+    sched_move_t *moves; /* chunk_reschedule's buffers, one entry per slot */
+    uint32_t *removed;
     char *ids;           /* the chunk's member ids, back to back */
     size_t ids_cap;
     group_t fifo[PLANNER_MAX_GROUPS];
@@ -723,29 +733,33 @@ static void part_broken(part_ctx_t *p, const char *what)
     conn_failed(p->pl, p->cfg, p->res, what);
 }
 
-/* Hands the group's commands (formatted in pl->out) to hiredis and writes
- * them out now, so Redis works on them while this thread computes. */
-static void part_send(part_ctx_t *p, group_t g)
+/* Hands the commands formatted in pl->out to hiredis and writes them out
+ * now, so Redis works on them while this thread computes. */
+static bool part_flush(part_ctx_t *p)
 {
     cmdbuf_t *out = &p->pl->out;
-    if (out->failed) {
+    if (out->failed || redisAppendFormattedCommand(p->pl->c, out->p, out->len) != REDIS_OK) {
         part_broken(p, "out of memory");
-        return;
-    }
-    if (redisAppendFormattedCommand(p->pl->c, out->p, out->len) != REDIS_OK) {
-        part_broken(p, "out of memory");
-        return;
+        return false;
     }
     out->len = 0;
-    p->fifo[(p->fifo_head + p->fifo_count) % PLANNER_MAX_GROUPS] = g;
-    p->fifo_count++;
     int done = 0;
     do {
         if (redisBufferWrite(p->pl->c, &done) != REDIS_OK) {
             part_broken(p, p->pl->c->errstr[0] ? p->pl->c->errstr : "write failed");
-            return;
+            return false;
         }
     } while (!done);
+    return true;
+}
+
+/* part_flush, and remembers the group so its replies are read in order. */
+static void part_send(part_ctx_t *p, group_t g)
+{
+    if (!part_flush(p))
+        return;
+    p->fifo[(p->fifo_head + p->fifo_count) % PLANNER_MAX_GROUPS] = g;
+    p->fifo_count++;
 }
 
 static redisReply *part_reply(part_ctx_t *p)
@@ -944,7 +958,6 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
 
 static void on_read_group(part_ctx_t *p, const group_t *g)
 {
-    size_t n_remove = 0;
     for (size_t i = g->first; i < g->first + g->n; i++) {
         redisReply *feat = part_reply(p);
         if (feat == NULL)
@@ -953,20 +966,9 @@ static void on_read_group(part_ctx_t *p, const group_t *g)
         if (stored == NULL)
             return;
         plan_one(p, &p->slots[i], feat, stored);
-        n_remove += p->slots[i].remove;
     }
     arena_reset(&p->pl->arena);
-    cmdbuf_t *out = &p->pl->out;
-    if (n_remove > 0) {
-        cmdbuf_begin(out, 2 + (int)n_remove);
-        cmdbuf_arg(out, "ZREM", 4);
-        cmdbuf_arg(out, p->sched_key, p->sched_len);
-        for (size_t i = g->first; i < g->first + g->n; i++)
-            if (p->slots[i].remove)
-                cmdbuf_arg(out, slot_id(p, &p->slots[i]), p->slots[i].len);
-    }
-    part_send(p, (group_t){.kind = GROUP_WRITE, .first = g->first, .n = g->n,
-                           .zrem = n_remove > 0});
+    part_send(p, (group_t){.kind = GROUP_WRITE, .first = g->first, .n = g->n});
 }
 
 static void on_write_group(part_ctx_t *p, const group_t *g)
@@ -994,56 +996,19 @@ static void on_write_group(part_ctx_t *p, const group_t *g)
             member_failed(p, s, bad->type == REDIS_REPLY_ERROR ? bad->str : "unexpected reply");
         }
     }
-    if (g->zrem) {
-        redisReply *r = part_reply(p);
-        if (r == NULL)
-            return;
-        if (r->type == REDIS_REPLY_ERROR) {
-            static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-            log_limited(&rl, LOG_WARN, "planner: ZREM failed", "error=\"%s\"", r->str);
-        } else {
-            for (size_t i = g->first; i < g->first + g->n; i++)
-                p->res->removed += p->slots[i].remove;
-        }
-    }
     arena_reset(&p->pl->arena);
     p->res->planned += ok;
     p->planned_since_report += ok;
-    if (ok == 0)
-        return;
-    /* Move the due times of the plans just written, and only those. */
-    cmdbuf_t *out = &p->pl->out;
-    cmdbuf_begin(out, 3 + 2 * (int)ok);
-    cmdbuf_arg(out, "ZADD", 4);
-    cmdbuf_arg(out, p->sched_key, p->sched_len);
-    cmdbuf_arg(out, "XX", 2);
-    for (size_t i = g->first; i < g->first + g->n; i++) {
-        member_slot_t *s = &p->slots[i];
-        if (!s->written)
-            continue;
-        cmdbuf_arg_i64(out, s->due);
-        cmdbuf_arg(out, slot_id(p, s), s->len);
-    }
-    part_send(p, (group_t){.kind = GROUP_SCHED, .first = g->first, .n = g->n, .written = ok});
 }
 
-static void on_simple_group(part_ctx_t *p, const group_t *g)
+static void on_renew_group(part_ctx_t *p)
 {
     redisReply *r = part_reply(p);
     if (r == NULL)
         return;
-    if (g->kind == GROUP_RENEW) {
-        if (!(r->type == REDIS_REPLY_INTEGER && r->integer == 1)) {
-            p->lease_lost = true;
-            log_warn("planner: lease lost, leaving the partition", "partition=%d",
-                     p->partition);
-        }
-    } else if (r->type == REDIS_REPLY_ERROR) {
-        static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-        log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"", r->str);
-        /* Their plans are written but they are still due: step over them
-         * rather than plan them again in this pass. */
-        p->offset += g->written;
+    if (!(r->type == REDIS_REPLY_INTEGER && r->integer == 1)) {
+        p->lease_lost = true;
+        log_warn("planner: lease lost, leaving the partition", "partition=%d", p->partition);
     }
     arena_reset(&p->pl->arena);
 }
@@ -1081,6 +1046,95 @@ static void report_progress(part_ctx_t *p)
     }
 }
 
+static int move_cmp(const void *a, const void *b)
+{
+    const sched_move_t *x = a, *y = b;
+    if (x->due != y->due)
+        return x->due < y->due ? -1 : 1;
+    return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+static size_t slice_len(size_t total, size_t first)
+{
+    return total - first < PLANNER_SCHED_SLICE ? total - first : PLANNER_SCHED_SLICE;
+}
+
+/* One ZADD XX of `n` moves, or (moves == NULL) one ZREM of `n` removed
+ * slots, formatted into pl->out. */
+static void format_sched_slice(part_ctx_t *p, const sched_move_t *moves, const uint32_t *removed,
+                               size_t n)
+{
+    cmdbuf_t *out = &p->pl->out;
+    bool zadd = moves != NULL;
+    cmdbuf_begin(out, (int)(zadd ? 3 + 2 * n : 2 + n));
+    cmdbuf_arg(out, zadd ? "ZADD" : "ZREM", 4);
+    cmdbuf_arg(out, p->sched_key, p->sched_len);
+    if (zadd)
+        cmdbuf_arg(out, "XX", 2);
+    for (size_t i = 0; i < n; i++) {
+        const member_slot_t *s = &p->slots[zadd ? moves[i].slot : removed[i]];
+        if (zadd)
+            cmdbuf_arg_i64(out, moves[i].due);
+        cmdbuf_arg(out, slot_id(p, s), s->len);
+    }
+}
+
+/* Reads the replies of the slices of one kind; false when the connection
+ * failed. */
+static bool sched_replies(part_ctx_t *p, size_t total, bool moves)
+{
+    for (size_t first = 0; first < total; first += PLANNER_SCHED_SLICE) {
+        redisReply *r = part_reply(p);
+        if (r == NULL)
+            return false;
+        size_t count = slice_len(total, first);
+        if (r->type == REDIS_REPLY_ERROR) {
+            static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+            log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"", r->str);
+            /* These members are still due (with their plans written, for
+             * moves): step over them rather than plan them again in this
+             * pass. */
+            p->offset += count;
+        } else if (!moves) {
+            p->res->removed += count;
+        }
+    }
+    return true;
+}
+
+/*
+ * Once every plan write of the chunk is answered: moves the due times of
+ * the plans written (and only those: a member whose write failed stays
+ * due), and drops the members whose features are gone.
+ *
+ * Why per chunk and sorted: the schedule's skiplist is the largest cold
+ * structure a pass touches. A ZADD per batch, between thousands of hash
+ * reads, found it evicted every time; the chunk's moves in due order walk
+ * neighbouring nodes one after another while they are in cache. Slices
+ * keep each command short (a few hundred microseconds of Redis time), so
+ * the fast path is not held up behind one long command.
+ */
+static void chunk_reschedule(part_ctx_t *p, size_t n)
+{
+    size_t n_moves = 0, n_removed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p->slots[i].written)
+            p->moves[n_moves++] = (sched_move_t){.due = p->slots[i].due, .slot = (uint32_t)i};
+        else if (p->slots[i].remove)
+            p->removed[n_removed++] = (uint32_t)i;
+    }
+    if (n_moves + n_removed == 0)
+        return;
+    qsort(p->moves, n_moves, sizeof *p->moves, move_cmp);
+    for (size_t i = 0; i < n_moves; i += PLANNER_SCHED_SLICE)
+        format_sched_slice(p, p->moves + i, NULL, slice_len(n_moves, i));
+    for (size_t i = 0; i < n_removed; i += PLANNER_SCHED_SLICE)
+        format_sched_slice(p, NULL, p->removed + i, slice_len(n_removed, i));
+    if (part_flush(p) && sched_replies(p, n_moves, true))
+        sched_replies(p, n_removed, false);
+    arena_reset(&p->pl->arena);
+}
+
 /* Runs the pipeline over one chunk of `n` members (see the top comment). */
 static void chunk_run(part_ctx_t *p, size_t n)
 {
@@ -1112,12 +1166,13 @@ static void chunk_run(part_ctx_t *p, size_t n)
         case GROUP_WRITE:
             on_write_group(p, &g);
             break;
-        case GROUP_SCHED:
         case GROUP_RENEW:
-            on_simple_group(p, &g);
+            on_renew_group(p);
             break;
         }
     }
+    if (!p->broken)
+        chunk_reschedule(p, n);
     report_progress(p);
 }
 
@@ -1151,6 +1206,14 @@ static size_t chunk_load(part_ctx_t *p, const redisReply *r)
     return n;
 }
 
+static void part_free(part_ctx_t *p)
+{
+    free(p->slots);
+    free(p->moves);
+    free(p->removed);
+    free(p->ids);
+}
+
 static void partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
                           planner_result_t *res)
 {
@@ -1172,8 +1235,11 @@ static void partition_run(planner_t *pl, const config_t *cfg, int partition, int
     }
     size_t chunk = p.batch * PLANNER_BATCHES_PER_CHUNK;
     p.slots = calloc(chunk, sizeof *p.slots);
-    if (p.slots == NULL) {
+    p.moves = calloc(chunk, sizeof *p.moves);
+    p.removed = calloc(chunk, sizeof *p.removed);
+    if (p.slots == NULL || p.moves == NULL || p.removed == NULL) {
         snprintf(res->error, sizeof res->error, "out of memory");
+        part_free(&p);
         return;
     }
     char max[24], off[24], cnt[24];
@@ -1189,7 +1255,7 @@ static void partition_run(planner_t *pl, const config_t *cfg, int partition, int
                 break;
             group_t g;
             fifo_pop(&p, &g);
-            on_simple_group(&p, &g);
+            on_renew_group(&p);
             if (p.broken || p.lease_lost)
                 break;
         }
@@ -1218,8 +1284,7 @@ static void partition_run(planner_t *pl, const config_t *cfg, int partition, int
     }
     if (stopping(pl) && !p.broken)
         res->aborted = true;
-    free(p.slots);
-    free(p.ids);
+    part_free(&p);
 }
 
 /* ------------------------------------------------------------------ */
