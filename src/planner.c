@@ -67,8 +67,9 @@
  * timeout (tens of ms), and nothing latency-sensitive waits on the worker. */
 #define PLANNER_MIN_TIMEOUT_MS 1000
 #define PLANNER_MAX_GROUPS 16
-/* Members per schedule command (ZADD XX / ZREM) at the end of a chunk. */
-#define PLANNER_SCHED_SLICE 512
+/* Most members per schedule command (ZADD XX / ZREM) at the end of a chunk;
+ * a smaller batch_size makes the slices smaller too (see part_ctx.slice). */
+#define PLANNER_SCHED_SLICE_MAX 512
 #define PLANNER_HASH_SEED_JITTER 0x6a6974746572ull /* "jitter" */
 
 const char planner_script_plan_write[] =
@@ -701,6 +702,7 @@ typedef struct part_ctx {
     int partition;
     int64_t as_of;
     size_t batch;
+    size_t slice;        /* members per schedule command */
     char sched_key[KEY_MAX];
     size_t sched_len;
     char lease_key[KEY_MAX];
@@ -1054,9 +1056,9 @@ static int move_cmp(const void *a, const void *b)
     return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
-static size_t slice_len(size_t total, size_t first)
+static size_t slice_len(const part_ctx_t *p, size_t total, size_t first)
 {
-    return total - first < PLANNER_SCHED_SLICE ? total - first : PLANNER_SCHED_SLICE;
+    return total - first < p->slice ? total - first : p->slice;
 }
 
 /* One ZADD XX of `n` moves, or (moves == NULL) one ZREM of `n` removed
@@ -1083,11 +1085,11 @@ static void format_sched_slice(part_ctx_t *p, const sched_move_t *moves, const u
  * failed. */
 static bool sched_replies(part_ctx_t *p, size_t total, bool moves)
 {
-    for (size_t first = 0; first < total; first += PLANNER_SCHED_SLICE) {
+    for (size_t first = 0; first < total; first += p->slice) {
         redisReply *r = part_reply(p);
         if (r == NULL)
             return false;
-        size_t count = slice_len(total, first);
+        size_t count = slice_len(p, total, first);
         if (r->type == REDIS_REPLY_ERROR) {
             static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
             log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"", r->str);
@@ -1126,10 +1128,10 @@ static void chunk_reschedule(part_ctx_t *p, size_t n)
     if (n_moves + n_removed == 0)
         return;
     qsort(p->moves, n_moves, sizeof *p->moves, move_cmp);
-    for (size_t i = 0; i < n_moves; i += PLANNER_SCHED_SLICE)
-        format_sched_slice(p, p->moves + i, NULL, slice_len(n_moves, i));
-    for (size_t i = 0; i < n_removed; i += PLANNER_SCHED_SLICE)
-        format_sched_slice(p, NULL, p->removed + i, slice_len(n_removed, i));
+    for (size_t i = 0; i < n_moves; i += p->slice)
+        format_sched_slice(p, p->moves + i, NULL, slice_len(p, n_moves, i));
+    for (size_t i = 0; i < n_removed; i += p->slice)
+        format_sched_slice(p, NULL, p->removed + i, slice_len(p, n_removed, i));
     if (part_flush(p) && sched_replies(p, n_moves, true))
         sched_replies(p, n_removed, false);
     arena_reset(&p->pl->arena);
@@ -1225,6 +1227,10 @@ static void partition_run(planner_t *pl, const config_t *cfg, int partition, int
     p.partition = partition;
     p.as_of = as_of;
     p.batch = (size_t)cfg->planner.batch_size;
+    /* Every command the pass sends scales with batch_size, so that one knob
+     * bounds how long Redis works on the planner before it serves anyone
+     * else: batch reads, chunk queries (8 batches), schedule slices. */
+    p.slice = p.batch < PLANNER_SCHED_SLICE_MAX ? p.batch : PLANNER_SCHED_SLICE_MAX;
     p.sched_len = key_global(p.sched_key, cfg->redis.prefix, "sched", partition);
     p.lease_len = key_global(p.lease_key, cfg->redis.prefix, "lease", partition);
     fmt_i64(p.lease_ms, cfg->planner.lease_ms);
