@@ -10,16 +10,19 @@
 # Redis memory. A quick variant: MEMBERS=10000 scripts/bench_planner.sh.
 #
 # Environment: MEMBERS (default 1000000), NOTIFD_BIN (default build/notifd),
-# BATCH (planner.batch_size, default 512), REDIS_UNIX=1 (connect over a unix
-# socket), RDB_CACHE=file (see below), TWO_PASSES=0 (time the first pass only), STATS=1 (Redis command
-# stats of the timed pass), PERF_OUT=file (perf profile of both processes), KEEP=1 (keep the
-# temp dir).
+# BATCH (planner.batch_size, default 64), NICE (planner.nice, default 10),
+# REDIS_UNIX=1 (connect over a unix socket), RDB_CACHE=file (see below),
+# TWO_PASSES=0 (time the first pass only), STATS=1 (Redis command stats of
+# the timed pass), REDIS_ARGS (extra redis-server options, e.g.
+# "--latency-tracking no"), PERF_OUT=file (perf profile of both processes),
+# KEEP=1 (keep the temp dir).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 MEMBERS="${MEMBERS:-1000000}"
 NOTIFD_BIN="${NOTIFD_BIN:-$ROOT/build/notifd}"
-BATCH="${BATCH:-512}"
+BATCH="${BATCH:-64}"
+NICE="${NICE:-10}"
 DUE=1700000000
 WORK="$(mktemp -d /tmp/bench-planner.XXXXXX)"
 REDIS_PID=""
@@ -48,7 +51,7 @@ RDB_CACHE="${RDB_CACHE:-}"
 if [ -n "$RDB_CACHE" ] && [ -f "$RDB_CACHE" ]; then cp "$RDB_CACHE" "$WORK/dump.rdb"; fi
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     --unixsocket "$WORK/redis.sock" --dir "$WORK" --dbfilename dump.rdb \
-    --logfile "$WORK/redis.log" &
+    --logfile "$WORK/redis.log" ${REDIS_ARGS:-} &
 REDIS_PID=$!
 for _ in $(seq 1200); do
     [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
@@ -78,7 +81,7 @@ cat >"$WORK/notifd.json" <<EOF
   "listen": "127.0.0.1:$PORT",
   "admin_listen": null,
   "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "b:"$REDIS_UNIX_JSON},
-  "planner": {"enabled": false, "batch_size": $BATCH},
+  "planner": {"enabled": false, "batch_size": $BATCH, "nice": $NICE},
   "events": {"spool_dir": "$WORK/spool"},
   "log_level": "info"
 }

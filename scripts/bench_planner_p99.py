@@ -19,7 +19,7 @@ neighbours. The issue's bound: a running pass must not push the fast
 path's p99 up by more than 2x.
 
 Usage: scripts/bench_planner_p99.py [--members 300000] [--rate 2000]
-           [--seconds 5] [--passes 2] [--batch 512] [--max-rate 0]
+           [--seconds 5] [--passes 2] [--batch 64] [--nice 10] [--max-rate 0]
 Environment: NOTIFD_BIN (default build/notifd).
 """
 import argparse
@@ -117,7 +117,7 @@ def start_redis(work, port, members):
 def start_notifd(binary, work, port, rport, args):
     cfg = {"listen": "127.0.0.1:%d" % port, "admin_listen": None,
            "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
-           "planner": {"enabled": False, "batch_size": args.batch,
+           "planner": {"enabled": False, "batch_size": args.batch, "nice": args.nice,
                        "max_members_per_s": args.max_rate},
            "events": {"spool_dir": os.path.join(work, "spool")}, "log_level": "info"}
     with open(os.path.join(work, "notifd.json"), "w") as f:
@@ -193,7 +193,8 @@ def main():
     ap.add_argument("--rate", type=float, default=2000.0, help="decides per second")
     ap.add_argument("--seconds", type=float, default=5.0, help="each baseline's duration")
     ap.add_argument("--passes", type=int, default=2, help="planner passes measured")
-    ap.add_argument("--batch", type=int, default=512, help="planner.batch_size")
+    ap.add_argument("--batch", type=int, default=64, help="planner.batch_size")
+    ap.add_argument("--nice", type=int, default=10, help="planner.nice")
     ap.add_argument("--max-rate", type=int, default=0, help="planner.max_members_per_s")
     args = ap.parse_args()
     binary = os.environ.get("NOTIFD_BIN", os.path.join(ROOT, "build", "notifd"))

@@ -330,6 +330,42 @@ class PlannerRateCapTest(NotifdTestCase):
         self.assertGreaterEqual(r["seconds"], 1000 / 4000)
 
 
+def task_nice(pid, tid=None):
+    """nice value (field 19 of /proc/.../stat) of a process or one thread."""
+    path = "/proc/%d/stat" % pid if tid is None else "/proc/%d/task/%s/stat" % (pid, tid)
+    with open(path) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
+
+
+def planner_tids(pid):
+    tids = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            if f.read().strip() == "notifd-planner":
+                tids.append(tid)
+    return tids
+
+
+class PlannerNiceTest(NotifdTestCase):
+    overrides = {"planner": {"enabled": False, "nice": 7}}
+
+    def test_the_worker_thread_runs_at_planner_nice_below_the_rest(self):
+        pid = self.notifd.proc.pid
+        wait_for(lambda: len(planner_tids(pid)) == 1, what="the planner thread, named")
+        tid = planner_tids(pid)[0]
+        main = task_nice(pid)
+        wait_for(lambda: task_nice(pid, tid) == min(19, main + 7), what="planner nice applied")
+        # Only the worker: the loop thread keeps the process's priority.
+        self.assertEqual(task_nice(pid), main)
+        # A reload applies from the next pass on.
+        self.notifd.config["planner"]["nice"] = 12
+        self.notifd.write_config()
+        self.notifd.signal(signal.SIGHUP)
+        wait_for(lambda: self.notifd.health()["config_generation"] == 2, what="reloaded")
+        self.assertTrue(self.client().request({"op": "planner_run", "ts": T0})["ok"])
+        self.assertEqual(task_nice(pid, tid), min(19, main + 12))
+
+
 class PlannerChunksTest(NotifdTestCase):
     """One partition larger than a chunk (batch_size 100: chunks of 800), so
     the pass queries the schedule several times, moves due times in several
