@@ -367,12 +367,12 @@ class PlannerNiceTest(NotifdTestCase):
 
 
 class PlannerChunksTest(NotifdTestCase):
-    """One partition larger than a chunk (batch_size 100: chunks of 800), so
-    the pass queries the schedule several times, moves due times in several
-    slices per chunk and steps over a member it cannot plan."""
+    """One partition larger than a chunk (4096 members), so the pass queries
+    the schedule several times, moves due times in several slices per chunk
+    (batch_size 100: slices of 100) and steps over a member it cannot plan."""
 
     overrides = {"planner": {"enabled": False, "batch_size": 100}}
-    MEMBERS = 2000
+    MEMBERS = 5000
     GHOSTS = 600  # schedule entries without features: "g…" sorts before "m…"
 
     def setUp(self):
