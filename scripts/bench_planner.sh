@@ -22,7 +22,9 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 MEMBERS="${MEMBERS:-1000000}"
 NOTIFD_BIN="${NOTIFD_BIN:-$ROOT/build/notifd}"
 BATCH="${BATCH:-64}"
-NICE="${NICE:-10}"
+NICE="${NICE-10}"   # NICE= (empty): leave planner.nice out, for builds without it
+NICE_JSON=""
+[ -n "$NICE" ] && NICE_JSON=", \"nice\": $NICE"
 DUE=1700000000
 WORK="$(mktemp -d /tmp/bench-planner.XXXXXX)"
 REDIS_PID=""
@@ -81,7 +83,7 @@ cat >"$WORK/notifd.json" <<EOF
   "listen": "127.0.0.1:$PORT",
   "admin_listen": null,
   "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "b:"$REDIS_UNIX_JSON},
-  "planner": {"enabled": false, "batch_size": $BATCH, "nice": $NICE},
+  "planner": {"enabled": false, "batch_size": $BATCH$NICE_JSON},
   "events": {"spool_dir": "$WORK/spool"},
   "log_level": "info"
 }

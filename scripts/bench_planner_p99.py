@@ -117,9 +117,11 @@ def start_redis(work, port, members):
 def start_notifd(binary, work, port, rport, args):
     cfg = {"listen": "127.0.0.1:%d" % port, "admin_listen": None,
            "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
-           "planner": {"enabled": False, "batch_size": args.batch, "nice": args.nice,
+           "planner": {"enabled": False, "batch_size": args.batch,
                        "max_members_per_s": args.max_rate},
            "events": {"spool_dir": os.path.join(work, "spool")}, "log_level": "info"}
+    if args.nice >= 0:  # -1: leave it out, for builds without planner.nice
+        cfg["planner"]["nice"] = args.nice
     with open(os.path.join(work, "notifd.json"), "w") as f:
         json.dump(cfg, f)
     log = open(os.path.join(work, "notifd.log"), "wb")
