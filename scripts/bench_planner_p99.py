@@ -3,15 +3,23 @@
 
 Starts its own redis-server and notifd (planner timer off), loads --members
 members with features (scripts/gen_members.py), then measures decide
-latency on one connection, one request at a time, at a fixed rate:
-  1. baseline: --seconds of decides, no pass;
-  2. during a pass: decides while a planner_run (as of a time that makes
-     every member due) runs on another connection; measured only while the
-     pass is running.
-Prints p50/p99/max of both phases and the ratio of the p99s. The issue's
-bound: a running pass must not push the fast path's p99 up by more than 2x.
+latency on one connection, one request at a time, at a fixed rate, in
+alternating phases:
+  baseline 0, pass 0, baseline 1, pass 1, ..., baseline N
+where a baseline is --seconds of decides with no pass, and a pass phase is
+decides while a planner_run (as of a time that makes every member due)
+runs on another connection, measured only while the pass runs. Pass 0
+writes every plan for the first time; later passes replace them (the
+steady state), as in scripts/bench_planner.sh.
 
-Usage: scripts/bench_planner_p99.py [--members 300000] [--rate 2000] [--batch 512] [--max-rate 0]
+Prints p50/p99/max of every phase and, per pass, the ratio of its p99 to
+the mean p99 of the baselines right before and after it: on a shared
+machine the baseline itself moves, so a pass is compared with its own
+neighbours. The issue's bound: a running pass must not push the fast
+path's p99 up by more than 2x.
+
+Usage: scripts/bench_planner_p99.py [--members 300000] [--rate 2000]
+           [--seconds 5] [--passes 2] [--batch 64] [--nice 10] [--max-rate 0]
 Environment: NOTIFD_BIN (default build/notifd).
 """
 import argparse
@@ -19,6 +27,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +39,11 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import gen_members  # noqa: E402
 
 DUE = 1700000000
+WEEK = 604800
+
+
+class BenchError(Exception):
+    pass
 
 
 def free_port():
@@ -47,7 +61,10 @@ class Conn:
     def req(self, o):
         self.f.write(json.dumps(o).encode() + b"\n")
         self.f.flush()
-        return json.loads(self.f.readline())
+        line = self.f.readline()
+        if not line:
+            raise BenchError("notifd closed the connection")
+        return json.loads(line)
 
 
 def percentile(xs, p):
@@ -73,17 +90,113 @@ def measure(c, rate, until, start_i, ts):
                                             {"id": "c2", "score": 0.3}]})
         lat.append(time.perf_counter() - t0)
         if not r.get("ok"):
-            sys.exit("decide failed: %r" % r)
+            raise BenchError("decide failed: %r" % r)
         i += 1
     return lat, i
+
+
+def start_redis(work, port, members):
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", work, "--logfile", os.path.join(work, "redis.log")])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    print("loading %d members..." % members, file=sys.stderr)
+    pipe = subprocess.Popen(["redis-cli", "-p", str(port), "--pipe"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    gen_members.generate(pipe.stdin, members, "b:", DUE)
+    pipe.stdin.close()
+    pipe.wait()
+    return proc
+
+
+def start_notifd(binary, work, port, rport, args):
+    cfg = {"listen": "127.0.0.1:%d" % port, "admin_listen": None,
+           "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
+           "planner": {"enabled": False, "batch_size": args.batch,
+                       "max_members_per_s": args.max_rate},
+           "events": {"spool_dir": os.path.join(work, "spool")}, "log_level": "info"}
+    if args.nice >= 0:  # -1: leave it out, for builds without planner.nice
+        cfg["planner"]["nice"] = args.nice
+    with open(os.path.join(work, "notifd.json"), "w") as f:
+        json.dump(cfg, f)
+    log = open(os.path.join(work, "notifd.log"), "wb")
+    proc = subprocess.Popen([binary, "-c", os.path.join(work, "notifd.json")],
+                            stdout=log, stderr=log)
+    for _ in range(200):
+        try:
+            c = Conn(port)
+            if c.req({"op": "health"}).get("redis", {}).get("ready"):
+                return proc, c
+        except (OSError, BenchError):
+            pass
+        time.sleep(0.05)
+    raise BenchError("notifd did not become ready")
+
+
+def run_phases(c, port, args):
+    """Alternating baseline and pass phases; returns (baselines, passes)."""
+    ts = DUE + 30
+    t_end = time.perf_counter() + 1.0  # warm-up
+    _, i = measure(c, args.rate, lambda: time.perf_counter() > t_end, 0, ts)
+    baselines, passes = [], []
+    for k in range(args.passes + 1):
+        t_end = time.perf_counter() + args.seconds
+        lat, i = measure(c, args.rate, lambda: time.perf_counter() > t_end, i, ts)
+        baselines.append(lat)
+        if k == args.passes:
+            break
+        done = threading.Event()
+        result = {}
+
+        def run_pass(as_of=DUE + 60 + 2 * WEEK * k):
+            try:
+                result["r"] = Conn(port).req({"op": "planner_run", "ts": as_of})
+            except Exception as e:  # reported by the main thread
+                result["error"] = e
+            done.set()
+        threading.Thread(target=run_pass, daemon=True).start()
+        lat, i = measure(c, args.rate, done.is_set, i, ts)
+        if "error" in result:
+            raise BenchError("planner_run: %s" % result["error"])
+        if not result["r"].get("ok"):
+            raise BenchError("planner_run failed: %r" % result["r"])
+        passes.append((result["r"], lat))
+    return baselines, passes
+
+
+def report(baselines, passes):
+    def ms(x):
+        return x * 1000.0
+
+    def line(name, xs):
+        print("%s decides=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f" % (
+            name, len(xs), ms(percentile(xs, 0.5)), ms(percentile(xs, 0.99)), ms(max(xs))))
+    ratios = []
+    for k, (r, lat) in enumerate(passes):
+        line("baseline_%d" % k, baselines[k])
+        print("pass_%d planned=%d seconds=%.2f members_per_s=%.0f" % (
+            k, r["planned"], r["seconds"], r["planned"] / r["seconds"]))
+        line("during_pass_%d" % k, lat)
+        around = (percentile(baselines[k], 0.99) + percentile(baselines[k + 1], 0.99)) / 2
+        ratios.append(percentile(lat, 0.99) / around)
+    line("baseline_%d" % len(passes), baselines[-1])
+    print("p99_ratio " + " ".join("pass_%d=%.2f" % (k, x) for k, x in enumerate(ratios)) +
+          " median=%.2f" % statistics.median(ratios))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--members", type=int, default=300000)
     ap.add_argument("--rate", type=float, default=2000.0, help="decides per second")
-    ap.add_argument("--seconds", type=float, default=5.0, help="baseline duration")
-    ap.add_argument("--batch", type=int, default=512, help="planner.batch_size")
+    ap.add_argument("--seconds", type=float, default=5.0, help="each baseline's duration")
+    ap.add_argument("--passes", type=int, default=2, help="planner passes measured")
+    ap.add_argument("--batch", type=int, default=64, help="planner.batch_size")
+    ap.add_argument("--nice", type=int, default=10, help="planner.nice")
     ap.add_argument("--max-rate", type=int, default=0, help="planner.max_members_per_s")
     args = ap.parse_args()
     binary = os.environ.get("NOTIFD_BIN", os.path.join(ROOT, "build", "notifd"))
@@ -91,61 +204,19 @@ def main():
     rport, port = free_port(), free_port()
     procs = []
     try:
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", work, "--logfile", os.path.join(work, "redis.log")]))
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", rport)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        print("loading %d members..." % args.members, file=sys.stderr)
-        pipe = subprocess.Popen(["redis-cli", "-p", str(rport), "--pipe"],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-        gen_members.generate(pipe.stdin, args.members, "b:", DUE)
-        pipe.stdin.close()
-        pipe.wait()
-        cfg = {"listen": "127.0.0.1:%d" % port, "admin_listen": None,
-               "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
-               "planner": {"enabled": False, "batch_size": args.batch,
-                           "max_members_per_s": args.max_rate},
-               "events": {"spool_dir": os.path.join(work, "spool")}, "log_level": "info"}
-        with open(os.path.join(work, "notifd.json"), "w") as f:
-            json.dump(cfg, f)
-        log = open(os.path.join(work, "notifd.log"), "wb")
-        procs.append(subprocess.Popen([binary, "-c", os.path.join(work, "notifd.json")],
-                                      stdout=log, stderr=log))
-        for _ in range(200):
-            try:
-                c = Conn(port)
-                if c.req({"op": "health"}).get("redis", {}).get("ready"):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        ts = DUE + 30
-        # Warm up, then the baseline.
-        t_end = time.perf_counter() + 1.0
-        _, i = measure(c, args.rate, lambda: time.perf_counter() > t_end, 0, ts)
-        t_end = time.perf_counter() + args.seconds
-        base, i = measure(c, args.rate, lambda: time.perf_counter() > t_end, i, ts)
-
-        done = threading.Event()
-        result = {}
-
-        def run_pass():
-            result["r"] = Conn(port).req({"op": "planner_run", "ts": DUE + 60})
-            done.set()
-        threading.Thread(target=run_pass, daemon=True).start()
-        during, i = measure(c, args.rate, done.is_set, i, ts)
-        r = result["r"]
-        ms = lambda x: x * 1000.0  # noqa: E731
-        print("pass: planned=%d seconds=%.2f members_per_s=%.0f" % (
-            r["planned"], r["seconds"], r["planned"] / r["seconds"]))
-        for name, xs in (("baseline", base), ("during_pass", during)):
-            print("%s decides=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f" % (
-                name, len(xs), ms(percentile(xs, 0.5)), ms(percentile(xs, 0.99)), ms(max(xs))))
-        print("p99_ratio=%.2f" % (percentile(during, 0.99) / percentile(base, 0.99)))
+        procs.append(start_redis(work, rport, args.members))
+        notifd, c = start_notifd(binary, work, port, rport, args)
+        procs.append(notifd)
+        report(*run_phases(c, port, args))
+    except BenchError as e:
+        print("error: %s" % e, file=sys.stderr)
+        if len(procs) > 1 and procs[1].poll() is not None:
+            print("notifd exited with %s" % procs[1].returncode, file=sys.stderr)
+        log = os.path.join(work, "notifd.log")
+        if os.path.exists(log):
+            with open(log, errors="replace") as f:
+                sys.stderr.write("".join(f.readlines()[-20:]))
+        sys.exit(1)
     finally:
         for p in reversed(procs):
             p.terminate()

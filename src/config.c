@@ -36,7 +36,7 @@ static const char *const redis_keys[] = {
 };
 static const char *const planner_keys[] = {
     "interval_s", "batch_size", "lease_ms", "jitter", "enabled", "poll_s",
-    "max_members_per_s", NULL,
+    "max_members_per_s", "nice", NULL,
 };
 static const char *const events_keys[] = {
     "url", "spool_dir", "batch_max", "flush_ms", "timeout_ms", "queue_max",
@@ -137,12 +137,13 @@ static void defaults(config_t *cfg)
     cfg->redis.reconnect_max_ms = 5000;
 
     cfg->planner.interval_s = 604800;
-    cfg->planner.batch_size = 512;
+    cfg->planner.batch_size = 64;
     cfg->planner.lease_ms = 30000;
     cfg->planner.jitter_frac = 0.05;
     cfg->planner.enabled = true;
     cfg->planner.poll_s = 60;
     cfg->planner.max_members_per_s = 0;
+    cfg->planner.nice = 10;
 
     snprintf(cfg->events.spool_dir, sizeof cfg->events.spool_dir, "var/spool");
     cfg->events.batch_max = 500;
@@ -249,6 +250,8 @@ static void parse_planner(config_errors_t *errs, json_t *root, config_t *cfg)
         cfg->planner.poll_s = (int)x;
     if (config_get_int(errs, o, "planner", "max_members_per_s", 0, 10000000, &x))
         cfg->planner.max_members_per_s = (int)x;
+    if (config_get_int(errs, o, "planner", "nice", 0, 19, &x))
+        cfg->planner.nice = (int)x;
 }
 
 static void parse_events(config_errors_t *errs, json_t *root, config_t *cfg)

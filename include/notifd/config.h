@@ -63,6 +63,7 @@ typedef struct config_planner {
     bool enabled;                   /* run the timer (ops replan/planner_run work regardless) */
     int poll_s;                     /* how often the worker looks for due members */
     int max_members_per_s;          /* pass rate cap, 0 = as fast as Redis goes */
+    int nice;                       /* the worker thread's nice value, 0..19 */
 } config_planner_t;
 
 typedef struct config_events {

@@ -330,6 +330,92 @@ class PlannerRateCapTest(NotifdTestCase):
         self.assertGreaterEqual(r["seconds"], 1000 / 4000)
 
 
+def task_nice(pid, tid=None):
+    """nice value (field 19 of /proc/.../stat) of a process or one thread."""
+    path = "/proc/%d/stat" % pid if tid is None else "/proc/%d/task/%s/stat" % (pid, tid)
+    with open(path) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
+
+
+def planner_tids(pid):
+    tids = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            if f.read().strip() == "notifd-planner":
+                tids.append(tid)
+    return tids
+
+
+class PlannerNiceTest(NotifdTestCase):
+    overrides = {"planner": {"enabled": False, "nice": 7}}
+
+    def test_the_worker_thread_runs_at_planner_nice_below_the_rest(self):
+        pid = self.notifd.proc.pid
+        wait_for(lambda: len(planner_tids(pid)) == 1, what="the planner thread, named")
+        tid = planner_tids(pid)[0]
+        main = task_nice(pid)
+        wait_for(lambda: task_nice(pid, tid) == min(19, main + 7), what="planner nice applied")
+        # Only the worker: the loop thread keeps the process's priority.
+        self.assertEqual(task_nice(pid), main)
+        # A reload applies from the next pass on.
+        self.notifd.config["planner"]["nice"] = 12
+        self.notifd.write_config()
+        self.notifd.signal(signal.SIGHUP)
+        wait_for(lambda: self.notifd.health()["config_generation"] == 2, what="reloaded")
+        self.assertTrue(self.client().request({"op": "planner_run", "ts": T0})["ok"])
+        self.assertEqual(task_nice(pid, tid), min(19, main + 12))
+
+
+class PlannerChunksTest(NotifdTestCase):
+    """One partition larger than a chunk (4096 members), so the pass queries
+    the schedule several times, moves due times in several slices per chunk
+    (batch_size 100: slices of 100) and steps over a member it cannot plan."""
+
+    overrides = {"planner": {"enabled": False, "batch_size": 100}}
+    MEMBERS = 5000
+    GHOSTS = 600  # schedule entries without features: "g…" sorts before "m…"
+
+    def setUp(self):
+        super().setUp()
+        self.pipe = RedisPipe(self.redis)
+        self.addCleanup(self.pipe.close)
+        self.pipe.load_members(self.MEMBERS, due=T0)
+        # Every entry into one partition: the planner walks the partition it
+        # leases, whatever the members' hash says.
+        self.pipe.run([["DEL"] + ["%ssched:%d" % (PREFIX, n) for n in range(64)]])
+        self.key = "%ssched:0" % PREFIX
+        entries = [member(i) for i in range(self.MEMBERS)] + ["g%05d" % i
+                                                             for i in range(self.GHOSTS)]
+        self.pipe.run([["ZADD", self.key, str(T0), m] for m in entries])
+        self.bad = member(5)
+        self.pipe.run([["SET", plan_key(self.bad), "not a hash"]])
+
+    def test_each_due_member_is_planned_once_and_a_failure_keeps_its_due_time(self):
+        c = self.client()
+        r = c.request({"op": "planner_run", "ts": T0 + 60})
+        self.assertTrue(r["ok"], r)
+        self.assertEqual((r["planned"], r["failed"], r["removed"]),
+                         (self.MEMBERS - 1, 1, self.GHOSTS))
+        good = [member(i) for i in range(self.MEMBERS) if member(i) != self.bad]
+        plans = self.pipe.run([["HMGET", plan_key(m), "version", "valid_until"] for m in good])
+        scores = self.pipe.run([["ZSCORE", self.key, m] for m in good])
+        self.assertEqual({p[0] for p in plans}, {"1"})
+        # Each member moved to its own plan's valid_until (the sorted slices
+        # kept members and due times together).
+        self.assertEqual([int(s) for s in scores], [int(p[1]) for p in plans])
+        self.assertEqual(int(self.redis.command("ZSCORE", self.key, self.bad)), T0)
+        self.assertEqual(self.redis.command("ZCARD", self.key), self.MEMBERS)  # ghosts gone
+
+        # Only the failed member is still due; it fails again, nobody else
+        # gets a second plan.
+        again = c.request({"op": "planner_run", "ts": T0 + 120})
+        self.assertEqual((again["planned"], again["failed"], again["removed"]), (0, 1, 0))
+        self.pipe.run([["DEL", plan_key(self.bad)]])
+        last = c.request({"op": "planner_run", "ts": T0 + 180})
+        self.assertEqual((last["planned"], last["failed"]), (1, 0))
+        self.assertEqual(self.redis.command("HGET", plan_key(self.bad), "version"), "1")
+
+
 class TwoInstancesTest(unittest.TestCase):
     """Two notifd on one Redis share a pass: each member planned once."""
 

@@ -123,6 +123,8 @@ static void test_empty_config_has_documented_defaults(void **state)
     assert_null(cfg->redis.password);
     assert_null(cfg->auth_token);
     assert_int_equal(cfg->planner.interval_s, 604800);
+    assert_int_equal(cfg->planner.batch_size, 64);
+    assert_int_equal(cfg->planner.nice, 10);
     assert_string_equal(cfg->events.url, "");
     assert_string_equal(cfg->events.spool_dir, "var/spool");
     assert_int_equal(cfg->limits.max_line_bytes, 65536);
@@ -348,6 +350,15 @@ static void test_planner_interval_zero_is_out_of_range(void **state)
     (void)state;
     expect_error("{'planner': {'interval_s': 0}}",
                  "planner.interval_s: must be an integer in 1..31622400, not 0");
+}
+
+static void test_planner_nice_is_a_nice_value(void **state)
+{
+    (void)state;
+    expect_error("{'planner': {'nice': -5}}",
+                 "planner.nice: must be an integer in 0..19, not -5");
+    expect_error("{'planner': {'nice': 20}}",
+                 "planner.nice: must be an integer in 0..19, not 20");
 }
 
 static void test_number_above_range(void **state)
@@ -791,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_int_range_bounds_are_inclusive),
         cmocka_unit_test(test_max_line_bytes_below_minimum),
         cmocka_unit_test(test_planner_interval_zero_is_out_of_range),
+        cmocka_unit_test(test_planner_nice_is_a_nice_value),
         cmocka_unit_test(test_number_above_range),
         cmocka_unit_test(test_ipv6_listen_in_brackets_is_accepted),
         cmocka_unit_test(test_ipv6_listen_without_brackets_is_rejected),
