@@ -24,7 +24,8 @@ void policy_config_free(policy_config_t *pc);
 
 static const char *const fast_keys[] = {
     "mode", "pacing", "pacing_profile", "prior_opportunities_per_week",
-    "opportunity_ewma_alpha", "quality_min_history", "quality_history", "cap_factor",
+    "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
+    "cap_factor",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
     "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", NULL,
 };
@@ -279,6 +280,14 @@ static void parse_fast(config_errors_t *errs, json_t *fo, const char *path, cons
     config_get_double(errs, fo, path, "prior_opportunities_per_week", 0.01, 1e6,
                       &f->pacing.prior_opportunities_per_week);
     config_get_double(errs, fo, path, "opportunity_ewma_alpha", 0.0, 1.0, &f->pacing.ewma_alpha);
+    if (config_get_string(errs, fo, path, "quality_quantile", s, sizeof s, false, false)) {
+        int q = pacing_quantile_parse(s);
+        if (q < 0)
+            config_errors_add(errs, config_path_join(kp, sizeof kp, path, "quality_quantile"),
+                              "must be \"rate\" or \"budget\"");
+        else
+            f->pacing.quality_quantile = (pacing_quantile_t)q;
+    }
     long long x;
     if (config_get_int(errs, fo, path, "quality_min_history", 1, PACING_MAX_RECENT, &x))
         f->pacing.quality_min_history = (unsigned)x;

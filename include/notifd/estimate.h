@@ -49,8 +49,11 @@ typedef struct slow_priors {
     double fatigue_from_dismiss;
     double visit_rate;           /* organic visits per day */
     double visit_rate_strength;  /* in pseudo-days of observation */
-    double visits_per_open;      /* visits within the window after an open */
-    double visits_per_open_strength; /* in pseudo-opens */
+    /* Visits an open brings to a member who would not have come anyway; the
+     * prior lift of a member with organic rate lambda is this times
+     * e^(-lambda W) (lift_prior). */
+    double visits_per_open;
+    double visits_per_open_strength; /* in pseudo-opens, for the lift */
     double attribution_window_s; /* W: the same window the feedback writer
                                     uses to split visit_attr from visit_org */
 } slow_priors_t;
@@ -69,9 +72,9 @@ typedef struct member_estimate {
     int n_channels;
     channel_estimate_t ch[NOTIFD_MAX_CHANNELS];
     double visit_rate;      /* lambda: organic visits per day */
-    double visits_per_open; /* r: visits within W after an open */
+    double visits_per_open; /* r = lambda W + lift: visits within W after an open */
     double visits_anyway;   /* lambda * W: organic visits expected within W */
-    double lift;            /* max(0, r - lambda W): visits an open causes */
+    double lift;            /* visits an open causes (estimate_lift) */
 } member_estimate_t;
 
 /* Documented defaults for one channel: "push", "email", "in_app" have their
@@ -88,6 +91,20 @@ void slow_priors_defaults(slow_priors_t *p, const char *const *channel_names,
  * else -1 with the reason in err[errlen]. */
 int slow_priors_check(const slow_priors_t *p, int n_channels, char *err,
                       size_t errlen);
+
+/* The lift a member with `visits_anyway` = lambda W organic visits per
+ * window is expected to have before any of their own opens are seen:
+ * visits_per_open * e^(-lambda W), the chance that the visit an open brings
+ * is not one the member would have made within W anyway. Decreasing in
+ * visits_anyway; visits_per_open at 0. */
+double lift_prior(double visits_per_open, double visits_anyway);
+
+/* The visits an open causes: the excess of attributed visits over what would
+ * have come anyway, visit_attr - visits_anyway * opens, shrunk per open toward
+ * lift_prior() with strength visits_per_open_strength, and floored at 0. With
+ * no opens it is the prior; with many, the observed excess per open. */
+double estimate_lift(double visit_attr, double opens, double visits_anyway,
+                     const slow_priors_t *p);
 
 /*
  * Estimates `out` from features already decayed to `now`

@@ -10,9 +10,11 @@
  *   uniform - p = per_week / E * w(day): the seed's plain weighted coin;
  *   budget  - p = remaining budget / expected remaining opportunities: the
  *             weekly count tracks the plan with low variance;
- *   quality - the budget's p spent on the member's best opportunities: send
- *             when the best candidate ranks in the top p of recent best
- *             scores, so each send carries a better message at the same rate.
+ *   quality - the plan spent on the member's best opportunities: send when
+ *             the best candidate ranks in the top p of recent best scores,
+ *             where p is the plan's rate per opportunity (default) or the
+ *             budget's p (fast.quality_quantile), so each send carries a
+ *             better message at the same rate.
  * E is the member's expected opportunities per week (an EWMA of observed
  * weekly counts, or a prior); w(day) an optional day-of-week profile.
  *
@@ -45,6 +47,24 @@ int pacing_strategy_parse(const char *name);
 /* The config name of a strategy ("?" if out of range). */
 const char *pacing_strategy_name(pacing_strategy_t strategy);
 
+/* Which probability the quality strategy turns into a quantile of the
+ * member's recent best scores. */
+typedef enum pacing_quantile {
+    /* The plan's rate per opportunity, per_week * w / E, whatever was sent
+     * this week: a fixed bar for the member, like the baseline's threshold.
+     * The week's count varies around the plan (the hard cap bounds it) and
+     * nothing is ever sent only because the week is ending. */
+    PACING_QUANTILE_RATE = 0,
+    /* The budget's p: the bar drops as the week runs out with budget left
+     * and the remainder goes out at the end of the week whatever the score. */
+    PACING_QUANTILE_BUDGET = 1,
+} pacing_quantile_t;
+
+/* "rate", "budget" -> the quantile source; -1 if unknown. */
+int pacing_quantile_parse(const char *name);
+/* The config name of a quantile source ("?" if out of range). */
+const char *pacing_quantile_name(pacing_quantile_t quantile);
+
 typedef struct pacing_params {
     pacing_strategy_t strategy;
     /* Day-of-week weights Mon..Sun, each >= 0 with a positive sum. Only the
@@ -58,6 +78,8 @@ typedef struct pacing_params {
     double prior_opportunities_per_week;
     /* Weight of the newest completed week in the opportunities EWMA. */
     double ewma_alpha;
+    /* Quality: what sets the share of opportunities that clear the bar. */
+    pacing_quantile_t quality_quantile;
     /* Quality: with fewer recent best scores than this, use the coin. */
     unsigned quality_min_history;
     /* Quality: when max - min of the recent scores is below this, the
@@ -66,8 +88,8 @@ typedef struct pacing_params {
 } pacing_params_t;
 
 /* Defaults (see pacing.c for why): strategy budget, no profile (all 1),
- * prior 28 opportunities/week (4 a day), ewma_alpha 0.3, quality_min_history
- * 20, quality_flat_epsilon 1e-6. */
+ * prior 28 opportunities/week (4 a day), ewma_alpha 0.3, quality_quantile
+ * rate, quality_min_history 5, quality_flat_epsilon 1e-6. */
 void pacing_params_defaults(pacing_params_t *params);
 
 /* NULL when the params are usable, else a static message naming the first

@@ -17,6 +17,9 @@
 static const char *const strategy_names[] = {"uniform", "budget", "quality"};
 #define N_STRATEGIES (sizeof strategy_names / sizeof strategy_names[0])
 
+static const char *const quantile_names[] = {"rate", "budget"};
+#define N_QUANTILES (sizeof quantile_names / sizeof quantile_names[0])
+
 int pacing_strategy_parse(const char *name)
 {
     if (name == NULL)
@@ -30,6 +33,21 @@ int pacing_strategy_parse(const char *name)
 const char *pacing_strategy_name(pacing_strategy_t strategy)
 {
     return ((unsigned)strategy < N_STRATEGIES) ? strategy_names[strategy] : "?";
+}
+
+int pacing_quantile_parse(const char *name)
+{
+    if (name == NULL)
+        return -1;
+    for (size_t i = 0; i < N_QUANTILES; i++)
+        if (strcmp(name, quantile_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *pacing_quantile_name(pacing_quantile_t quantile)
+{
+    return ((unsigned)quantile < N_QUANTILES) ? quantile_names[quantile] : "?";
 }
 
 void pacing_params_defaults(pacing_params_t *params)
@@ -50,9 +68,17 @@ void pacing_params_defaults(pacing_params_t *params)
      * opportunity rate is mostly absorbed after 2-3 weeks, while one odd
      * week moves the estimate by less than a third. */
     params->ewma_alpha = 0.3;
-    /* 20 scores make the top 5-20% of a member's distribution meaningful;
-     * with fewer, ranking the current score is mostly noise. */
-    params->quality_min_history = 20;
+    /* Rate: the budget's falling bar spent the end of every week on
+     * whatever came along, in bursts across the week boundary; in notifd-sim
+     * that cost more visits (and opt-outs) than the steadier weekly count
+     * gained (docs/simulation.md). */
+    params->quality_quantile = PACING_QUANTILE_RATE;
+    /* The rank rule sends at rate p on average with any number of recent
+     * scores (pacing_quality_probability), and even a handful of them picks
+     * better moments than the coin; waiting for 20 spent a member's first
+     * weeks on random ones (three on email, at one opportunity a day). Five
+     * keeps a single odd score from deciding alone. */
+    params->quality_min_history = 5;
     /* Scores are probabilities-like numbers in [0, 1]; a spread below 1e-6
      * is rounding noise, not a difference worth waiting for. */
     params->quality_flat_epsilon = 1e-6;
@@ -76,6 +102,8 @@ const char *pacing_params_check(const pacing_params_t *params)
     double sum;
     if ((unsigned)params->strategy >= N_STRATEGIES)
         return "unknown pacing strategy";
+    if ((unsigned)params->quality_quantile >= N_QUANTILES)
+        return "unknown quality quantile";
     if (params->has_profile && !profile_usable(params, &sum))
         return "pacing profile needs 7 finite weights >= 0 with a positive sum";
     if (!isfinite(params->prior_opportunities_per_week) ||
@@ -155,6 +183,13 @@ static double expected_per_week(const pacing_params_t *params, const pacing_inpu
     return e;
 }
 
+/* The plain weighted coin: the plan's share of the expected opportunities,
+ * shaped by today's profile weight. */
+static double rate_probability(const pacing_input_t *in, double e, double w)
+{
+    return clamp_unit(in->per_week * w / e);
+}
+
 static double budget_probability(const pacing_params_t *params, const pacing_input_t *in,
                                  double e, double w)
 {
@@ -218,13 +253,15 @@ double pacing_send_probability(const pacing_params_t *params, const pacing_input
 
     switch (params->strategy) {
     case PACING_UNIFORM:
-        return clamp_unit(in->per_week * w / e);
+        return rate_probability(in, e, w);
     case PACING_BUDGET:
         return budget_probability(params, in, e, w);
     case PACING_QUALITY: {
-        const double pb = budget_probability(params, in, e, w);
+        const double pb = params->quality_quantile == PACING_QUANTILE_BUDGET
+                              ? budget_probability(params, in, e, w)
+                              : rate_probability(in, e, w);
         if (pb <= 0.0 || pb >= 1.0)
-            return pb; /* nothing to spend, or must spend now */
+            return pb; /* nothing to spend, or every opportunity is wanted */
         size_t n = in->n_recent < PACING_MAX_RECENT ? in->n_recent : PACING_MAX_RECENT;
         if (in->recent_best_scores == NULL || n < params->quality_min_history ||
             !isfinite(in->best_score))

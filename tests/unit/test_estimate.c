@@ -112,9 +112,11 @@ static void test_new_member_gets_the_prior_exactly(void **state)
         assert_float_equal(e.ch[c].data_weight, 0, 0);
     }
     assert_float_equal(e.visit_rate, p.visit_rate, 1e-15);
-    assert_float_equal(e.visits_per_open, p.visits_per_open, 1e-15);
     assert_float_equal(e.visits_anyway, p.visit_rate * p.attribution_window_s / DAY, 1e-15);
-    assert_float_equal(e.lift, e.visits_per_open - e.visits_anyway, 1e-15);
+    /* The prior lift: the chance that the visit an open brings is not one the
+     * member would have made within the window anyway. */
+    assert_float_equal(e.lift, p.visits_per_open * exp(-e.visits_anyway), 1e-15);
+    assert_float_equal(e.visits_per_open, e.visits_anyway + e.lift, 1e-15);
 }
 
 static void test_long_history_approaches_the_data(void **state)
@@ -211,28 +213,102 @@ static void test_shrinkage_moves_from_prior_to_data_as_history_grows(void **stat
     }
 }
 
+/* An old member with `opens` opens, organic rate `rate` per day, and after
+ * each open the organic visits that fall in its window plus `caused` more
+ * (the pull-forward world: a caused visit replaces an organic one due within
+ * the window, so it adds caused * e^(-rate W) on average). */
+static void member_with_visits(member_features_t *f, double rate, double opens, double caused)
+{
+    double exposure = HALF_LIFE / log(2.0) / DAY;
+    old_member(f, rate * (exposure - opens), opens * (rate + caused * exp(-rate)));
+    f->ch[0].sent = 60;
+    f->ch[0].open = opens;
+}
+
 static void test_lift_is_lower_for_a_frequent_visitor(void **state)
 {
     (void)state;
-    /* Same opens and the same caused visits per open; one visits daily, the
-     * other monthly. Each open shows the organic visits that fall in its
-     * window too, so the frequent visitor has more visits after opens. */
+    /* Same opens and the same visit after each open; one member visits
+     * daily, the other monthly. The daily visitor would have come within the
+     * window anyway most of the time, so an open causes far less. */
     slow_priors_t p;
     setup_priors(&p);
-    double exposure = HALF_LIFE / log(2.0) / DAY;
-    double opens = 8;
+    p.visit_rate_strength = 0.01; /* the organic rates as observed */
     member_features_t daily, monthly;
-    old_member(&daily, 1.0 * (exposure - opens), opens * (0.5 + 1.0));
-    old_member(&monthly, (1.0 / 30) * (exposure - opens), opens * (0.5 + 1.0 / 30));
-    daily.ch[0].sent = monthly.ch[0].sent = 60;
-    daily.ch[0].open = monthly.ch[0].open = opens;
+    member_with_visits(&daily, 1.0, 8, 0.6);
+    member_with_visits(&monthly, 1.0 / 30, 8, 0.6);
     member_estimate_t ed, em;
     estimate_member(&ed, &daily, &p, NOW, HALF_LIFE);
     estimate_member(&em, &monthly, &p, NOW, HALF_LIFE);
     assert_float_equal(ed.ch[0].p_open, em.ch[0].p_open, 0);
     assert_true(ed.visit_rate > em.visit_rate);
-    assert_true(ed.lift < em.lift);
     assert_true(em.lift > 2 * ed.lift);
+}
+
+static void test_lift_prior_falls_with_the_organic_rate(void **state)
+{
+    (void)state;
+    /* Property: with no opens the lift is the prior, visits_per_open at a
+     * member who never visits on their own, falling as the organic rate
+     * rises and tending to 0 for a member who visits many times a window. */
+    slow_priors_t p;
+    setup_priors(&p);
+    assert_float_equal(lift_prior(0.6, 0.0), 0.6, 0);
+    double prev = INFINITY;
+    for (double anyway = 0.0; anyway <= 20.0; anyway += 0.05) {
+        double l = lift_prior(0.6, anyway);
+        assert_true(l < prev && l > 0.0);
+        assert_float_equal(estimate_lift(0.0, 0.0, anyway, &p), l, 1e-15);
+        prev = l;
+    }
+    assert_true(prev < 1e-8);
+    assert_float_equal(lift_prior(0.6, -1.0), 0.6, 0); /* a negative rate is no rate */
+}
+
+static void test_lift_moves_from_the_prior_to_the_observed_excess(void **state)
+{
+    (void)state;
+    /* Property, over random members: with n opens each showing `excess`
+     * visits beyond what would have come anyway, the estimate lies between
+     * the prior and the observed excess (floored at 0), moves toward the
+     * excess monotonically as n grows, and reaches it for long histories. */
+    slow_priors_t p;
+    setup_priors(&p);
+    uint64_t ctr = 777;
+    const double ns[] = {0, 1, 3, 10, 30, 100, 1000, 1e6};
+    for (int m = 0; m < 10000; m++) {
+        double anyway = draw(&ctr, 0, 4);
+        double excess = draw(&ctr, -0.5, 1.5);
+        double prior = lift_prior(p.visits_per_open, anyway);
+        double target = fmax(0.0, excess);
+        double prev_gap = INFINITY;
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+            double l = estimate_lift(ns[i] * (anyway + excess), ns[i], anyway, &p);
+            assert_true(l >= 0.0);
+            assert_true(l >= fmin(prior, target) - 1e-12 && l <= fmax(prior, target) + 1e-12);
+            double gap = fabs(l - target);
+            assert_true(gap <= prev_gap + 1e-12);
+            prev_gap = gap;
+        }
+        assert_true(prev_gap < 1e-4);
+    }
+}
+
+static void test_lift_recovers_the_incremental_visits_of_each_rate(void **state)
+{
+    (void)state;
+    /* With plenty of opens, the estimate finds what an open adds in the
+     * pull-forward world at each organic rate, caused * e^(-rate W), and not
+     * what the visits after opens look like (they include the visits that
+     * would have come anyway). */
+    slow_priors_t p;
+    setup_priors(&p);
+    const double rates[] = {1.0 / 30, 0.2, 0.5, 1.0, 3.0};
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        double opens = 2000, caused = 0.7 * exp(-rates[i]);
+        double attributed = opens * (rates[i] + caused);
+        assert_float_equal(estimate_lift(attributed, opens, rates[i], &p), caused, 0.01);
+    }
 }
 
 static void test_lift_falls_as_the_organic_visit_rate_rises(void **state)
@@ -387,6 +463,9 @@ int main(void)
         cmocka_unit_test(test_shrinkage_moves_from_prior_to_data_as_history_grows),
         cmocka_unit_test(test_lift_is_lower_for_a_frequent_visitor),
         cmocka_unit_test(test_lift_falls_as_the_organic_visit_rate_rises),
+        cmocka_unit_test(test_lift_prior_falls_with_the_organic_rate),
+        cmocka_unit_test(test_lift_moves_from_the_prior_to_the_observed_excess),
+        cmocka_unit_test(test_lift_recovers_the_incremental_visits_of_each_rate),
         cmocka_unit_test(test_opted_out_channel_is_unavailable),
         cmocka_unit_test(test_channels_beyond_the_features_get_the_prior),
         cmocka_unit_test(test_rates_stay_probabilities_when_events_exceed_sends),

@@ -142,6 +142,33 @@ static void test_invalid_arms_are_reported_with_paths(void **state)
     config_errors_free(&errs);
 }
 
+static void test_quality_quantile_is_configured_and_validated(void **state)
+{
+    (void)state;
+    config_errors_t errs;
+    config_t *cfg = load("{}", &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->policy.fast.pacing.quality_quantile, PACING_QUANTILE_RATE);
+    assert_int_equal(cfg->policy.fast.pacing.quality_min_history, 5);
+    config_release(cfg);
+    config_errors_free(&errs);
+
+    cfg = load("{\"fast\":{\"quality_quantile\":\"budget\"},\"experiments\":{\"fast\":"
+               "{\"salt\":\"f\",\"arms\":[{\"name\":\"r\",\"share\":0.5,\"set\":"
+               "{\"fast.quality_quantile\":\"rate\"}}]}}}",
+               &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->policy.fast.pacing.quality_quantile, PACING_QUANTILE_BUDGET);
+    assert_int_equal(cfg->policy.fast_arms[0].pacing.quality_quantile, PACING_QUANTILE_RATE);
+    config_release(cfg);
+    config_errors_free(&errs);
+
+    cfg = load("{\"fast\":{\"quality_quantile\":\"sometimes\"}}", &errs);
+    assert_null(cfg);
+    assert_true(has_error(&errs, "fast.quality_quantile: must be \"rate\" or \"budget\""));
+    config_errors_free(&errs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_layers_with_different_salts_are_independent),
         cmocka_unit_test(test_arm_overrides_apply_to_their_layer_only),
         cmocka_unit_test(test_invalid_arms_are_reported_with_paths),
+        cmocka_unit_test(test_quality_quantile_is_configured_and_validated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,20 @@ static void test_strategy_names_round_trip(void **state)
     assert_int_equal(pacing_strategy_parse(NULL), -1);
 }
 
+static void test_quantile_names_round_trip(void **state)
+{
+    (void)state;
+    for (int q = PACING_QUANTILE_RATE; q <= PACING_QUANTILE_BUDGET; q++)
+        assert_int_equal(pacing_quantile_parse(pacing_quantile_name((pacing_quantile_t)q)), q);
+    assert_int_equal(pacing_quantile_parse("rate"), PACING_QUANTILE_RATE);
+    assert_int_equal(pacing_quantile_parse("quality"), -1);
+    assert_int_equal(pacing_quantile_parse(NULL), -1);
+    pacing_params_t p = params_for(PACING_QUALITY);
+    assert_int_equal(p.quality_quantile, PACING_QUANTILE_RATE);
+    p.quality_quantile = (pacing_quantile_t)7;
+    assert_non_null(pacing_params_check(&p));
+}
+
 static void test_defaults_pass_check_and_bad_params_fail(void **state)
 {
     (void)state;
@@ -365,13 +379,20 @@ static void test_quality_falls_back_to_coin_with_little_history(void **state)
 {
     (void)state;
     const pacing_params_t p = params_for(PACING_QUALITY);
-    const pacing_params_t b = params_for(PACING_BUDGET);
-    double recent[19];
-    for (int i = 0; i < 19; i++)
-        recent[i] = i / 19.0;
-    const pacing_input_t in = quality_input(recent, 19, 0.99); /* < 20 scores */
-    assert_close(pacing_send_probability(&p, &in), pacing_send_probability(&b, &in), 0.0);
+    const pacing_params_t u = params_for(PACING_UNIFORM);
+    double recent[4];
+    for (int i = 0; i < 4; i++)
+        recent[i] = i / 4.0;
+    pacing_input_t in = quality_input(recent, 4, 0.99); /* < 5 scores */
+    assert_close(pacing_send_probability(&p, &in), pacing_send_probability(&u, &in), 0.0);
     assert_true(pacing_send_probability(&p, &in) < 0.5);
+    /* From the fifth score on, the best of them is ranked: it lands in the
+     * top slot of 6, which holds 6 * 5/70 of a send. */
+    const double five[5] = {0.0, 0.25, 0.5, 0.75, 0.9};
+    in = quality_input(five, 5, 0.99);
+    assert_close(pacing_send_probability(&p, &in), 6.0 * 5.0 / 70.0, 1e-12);
+    in.best_score = 0.1;
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
 }
 
 static void test_quality_falls_back_to_coin_when_flat(void **state)
@@ -385,10 +406,58 @@ static void test_quality_falls_back_to_coin_when_flat(void **state)
     assert_close(pacing_send_probability(&p, &in), 5.0 / 70.0, 1e-15);
 }
 
-static void test_quality_spends_remaining_budget_at_week_end(void **state)
+static void test_quality_rate_never_forces_a_send(void **state)
 {
     (void)state;
     const pacing_params_t p = params_for(PACING_QUALITY);
+    double recent[100];
+    for (int i = 0; i < 100; i++)
+        recent[i] = i / 100.0;
+    /* The worst score of the history, the last second of the week, 4 of the
+     * 5 planned sends still to go: the bar stays where the plan's rate puts
+     * it, so a poor message is not sent just because the week ends. */
+    pacing_input_t in = quality_input(recent, 100, 0.0);
+    in.seconds_into_week = NOTIFD_SECONDS_PER_WEEK - 1;
+    in.sent_this_week = 1;
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+}
+
+static void test_quality_rate_bar_ignores_the_week_so_far(void **state)
+{
+    (void)state;
+    /* Property: for any history, score, time and count sent this week, the
+     * rate quantile gives what the rule gives at the plan's rate: neither a
+     * lead nor a shortfall moves the bar. The budget quantile does move it. */
+    const pacing_params_t p = params_for(PACING_QUALITY);
+    pacing_params_t b = p;
+    b.quality_quantile = PACING_QUANTILE_BUDGET;
+    rng_t r;
+    rng_seed(&r, 99);
+    double recent[60];
+    int budget_moved = 0;
+    for (int trial = 0; trial < 2000; trial++) {
+        for (int i = 0; i < 60; i++)
+            recent[i] = rng_next_unit(&r);
+        pacing_input_t in = quality_input(recent, 60, rng_next_unit(&r));
+        in.per_week = 1.0 + 6.0 * rng_next_unit(&r);
+        in.expected_opportunities = 20.0 + 80.0 * rng_next_unit(&r);
+        in.seconds_into_week = (int64_t)(rng_next_unit(&r) * NOTIFD_SECONDS_PER_WEEK);
+        in.sent_this_week = (uint32_t)(rng_next_unit(&r) * 8.0);
+        const double rate = in.per_week / in.expected_opportunities;
+        assert_close(pacing_send_probability(&p, &in),
+                     pacing_quality_probability(rate, in.best_score, recent, 60), 1e-15);
+        budget_moved += pacing_send_probability(&b, &in) != pacing_send_probability(&p, &in);
+    }
+    /* Most draws are far from either bar (both 0 or both 1); the budget's
+     * moves in a good share of the rest. */
+    assert_true(budget_moved > 100);
+}
+
+static void test_quality_budget_spends_remaining_budget_at_week_end(void **state)
+{
+    (void)state;
+    pacing_params_t p = params_for(PACING_QUALITY);
+    p.quality_quantile = PACING_QUANTILE_BUDGET;
     double recent[100];
     for (int i = 0; i < 100; i++)
         recent[i] = i / 100.0;
@@ -415,9 +484,9 @@ static int cmp_i64(const void *a, const void *b)
 /* SIM_MEMBERS members, each with 10 opportunities a day at random times for
  * SIM_WEEKS weeks, a plan of 5/week and a converged opportunity estimate of
  * 70/week; best scores uniform in [0, 1). Returns weekly send statistics. */
-static sim_result_t simulate(pacing_strategy_t strategy, uint64_t seed)
+static sim_result_t simulate_params(const pacing_params_t *params, uint64_t seed)
 {
-    const pacing_params_t p = params_for(strategy);
+    const pacing_params_t p = *params;
     double sum = 0.0, sum2 = 0.0, score_sum = 0.0;
     unsigned long sends = 0;
     rng_t r;
@@ -462,6 +531,12 @@ static sim_result_t simulate(pacing_strategy_t strategy, uint64_t seed)
     return res;
 }
 
+static sim_result_t simulate(pacing_strategy_t strategy, uint64_t seed)
+{
+    const pacing_params_t p = params_for(strategy);
+    return simulate_params(&p, seed);
+}
+
 static void test_simulation_budget_tracks_plan_with_less_variance(void **state)
 {
     (void)state;
@@ -485,10 +560,27 @@ static void test_simulation_quality_keeps_rate_and_sends_better_messages(void **
     assert_true(qual.mean_sent_score > bud.mean_sent_score + 0.2);
 }
 
+static void test_simulation_rate_quantile_sends_better_than_budget_quantile(void **state)
+{
+    (void)state;
+    pacing_params_t rate = params_for(PACING_QUALITY), budget = rate;
+    budget.quality_quantile = PACING_QUANTILE_BUDGET;
+    const sim_result_t r = simulate_params(&rate, 3);
+    const sim_result_t b = simulate_params(&budget, 3);
+    /* Same mean count; the budget's count is steadier, but it buys that
+     * with the sends it forces out at the end of short weeks, so the rate's
+     * sends carry better messages. */
+    assert_close(r.mean, 5.0, 0.5);
+    assert_close(b.mean, 5.0, 0.5);
+    assert_true(b.var < r.var);
+    assert_true(r.mean_sent_score > b.mean_sent_score + 0.01);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strategy_names_round_trip),
+        cmocka_unit_test(test_quantile_names_round_trip),
         cmocka_unit_test(test_defaults_pass_check_and_bad_params_fail),
         cmocka_unit_test(test_uniform_is_plan_over_expected_opportunities),
         cmocka_unit_test(test_unknown_opportunities_use_the_prior),
@@ -513,9 +605,12 @@ int main(void)
         cmocka_unit_test(test_quality_uses_budget_probability_as_quantile),
         cmocka_unit_test(test_quality_falls_back_to_coin_with_little_history),
         cmocka_unit_test(test_quality_falls_back_to_coin_when_flat),
-        cmocka_unit_test(test_quality_spends_remaining_budget_at_week_end),
+        cmocka_unit_test(test_quality_rate_never_forces_a_send),
+        cmocka_unit_test(test_quality_rate_bar_ignores_the_week_so_far),
+        cmocka_unit_test(test_quality_budget_spends_remaining_budget_at_week_end),
         cmocka_unit_test(test_simulation_budget_tracks_plan_with_less_variance),
         cmocka_unit_test(test_simulation_quality_keeps_rate_and_sends_better_messages),
+        cmocka_unit_test(test_simulation_rate_quantile_sends_better_than_budget_quantile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
