@@ -65,7 +65,12 @@ static void fast_defaults(fast_config_t *f)
      * far more on how relevant the message is than on when in the week it
      * goes, and quality is the only strategy that waits for relevance. */
     f->pacing.strategy = PACING_QUALITY;
-    f->cap_factor = 1.5;
+    /* 1: the plan is the most a member gets in a week. With the rate
+     * quantile the week's count varies around the plan; letting good weeks
+     * run to 1.5x it bunched sends across week boundaries, and in notifd-sim
+     * that raised opt-outs (which follow a member's rolling weekly volume)
+     * far more than it added visits (docs/simulation.md). */
+    f->cap_factor = 1.0;
     f->quiet_hours.enabled = false;
     f->dedup_days = 7;
     f->idempotency_ttl_s = 2 * 86400;
@@ -111,12 +116,13 @@ static void slow_defaults(slow_config_t *s, const config_t *cfg)
     if (n > 0)
         action_grid_build(&s->grid, specs, n, err, sizeof err);
     /* The plan a member has before the planner first runs: what the planner
-     * gives a member with no history under the default priors. */
+     * gives a member with no history under the default priors and weights
+     * (one push a week; a unit test keeps the two in step). */
     s->default_mask = 0;
     for (int k = 0; k < s->grid.n_channels; k++) {
         int c = s->grid.channel[k];
         s->default_mask |= 1u << c;
-        s->default_per_week[c] = strcmp(cfg->channels[c], "push") == 0 ? 2.0 : 1.0;
+        s->default_per_week[c] = strcmp(cfg->channels[c], "push") == 0 ? 1.0 : 0.0;
     }
 }
 

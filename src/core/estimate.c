@@ -27,21 +27,31 @@ static double max2(double a, double b) { return a > b ? a : b; }
 
 void slow_channel_prior_defaults(slow_channel_prior_t *out, const char *channel_name)
 {
-    /* Push: a few percent open, dismissals are common and fatigue is fast.
-     * Email: opened a little more often, rarely dismissed explicitly, slower
-     * fatigue, opt-outs rarer per message. The strengths say how many
-     * messages of a member's own history count as much as the population:
-     * opt-outs are rare events, so their prior is held far more firmly. */
+    /* Push: a few percent open, dismissals are common. Email: rarely
+     * dismissed explicitly, opt-outs rarer per message. The strengths say how
+     * many messages of a member's own history count as much as the
+     * population: opt-outs are rare events, so their prior is held far more
+     * firmly.
+     * fatigue (phi0) is how fast the response falls with each extra message
+     * of a week, whatever the cause. Part is the member tiring; the larger
+     * part, with quality pacing, is selection: the fast policy sends the
+     * week's best opportunities first, so the second message of a week is a
+     * worse one than the first. 0.5 (each extra message worth ~60% of the
+     * one before) is what notifd-sim measures between its cohorts (opens per
+     * send fall by a factor 0.45 to 0.75 from one weekly message to two);
+     * 0.2 and 0.3 planned every responsive member up to its opt-out
+     * tolerance (docs/simulation.md). Email has fewer opportunities to pick
+     * from (a digest a day), so it selects no better than push. */
     if (channel_name != NULL && strcmp(channel_name, "push") == 0) {
         *out = (slow_channel_prior_t){
             .open_rate = 0.10, .dismiss_rate = 0.10, .unsub_rate = 0.002,
-            .fatigue = 0.20, .open_strength = 20.0, .dismiss_strength = 20.0,
+            .fatigue = 0.50, .open_strength = 20.0, .dismiss_strength = 20.0,
             .unsub_strength = 500.0,
         };
     } else if (channel_name != NULL && strcmp(channel_name, "email") == 0) {
         *out = (slow_channel_prior_t){
             .open_rate = 0.06, .dismiss_rate = 0.02, .unsub_rate = 0.001,
-            .fatigue = 0.30, .open_strength = 20.0, .dismiss_strength = 50.0,
+            .fatigue = 0.50, .open_strength = 20.0, .dismiss_strength = 50.0,
             .unsub_strength = 1000.0,
         };
     } else {

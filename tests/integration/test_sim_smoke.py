@@ -23,9 +23,9 @@ from harness import NOTIFD_BIN, ROOT
 BUILD_DIR = os.environ.get("NOTIFD_BUILD_DIR", os.path.join(ROOT, "build"))
 SIM_BIN = os.path.join(BUILD_DIR, "notifd-sim")
 COHORTS = ("casual", "regular", "heavy", "overall")
-# The default grid's largest values and fast.cap_factor: no member can get
-# more than ceil(max * 1.5) messages on a channel in a week.
-WEEKLY_CAP = {"push": 21, "email": 11}
+# The default grid's largest values and fast.cap_factor (1): no member can get
+# more than that many messages on a channel in a week.
+WEEKLY_CAP = {"push": 14, "email": 7}
 
 
 def run_sim(*args, timeout=240):

@@ -13,6 +13,7 @@
 
 #include "notifd/config.h"
 #include "notifd/experiments.h"
+#include "notifd/slow_policy.h"
 
 #define N_MEMBERS 100000
 
@@ -169,6 +170,31 @@ static void test_quality_quantile_is_configured_and_validated(void **state)
     config_errors_free(&errs);
 }
 
+static void test_default_plan_is_the_planners_plan_for_a_new_member(void **state)
+{
+    (void)state;
+    /* A member the planner has not seen yet gets the default plan; it should
+     * be what the planner would give them (no history: the priors), so the
+     * first plan changes nothing. */
+    config_errors_t errs;
+    config_t *cfg = load("{}", &errs);
+    assert_non_null(cfg);
+    const slow_config_t *s = &cfg->policy.slow;
+    member_features_t f;
+    features_init(&f);
+    f.n_channels = cfg->n_channels;
+    plan_t plan;
+    assert_true(slow_plan_member(&s->weights, &s->priors, &s->grid, &f, 1700000000,
+                                 cfg->policy.half_life_s, &plan) >= 0);
+    for (int k = 0; k < s->grid.n_channels; k++) {
+        int c = s->grid.channel[k];
+        assert_true(s->default_mask & (1u << c));
+        assert_true(plan.per_week[c] == s->default_per_week[c]);
+    }
+    config_release(cfg);
+    config_errors_free(&errs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_arm_overrides_apply_to_their_layer_only),
         cmocka_unit_test(test_invalid_arms_are_reported_with_paths),
         cmocka_unit_test(test_quality_quantile_is_configured_and_validated),
+        cmocka_unit_test(test_default_plan_is_the_planners_plan_for_a_new_member),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -512,8 +512,13 @@ static void test_typical_member_gets_a_plan_that_is_neither_zero_nor_max(void **
     plan_t plan;
     int a = slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan);
     assert_true(a > 0 && a < g.n_actions - 1);
-    assert_true(plan.per_week[PUSH] > 0 && plan.per_week[EMAIL] > 0);
     assert_true(plan.per_week[PUSH] < 14 || plan.per_week[EMAIL] < 7);
+    /* A member who opens a quarter of both channels gets both; at 9% an
+     * email is worth less than it costs (its value is about 0.03 visits). */
+    steady_member(&f, 3, 3, 0.25, 0.1, 0.002, 0.3, 0.3);
+    a = slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan);
+    assert_true(a > 0 && a < g.n_actions - 1);
+    assert_true(plan.per_week[PUSH] > 0 && plan.per_week[EMAIL] > 0);
 
     /* and so is a member with no history at all: the priors' plan (one
      * push a week under the default weights) */
