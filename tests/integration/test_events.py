@@ -319,7 +319,9 @@ class DeadLetterTest(EventsTestCase):
                  what="every rejected event in the dead-letter file")
         self.assertTrue(all(r["status"] == 400 for r in self.sink.requests()))
         self.assertIn("rejected a batch", self.notifd.log_text())
-        self.assertEqual(self.metric("notifd_events_dead_lettered_total"), 10)
+        # The worker thread counts a batch after it has written it out.
+        wait_for(lambda: self.metric("notifd_events_dead_lettered_total") == 10,
+                 what="the dead-letter counter")
 
         # Delivery goes on, and a dead-lettered batch is not retried.
         n_requests = len(self.sink.requests())
