@@ -19,7 +19,10 @@ Variants (per member):
   hmget_plan_hlen  HMGET plan:{M} <8 plan fields> + HLEN plan:{M}
   hget_version     HGET plan:{M} version               (too little: no stale-field check)
   hset_expire      HSET plan:{M} <8 fields> + EXPIRE   (what the planner does)
+  hset_expire_each HSET + EXPIRE with values that differ per member
   lua_write        one EVALSHA per batch doing HSET + EXPIRE for every member
+  lua_write_each   the same with values that differ per member, per-member
+                   errors (pcall) returned: what a batch plan-write script costs
   hset_pexpireat   HSET plan:{M} <8 fields> + PEXPIREAT
   exists           EXISTS member:{M}                   (the cost of a cold key lookup)
 
@@ -50,8 +53,20 @@ PLAN = [b"version", b"3", b"action", b"17", b"computed_at", b"1701209660",
         b"push_per_week", b"3", b"email_per_week", b"1"]
 LUA_WRITE = (b"for i = 1, #KEYS do redis.call('HSET', KEYS[i], unpack(ARGV, 2)) "
              b"redis.call('EXPIRE', KEYS[i], ARGV[1]) end return #KEYS")
+# The realistic batch script: field names in the script, 8 values per member
+# (as the planner would send them: every member's plan differs).
+LUA_WRITE_EACH = (b"local f = {'version', 'action', 'computed_at', 'valid_until', 'source', "
+                  b"'arm', 'push_per_week', 'email_per_week'} "
+                  b"local out = {} "
+                  b"for i = 1, #KEYS do local b = 1 + (i - 1) * 8 "
+                  b"local r = redis.pcall('HSET', KEYS[i], f[1], ARGV[b + 1], f[2], ARGV[b + 2], "
+                  b"f[3], ARGV[b + 3], f[4], ARGV[b + 4], f[5], ARGV[b + 5], f[6], ARGV[b + 6], "
+                  b"f[7], ARGV[b + 7], f[8], ARGV[b + 8]) "
+                  b"if type(r) == 'table' and r.err then out[i] = r.err "
+                  b"else redis.pcall('EXPIRE', KEYS[i], ARGV[1]) out[i] = 1 end end return out")
 VARIANTS = ["hgetall_member", "hmget_features", "hgetall_plan", "hmget_plan_hlen",
-            "hget_version", "hset_expire", "lua_write", "hset_pexpireat", "exists"]
+            "hget_version", "hset_expire", "hset_expire_each", "lua_write", "lua_write_each",
+            "hset_pexpireat", "exists"]
 
 
 def resp(*args):
@@ -92,7 +107,21 @@ def main_thread_cpu(port):
     return float(d["used_cpu_user_main_thread"]) + float(d["used_cpu_sys_main_thread"])
 
 
-def commands(variant, m, sha):
+def plan_values(m):
+    """The 8 plan values of member m, different per member like real plans."""
+    i = int(m[1:])
+    return [b"%d" % (i % 7 + 2), b"%d" % (i % 63), b"1701209660", b"%d" % (1701813000 + i % 30240),
+            b"planner", b"control", b"%d" % (i % 8), b"%d" % (i % 4)]
+
+
+def plan_pairs(m):
+    out = []
+    for f, v in zip(PLAN[0::2], plan_values(m)):
+        out += [f, v]
+    return out
+
+
+def commands(variant, m):
     member_key = PREFIX + b"member:{" + m + b"}"
     plan_key = PREFIX + b"plan:{" + m + b"}"
     if variant == "hgetall_member":
@@ -107,6 +136,8 @@ def commands(variant, m, sha):
         return resp(b"HGET", plan_key, b"version")
     if variant == "hset_expire":
         return resp(b"HSET", plan_key, *PLAN) + resp(b"EXPIRE", plan_key, b"1300000")
+    if variant == "hset_expire_each":
+        return resp(b"HSET", plan_key, *plan_pairs(m)) + resp(b"EXPIRE", plan_key, b"1300000")
     if variant == "hset_pexpireat":
         return resp(b"HSET", plan_key, *PLAN) + resp(b"PEXPIREAT", plan_key, b"4000000000000")
     if variant == "exists":
@@ -114,15 +145,19 @@ def commands(variant, m, sha):
     raise ValueError(variant)
 
 
-def run_variant(conn, port, variant, members, batch, sha):
+def run_variant(conn, port, variant, members, batch, shas):
     c0 = main_thread_cpu(port)
     for i in range(0, len(members), batch):
         group = members[i:i + batch]
         if variant == "lua_write":
             keys = [PREFIX + b"plan:{" + m + b"}" for m in group]
-            payload = resp(b"EVALSHA", sha, b"%d" % len(keys), *keys, b"1300000", *PLAN)
+            payload = resp(b"EVALSHA", shas[0], b"%d" % len(keys), *keys, b"1300000", *PLAN)
+        elif variant == "lua_write_each":
+            keys = [PREFIX + b"plan:{" + m + b"}" for m in group]
+            values = [v for m in group for v in plan_values(m)]
+            payload = resp(b"EVALSHA", shas[1], b"%d" % len(keys), *keys, b"1300000", *values)
         else:
-            payload = b"".join(commands(variant, m, sha) for m in group)
+            payload = b"".join(commands(variant, m) for m in group)
         conn.batch(payload)
     return (main_thread_cpu(port) - c0) / len(members) * 1e6
 
@@ -178,13 +213,14 @@ def main():
             time.sleep(0.1)
         load(port, work, args.members, args.rdb_cache)
         conn = Raw(port)
-        sha = conn.call(b"SCRIPT", b"LOAD", LUA_WRITE).split(b"\r\n")[1]
+        shas = [conn.call(b"SCRIPT", b"LOAD", script).split(b"\r\n")[1]
+                for script in (LUA_WRITE, LUA_WRITE_EACH)]
         rng = random.Random(7)
         results = {v: [] for v in args.variants}
         for r in range(args.rounds):
             for v in args.variants:
                 sample = [b"m%08d" % rng.randrange(args.members) for _ in range(args.sample)]
-                results[v].append(run_variant(conn, port, v, sample, args.batch, sha))
+                results[v].append(run_variant(conn, port, v, sample, args.batch, shas))
                 print("round %d %-16s %6.2f us/member" % (r, v, results[v][-1]), file=sys.stderr)
         for v in args.variants:
             xs = sorted(results[v])
