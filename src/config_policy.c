@@ -25,7 +25,7 @@ void policy_config_free(policy_config_t *pc);
 static const char *const fast_keys[] = {
     "mode", "pacing", "pacing_profile", "prior_opportunities_per_week",
     "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
-    "cap_factor",
+    "cap_factor", "rolling_cap",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
     "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", NULL,
 };
@@ -71,6 +71,12 @@ static void fast_defaults(fast_config_t *f)
      * that raised opt-outs (which follow a member's rolling weekly volume)
      * far more than it added visits (docs/simulation.md). */
     f->cap_factor = 1.0;
+    /* The cap holds over any 7 days, not only per calendar week: a plan of
+     * one a week must not become two sends a day apart across a week
+     * boundary. Opt-outs follow recent volume, not the calendar; in
+     * notifd-sim this halved the opt-outs the calendar cap let through
+     * (docs/fast-policy.md). */
+    f->rolling_cap = true;
     f->quiet_hours.enabled = false;
     f->dedup_days = 7;
     f->idempotency_ttl_s = 2 * 86400;
@@ -300,6 +306,7 @@ static void parse_fast(config_errors_t *errs, json_t *fo, const char *path, cons
     if (config_get_int(errs, fo, path, "quality_history", 1, PACING_MAX_RECENT, &x))
         f->quality_history = (int)x;
     config_get_double(errs, fo, path, "cap_factor", 1.0, 100.0, &f->cap_factor);
+    config_get_bool(errs, fo, path, "rolling_cap", &f->rolling_cap);
     parse_quiet_hours(errs, fo, path, f);
     if (config_get_int(errs, fo, path, "dedup_days", 0, 365, &x))
         f->dedup_days = (int)x;

@@ -314,6 +314,19 @@ static char *scores_text(const member_view_t *v, double best, int keep, size_t *
     return s;
 }
 
+/* The channel's send times after a send at ts: ts first, then the earlier
+ * ones the rolling cap can still need (less than 7 days from ts). */
+static size_t sends_text(const member_view_t *v, int64_t ts, char *out, size_t cap)
+{
+    size_t at = (size_t)snprintf(out, cap, "%lld", (long long)ts);
+    for (size_t i = 0; i < v->n_sends && i + 1 < DECISION_MAX_RECENT_SENDS; i++) {
+        if (decision_sends_in_window(&v->sends[i], 1, ts) == 0)
+            continue;
+        at += (size_t)snprintf(out + at, cap - at, ",%lld", (long long)v->sends[i]);
+    }
+    return at;
+}
+
 /* Sends the record script for decision `dec`; false if it could not. */
 static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
                         overlay_effect_t *effect)
@@ -325,7 +338,7 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     const char *ch = cfg->channels[r->channel];
     size_t chl = strlen(ch);
 
-    enum { NKEYS = 4, FIXED = 15, MAXARGS = NKEYS + FIXED + MAX_STALE_FIELDS + 10 };
+    enum { NKEYS = 4, FIXED = 17, MAXARGS = NKEYS + FIXED + MAX_STALE_FIELDS + 10 };
     const char *argv[MAXARGS];
     size_t lens[MAXARGS];
     int argc = 0;
@@ -364,6 +377,16 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     ARGS(a_hl);
     ARGS(a_week_ttl);
     ARGS(a_member_ttl);
+    /* The send times go in only if the script lets the send happen. */
+    char f_sends[48], v_sends[DECISION_MAX_RECENT_SENDS * 21];
+    if (dec->send && fast->rolling_cap) {
+        snprintf(f_sends, sizeof f_sends, "%s:sends", ch);
+        ARGS(f_sends);
+        ARG(v_sends, sends_text(&d->view, r->ts, v_sends, sizeof v_sends));
+    } else {
+        ARG("", 0);
+        ARG("", 0);
+    }
     ARGS(a_ndel);
     for (int i = 0; i < d->n_stale; i++)
         ARGS(d->stale[i]);
@@ -459,7 +482,8 @@ static void decide_and_record(decide_ctx_t *d)
         .unsubscribed = d->unsubscribed, .member_open_rate = d->open_rate,
         .candidates = r->candidates, .n_candidates = r->n, .last_sent_ts = r->last_sent,
         .utility = r->utility, .select_prob = r->select_prob,
-        .sent_this_week = d->view.sent_this_week, .expected_opportunities = fold.expected,
+        .sent_this_week = d->view.sent_this_week, .recent_sends = d->view.sends,
+        .n_recent_sends = d->view.n_sends, .expected_opportunities = fold.expected,
         .recent_best = d->view.recent, .n_recent = d->view.n_recent, .threshold = th,
     };
     decision_t dec;
@@ -648,6 +672,20 @@ static void parse_scores(member_view_t *v, const char *s, size_t len)
     }
 }
 
+/* "1795392000,1795300000,…": the channel's send times, newest first. */
+static void parse_sends(member_view_t *v, const char *s, size_t len)
+{
+    const char *end = s + len;
+    while (s < end && v->n_sends < DECISION_MAX_RECENT_SENDS) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        const char *stop = comma ? comma : end;
+        double x;
+        if (parse_number(s, (size_t)(stop - s), &x) && fabs(x) < 1e15)
+            v->sends[v->n_sends++] = (int64_t)x;
+        s = comma ? comma + 1 : end;
+    }
+}
+
 /* One "<ch>:<rest>" field of the week hash into the view. */
 static void week_field(decide_ctx_t *d, const char *rest, size_t rl, const redisReply *val,
                        const char *f, size_t fl)
@@ -657,6 +695,11 @@ static void week_field(decide_ctx_t *d, const char *rest, size_t rl, const redis
     if (rl == 6 && memcmp(rest, "scores", 6) == 0) {
         if (val->type == REDIS_REPLY_STRING)
             parse_scores(v, val->str, val->len);
+        return;
+    }
+    if (rl == 5 && memcmp(rest, "sends", 5) == 0) {
+        if (val->type == REDIS_REPLY_STRING)
+            parse_sends(v, val->str, val->len);
         return;
     }
     double x;

@@ -66,8 +66,10 @@
  *       9 dedup window s, 10 response as decided, 11 response if the cap
  *       stops the send ('' when not sending), 12 half-life s,
  *       13 week-hash ttl s, 14 member ttl s,
- *       15 n: how many week-hash fields follow to delete (stale weeks),
- *       16.. those n fields, then field/value pairs to set in the week hash
+ *       15 week-hash field for the channel's send times and 16 its value
+ *       after this send ('' and '': none), set only if the send happens,
+ *       17 n: how many week-hash fields follow to delete (stale weeks),
+ *       18.. those n fields, then field/value pairs to set in the week hash
  *       (the EWMA, the recent-scores list, the first week: values notifd
  *       computed from what it read).
  * Returns {'dup', stored response} when the opportunity was decided before
@@ -99,12 +101,13 @@ const char redis_script_decide_record[] =
     "if prev then return {'dup', prev} end\n"
     "local opps = 0\n"
     "if ARGV[7] == '1' then opps = redis.call('HINCRBY', KEYS[2], ch .. ':' .. w .. ':opp', 1) end\n"
-    "local ndel = tonumber(ARGV[15])\n"
-    "if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 16, 15 + ndel)) end\n"
-    "if #ARGV > 15 + ndel then redis.call('HSET', KEYS[2], unpack(ARGV, 16 + ndel)) end\n"
+    "local ndel = tonumber(ARGV[17])\n"
+    "if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 18, 17 + ndel)) end\n"
+    "if #ARGV > 17 + ndel then redis.call('HSET', KEYS[2], unpack(ARGV, 18 + ndel)) end\n"
     "if outcome == 'sent' then\n"
     "  local ts = tonumber(ARGV[1])\n"
     "  redis.call('HINCRBY', KEYS[2], sentf, 1)\n"
+    "  if ARGV[15] ~= '' then redis.call('HSET', KEYS[2], ARGV[15], ARGV[16]) end\n"
     "  local window = tonumber(ARGV[9])\n"
     "  if window > 0 then\n"
     "    redis.call('ZADD', KEYS[3], ts, ARGV[6])\n"

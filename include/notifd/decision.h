@@ -42,6 +42,11 @@ typedef enum decision_reason {
 
 const char *decision_reason_name(decision_reason_t r);
 
+/* Send times kept per member and channel for the rolling cap (newest
+ * first); a cap above this is enforced per calendar week only. */
+#define DECISION_MAX_RECENT_SENDS 32
+#define DECISION_ROLLING_WINDOW_S (7 * 86400)
+
 typedef struct decision_input {
     const fast_config_t *fast;
     uint64_t seed;
@@ -62,6 +67,8 @@ typedef struct decision_input {
     double *utility;               /* scratch, n_candidates */
     double *select_prob;           /* scratch, n_candidates */
     uint32_t sent_this_week;
+    const int64_t *recent_sends;   /* this channel's send times, newest first */
+    size_t n_recent_sends;
     double expected_opportunities; /* <= 0: the prior */
     const double *recent_best;     /* quality strategy history */
     size_t n_recent;
@@ -82,6 +89,11 @@ typedef struct decision {
 } decision_t;
 
 void decision_evaluate(const decision_input_t *in, decision_t *out);
+
+/* Sends among times[0..n) less than 7 days from ts, before or after it: a
+ * send at ts would share a 7-day window with each of them. (Producers'
+ * ts are not always in order; a later one must count too.) */
+size_t decision_sends_in_window(const int64_t *times, size_t n, int64_t ts);
 
 /* Opportunity history of one member and channel (the week hash), and the
  * EWMA of opportunities per week it implies. Weeks are calendar week

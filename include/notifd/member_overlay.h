@@ -56,6 +56,8 @@ typedef struct member_view {
     int64_t week;
     opportunity_history_t history;   /* counts[0..2]: weeks W-2..W */
     uint32_t sent_this_week;
+    int64_t sends[DECISION_MAX_RECENT_SENDS]; /* send times, newest first */
+    size_t n_sends;
     double recent[PACING_MAX_RECENT];/* newest first */
     size_t n_recent;
     size_t max_recent;               /* the list's configured length */
@@ -65,6 +67,10 @@ typedef struct member_view {
  * (dedup is per member, across channels). Pure. */
 void overlay_apply(const overlay_effect_t *e, member_view_t *v, const ranker_candidate_t *cands,
                    size_t n, double *last_sent);
+
+/* Puts a send time at the head of the view's send times (the oldest drops
+ * out when the list is full). Pure. */
+void overlay_push_send(member_view_t *v, int64_t ts);
 
 typedef struct overlay_table overlay_table_t;
 typedef struct overlay_member overlay_member_t;

@@ -110,6 +110,14 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
             finish_guardrail(out, REASON_CAP_REACHED);
             return;
         }
+        /* The same cap over the last 7 days, whatever the calendar says.
+         * Only caps the kept send times can prove are enforced this way. */
+        if (fast->rolling_cap && out->cap <= DECISION_MAX_RECENT_SENDS &&
+            (int64_t)decision_sends_in_window(in->recent_sends, in->n_recent_sends, in->ts) >=
+                out->cap) {
+            finish_guardrail(out, REASON_CAP_REACHED);
+            return;
+        }
         int64_t week = calendar_week_index(in->ts, in->tz_offset_min);
         pacing_input_t pin = {
             .per_week = per_week,
@@ -135,6 +143,14 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
         out->propensity = 1.0 - p;
         out->chosen = -1;
     }
+}
+
+size_t decision_sends_in_window(const int64_t *times, size_t n, int64_t ts)
+{
+    size_t count = 0;
+    for (size_t i = 0; times != NULL && i < n; i++)
+        count += times[i] > ts - DECISION_ROLLING_WINDOW_S && times[i] < ts + DECISION_ROLLING_WINDOW_S;
+    return count;
 }
 
 void decision_fold_history(const opportunity_history_t *h, int64_t week, double alpha,

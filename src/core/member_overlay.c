@@ -43,6 +43,8 @@ void overlay_apply(const overlay_effect_t *e, member_view_t *v, const ranker_can
         h->counts[slot] += 1.0;
     if (e->sent && e->week == v->week)
         v->sent_this_week++;
+    if (e->sent)
+        overlay_push_send(v, e->ts);
     if (e->store_ewma) {
         h->have_ewma = true;
         h->ewma = e->ewma;
@@ -64,6 +66,14 @@ void overlay_apply(const overlay_effect_t *e, member_view_t *v, const ranker_can
         v->recent[0] = e->score;
         v->n_recent = keep + 1;
     }
+}
+
+void overlay_push_send(member_view_t *v, int64_t ts)
+{
+    size_t keep = v->n_sends < DECISION_MAX_RECENT_SENDS ? v->n_sends : DECISION_MAX_RECENT_SENDS - 1;
+    memmove(v->sends + 1, v->sends, keep * sizeof v->sends[0]);
+    v->sends[0] = ts;
+    v->n_sends = keep + 1;
 }
 
 overlay_table_t *overlay_table_new(void) { return calloc(1, sizeof(overlay_table_t)); }

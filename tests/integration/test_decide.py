@@ -147,6 +147,32 @@ class CapTest(NotifdTestCase):
         for t in threads:
             t.join()
 
+    def test_the_cap_holds_over_any_seven_days_across_a_week_boundary(self):
+        set_plan(self.redis, "edge", 2)  # cap = ceil(2 * 1.5) = 3
+        c = self.client()
+        sunday = MONDAY + 6 * DAY + 12 * 3600
+
+        def decide(opp, ts):
+            r = c.request({"op": "decide", "member": "edge", "channel": "push",
+                           "opportunity": opp, "ts": ts, "candidates": candidates(3, opp)})
+            self.assertTrue(r["ok"], r)
+            return r
+
+        def sends():
+            fields = self.redis.command("HGETALL", "t:week:{edge}")
+            return [int(x) for x in dict(zip(fields[::2], fields[1::2]))["push:sends"].split(",")]
+
+        self.assertEqual([decide("sun%d" % i, sunday + i)["send"] for i in range(4)],
+                         [True, True, True, False])
+        self.assertEqual(sends(), [sunday + 2, sunday + 1, sunday])
+        # A new calendar week, but the three sends are hours old.
+        monday = decide("mon", MONDAY + WEEK + 9 * 3600)
+        self.assertEqual((monday["send"], monday["reason"]), (False, "cap_reached"))
+        self.assertEqual(decide("sat", sunday + 6 * DAY)["reason"], "cap_reached")
+        # Seven days after them the window has room again.
+        self.assertTrue(decide("later", sunday + 7 * DAY + 10)["send"])
+        self.assertEqual(sends(), [sunday + 7 * DAY + 10])  # the old ones aged out
+
     def assert_capped(self, results, n, member):
         sent = [r for r in results if r["send"]]
         self.assertEqual(len(results), n)

@@ -132,6 +132,56 @@ static void test_cap_reached_before_the_coin(void **state)
     assert_int_not_equal(d.reason, REASON_CAP_REACHED);
 }
 
+/* The cap bounds any 7 days too: last week's sends count until they are 7
+ * days old, whatever the calendar week says. */
+static void test_rolling_cap_counts_the_last_seven_days(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.fast.cap_factor = 1.0; /* cap = 7 */
+    fx.fast.rolling_cap = true;
+    fx.fast.pacing.prior_opportunities_per_week = 1.0;
+    fx.in.expected_opportunities = 1.0; /* p = 1 when not capped */
+    int64_t sends[DECISION_MAX_RECENT_SENDS];
+    for (int i = 0; i < 7; i++)
+        sends[i] = fx.in.ts - 3600 - i * 86400; /* last week, Tuesday to Monday */
+    fx.in.recent_sends = sends;
+    fx.in.n_recent_sends = 7;
+    fx.in.sent_this_week = 0;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_CAP_REACHED);
+    assert_int_equal(d.cap, 7);
+    assert_false(d.send);
+    assert_true(d.propensity == 1.0);
+
+    /* The oldest is exactly 7 days old: out of the window. */
+    sends[6] = fx.in.ts - 7 * 86400;
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+
+    /* A send with a later ts (producers are not always in order) counts. */
+    sends[6] = fx.in.ts + 86400;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_CAP_REACHED);
+
+    /* Off: only the calendar week counts. */
+    fx.fast.rolling_cap = false;
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+}
+
+static void test_sends_in_window_bounds(void **state)
+{
+    const int64_t ts = MONDAY;
+    int64_t t[] = {ts, ts - 1, ts - 7 * 86400 + 1, ts - 7 * 86400, ts + 7 * 86400 - 1,
+                   ts + 7 * 86400, ts - 30 * 86400};
+    assert_int_equal(decision_sends_in_window(t, 7, ts), 4);
+    assert_int_equal(decision_sends_in_window(t, 2, ts), 2);
+    assert_int_equal(decision_sends_in_window(NULL, 3, ts), 0);
+    assert_int_equal(decision_sends_in_window(t + 3, 4, ts), 1);
+}
+
 static void test_uniform_coin_probability_and_propensities(void **state)
 {
     fixture_t fx;
@@ -282,6 +332,8 @@ int main(void)
         cmocka_unit_test(test_no_candidates),
         cmocka_unit_test(test_recently_sent_candidates_are_filtered_and_old_ones_are_not),
         cmocka_unit_test(test_cap_reached_before_the_coin),
+        cmocka_unit_test(test_rolling_cap_counts_the_last_seven_days),
+        cmocka_unit_test(test_sends_in_window_bounds),
         cmocka_unit_test(test_uniform_coin_probability_and_propensities),
         cmocka_unit_test(test_same_inputs_same_decision),
         cmocka_unit_test(test_unplanned_channel_sends_the_best_message),

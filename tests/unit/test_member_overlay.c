@@ -59,6 +59,32 @@ static void test_apply_counts_sends_scores_and_ewma(void **state)
     assert_true(v.recent[0] == 0.9);
 }
 
+/* A send's time joins its channel's send times (for the rolling cap), newest
+ * first; a full list drops its oldest; another channel's send does not join. */
+static void test_sends_join_the_channel_send_times(void **state)
+{
+    (void)state;
+    member_view_t v = view(0, 100);
+    v.sends[0] = 1000;
+    v.n_sends = 1;
+    overlay_effect_t e = {.channel = 0, .week = 100, .ts = 2000, .sent = true};
+    overlay_apply(&e, &v, NULL, 0, NULL);
+    assert_int_equal(v.n_sends, 2);
+    assert_true(v.sends[0] == 2000 && v.sends[1] == 1000);
+
+    overlay_effect_t skip = {.channel = 0, .week = 100, .ts = 2500, .counted_opp = true};
+    overlay_apply(&skip, &v, NULL, 0, NULL);
+    overlay_effect_t other = {.channel = 1, .week = 100, .ts = 3000, .sent = true};
+    overlay_apply(&other, &v, NULL, 0, NULL);
+    assert_int_equal(v.n_sends, 2);
+
+    for (int i = 0; i < DECISION_MAX_RECENT_SENDS; i++)
+        overlay_push_send(&v, 10000 + i);
+    assert_int_equal(v.n_sends, DECISION_MAX_RECENT_SENDS);
+    assert_true(v.sends[0] == 10000 + DECISION_MAX_RECENT_SENDS - 1);
+    assert_true(v.sends[DECISION_MAX_RECENT_SENDS - 1] == 10000);
+}
+
 static void test_first_week_is_set_once(void **state)
 {
     (void)state;
@@ -180,6 +206,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_counts_sends_scores_and_ewma),
+        cmocka_unit_test(test_sends_join_the_channel_send_times),
         cmocka_unit_test(test_first_week_is_set_once),
         cmocka_unit_test(test_sent_message_is_seen_by_dedup_on_any_channel),
         cmocka_unit_test(test_each_read_sees_only_later_records),
