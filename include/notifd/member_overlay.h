@@ -60,6 +60,7 @@ typedef struct member_view {
     size_t n_sends;
     double recent[PACING_MAX_RECENT];/* newest first */
     size_t n_recent;
+    size_t n_recent_new;             /* of them, put in front by the overlay */
     size_t max_recent;               /* the list's configured length */
 } member_view_t;
 

@@ -10,6 +10,8 @@
  */
 #include "notifd/features.h"
 
+#include "notifd/number_parse.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,71 +87,6 @@ void features_init(member_features_t *f)
 static bool bytes_equal(const char *a, size_t alen, const char *b, size_t blen)
 {
     return alen == blen && memcmp(a, b, alen) == 0;
-}
-
-/*
- * Clinger's fast path for the plain decimals the writer produces
- * ("12", "-300", "3.1415"): with at most 15 significant digits the digits
- * form an exact integer below 2^53 and 10^k (k <= 22) is exact too, so one
- * division gives the correctly rounded result, the same as strtod, at a
- * fraction of its cost (the planner parses ~30 fields per member). Anything
- * else (exponents, long mantissas) returns false and goes to strtod.
- */
-static bool parse_plain_decimal(const char *s, size_t len, double *out)
-{
-    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    size_t i = 0;
-    bool negative = false;
-    if (i < len && (s[i] == '-' || s[i] == '+'))
-        negative = s[i++] == '-';
-    uint64_t mantissa = 0;
-    int digits = 0, frac_digits = 0;
-    bool seen_point = false, seen_digit = false;
-    for (; i < len; i++) {
-        char ch = s[i];
-        if (ch >= '0' && ch <= '9') {
-            seen_digit = true;
-            if (mantissa == 0 && ch == '0') {
-                if (seen_point)
-                    frac_digits++;
-                continue; /* leading zeros are not significant */
-            }
-            if (++digits > 15)
-                return false;
-            mantissa = mantissa * 10 + (uint64_t)(ch - '0');
-            if (seen_point)
-                frac_digits++;
-        } else if (ch == '.' && !seen_point) {
-            seen_point = true;
-        } else {
-            return false;
-        }
-    }
-    if (!seen_digit || frac_digits > 22)
-        return false;
-    double v = (double)mantissa / pow10[frac_digits];
-    *out = negative ? -v : v;
-    return true;
-}
-
-/* Parses a whole byte string as a finite double; false on anything else. */
-static bool parse_number(const char *s, size_t len, double *out)
-{
-    if (parse_plain_decimal(s, len, out))
-        return true;
-    char buf[64];
-    if (len == 0 || len >= sizeof(buf))
-        return false;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    char *end = NULL;
-    double v = strtod(buf, &end);
-    if (end != buf + len || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
 }
 
 /* Checks `v` for `kind` and stores it at `dst`; false if out of range. */
@@ -271,7 +208,7 @@ int features_parse_hash(member_features_t *f, const char *const *channel_names,
         }
 
         double v;
-        if (values[i] == NULL || !parse_number(values[i], value_lens[i], &v) ||
+        if (values[i] == NULL || !number_parse(values[i], value_lens[i], &v) ||
             !store_value(kind, v, dst)) {
             bad++;
             continue;

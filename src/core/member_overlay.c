@@ -65,6 +65,8 @@ void overlay_apply(const overlay_effect_t *e, member_view_t *v, const ranker_can
         memmove(v->recent + 1, v->recent, keep * sizeof v->recent[0]);
         v->recent[0] = e->score;
         v->n_recent = keep + 1;
+        if (v->n_recent_new < v->n_recent)
+            v->n_recent_new++;
     }
 }
 

@@ -339,6 +339,39 @@ class DecideBehaviourTest(NotifdTestCase):
         self.assertGreater(ttl, 80 * DAY)
 
 
+class RecentScoresTest(NotifdTestCase):
+    # Quality pacing keeps the last 5 best utilities per member and channel.
+    overrides = {"fast": {"pacing": "quality", "quality_history": 5}}
+
+    def reqs(self, member):
+        # One candidate per decide, each scoring higher than the one before,
+        # so the best utilities rise with time.
+        return [{"op": "decide", "id": i, "member": member, "channel": "push",
+                 "opportunity": "o%d" % i, "ts": MONDAY + 9 * 3600 + 60 * i,
+                 "candidates": [{"id": "m%d" % i, "score": 0.05 + 0.1 * i}]}
+                for i in range(8)]
+
+    def scores(self, member):
+        h = self.redis.command("HGETALL", "t:week:{%s}" % member)
+        return [float(x) for x in dict(zip(h[::2], h[1::2]))["push:scores"].split(",")]
+
+    def test_the_list_is_newest_first_bounded_and_the_same_pipelined(self):
+        set_plan(self.redis, "one", 3)
+        set_plan(self.redis, "all", 3)
+        c = self.client()
+        for q in self.reqs("one"):
+            self.assertTrue(c.request(q)["ok"])
+        one = self.scores("one")
+        self.assertEqual(len(one), 5)
+        self.assertEqual(one, sorted(one, reverse=True))  # newest (highest) first
+        self.assertGreater(one[0], one[-1])
+        # All eight in flight together: each record builds on the ones
+        # before it (the overlay), so the list ends up the same.
+        for r in c.pipeline(self.reqs("all")):
+            self.assertTrue(r["ok"], r)
+        self.assertEqual(self.scores("all"), one)
+
+
 class PlanCacheTest(NotifdTestCase):
     overrides = {"fast": {"plan_cache_ms": 600000}}
 
