@@ -19,7 +19,9 @@
 #   4. planner members/s (scripts/bench_planner.sh, 1M members; 10k in
 #      --quick), skipped when that script is missing;
 #   5. notifd peak RSS (VmHWM) with 1,000 connections at a modest rate;
-#   2b. step 2 again after a SIGHUP reload that sets fast.plan_cache_ms=1000.
+#   2b. step 2 again after a SIGHUP reload that sets fast.plan_cache_ms=1000;
+#   3b. open loop at 5, 10, 20, 30, 40% of step 2's throughput, up to the
+#       first whose p99 passes 1 ms: how much load keeps p99 within 1 ms.
 # and prints the machine, a table, and the ratios.
 #
 # Usage: scripts/bench.sh [--quick] [--connections N] [--pipeline N]
@@ -222,6 +224,25 @@ REASONS="$(sed -n 's/^notifd-bench: reasons: //p' "$WORK/closed.err")"
 HALF_RATE="$(calc "max(1, int(${DECIDE_RPS:-0} * 0.5))")"
 HALF_LINE="$(run_bench half --connections "$CONNECTIONS" --pipeline "$PIPELINE" --rate "$HALF_RATE")"
 
+# ---- 3b. the load that keeps p99 within 1 ms -----------------------------------
+# Open loop at rising shares of step 2's throughput until p99 passes 1 ms:
+# the highest share that stayed within it (0 if even the lowest did not).
+OK_SHARE=0
+OK_LINE="none"
+SHARES="0.05 0.1 0.2 0.3 0.4"
+[ "$QUICK" = 1 ] && SHARES="0.05"
+for share in $SHARES; do
+    rate="$(calc "max(1, int(${DECIDE_RPS:-0} * $share))")"
+    line="$(run_bench "share$share" --connections "$CONNECTIONS" --pipeline "$PIPELINE" --rate "$rate")"
+    p99="$(field p99_ms <<<"$line")"
+    if [ -n "$p99" ] && [ "$(calc "int(float('$p99') <= 1.0)")" = 1 ]; then
+        OK_SHARE="$share"
+        OK_LINE="rate=$rate $line"
+    else
+        break
+    fi
+done
+
 # ---- 5. RSS with 1,000 connections -----------------------------------------------
 RSS_RUN_PEAK="$(vm VmHWM)"
 # Reset the peak so VmHWM below is the peak of this step (Linux >= 4.0).
@@ -273,6 +294,7 @@ printf '%-44s %s\n' "1b redis EVALSHA Lua cap (c=$CONNECTIONS, P=$PIPELINE)" "rp
 printf '%-44s %s\n' "2  notifd decide, closed loop" "$DECIDE_LINE"
 printf '%-44s %s\n' "2b notifd decide, fast.plan_cache_ms=1000" "$CACHE_LINE"
 printf '%-44s %s\n' "3  notifd decide, open loop at $HALF_RATE/s" "$HALF_LINE"
+printf '%-44s %s\n' "3b highest share of step 2 with p99 <= 1 ms" "share=$OK_SHARE $OK_LINE"
 printf '%-44s %s\n' "4  planner pass" "$PLANNER_ROW"
 printf '%-44s %s\n' "5  notifd, $RSS_CONNECTIONS connections at $RSS_RATE/s" "$RSS_LINE"
 printf '%-44s %s\n' "   notifd RSS" "idle_mib=$RSS_IDLE peak_mib_1000_conns=$RSS_PEAK peak_mib_whole_run=$RSS_RUN_PEAK"
@@ -288,6 +310,7 @@ echo "  decide_rps / get_rps     = $(ratio "$DECIDE_RPS" "$GET_RPS")"
 echo "  with plan cache / lua    = $(ratio "$CACHE_RPS" "$LUA_RPS")"
 echo "  redis cpu per decide / per lua cap call = $(ratio "$DECIDE_REDIS_US" "$LUA_REDIS_US")"
 echo "  p99_ms at 50% load       = ${HALF_P99:-n/a}   (goal <= 1)"
+echo "  p99 <= 1 ms up to        = $(calc "round($OK_SHARE * 100)")% of step 2's throughput (shares tried: $SHARES)"
 echo "  planner members_per_s    = ${PLANNER_RATE:-n/a}   (goal >= 100000)"
 echo "  rss_mib at $RSS_CONNECTIONS conns    = ${RSS_PEAK:-n/a}   (goal <= 64)"
 echo "summary: get_rps=${GET_RPS:-0} lua_cap_rps=${LUA_RPS:-0} decide_rps=${DECIDE_RPS:-0}" \
