@@ -36,7 +36,7 @@ static const char *const weights_keys[] = {
     "incremental_visit", "open", "fatigue", "cross_fatigue", "optout", "channel_cost", NULL,
 };
 static const char *const priors_keys[] = {
-    "fatigue_from_dismiss", "visit_rate", "visit_rate_strength", "visits_per_open",
+    "fatigue_from_dismiss", "responsiveness_strength", "visit_rate", "visit_rate_strength", "visits_per_open",
     "visits_per_open_strength", "attribution_window_s", "channels", NULL,
 };
 static const char *const channel_prior_keys[] = {
@@ -501,6 +501,8 @@ static void parse_priors(config_errors_t *errs, json_t *so, const char *path,
     config_check_known(errs, p, pp, priors_keys);
     slow_priors_t *pr = &s->priors;
     config_get_double(errs, p, pp, "fatigue_from_dismiss", 0.0, 1.0, &pr->fatigue_from_dismiss);
+    config_get_double(errs, p, pp, "responsiveness_strength", 1e-6, 1e6,
+                      &pr->responsiveness_strength);
     config_get_double(errs, p, pp, "visit_rate", 0.0, 1e3, &pr->visit_rate);
     config_get_double(errs, p, pp, "visit_rate_strength", 1e-6, 1e6, &pr->visit_rate_strength);
     config_get_double(errs, p, pp, "visits_per_open", 0.0, 1e3, &pr->visits_per_open);

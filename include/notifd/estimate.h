@@ -47,6 +47,9 @@ typedef struct slow_priors {
      * so a deployment whose producers never report dismissals still keeps a
      * floor of (1 - s) * phi0. */
     double fatigue_from_dismiss;
+    /* How firmly a member's open rate on the other channels moves a
+     * channel's prior, in pseudo-opens (member_responsiveness). */
+    double responsiveness_strength;
     double visit_rate;           /* organic visits per day */
     double visit_rate_strength;  /* in pseudo-days of observation */
     /* Visits an open brings to a member who would not have come anyway; the
@@ -62,6 +65,7 @@ typedef struct slow_priors {
 typedef struct channel_estimate {
     bool available;      /* false: opted out, nothing may be planned */
     double p_open;       /* P(open) of the first message of a week */
+    double responsiveness; /* rho: multiplier of the open_rate prior, from the other channels */
     double fatigue;      /* phi >= 0 */
     double dismiss_rate; /* P(dismiss) per message */
     double unsub_hazard; /* h: P(opt-out) per message */
@@ -91,6 +95,15 @@ void slow_priors_defaults(slow_priors_t *p, const char *const *channel_names,
  * else -1 with the reason in err[errlen]. */
 int slow_priors_check(const slow_priors_t *p, int n_channels, char *err,
                       size_t errlen);
+
+/* How much more (or less) than the population a member opens, judged from
+ * the channels other than `channel`: (O + s) / (X + s), where O is the
+ * member's opens on the other channels, X the opens the priors expected there
+ * for the messages they got, and s = responsiveness_strength. 1 without
+ * history elsewhere; the channel's own data are left out, so they enter its
+ * estimate once, through its own shrinkage. */
+double member_responsiveness(const member_features_t *f, const slow_priors_t *p,
+                             int channel);
 
 /* The lift a member with `visits_anyway` = lambda W organic visits per
  * window is expected to have before any of their own opens are seen:

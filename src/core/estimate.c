@@ -73,6 +73,12 @@ void slow_priors_defaults(slow_priors_t *p, const char *const *channel_names,
         slow_channel_prior_defaults(&p->channel[c], name);
     }
     p->fatigue_from_dismiss = 0.75;
+    /* Five opens' worth: a member must show a handful of opens on push
+     * before their email prior moves much, and a few dozen before it roughly
+     * follows. At 2, every member who opened a few pushes was planned email
+     * as well, and email sends, opened half as often, cost visits
+     * (docs/simulation.md). */
+    p->responsiveness_strength = 5.0;
     /* A mixed population: casual members visit about monthly, heavy ones
      * daily; 0.3 a day is a typical member. Two weeks of observation count as
      * much as the prior. */
@@ -112,6 +118,8 @@ int slow_priors_check(const slow_priors_t *p, int n_channels, char *err,
     }
     if (!in_unit(p->fatigue_from_dismiss))
         return errbuf_fail(err, errlen, "fatigue_from_dismiss must be in [0, 1]");
+    if (!positive(p->responsiveness_strength))
+        return errbuf_fail(err, errlen, "responsiveness_strength must be > 0");
     if (!isfinite(p->visit_rate) || p->visit_rate < 0.0)
         return errbuf_fail(err, errlen, "visit_rate must be >= 0");
     if (!isfinite(p->visits_per_open) || p->visits_per_open < 0.0)
@@ -146,6 +154,35 @@ double estimate_lift(double visit_attr, double opens, double visits_anyway,
     return max2(0.0, shrink(excess, opens, prior, p->visits_per_open_strength));
 }
 
+/* Messages the member faced on a channel and the opens among them (a click
+ * implies an open; events beyond the messages are capped, see below). */
+static double channel_messages(const channel_features_t *x) { return max2(x->sent, x->delivered); }
+static double channel_opens(const channel_features_t *x)
+{
+    return min2(max2(x->open, x->click), channel_messages(x));
+}
+
+double member_responsiveness(const member_features_t *f, const slow_priors_t *p,
+                             int channel)
+{
+    /* A member who opens push three times as often as the population will
+     * open email more often than the population too (a member effect shared
+     * by channels). Without this, a channel the member was never planned on
+     * keeps its population prior for good, while the planned channel's
+     * estimate comes from messages the fast policy picked for relevance: the
+     * planner then compares a selected rate with an unselected one and never
+     * tries the second channel. */
+    double opens = 0.0, expected = 0.0;
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
+        if (c == channel)
+            continue;
+        opens += channel_opens(&f->ch[c]);
+        expected += p->channel[c].open_rate * channel_messages(&f->ch[c]);
+    }
+    const double s = p->responsiveness_strength;
+    return (opens + s) / (expected + s);
+}
+
 void estimate_member(member_estimate_t *out, const member_features_t *f,
                      const slow_priors_t *p, int64_t now, double half_life_s)
 {
@@ -167,12 +204,14 @@ void estimate_member(member_estimate_t *out, const member_features_t *f,
          * implies an open even if the open was not reported. Capping events
          * at n keeps every rate a probability when feedback arrives for
          * messages notifd never saw. */
-        double n = max2(x->sent, x->delivered);
+        double n = channel_messages(x);
         double opens = max2(x->open, x->click);
         opens_all += opens;
 
         e->available = !x->unsub;
-        e->p_open = shrink(min2(opens, n), n, q->open_rate, q->open_strength);
+        e->responsiveness = member_responsiveness(f, p, c);
+        double open_prior = min2(1.0, q->open_rate * e->responsiveness);
+        e->p_open = shrink(channel_opens(x), n, open_prior, q->open_strength);
         e->dismiss_rate = shrink(min2(x->dismiss, n), n, q->dismiss_rate,
                                  q->dismiss_strength);
         e->unsub_hazard = shrink(min2(x->unsub_n, n), n, q->unsub_rate,

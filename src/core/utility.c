@@ -19,20 +19,23 @@
 void slow_weights_defaults(slow_weights_t *w)
 {
     /* Utility is in incremental visits. An open is worth a tenth of a visit
-     * on top of what it causes; an opt-out costs five visits (the channel's
-     * future value); the universal cost of 0.01 per message keeps typical
-     * members in the middle of the grid and members whose messages cause
-     * nothing (daily visitors) near zero. Fatigue 0.05: fatigue outlives the
-     * week it is caused in, and at 0.01 its term was a few percent of a
-     * message's value, so members whose messages cause many visits (casual
-     * ones) were planned past the point where they tire and opt out
-     * (notifd-sim, docs/simulation.md). */
+     * on top of what it causes; an opt-out costs ten visits (the channel's
+     * future: a casual member's push brings about 0.4 visits a week); the
+     * universal cost of 0.01 per message keeps typical members in the middle
+     * of the grid and members whose messages cause nothing (daily visitors)
+     * near zero. Fatigue 0.05: fatigue outlives the week it is caused in, and
+     * at 0.01 its term was a few percent of a message's value, so members
+     * whose messages cause many visits (casual ones) were planned past the
+     * point where they tire and opt out. Opt-out 10 rather than 5: the
+     * members a message moves most are the ones who opt out most, and at 5
+     * the planner bought their visits with more opt-outs than the baseline
+     * causes at the same volume (notifd-sim, docs/simulation.md). */
     *w = (slow_weights_t){
         .incremental_visit = 1.0,
         .open = 0.1,
         .fatigue = 0.05,
         .cross_fatigue = 0.5,
-        .optout = 5.0,
+        .optout = 10.0,
         .message_cost = 0.01,
     };
     for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)

@@ -192,7 +192,13 @@ static void test_shrinkage_moves_from_prior_to_data_as_history_grows(void **stat
             for (int c = 0; c < 3; c++) {
                 const double est[3] = {e.ch[c].p_open, e.ch[c].dismiss_rate,
                                        e.ch[c].unsub_hazard};
-                const double prior[3] = {p.channel[c].open_rate, p.channel[c].dismiss_rate,
+                /* The open rate's prior is the member's: the population's
+                 * times what the other channels show (1 without history). */
+                const double open_prior =
+                    fmin(1.0, p.channel[c].open_rate * member_responsiveness(&f, &p, c));
+                if (s == 0)
+                    assert_float_equal(open_prior, p.channel[c].open_rate, 0);
+                const double prior[3] = {open_prior, p.channel[c].dismiss_rate,
                                          p.channel[c].unsub_rate};
                 for (int k = 0; k < 3; k++) {
                     double gap = fabs(est[k] - rates[c][k]);
@@ -200,9 +206,11 @@ static void test_shrinkage_moves_from_prior_to_data_as_history_grows(void **stat
                     double lo = fmin(prior[k], rates[c][k]);
                     double hi = fmax(prior[k], rates[c][k]);
                     assert_true(est[k] >= lo - 1e-12 && est[k] <= hi + 1e-12);
-                    if (s == 0)
+                    if (s == 0) /* no history anywhere: the population's prior */
                         assert_float_equal(est[k], prior[k], 1e-15);
-                    else
+                    /* The open rate's prior moves with the other channels'
+                     * histories, so only its end point is checked below. */
+                    else if (k > 0)
                         assert_true(gap <= prev_gap[c][k] + 1e-12);
                     prev_gap[c][k] = gap;
                 }
@@ -223,6 +231,95 @@ static void member_with_visits(member_features_t *f, double rate, double opens, 
     old_member(f, rate * (exposure - opens), opens * (rate + caused * exp(-rate)));
     f->ch[0].sent = 60;
     f->ch[0].open = opens;
+}
+
+static void test_open_rate_moves_monotonically_with_a_single_channel_history(void **state)
+{
+    (void)state;
+    /* With history on one channel only, its prior is the population's and
+     * the estimate moves monotonically from it to the member's rate. */
+    slow_priors_t p;
+    setup_priors(&p);
+    uint64_t ctr = 4242;
+    const double scales[] = {0, 0.5, 2, 10, 50, 300, 3000, 1e5};
+    for (int m = 0; m < 10000; m++) {
+        int c = (int)draw(&ctr, 0, 3);
+        double rate = draw(&ctr, 0, 1), prev_gap = INFINITY;
+        for (size_t s = 0; s < sizeof scales / sizeof scales[0]; s++) {
+            member_features_t f;
+            old_member(&f, 0, 0);
+            f.ch[c].sent = scales[s];
+            f.ch[c].open = scales[s] * rate;
+            member_estimate_t e;
+            estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+            double est = e.ch[c].p_open, prior = p.channel[c].open_rate;
+            assert_true(est >= fmin(prior, rate) - 1e-12 && est <= fmax(prior, rate) + 1e-12);
+            double gap = fabs(est - rate);
+            assert_true(gap <= prev_gap + 1e-12);
+            prev_gap = gap;
+        }
+        assert_true(prev_gap < 0.01);
+    }
+}
+
+static void test_opens_elsewhere_move_a_channels_open_prior(void **state)
+{
+    (void)state;
+    /* Property, over push histories: a member's email estimate (no email
+     * history) rises with their push opens, equals the population prior when
+     * push opens are as the push prior expects, follows the push ratio for a
+     * long history, and never exceeds 1. */
+    slow_priors_t p;
+    setup_priors(&p);
+    const int PUSH_ = 0, EMAIL_ = 1;
+    const double sends[] = {5, 20, 100, 10000};
+    for (size_t i = 0; i < sizeof sends / sizeof sends[0]; i++) {
+        double prev = -1.0;
+        for (double rate = 0.0; rate <= 1.0; rate += 0.01) {
+            member_features_t f;
+            old_member(&f, 0, 0);
+            f.ch[PUSH_].sent = sends[i];
+            f.ch[PUSH_].open = sends[i] * rate;
+            member_estimate_t e;
+            estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+            double pe = e.ch[EMAIL_].p_open;
+            assert_true(pe >= prev - 1e-15 && pe <= 1.0);
+            prev = pe;
+            if (fabs(rate - p.channel[PUSH_].open_rate) < 1e-9)
+                assert_float_equal(pe, p.channel[EMAIL_].open_rate, 1e-12);
+        }
+    }
+    member_features_t f;
+    old_member(&f, 0, 0);
+    f.ch[PUSH_].sent = 1e6;
+    f.ch[PUSH_].open = 0.3e6; /* three times the push prior */
+    member_estimate_t e;
+    estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+    assert_float_equal(e.ch[EMAIL_].responsiveness, 3.0, 1e-4);
+    assert_float_equal(e.ch[EMAIL_].p_open, 3.0 * p.channel[EMAIL_].open_rate, 1e-4);
+    assert_float_equal(e.ch[PUSH_].responsiveness, 1.0, 0); /* no history elsewhere */
+    f.ch[PUSH_].open = 1e6; /* ten times: the prior is capped at 1 */
+    estimate_member(&e, &f, &p, NOW, HALF_LIFE);
+    assert_true(e.ch[EMAIL_].p_open <= 1.0);
+}
+
+static void test_a_channels_own_opens_do_not_move_its_prior(void **state)
+{
+    (void)state;
+    /* Leave-one-out: email's own opens enter its estimate once, through its
+     * own shrinkage, never through its prior. */
+    slow_priors_t p;
+    setup_priors(&p);
+    member_features_t a, b;
+    old_member(&a, 0, 0);
+    a.ch[0].sent = 40;
+    a.ch[0].open = 8;
+    a.ch[1].sent = 30;
+    b = a;
+    a.ch[1].open = 1;
+    b.ch[1].open = 20;
+    assert_float_equal(member_responsiveness(&a, &p, 1), member_responsiveness(&b, &p, 1), 0);
+    assert_true(member_responsiveness(&b, &p, 0) > member_responsiveness(&a, &p, 0));
 }
 
 static void test_lift_is_lower_for_a_frequent_visitor(void **state)
@@ -461,6 +558,9 @@ int main(void)
         cmocka_unit_test(test_long_history_approaches_the_data),
         cmocka_unit_test(test_visit_rate_approaches_the_data_with_long_exposure),
         cmocka_unit_test(test_shrinkage_moves_from_prior_to_data_as_history_grows),
+        cmocka_unit_test(test_open_rate_moves_monotonically_with_a_single_channel_history),
+        cmocka_unit_test(test_opens_elsewhere_move_a_channels_open_prior),
+        cmocka_unit_test(test_a_channels_own_opens_do_not_move_its_prior),
         cmocka_unit_test(test_lift_is_lower_for_a_frequent_visitor),
         cmocka_unit_test(test_lift_falls_as_the_organic_visit_rate_rises),
         cmocka_unit_test(test_lift_prior_falls_with_the_organic_rate),

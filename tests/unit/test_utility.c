@@ -466,7 +466,10 @@ static void test_opted_out_channel_gets_no_messages(void **state)
 /* Steady-state decayed features of a member who, for a year, got push_wk and
  * email_wk messages a week, opened them at open_rate, dismissed pushes at
  * dismiss_rate, opted out at unsub_rate per message, visited visits_day
- * times a day organically and `caused` more times per open. */
+ * times a day organically, and after an open came back `caused` times, a
+ * visit that counts only when no organic one was due within the day
+ * (e^(-visits_day)): a frequent visitor's caused visits mostly replace visits
+ * they would have made anyway. */
 static void steady_member(member_features_t *f, double push_wk, double email_wk,
                           double open_rate, double dismiss_rate, double unsub_rate,
                           double visits_day, double caused)
@@ -479,7 +482,7 @@ static void steady_member(member_features_t *f, double push_wk, double email_wk,
     double opens = (ps + es) * open_rate;
     double vals[10] = {ps, ps * open_rate, ps * dismiss_rate, ps * unsub_rate, es,
                        es * open_rate, fmax(0, visits_day * (tau - opens)),
-                       opens * (caused + visits_day), NOW - 365 * DAY, NOW};
+                       opens * (caused * exp(-visits_day) + visits_day), NOW - 365 * DAY, NOW};
     char buf[10][64];
     const char *values[10];
     size_t flens[10], vlens[10];
