@@ -40,7 +40,10 @@ class BenchSmokeTest(unittest.TestCase):
         for row in rows:
             m = RESULT.search(row)
             self.assertIsNotNone(m, row)
-            self.assertGreater(int(m.group(1)), 0, row)
+            # Replies arrived and were measured. On a saturated box a
+            # sanitizer build can answer an open-loop step's requests only
+            # after its 2-second window (rate 0, latencies of seconds).
+            self.assertTrue(int(m.group(1)) > 0 or float(m.group(2)) > 0, row)
             self.assertGreaterEqual(int(m.group(6)), 0, row)
         # Step 4: planner figure, or the documented skip line.
         self.assertTrue(re.search(r"4  planner pass\s+members=\d+ members_per_s=\d+", out) or
