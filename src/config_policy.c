@@ -74,7 +74,7 @@ static void fast_defaults(fast_config_t *f)
     /* The cap holds over any 7 days, not only per calendar week: a plan of
      * one a week must not become two sends a day apart across a week
      * boundary. Opt-outs follow recent volume, not the calendar; in
-     * notifd-sim this halved the opt-outs the calendar cap let through
+     * notifd-sim this cut the opt-outs that volume causes by about 60%
      * (docs/fast-policy.md). */
     f->rolling_cap = true;
     f->quiet_hours.enabled = false;
