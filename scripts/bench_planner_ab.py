@@ -10,16 +10,24 @@ runs steady-state passes in turn — B, A, B, A, ... each one cadence after
 the last, so every pass replaces the plans the previous one wrote — and
 prints per pass:
 
-  name members_per_s redis_cpu_us notifd_cpu_us cmd_us sched_us load
+  name members_per_s redis_cpu_us notifd_cpu_us cmd_us sched_us
+       redis_busy queued idle load
 
 redis_cpu_us and notifd_cpu_us: CPU each process spent per member;
-cmd_us: Redis time inside commands per member (INFO commandstats), sched_us
-the part of it in ZADD and ZRANGEBYSCORE; load: the 1-minute load average
-after the pass.
+cmd_us: Redis time inside commands per member (INFO commandstats; commands
+inside MULTI/EXEC count twice, in EXEC and in their own line), sched_us
+the part of it in ZADD and ZRANGEBYSCORE; redis_busy, queued, idle: shares
+of the pass's wall time that Redis's main thread spent on a CPU, runnable
+but waiting for a CPU (other processes had both cores), and asleep waiting
+for commands (/proc/PID/task/PID/schedstat). busy + queued near 1 means
+Redis was the limit (queued: the host was); a large idle means notifd did
+not keep it fed. load: the 1-minute load average after the pass.
 
 Usage: scripts/bench_planner_ab.py [--members 1000000] [--rounds 3]
-           [--rdb-cache FILE] NAME:BINARY:BATCH:NICE ...
-  NICE "-" leaves planner.nice out (builds that predate it), e.g.
+           [--rdb-cache FILE] NAME:BINARY:BATCH:NICE[:VAR=VALUE,...] ...
+  NICE "-" leaves planner.nice out (builds that predate it); VAR=VALUE pairs
+  go into that notifd's environment, except UNIX=1, which connects it to
+  Redis over a unix socket (redis.unix) instead of TCP, e.g.
   scripts/bench_planner_ab.py --rdb-cache /tmp/planner-1000000.rdb \\
       old:/tmp/notifd-old:512:- new:build/notifd:64:10
 """
@@ -53,6 +61,14 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def schedstat(pid):
+    """(seconds on the CPU, seconds runnable but waiting for a CPU) of the
+    process's main thread: Redis's command thread."""
+    with open("/proc/%d/task/%d/schedstat" % (pid, pid)) as f:
+        run_ns, wait_ns = f.read().split()[:2]
+    return int(run_ns) / 1e9, int(wait_ns) / 1e9
+
+
 def redis_cli(port, *args):
     return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
                           text=True).stdout
@@ -73,7 +89,8 @@ def start_redis(work, members, rdb_cache):
         shutil.copy(rdb_cache, os.path.join(work, "dump.rdb"))
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", "--dir", work,
-                             "--dbfilename", "dump.rdb",
+                             "--dbfilename", "dump.rdb", "--unixsocket",
+                             os.path.join(work, "redis.sock"),
                              "--logfile", os.path.join(work, "redis.log")])
     while redis_cli(port, "ping").strip() != "PONG":
         time.sleep(0.2)
@@ -92,7 +109,15 @@ def start_redis(work, members, rdb_cache):
 
 class Variant:
     def __init__(self, spec, work, rport):
-        self.name, binary, batch, nice = spec.split(":")
+        # NAME:BINARY:BATCH:NICE[:VAR=VALUE,...] (environment of that notifd)
+        parts = spec.split(":")
+        self.name, binary, batch, nice = parts[:4]
+        env = dict(os.environ)
+        if len(parts) > 4 and parts[4]:
+            env.update(kv.split("=", 1) for kv in parts[4].split(","))
+        # UNIX=1 in that list: the variant talks to Redis over its unix socket
+        # (redis.unix) instead of TCP.
+        unix = env.pop("UNIX", "0") == "1"
         planner = {"enabled": False, "batch_size": int(batch)}
         if nice != "-":
             planner["nice"] = int(nice)
@@ -101,11 +126,13 @@ class Variant:
                "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
                "planner": planner, "log_level": "warn",
                "events": {"spool_dir": os.path.join(work, "spool-" + self.name)}}
+        if unix:
+            cfg["redis"]["unix"] = os.path.join(work, "redis.sock")
         path = os.path.join(work, self.name + ".json")
         with open(path, "w") as f:
             json.dump(cfg, f)
         self.log = open(os.path.join(work, self.name + ".log"), "w")
-        self.proc = subprocess.Popen([binary, "-c", path], stderr=self.log)
+        self.proc = subprocess.Popen([binary, "-c", path], stderr=self.log, env=env)
         for _ in range(200):
             try:
                 self.sock = socket.create_connection(("127.0.0.1", port), timeout=900)
@@ -127,16 +154,25 @@ class Variant:
 
 def measured_pass(v, as_of, redis_pid, rport):
     c0, r0, u0 = cpu_s(v.proc.pid), cpu_s(redis_pid), command_usec(rport)
+    s0 = schedstat(redis_pid)
     r = v.run_pass(as_of)
     c1, r1, u1 = cpu_s(v.proc.pid), cpu_s(redis_pid), command_usec(rport)
+    s1 = schedstat(redis_pid)
     n = max(1, r["planned"])
     cmd = sum(u1[k] - u0.get(k, 0) for k in u1) / n
     sched = sum(u1.get(k, 0) - u0.get(k, 0) for k in ("zadd", "zrangebyscore")) / n
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
+    rate = r["planned"] / r["seconds"]
+    # Shares of the pass's wall time for Redis's main thread: on the CPU
+    # (busy), runnable but waiting for a CPU (queued: other processes had
+    # the cores), and the rest, idle: waiting for notifd's commands.
+    busy = (s1[0] - s0[0]) / r["seconds"]
+    queued = (s1[1] - s0[1]) / r["seconds"]
     print("%-8s members_per_s=%6.0f redis_cpu_us=%5.2f notifd_cpu_us=%4.2f cmd_us=%5.2f "
-          "sched_us=%4.2f load=%s" % (v.name, r["planned"] / r["seconds"], (r1 - r0) / n * 1e6,
-                                      (c1 - c0) / n * 1e6, cmd, sched, load), flush=True)
+          "sched_us=%4.2f redis_busy=%.2f queued=%.2f idle=%.2f load=%s" % (
+              v.name, rate, (r1 - r0) / n * 1e6, (c1 - c0) / n * 1e6, cmd, sched,
+              busy, queued, max(0.0, 1 - busy - queued), load), flush=True)
 
 
 def main():

@@ -25,6 +25,17 @@ Variants (per member):
                    errors (pcall) returned: what a batch plan-write script costs
   hset_pexpireat   HSET plan:{M} <8 fields> + PEXPIREAT
   exists           EXISTS member:{M}                   (the cost of a cold key lookup)
+  read_write       HGETALL plan:{M} + HSET <8 fields> + EXPIRE: the plan part of the
+                   read-then-write planner (its write right after the read, so warm)
+  multi_write      MULTI, HINCRBY version 1, HSET <7 fields>, EXPIRE, EXEC: a plan
+                   write without reading the plan first
+  multi_write_hdel the same with HDEL in_app_per_week (a configured, unplanned channel)
+  multi_write_hlen the same with HDEL and HLEN (extra-field check)
+  batch_multi      one MULTI/EXEC per batch around HINCRBY, HSET, EXPIRE per member
+  batch_multi_hdel the same with HDEL in_app_per_week per member
+  dump_member      DUMP member:{M}                     (serialized hash instead of HGETALL)
+  dump_plan        DUMP plan:{M}
+  hlen_member      HLEN member:{M}                     (a cold lookup plus the hash header)
 
 Usage: scripts/redis_cost.py [--members 1000000] [--sample 200000] [--batch 512]
            [--rounds 3] [--rdb-cache FILE] [variant ...]
@@ -66,7 +77,9 @@ LUA_WRITE_EACH = (b"local f = {'version', 'action', 'computed_at', 'valid_until'
                   b"else redis.pcall('EXPIRE', KEYS[i], ARGV[1]) out[i] = 1 end end return out")
 VARIANTS = ["hgetall_member", "hmget_features", "hgetall_plan", "hmget_plan_hlen",
             "hget_version", "hset_expire", "hset_expire_each", "lua_write", "lua_write_each",
-            "hset_pexpireat", "exists"]
+            "hset_pexpireat", "exists", "read_write", "multi_write", "multi_write_hdel",
+            "multi_write_hlen", "batch_multi", "batch_multi_hdel", "dump_member", "dump_plan",
+            "hlen_member"]
 
 
 def resp(*args):
@@ -142,6 +155,26 @@ def commands(variant, m):
         return resp(b"HSET", plan_key, *PLAN) + resp(b"PEXPIREAT", plan_key, b"4000000000000")
     if variant == "exists":
         return resp(b"EXISTS", member_key)
+    if variant == "dump_member":
+        return resp(b"DUMP", member_key)
+    if variant == "dump_plan":
+        return resp(b"DUMP", plan_key)
+    if variant == "hlen_member":
+        return resp(b"HLEN", member_key)
+    if variant == "read_write":
+        return (resp(b"HGETALL", plan_key) + resp(b"HSET", plan_key, *plan_pairs(m)) +
+                resp(b"EXPIRE", plan_key, b"1300000"))
+    if variant.startswith(("multi_write", "batch_multi")):
+        cmds = (resp(b"HINCRBY", plan_key, b"version", b"1") +
+                resp(b"HSET", plan_key, *plan_pairs(m)[2:]))
+        if variant.endswith(("_hdel", "_hlen")):
+            cmds += resp(b"HDEL", plan_key, b"in_app_per_week")
+        cmds += resp(b"EXPIRE", plan_key, b"1300000")
+        if variant.endswith("_hlen"):
+            cmds += resp(b"HLEN", plan_key)
+        if variant.startswith("multi_write"):
+            cmds = resp(b"MULTI") + cmds + resp(b"EXEC")
+        return cmds
     raise ValueError(variant)
 
 
@@ -158,6 +191,8 @@ def run_variant(conn, port, variant, members, batch, shas):
             payload = resp(b"EVALSHA", shas[1], b"%d" % len(keys), *keys, b"1300000", *values)
         else:
             payload = b"".join(commands(variant, m) for m in group)
+            if variant.startswith("batch_multi"):
+                payload = resp(b"MULTI") + payload + resp(b"EXEC")
         conn.batch(payload)
     return (main_thread_cpu(port) - c0) / len(members) * 1e6
 
