@@ -52,6 +52,10 @@ struct conn {
     bool close_after_replies;
     bool eof;
     bool final_read;             /* draining: reading what the client sent before the stop */
+    bool lingering;              /* stopping: replies sent, FIN sent, discarding until EOF */
+    bool shutdown_pending;       /* uv_shutdown callback not yet run */
+    uint64_t linger_since_ms;
+    uv_shutdown_t shutdown_req;
     bool authenticated;
 };
 
@@ -68,6 +72,8 @@ struct server {
     bool listening;
     uv_check_t flusher;
     uv_timer_t sweeper;
+    uv_timer_t linger_timer;     /* ends lingering connections (server_drain) */
+    bool linger_timer_on;
     server_request_fn on_request;
     server_too_long_fn on_too_long;
     void *ctx;
@@ -90,6 +96,11 @@ struct server {
 static void conn_process(conn_t *c);
 static void conn_close(conn_t *c);
 static void conn_maybe_free(conn_t *c);
+static void conn_idle_close(conn_t *c);
+
+/* How long a stopping server waits, after its last reply on a connection,
+ * for the client to close it (see conn_linger). */
+#define LINGER_MS 500
 
 static const char too_many_conns_reply[] =
     "{\"id\":null,\"ok\":false,\"error\":{\"code\":\"unavailable\","
@@ -117,9 +128,11 @@ static void on_write(uv_write_t *req, int status)
     }
     if (c->paused)
         conn_process(c);
-    if ((c->close_after_replies || (c->draining && c->pending == 0)) && c->out_len == 0 &&
-        c->writes_in_flight == 0 && c->pending == 0)
-        conn_close(c);
+    /* A paused connection at a stop may still hold received lines in its
+     * framer: conn_process answers them first, then closes. */
+    if ((c->close_after_replies || (c->draining && c->pending == 0 && !c->paused)) &&
+        c->out_len == 0 && c->writes_in_flight == 0 && c->pending == 0)
+        conn_idle_close(c);
 }
 
 /* Writes out the replies gathered in c->out: uv_try_write first (no
@@ -175,9 +188,11 @@ static void conn_flush(conn_t *c)
         c->out = NULL;
         c->out_cap = 0;
     }
-    if ((c->close_after_replies || (c->draining && c->pending == 0)) && c->out_len == 0 &&
-        c->writes_in_flight == 0 && c->pending == 0)
-        conn_close(c);
+    /* A paused connection at a stop may still hold received lines in its
+     * framer: conn_process answers them first, then closes. */
+    if ((c->close_after_replies || (c->draining && c->pending == 0 && !c->paused)) &&
+        c->out_len == 0 && c->writes_in_flight == 0 && c->pending == 0)
+        conn_idle_close(c);
 }
 
 static void on_check(uv_check_t *h)
@@ -323,7 +338,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void conn_process(conn_t *c)
 {
     server_t *srv = c->srv;
-    if (c->closing)
+    if (c->closing || c->lingering)
         return;
     if (c->paused && !conn_under_resume_mark(c))
         return;
@@ -355,7 +370,7 @@ static void conn_process(conn_t *c)
         return;
     if (c->eof || c->draining) {
         if (!c->final_read && c->pending == 0 && c->out_len == 0 && c->writes_in_flight == 0)
-            conn_close(c);
+            conn_idle_close(c);
         return;
     }
     if (!c->reading) {
@@ -398,7 +413,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_maybe_free(conn_t *c)
 {
-    if (!c->handle_closed || c->slots > 0 || c->writes_in_flight > 0)
+    if (!c->handle_closed || c->slots > 0 || c->writes_in_flight > 0 || c->shutdown_pending)
         return;
     framer_free(&c->framer);
     free(c->out);
@@ -550,7 +565,9 @@ server_t *server_create(uv_loop_t *loop, server_request_fn on_request,
     srv->sweeper.data = srv;
     uv_timer_start(&srv->sweeper, on_sweep, 1000, 1000);
     uv_unref((uv_handle_t *)&srv->sweeper);
-    srv->handles_open = 2;
+    uv_timer_init(loop, &srv->linger_timer);
+    srv->linger_timer.data = srv;
+    srv->handles_open = 3;
     return srv;
 }
 
@@ -590,6 +607,111 @@ static void on_server_handle_closed(uv_handle_t *h)
     srv->handles_open--;
     if (srv->closing && srv->handles_open == 0)
         free(srv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Lingering close at a stop                                          */
+
+/* A static sink: what a stopping connection still receives is dropped. */
+static void on_discard_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    static char sink[65536];
+    *buf = uv_buf_init(sink, sizeof sink);
+}
+
+static void on_discard_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    conn_t *c = stream->data;
+    if (nread > 0) {
+        c->srv->counters.bytes_in += (uint64_t)nread;
+        return;
+    }
+    if (nread < 0) /* the client closed (or the connection failed): done */
+        conn_close(c);
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+    c->shutdown_pending = false;
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (status < 0 || uv_read_start((uv_stream_t *)&c->handle, on_discard_alloc,
+                                    on_discard_read) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->reading = true;
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+    server_t *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    bool more = false;
+    conn_t *c = srv->conns;
+    while (c != NULL) {
+        conn_t *next = c->next;
+        if (c->lingering) {
+            if (now - c->linger_since_ms >= LINGER_MS)
+                conn_close(c);
+            else
+                more = true;
+        }
+        c = next;
+    }
+    if (!more && srv->linger_timer_on) {
+        uv_timer_stop(t);
+        srv->linger_timer_on = false;
+    }
+}
+
+/*
+ * Every request a stopping connection sent before the stop is answered; the
+ * client may have sent more since, still unread in the socket. Closing a
+ * socket with unread data makes the kernel send a reset, and a reset makes
+ * the client's kernel drop replies it has received but the client has not
+ * read yet. So: send FIN after the last reply (shutdown), read and discard
+ * until the client closes, and close then or after LINGER_MS, whichever
+ * comes first. Requests discarded here get no reply; the client sees EOF
+ * after its last answered request.
+ */
+static void conn_linger(conn_t *c)
+{
+    server_t *srv = c->srv;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->handle);
+        c->reading = false;
+    }
+    c->lingering = true;
+    c->linger_since_ms = uv_now(srv->loop);
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->handle, on_linger_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->shutdown_pending = true;
+    if (!srv->linger_timer_on && !srv->closing) {
+        uv_timer_start(&srv->linger_timer, on_linger_timer, 100, 100);
+        srv->linger_timer_on = true;
+    }
+}
+
+/* A connection with nothing left to answer closes; at a stop it lingers
+ * first, unless the client already half-closed or a reply ended it. */
+static void conn_idle_close(conn_t *c)
+{
+    if (c->lingering || c->closing)
+        return;
+    if (c->draining && !c->eof && !c->close_after_replies)
+        conn_linger(c);
+    else
+        conn_close(c);
 }
 
 /* At a stop, requests the client sent before it may still sit unread in
@@ -663,6 +785,7 @@ void server_close(server_t *srv)
     srv->closing = true;
     uv_close((uv_handle_t *)&srv->flusher, on_server_handle_closed);
     uv_close((uv_handle_t *)&srv->sweeper, on_server_handle_closed);
+    uv_close((uv_handle_t *)&srv->linger_timer, on_server_handle_closed);
 }
 
 const server_counters_t *server_counters(const server_t *srv) { return &srv->counters; }

@@ -224,16 +224,15 @@ class SignalFaultTest(NotifdTestCase):
         try:
             while len(replies) < len(reqs):
                 replies.append(c.read_line())
-        except (EOFError, ConnectionResetError):
+        except EOFError:  # a clean end, not a reset: see test_server's stop test
             pass
         self.assertEqual(self.notifd.wait(), 0)
         # Every reply that came back is complete and in order.
         self.assertEqual([r["id"] for r in replies], list(range(len(replies))))
         self.assertGreater(len(replies), 0)
         # Every answer that came back is the decision stored for its
-        # opportunity. (Replies can be lost after they were written: closing
-        # a connection whose unread requests exceed the pipeline bound makes
-        # the kernel reset it. The stored decisions are the ground truth.)
+        # opportunity (the stored decisions are the ground truth; requests
+        # notifd had not read at the stop were never decided).
         for r, req in zip(replies, reqs):
             stored = self.redis.command("GET", "t:idem:{%s}:%s" % (req["member"],
                                                                   req["opportunity"]))

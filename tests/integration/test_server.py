@@ -139,6 +139,42 @@ class BackPressureTest(NotifdTestCase):
         slow.close()
 
 
+    def test_stop_with_more_unread_than_the_bound_ends_in_eof_not_a_reset(self):
+        # Requests until the socket is full, against a bound of 64 in flight:
+        # at SIGTERM most are still unread. notifd answers what it has read, then
+        # must end the connection with FIN and discard the rest: closing
+        # over unread data would send a reset, and the client would lose
+        # the replies it had not read yet.
+        c = self.notifd.client()
+        c.sock.setblocking(False)
+        pending, blocked, i = b"", 0, 0
+        deadline = time.monotonic() + 20
+        # Write until the kernel takes no more twice in a row: notifd
+        # stopped reading.
+        while blocked < 2 and time.monotonic() < deadline:
+            if not pending:
+                pending = b"".join(b'{"op":"health","id":%d}\n' % n for n in range(i, i + 500))
+                i += 500
+            try:
+                pending = pending[c.sock.send(pending):]
+                blocked = 0
+            except BlockingIOError:
+                blocked += 1
+                time.sleep(0.2)
+        self.assertEqual(blocked, 2, "notifd kept reading")
+        c.sock.setblocking(True)
+        c.sock.settimeout(30)
+        self.notifd.signal(signal.SIGTERM)
+        replies = []
+        with self.assertRaises(EOFError):  # a reset would raise ConnectionResetError
+            while True:
+                replies.append(c.read_line())
+        self.assertGreater(len(replies), 0)
+        self.assertLess(len(replies), i)
+        self.assertEqual([r["id"] for r in replies], list(range(len(replies))))
+        self.assertEqual(self.notifd.wait(), 0)
+
+
 class LimitsTest(NotifdTestCase):
     overrides = {"limits": {"max_connections": 3, "idle_timeout_s": 1}}
 
