@@ -173,6 +173,20 @@ class CapTest(NotifdTestCase):
         self.assertTrue(decide("later", sunday + 7 * DAY + 10)["send"])
         self.assertEqual(sends(), [sunday + 7 * DAY + 10])  # the old ones aged out
 
+    def test_the_rolling_cap_holds_for_decisions_in_flight_together(self):
+        # Four Sunday and four Monday decides in one pipeline: every read
+        # goes out before any record, so the Monday ones learn of the Sunday
+        # sends only through the overlay. Per calendar week 3 + 3 could go.
+        set_plan(self.redis, "burst", 2)  # cap = ceil(2 * 1.5) = 3
+        sunday = MONDAY + 6 * DAY + 12 * 3600
+        reqs = [{"op": "decide", "id": i, "member": "burst", "channel": "push",
+                 "opportunity": "b%d" % i, "ts": (sunday if i < 4 else MONDAY + WEEK + 9 * 3600) + i,
+                 "candidates": candidates(3, "b%d" % i)} for i in range(8)]
+        replies = self.client().pipeline(reqs)
+        self.assertTrue(all(r["ok"] for r in replies), replies)
+        self.assertEqual(sum(1 for r in replies if r["send"]), 3)
+        self.assertEqual([r["reason"] for r in replies[4:]], ["cap_reached"] * 4)
+
     def assert_capped(self, results, n, member):
         sent = [r for r in results if r["send"]]
         self.assertEqual(len(results), n)
