@@ -139,7 +139,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 /* libmicrohttpd's diagnostics (bind failures, malformed requests) go to our
  * structured log as one line each; they come from the HTTP thread, which
  * log_write allows. */
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt,
+                                                            va_list ap)
 {
     admin_t *a = cls;
     char msg[256];

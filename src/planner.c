@@ -540,7 +540,7 @@ static bool conn_open(planner_t *pl, const config_t *cfg, bool force, planner_re
     }
     /* Replies in the arena; keep the read buffer (a pass streams MBs). */
     pl->c->reader->fn = &arena_functions;
-    redisReaderSetPrivdata(pl->c->reader, &pl->arena);
+    pl->c->reader->privdata = &pl->arena; /* the macro casts to int */
     pl->c->reader->maxbuf = 0;
     int timeout = r->timeout_ms > PLANNER_MIN_TIMEOUT_MS ? r->timeout_ms : PLANNER_MIN_TIMEOUT_MS;
     redisSetTimeout(pl->c, tv_ms(timeout));
