@@ -41,6 +41,20 @@ def schedule_partition(member: bytes) -> int:
     return hash_mix64(h) % SCHEDULE_PARTITIONS
 
 
+def _hash_bytes(seed: int, data: bytes) -> int:
+    h = 0xCBF29CE484222325 ^ hash_mix64(seed)
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & M64
+    h ^= len(data)
+    return hash_mix64(h)
+
+
+def cadence_phase(member: bytes) -> float:
+    """The member's phase in the planner's cadence: cadence_phase() in
+    src/core/cadence.c."""
+    return (_hash_bytes(0x636164656E6365, member) >> 11) * 2.0 ** -53
+
+
 def bulk(b: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(b), b)
 

@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "notifd/cadence.h"
 #include "notifd/features.h"
 #include "notifd/hash.h"
 #include "notifd/keys.h"
@@ -79,7 +80,6 @@
 /* Most members per schedule command (ZADD XX / ZREM) at the end of a chunk;
  * a smaller batch_size makes the slices smaller too (see part_ctx.slice). */
 #define PLANNER_SCHED_SLICE_MAX 512
-#define PLANNER_HASH_SEED_JITTER 0x6a6974746572ull /* "jitter" */
 
 const char planner_script_plan_write[] =
     "local v = tonumber(ARGV[1])\n"
@@ -185,13 +185,10 @@ static bool stopping(planner_t *pl)
 /* The plan write (shared with the replan op)                         */
 
 int64_t planner_valid_until(const config_t *cfg, const char *member, size_t member_len,
-                            int64_t version, int64_t computed_at)
+                            int64_t computed_at)
 {
-    int64_t interval = cfg->planner.interval_s;
-    uint64_t h = hash_bytes(PLANNER_HASH_SEED_JITTER, member, member_len);
-    h = hash_mix64(h ^ (uint64_t)version);
-    int64_t jitter = (int64_t)floor(hash_to_unit(h) * cfg->planner.jitter_frac * (double)interval);
-    return computed_at + interval + jitter;
+    return cadence_valid_until(cadence_phase(member, member_len), cfg->planner.interval_s,
+                               cfg->planner.jitter_frac, computed_at);
 }
 
 int64_t planner_plan_ttl_s(const config_t *cfg, int64_t computed_at, int64_t valid_until)
@@ -599,11 +596,15 @@ static bool conn_ensure(planner_t *pl, const config_t *cfg, bool force, planner_
     return false;
 }
 
+static bool str_i64(const char *s, size_t len, int64_t *out);
+
 /*
- * Which partitions have anything due, in one round trip (64 pipelined
- * ZCOUNTs), so an idle pass costs one round trip instead of three per
- * partition (lease, query, release). A member that becomes due in an
- * empty partition during the pass waits for the next pass.
+ * Which partitions have work, in one round trip (per partition: ZCOUNT of
+ * the due set up to as_of, ZCARD of the cadence set, GET of the cursor), so
+ * an idle pass costs one round trip instead of three per partition (lease,
+ * query, release). A partition has work when members are due, or when its
+ * cadence has members and the cursor is behind as_of. A member that becomes
+ * due in an idle partition during the pass waits for the next pass.
  */
 static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
                            bool due[SCHEDULE_PARTITIONS], planner_result_t *res)
@@ -618,6 +619,14 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
         cmdbuf_arg(out, key, kl);
         cmdbuf_arg(out, "-inf", 4);
         cmdbuf_arg_i64(out, as_of);
+        kl = key_global(key, cfg->redis.prefix, "cadence", n);
+        cmdbuf_begin(out, 2);
+        cmdbuf_arg(out, "ZCARD", 5);
+        cmdbuf_arg(out, key, kl);
+        kl = key_global(key, cfg->redis.prefix, "cursor", n);
+        cmdbuf_begin(out, 2);
+        cmdbuf_arg(out, "GET", 3);
+        cmdbuf_arg(out, key, kl);
     }
     arena_reset(&pl->arena);
     if (out->failed || redisAppendFormattedCommand(pl->c, out->p, out->len) != REDIS_OK) {
@@ -627,17 +636,25 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
     }
     out->len = 0;
     for (int n = 0; n < SCHEDULE_PARTITIONS; n++) {
-        void *r = NULL;
-        if (redisGetReply(pl->c, &r) != REDIS_OK || r == NULL) {
-            conn_failed(pl, cfg, res, pl->c->errstr[0] ? pl->c->errstr : "no reply");
-            return false;
+        const redisReply *rep[3];
+        for (int k = 0; k < 3; k++) {
+            void *r = NULL;
+            if (redisGetReply(pl->c, &r) != REDIS_OK || r == NULL) {
+                conn_failed(pl, cfg, res, pl->c->errstr[0] ? pl->c->errstr : "no reply");
+                return false;
+            }
+            rep[k] = r;
+            if (rep[k]->type == REDIS_REPLY_ERROR)
+                /* keep reading: the other replies are still on the wire */
+                snprintf(res->error, sizeof res->error, "redis: %s failed: %s",
+                         k == 0 ? "ZCOUNT" : k == 1 ? "ZCARD" : "GET", rep[k]->str);
         }
-        const redisReply *rep = r;
-        if (rep->type == REDIS_REPLY_ERROR) {
-            snprintf(res->error, sizeof res->error, "redis: ZCOUNT failed: %s", rep->str);
-            /* keep reading: the other replies are still on the wire */
-        }
-        due[n] = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
+        bool members_due = rep[0]->type == REDIS_REPLY_INTEGER && rep[0]->integer > 0;
+        bool cadence = rep[1]->type == REDIS_REPLY_INTEGER && rep[1]->integer > 0;
+        int64_t cursor = 0;
+        bool behind = rep[2]->type != REDIS_REPLY_STRING ||
+                      !str_i64(rep[2]->str, rep[2]->len, &cursor) || cursor < as_of;
+        due[n] = members_due || (cadence && behind);
     }
     arena_reset(&pl->arena);
     return res->error[0] == '\0';
@@ -689,9 +706,9 @@ typedef struct group {
     size_t first, n;     /* members [first, first + n) of the chunk */
 } group_t;
 
-/* A written plan's new due time, for sorting the chunk's schedule moves. */
+/* A member joining the cadence set, for sorting the chunk's moves. */
 typedef struct sched_move {
-    int64_t due;
+    double phase;
     uint32_t slot;
 } sched_move_t;
 
@@ -703,7 +720,9 @@ typedef struct member_slot {
     write_mode_t write;
     bool remove;         /* features gone: leaves the schedule */
     bool written;        /* the plan write succeeded */
-    int64_t due;         /* the new plan's valid_until */
+    bool kept;           /* the stored plan is recent and in force: no write */
+    bool failed;         /* read, but the plan could not be written */
+    bool at_last;        /* cadence walk: scored like the chunk's last member */
 } member_slot_t;
 
 typedef struct part_ctx {
@@ -714,15 +733,21 @@ typedef struct part_ctx {
     int64_t as_of;
     size_t batch;
     size_t slice;        /* members per schedule command */
-    char sched_key[KEY_MAX];
+    char sched_key[KEY_MAX];      /* P sched:<n>: due now (joined, or lost the plan) */
     size_t sched_len;
+    char cadence_key[KEY_MAX];    /* P cadence:<n>: member -> phase */
+    size_t cadence_len;
+    bool cadence;        /* walking the cadence set (else the due set) */
+    char last_score[40]; /* cadence walk: the chunk's last score, as Redis wrote it */
+    size_t n_at_last;    /* cadence walk: members of the chunk with that score */
+    size_t removed_at_last; /* ... of which chunk_reschedule removed */
     char lease_key[KEY_MAX];
     size_t lease_len;
     char lease_ms[24];
     uint64_t lease_renewed_ms;
     bool lease_lost;
     bool broken;         /* the connection failed: stop at once */
-    uint64_t offset;     /* members left due in place (failed) */
+    uint64_t offset;     /* due walk: members left due in place (failed) */
     member_slot_t *slots;
     sched_move_t *moves; /* chunk_reschedule's buffers, one entry per slot */
     uint32_t *removed;
@@ -836,18 +861,38 @@ static bool str_i64(const char *s, size_t len, int64_t *out)
     return true;
 }
 
-static void member_failed(part_ctx_t *p, const member_slot_t *s, const char *why)
+static void member_failed(part_ctx_t *p, member_slot_t *s, const char *why)
 {
     static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
     log_limited(&rl, LOG_WARN, "planner: member not planned", "member_bytes=%zu error=\"%s\"",
                 s->len, why);
     p->res->failed++;
     p->offset++;
+    s->failed = true;
 }
 
 static bool field_is(const redisReply *f, const char *name, size_t len)
 {
     return f->len == len && memcmp(f->str, name, len) == 0;
+}
+
+/* Whether the stored plan is recent and in force (cadence_plan_current):
+ * a pass keeps it rather than replan a member it just planned. */
+static bool stored_plan_current(const part_ctx_t *p, const redisReply *stored)
+{
+    int64_t at = 0, until = 0;
+    bool have_at = false, have_until = false;
+    for (size_t i = 0; i + 1 < stored->elements; i += 2) {
+        const redisReply *f = stored->element[i], *v = stored->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (field_is(f, "computed_at", 11))
+            have_at = str_i64(v->str, v->len, &at);
+        else if (field_is(f, "valid_until", 11))
+            have_until = str_i64(v->str, v->len, &until);
+    }
+    return have_at && have_until &&
+           cadence_plan_current(p->cfg->planner.interval_s, at, until, p->as_of);
 }
 
 /*
@@ -903,6 +948,11 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
         s->remove = true; /* the feature hash expired: nothing to plan from */
         return;
     }
+    if (stored_plan_current(p, stored)) {
+        s->kept = true;
+        p->res->kept++;
+        return;
+    }
     const char *f[PLANNER_MAX_PAIRS], *v[PLANNER_MAX_PAIRS];
     size_t fl[PLANNER_MAX_PAIRS], vl[PLANNER_MAX_PAIRS];
     size_t n = 0;
@@ -934,8 +984,7 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
     bool covered = stored_plan_covered(p, stored, &plan, &old);
     plan.version = old + 1;
     plan.computed_at = p->as_of;
-    plan.valid_until = planner_valid_until(cfg, id, s->len, plan.version, p->as_of);
-    s->due = plan.valid_until;
+    plan.valid_until = planner_valid_until(cfg, id, s->len, p->as_of);
     int64_t ttl = planner_plan_ttl_s(cfg, plan.computed_at, plan.valid_until);
 
     char key[KEY_MAX];
@@ -1062,8 +1111,8 @@ static void report_progress(part_ctx_t *p)
 static int move_cmp(const void *a, const void *b)
 {
     const sched_move_t *x = a, *y = b;
-    if (x->due != y->due)
-        return x->due < y->due ? -1 : 1;
+    if (x->phase != y->phase)
+        return x->phase < y->phase ? -1 : 1;
     return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
@@ -1072,79 +1121,106 @@ static size_t slice_len(const part_ctx_t *p, size_t total, size_t first)
     return total - first < p->slice ? total - first : p->slice;
 }
 
-/* One ZADD XX of `n` moves, or (moves == NULL) one ZREM of `n` removed
- * slots, formatted into pl->out. */
-static void format_sched_slice(part_ctx_t *p, const sched_move_t *moves, const uint32_t *removed,
-                               size_t n)
+/* What a schedule command puts before each member id. */
+typedef enum slice_score { SCORE_NONE, SCORE_PHASE, SCORE_AS_OF } slice_score_t;
+
+/* `cmd key [opt] ([score] member)...` over the given slots, in slices of at
+ * most p->slice members, formatted into pl->out. `moves` (phases computed)
+ * or `slots` (indexes into p->slots) lists the members. */
+static void format_slices(part_ctx_t *p, const char *cmd, const char *key, size_t key_len,
+                          const char *opt, slice_score_t score, const sched_move_t *moves,
+                          const uint32_t *slots, size_t total)
 {
     cmdbuf_t *out = &p->pl->out;
-    bool zadd = moves != NULL;
-    cmdbuf_begin(out, (int)(zadd ? 3 + 2 * n : 2 + n));
-    cmdbuf_arg(out, zadd ? "ZADD" : "ZREM", 4);
-    cmdbuf_arg(out, p->sched_key, p->sched_len);
-    if (zadd)
-        cmdbuf_arg(out, "XX", 2);
-    for (size_t i = 0; i < n; i++) {
-        const member_slot_t *s = &p->slots[zadd ? moves[i].slot : removed[i]];
-        if (zadd)
-            cmdbuf_arg_i64(out, moves[i].due);
-        cmdbuf_arg(out, slot_id(p, s), s->len);
+    for (size_t first = 0; first < total; first += p->slice) {
+        size_t n = slice_len(p, total, first);
+        cmdbuf_begin(out, (int)(2 + (opt != NULL) + n * (score == SCORE_NONE ? 1 : 2)));
+        cmdbuf_arg(out, cmd, strlen(cmd));
+        cmdbuf_arg(out, key, key_len);
+        if (opt != NULL)
+            cmdbuf_arg(out, opt, strlen(opt));
+        for (size_t i = first; i < first + n; i++) {
+            const member_slot_t *s = &p->slots[moves != NULL ? moves[i].slot : slots[i]];
+            if (score == SCORE_PHASE) {
+                char num[32];
+                int l = snprintf(num, sizeof num, "%.17g", moves[i].phase);
+                cmdbuf_arg(out, num, (size_t)l);
+            } else if (score == SCORE_AS_OF) {
+                cmdbuf_arg_i64(out, p->as_of);
+            }
+            cmdbuf_arg(out, slot_id(p, s), s->len);
+        }
     }
 }
 
-/* Reads the replies of the slices of one kind; false when the connection
- * failed. */
-static bool sched_replies(part_ctx_t *p, size_t total, bool moves)
+/* Reads the replies of format_slices(total); false when the connection
+ * failed. An error reply is logged; with `step_over`, its members are
+ * still in the due set and the due walk's offset steps over them. */
+static bool slice_replies(part_ctx_t *p, size_t total, bool step_over)
 {
     for (size_t first = 0; first < total; first += p->slice) {
         redisReply *r = part_reply(p);
         if (r == NULL)
             return false;
-        size_t count = slice_len(p, total, first);
         if (r->type == REDIS_REPLY_ERROR) {
             static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
             log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"", r->str);
-            /* These members are still due (with their plans written, for
-             * moves): step over them rather than plan them again in this
-             * pass. */
-            p->offset += count;
-        } else if (!moves) {
-            p->res->removed += count;
+            if (step_over)
+                p->offset += slice_len(p, total, first);
         }
     }
     return true;
 }
 
 /*
- * Once every plan write of the chunk is answered: moves the due times of
- * the plans written (and only those: a member whose write failed stays
- * due), and drops the members whose features are gone.
- *
- * Why per chunk and sorted: the schedule's skiplist is the largest cold
- * structure a pass touches. A ZADD per batch, between thousands of hash
- * reads, found it evicted every time; the chunk's moves in due order walk
- * neighbouring nodes one after another while they are in cache. Slices
- * keep each command short (a few hundred microseconds of Redis time), so
- * the fast path is not held up behind one long command.
+ * Once every plan write of the chunk is answered, the schedule follows:
+ *  - due walk: members planned (or kept) leave the due set and join the
+ *    cadence set at their phase (a plain ZADD: the phase is a function of
+ *    the id, so re-adding is a no-op, and a score from elsewhere is
+ *    corrected); a member whose write failed stays due;
+ *  - cadence walk: nothing moves, which is the point (cadence.h); a member
+ *    whose write failed is added to the due set (ZADD NX) so the next pass
+ *    tries again;
+ *  - both: members whose features are gone leave both sets.
+ * Joins go out sorted by phase: the cadence set's skiplist is the largest
+ * cold structure a pass touches, and inserts in order walk neighbouring
+ * nodes while they are in cache. Slices keep each command short (a few
+ * hundred microseconds of Redis time), so the fast path is not held up
+ * behind one long command.
  */
 static void chunk_reschedule(part_ctx_t *p, size_t n)
 {
-    size_t n_moves = 0, n_removed = 0;
+    size_t n_moves = 0, n_removed = 0, n_retry = 0;
+    uint32_t *retry = (uint32_t *)p->moves; /* the cadence walk has no moves */
     for (size_t i = 0; i < n; i++) {
-        if (p->slots[i].written)
-            p->moves[n_moves++] = (sched_move_t){.due = p->slots[i].due, .slot = (uint32_t)i};
-        else if (p->slots[i].remove)
+        const member_slot_t *s = &p->slots[i];
+        if (s->remove) {
             p->removed[n_removed++] = (uint32_t)i;
+            p->removed_at_last += s->at_last;
+        }
+        else if (!p->cadence && (s->written || s->kept))
+            p->moves[n_moves++] =
+                (sched_move_t){.phase = cadence_phase(slot_id(p, s), s->len), .slot = (uint32_t)i};
+        else if (p->cadence && s->failed)
+            retry[n_retry++] = (uint32_t)i;
     }
-    if (n_moves + n_removed == 0)
+    if (n_moves + n_removed + n_retry == 0)
         return;
     qsort(p->moves, n_moves, sizeof *p->moves, move_cmp);
-    for (size_t i = 0; i < n_moves; i += p->slice)
-        format_sched_slice(p, p->moves + i, NULL, slice_len(p, n_moves, i));
-    for (size_t i = 0; i < n_removed; i += p->slice)
-        format_sched_slice(p, NULL, p->removed + i, slice_len(p, n_removed, i));
-    if (part_flush(p) && sched_replies(p, n_moves, true))
-        sched_replies(p, n_removed, false);
+    format_slices(p, "ZADD", p->cadence_key, p->cadence_len, NULL, SCORE_PHASE, p->moves, NULL,
+                  n_moves);
+    format_slices(p, "ZREM", p->sched_key, p->sched_len, NULL, SCORE_NONE, p->moves, NULL,
+                  n_moves);
+    format_slices(p, "ZREM", p->sched_key, p->sched_len, NULL, SCORE_NONE, NULL, p->removed,
+                  n_removed);
+    format_slices(p, "ZREM", p->cadence_key, p->cadence_len, NULL, SCORE_NONE, NULL, p->removed,
+                  n_removed);
+    format_slices(p, "ZADD", p->sched_key, p->sched_len, "NX", SCORE_AS_OF, NULL, retry, n_retry);
+    bool due_walk = !p->cadence;
+    if (part_flush(p) && slice_replies(p, n_moves, false) &&
+        slice_replies(p, n_moves, due_walk) && slice_replies(p, n_removed, due_walk) &&
+        slice_replies(p, n_removed, false) && slice_replies(p, n_retry, false))
+        p->res->removed += n_removed;
     arena_reset(&p->pl->arena);
 }
 
@@ -1189,12 +1265,13 @@ static void chunk_run(part_ctx_t *p, size_t n)
     report_progress(p);
 }
 
-/* Copies the ids of a ZRANGEBYSCORE reply into the chunk; returns how
- * many members the chunk has. */
+/* Copies the ids of a ZRANGEBYSCORE reply (WITHSCORES in the cadence walk)
+ * into the chunk; returns how many members the chunk has. */
 static size_t chunk_load(part_ctx_t *p, const redisReply *r)
 {
+    size_t step = p->cadence ? 2 : 1;
     size_t total = 0;
-    for (size_t i = 0; i < r->elements; i++)
+    for (size_t i = 0; i < r->elements; i += step)
         total += r->element[i]->len + 1;
     if (total > p->ids_cap) {
         char *ids = realloc(p->ids, total);
@@ -1203,16 +1280,29 @@ static size_t chunk_load(part_ctx_t *p, const redisReply *r)
         p->ids = ids;
         p->ids_cap = total;
     }
+    const redisReply *last = NULL;
+    p->n_at_last = 0;
+    p->removed_at_last = 0;
+    if (p->cadence && r->elements >= 2) {
+        last = r->element[r->elements - 1];
+        if (last->type != REDIS_REPLY_STRING || last->len >= sizeof p->last_score)
+            last = NULL;
+        else
+            snprintf(p->last_score, sizeof p->last_score, "%.*s", (int)last->len, last->str);
+    }
     size_t n = 0, off = 0;
-    for (size_t i = 0; i < r->elements; i++) {
+    for (size_t i = 0; i + step - 1 < r->elements; i += step) {
         const redisReply *e = r->element[i];
+        bool at_last = last != NULL && r->element[i + 1]->len == last->len &&
+                       memcmp(r->element[i + 1]->str, last->str, last->len) == 0;
+        p->n_at_last += at_last;
         if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > MEMBER_ID_MAX) {
             p->offset++; /* not a member id notifd wrote; step over it */
             continue;
         }
         memcpy(p->ids + off, e->str, e->len);
         p->ids[off + e->len] = '\0';
-        p->slots[n] = (member_slot_t){.id_off = off, .len = e->len};
+        p->slots[n] = (member_slot_t){.id_off = off, .len = e->len, .at_last = at_last};
         off += e->len + 1;
         n++;
     }
@@ -1225,6 +1315,155 @@ static void part_free(part_ctx_t *p)
     free(p->moves);
     free(p->removed);
     free(p->ids);
+}
+
+/* Renews the lease when it is time, between chunks (the pipeline is empty,
+ * so the reply is read at once); false when the partition must stop. */
+static bool renew_between_chunks(part_ctx_t *p)
+{
+    if (stopping(p->pl)) {
+        p->res->aborted = true;
+        return false;
+    }
+    if (maybe_send_renew(p)) {
+        if (p->broken)
+            return false;
+        group_t g;
+        fifo_pop(p, &g);
+        on_renew_group(p);
+    }
+    return !p->broken && !p->lease_lost;
+}
+
+/* One chunk query (ZRANGEBYSCORE key min max [WITHSCORES] LIMIT off count)
+ * and its chunk; the number of members the query returned, or -1 to stop. */
+static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const char *min,
+                       const char *max, uint64_t offset, size_t chunk)
+{
+    char off[24], cnt[24];
+    size_t offl = fmt_i64(off, (int64_t)offset), cntl = fmt_i64(cnt, (int64_t)chunk);
+    const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "WITHSCORES", "LIMIT", off, cnt};
+    size_t lens[] = {13, key_len, strlen(min), strlen(max), 10, 5, offl, cntl};
+    int argc = 8;
+    if (!p->cadence) { /* no WITHSCORES */
+        argv[4] = "LIMIT", lens[4] = 5;
+        argv[5] = off, lens[5] = offl;
+        argv[6] = cnt, lens[6] = cntl;
+        argc = 7;
+    }
+    planner_result_t *res = p->res;
+    redisReply *r = conn_command(p->pl, p->cfg, res, argc, argv, lens);
+    if (r == NULL) {
+        p->broken = true;
+        return -1;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        snprintf(res->error, sizeof res->error, "redis: ZRANGEBYSCORE failed: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        return -1;
+    }
+    size_t got = p->cadence ? r->elements / 2 : r->elements;
+    size_t n = chunk_load(p, r);
+    arena_reset(&p->pl->arena);
+    if (n == 0 && got > 0 && p->ids_cap == 0) {
+        snprintf(res->error, sizeof res->error, "out of memory");
+        return -1;
+    }
+    if (n > 0)
+        chunk_run(p, n);
+    return (long)got;
+}
+
+/* The due walk: members that joined or lost their plan, up to as_of. Those
+ * planned leave the range, so each query starts at the members left due in
+ * place (p->offset). */
+static void due_walk(part_ctx_t *p, size_t chunk)
+{
+    char max[24];
+    fmt_i64(max, p->as_of);
+    p->cadence = false;
+    while (renew_between_chunks(p)) {
+        long got = chunk_next(p, p->sched_key, p->sched_len, "-inf", max, p->offset, chunk);
+        if (got < (long)chunk)
+            break;
+    }
+}
+
+/* The cadence walk over one range of phases. Nothing leaves the range (but
+ * removed members), so each query continues after the previous chunk's
+ * last member: from its score, skipping the members of the chunk with that
+ * score. Returns true when the range was walked to its end. */
+static bool cadence_walk(part_ctx_t *p, const cadence_range_t *range, size_t chunk)
+{
+    _Static_assert(sizeof range->min == sizeof p->last_score, "one bound size");
+    char min[sizeof p->last_score];
+    memcpy(min, range->min, sizeof min);
+    uint64_t skip = 0;
+    p->cadence = true;
+    while (renew_between_chunks(p)) {
+        long got = chunk_next(p, p->cadence_key, p->cadence_len, min, range->max, skip, chunk);
+        if (got < 0)
+            return false;
+        if (got < (long)chunk)
+            return !p->broken && !p->lease_lost;
+        /* Removed members no longer count in the skip. */
+        size_t gone = p->removed_at_last;
+        size_t at_last = p->n_at_last - (gone < p->n_at_last ? gone : p->n_at_last);
+        if (strcmp(min, p->last_score) == 0) {
+            if (at_last == 0) { /* nothing moved on: do not loop */
+                snprintf(p->res->error, sizeof p->res->error,
+                         "planner: the cadence walk of partition %d did not advance",
+                         p->partition);
+                return false;
+            }
+            skip += at_last;
+        } else {
+            memcpy(min, p->last_score, sizeof min);
+            skip = at_last;
+        }
+    }
+    return false;
+}
+
+/* The partition's cursor: the as_of its cadence was last walked to. */
+static bool cursor_get(part_ctx_t *p, const char *key, size_t kl, bool *have, int64_t *cursor)
+{
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, kl};
+    redisReply *r = conn_command(p->pl, p->cfg, p->res, 2, argv, lens);
+    *have = false;
+    if (r == NULL) {
+        p->broken = true;
+        return false;
+    }
+    if (r->type == REDIS_REPLY_STRING) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.*s", (int)(r->len < 31 ? r->len : 31), r->str);
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(buf, &end, 10);
+        *have = errno == 0 && end != buf && *end == '\0';
+        *cursor = v;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(p->res->error, sizeof p->res->error, "redis: cursor GET failed: %s", r->str);
+        return false;
+    }
+    return true;
+}
+
+/* Moves the cursor to as_of; it outlives two intervals without a pass (by
+ * then the next window is the whole cadence anyway). */
+static void cursor_set(part_ctx_t *p, const char *key, size_t kl)
+{
+    char v[24], ex[24];
+    size_t vl = fmt_i64(v, p->as_of), exl = fmt_i64(ex, 2 * p->cfg->planner.interval_s);
+    const char *argv[] = {"SET", key, v, "EX", ex};
+    size_t lens[] = {3, kl, vl, 2, exl};
+    redisReply *r = conn_command(p->pl, p->cfg, p->res, 5, argv, lens);
+    if (r == NULL)
+        p->broken = true;
+    else if (r->type == REDIS_REPLY_ERROR)
+        snprintf(p->res->error, sizeof p->res->error, "redis: cursor SET failed: %s", r->str);
 }
 
 static void partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
@@ -1244,6 +1483,7 @@ static void partition_run(planner_t *pl, const config_t *cfg, int partition, int
      * is ~0.6 ms of Redis, once per chunk.) */
     p.slice = p.batch < PLANNER_SCHED_SLICE_MAX ? p.batch : PLANNER_SCHED_SLICE_MAX;
     p.sched_len = key_global(p.sched_key, cfg->redis.prefix, "sched", partition);
+    p.cadence_len = key_global(p.cadence_key, cfg->redis.prefix, "cadence", partition);
     p.lease_len = key_global(p.lease_key, cfg->redis.prefix, "lease", partition);
     fmt_i64(p.lease_ms, cfg->planner.lease_ms);
     p.lease_renewed_ms = mono_ms();
@@ -1262,46 +1502,25 @@ static void partition_run(planner_t *pl, const config_t *cfg, int partition, int
         part_free(&p);
         return;
     }
-    char max[24], off[24], cnt[24];
-    size_t maxl = fmt_i64(max, as_of);
-    size_t cntl = fmt_i64(cnt, (int64_t)chunk);
-    while (!p.broken && !p.lease_lost) {
-        if (stopping(pl)) {
-            res->aborted = true;
-            break;
-        }
-        if (maybe_send_renew(&p)) { /* the pipeline is empty: answer it now */
-            if (p.broken)
-                break;
-            group_t g;
-            fifo_pop(&p, &g);
-            on_renew_group(&p);
-            if (p.broken || p.lease_lost)
-                break;
-        }
-        size_t offl = fmt_i64(off, (int64_t)p.offset);
-        const char *argv[] = {"ZRANGEBYSCORE", p.sched_key, "-inf", max, "LIMIT", off, cnt};
-        size_t lens[] = {13, p.sched_len, 4, maxl, 5, offl, cntl};
-        redisReply *r = conn_command(pl, cfg, res, 7, argv, lens);
-        if (r == NULL)
-            break;
-        if (r->type != REDIS_REPLY_ARRAY) {
-            snprintf(res->error, sizeof res->error, "redis: ZRANGEBYSCORE failed: %s",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-            break;
-        }
-        size_t got = r->elements;
-        size_t n = chunk_load(&p, r);
-        arena_reset(&pl->arena);
-        if (n == 0 && got > 0 && p.ids_cap == 0) {
-            snprintf(res->error, sizeof res->error, "out of memory");
-            break;
-        }
-        if (n > 0)
-            chunk_run(&p, n);
-        if (got < chunk)
-            break;
+    /* The cadence first: members that join it in the due walk below are
+     * then not read twice in one pass. */
+    char cursor_key[KEY_MAX];
+    size_t cursor_len = key_global(cursor_key, cfg->redis.prefix, "cursor", partition);
+    bool have_cursor = false;
+    int64_t cursor = 0;
+    if (cursor_get(&p, cursor_key, cursor_len, &have_cursor, &cursor)) {
+        cadence_range_t ranges[2];
+        int n_ranges = cadence_window(have_cursor, cursor, as_of, cfg->planner.interval_s, ranges);
+        bool walked = true;
+        for (int i = 0; i < n_ranges && walked; i++)
+            walked = cadence_walk(&p, &ranges[i], chunk);
+        /* Only a whole window moves the cursor: an interrupted walk is
+         * walked again, and what it already planned is kept. */
+        if (n_ranges > 0 && walked && res->error[0] == '\0' && !stopping(pl))
+            cursor_set(&p, cursor_key, cursor_len);
     }
+    if (!p.broken && !p.lease_lost && res->error[0] == '\0')
+        due_walk(&p, chunk);
     if (stopping(pl) && !p.broken)
         res->aborted = true;
     part_free(&p);
@@ -1348,10 +1567,11 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
     metrics_planner_pass_finished(metrics, res->seconds, res->planned, res->failed);
     double rate = res->seconds > 0 ? (double)res->planned / res->seconds : 0.0;
     log_write(res->error[0] ? LOG_WARN : LOG_INFO, "planner pass",
-              "trigger=%s as_of=%lld planned=%llu failed=%llu removed=%llu partitions=%d "
+              "trigger=%s as_of=%lld planned=%llu kept=%llu failed=%llu removed=%llu "
+              "partitions=%d "
               "skipped=%d seconds=%.3f members_per_s=%.0f%s%s%s%s",
               trigger, (long long)as_of, (unsigned long long)res->planned,
-              (unsigned long long)res->failed, (unsigned long long)res->removed,
+              (unsigned long long)res->kept, (unsigned long long)res->failed, (unsigned long long)res->removed,
               res->partitions_done, res->partitions_skipped, res->seconds, rate,
               res->aborted ? " aborted=1" : "", res->error[0] ? " error=\"" : "", res->error,
               res->error[0] ? "\"" : "");

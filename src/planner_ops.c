@@ -5,9 +5,9 @@
  * request's own config snapshot and the fast path's async store: read the
  * features and the stored plan version (one pipelined round trip), plan
  * (slow_plan_member, pure and sub-microsecond, so it is fine on the loop),
- * then write the plan with the worker's plan-write script and put the member
- * in the schedule at the plan's valid_until (a second round trip, both
- * commands pipelined). The answer carries the plan as stored.
+ * then write the plan with the worker's plan-write script and add the member
+ * to its partition's cadence set at its phase (cadence.h; a second round
+ * trip, both commands pipelined). The answer carries the plan as stored.
  *
  * planner_run hands one full pass to the planner thread (planner.c) and
  * answers when the thread posts the result back; the loop keeps serving
@@ -23,6 +23,7 @@
 #include "notifd/ops_policy.h"
 #include "notifd/planner.h"
 #include "notifd/policy.h"
+#include "notifd/cadence.h"
 #include "notifd/schedule.h"
 #include "notifd/slow_policy.h"
 
@@ -88,7 +89,7 @@ static void replan_write(replan_ctx_t *r)
     snprintf(plan->arm, sizeof plan->arm, "%s", arm_name);
     plan->version = r->old_version + 1;
     plan->computed_at = r->ts;
-    plan->valid_until = planner_valid_until(cfg, r->member, r->member_len, plan->version, r->ts);
+    plan->valid_until = planner_valid_until(cfg, r->member, r->member_len, r->ts);
     snprintf(plan->source, sizeof plan->source, "planner");
 
     char key[KEY_MAX];
@@ -114,9 +115,9 @@ static void on_scheduled(redisReply *reply, void *privdata)
     replan_answer(r);
 }
 
-/* The plan is stored: now (and only now) move the member's due time. A
- * plain ZADD, not NX: the member is due again when this plan expires,
- * whether or not it was in the schedule before. */
+/* The plan is stored: now (and only now) the member joins the cadence at
+ * its phase (a plain ZADD: the phase is a function of the id), so the
+ * planner replans it as the phase comes round after half an interval. */
 static void on_written(redisReply *reply, void *privdata)
 {
     replan_ctx_t *r = privdata;
@@ -130,10 +131,10 @@ static void on_written(redisReply *reply, void *privdata)
     /* Usually old + 1; more if another writer got in between (the hash
      * still holds the valid_until sent, which is what the answer shows). */
     r->plan.version = r->written_version;
-    char skey[KEY_MAX], due[24];
-    size_t sl = key_global(skey, cfg->redis.prefix, "sched",
+    char skey[KEY_MAX], due[32];
+    size_t sl = key_global(skey, cfg->redis.prefix, "cadence",
                            schedule_partition(r->member, r->member_len));
-    int dl = snprintf(due, sizeof due, "%lld", (long long)r->plan.valid_until);
+    int dl = snprintf(due, sizeof due, "%.17g", cadence_phase(r->member, r->member_len));
     const char *argv[] = {"ZADD", skey, due, r->member};
     size_t lens[] = {4, sl, (size_t)dl, r->member_len};
     if (store_command(r->req->app->store, on_scheduled, r, 4, argv, lens) != 0)
@@ -281,8 +282,9 @@ static void on_pass_done(const planner_result_t *res, void *arg)
         return;
     }
     policy_forget_plans(req->app);
-    request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:f,s:i,s:i}", "planned",
-                                    (json_int_t)res->planned, "failed", (json_int_t)res->failed,
+    request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:I,s:f,s:i,s:i}", "planned",
+                                    (json_int_t)res->planned, "kept", (json_int_t)res->kept,
+                                    "failed", (json_int_t)res->failed,
                                     "removed", (json_int_t)res->removed, "seconds", res->seconds,
                                     "partitions", res->partitions_done, "partitions_skipped",
                                     res->partitions_skipped));

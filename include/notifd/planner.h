@@ -7,11 +7,12 @@
  * planner.enabled; the planner_run op asks for one pass as of a given time
  * and is answered when that pass is over. A pass walks the schedule
  * partitions (schedule.h), claims each with a Redis lease so a fleet of
- * notifd instances shares the work, and replans the due members of a
- * partition in pipelined batches: read features and plan version, compute
- * (slow_plan_member, pure), write each plan in one script call, move the
- * member's due time to the new plan's valid_until. docs/planner.md has the
- * whole story (cadence, leases, TTLs, jitter, errors, reload, stop).
+ * notifd instances shares the work, and replans, in pipelined batches, the
+ * members of a partition whose phase came round since its last pass
+ * (cadence.h) and those that joined or lost their plan meanwhile: read
+ * features and plan, compute (slow_plan_member, pure), write each plan in
+ * one command. docs/planner.md has the whole story (cadence, leases, TTLs,
+ * errors, reload, stop).
  *
  * Thread rules: planner_start, planner_request_pass and planner_stop are
  * called on the loop thread; completion callbacks run on the loop thread
@@ -36,11 +37,12 @@ typedef struct planner planner_t;
 
 /* What one pass did. */
 typedef struct planner_result {
-    uint64_t planned;          /* plans written (and due times moved) */
+    uint64_t planned;          /* plans written */
+    uint64_t kept;             /* read, but the stored plan is recent and in force */
     uint64_t failed;           /* members whose plan could not be written */
     uint64_t removed;          /* members dropped from the schedule: no features */
-    int partitions_done;       /* partitions with due members this instance walked */
-    int partitions_skipped;    /* with due members, but leased by another instance */
+    int partitions_done;       /* partitions with work this instance walked */
+    int partitions_skipped;    /* with work, but leased by another instance */
     double seconds;
     bool aborted;              /* stopped early: notifd is stopping */
     char error[160];           /* "" or why the pass could not complete (Redis) */
@@ -52,8 +54,8 @@ typedef void (*planner_done_fn)(const planner_result_t *result, void *arg);
 /* Starts the worker thread (loop thread, from policy_start). NULL on error. */
 planner_t *planner_start(app_t *app);
 
-/* Queues one pass as of `as_of` (unix seconds): all partitions, due times up
- * to as_of. Passes run one at a time, in request order, after any pass that
+/* Queues one pass as of `as_of` (unix seconds): all partitions, everything
+ * due up to as_of. Passes run one at a time, in request order, after any pass that
  * is running. `fn` runs later on the loop thread, never synchronously.
  * Returns 0, or -1 (fn not called) when the worker is stopping. */
 int planner_request_pass(planner_t *pl, int64_t as_of, planner_done_fn fn, void *arg);
@@ -85,12 +87,11 @@ typedef struct planner_write_args {
     char text[768];            /* the formatted numbers and names argv points into */
 } planner_write_args_t;
 
-/* valid_until of a plan computed at `computed_at`: one interval later plus a
- * jitter of up to jitter_frac * interval_s that depends only on the member
- * and the version, so the fleet does not replan everyone in the same second
- * and a retried write lands on the same time. */
+/* valid_until of the member's plan computed at `computed_at`: until its
+ * phase comes round again (cadence_valid_until), at least one interval,
+ * plus planner.jitter of an interval as grace for a late pass. */
 int64_t planner_valid_until(const config_t *cfg, const char *member, size_t member_len,
-                            int64_t version, int64_t computed_at);
+                            int64_t computed_at);
 
 /* How long the plan hash lives: until valid_until plus one more interval,
  * so the next cadence still finds the previous version to count on. */

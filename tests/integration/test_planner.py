@@ -80,6 +80,34 @@ def sched_key(m):
     return "%ssched:%d" % (PREFIX, gen_members.schedule_partition(m.encode()))
 
 
+def cadence_key(m):
+    return "%scadence:%d" % (PREFIX, gen_members.schedule_partition(m.encode()))
+
+
+def phase(m):
+    return gen_members.cadence_phase(m.encode())
+
+
+def phase_next(u, t, interval=WEEK):
+    """cadence_next(): the first time after t that phase u comes round."""
+    wait = (int(u * interval) - t) % interval
+    return t + (wait or interval)
+
+
+def expected_valid_until(m, computed_at, interval=WEEK, grace=0.05):
+    """cadence_valid_until() with the default planner.jitter as the grace."""
+    until = max(computed_at + interval, phase_next(phase(m), computed_at + interval // 2))
+    return until + int(grace * interval)
+
+
+def in_window(u, t0, t1, interval=WEEK):
+    """Whether phase u came round in (t0, t1] (cadence_window())."""
+    if t1 - t0 >= interval:
+        return True
+    lo, hi = (t0 % interval) / interval, (t1 % interval) / interval
+    return lo < u <= hi if lo < hi else (u > lo or u <= hi)
+
+
 class PlannerOpsTest(NotifdTestCase):
     overrides = {"planner": {"enabled": False}}
 
@@ -130,8 +158,9 @@ class PlannerOpsTest(NotifdTestCase):
         self.assertEqual(plan["version"], 1)
         self.assertEqual(plan["computed_at"], ts)
         interval = 604800
+        self.assertEqual(plan["valid_until"], expected_valid_until("engaged", ts))
         self.assertGreaterEqual(plan["valid_until"], ts + interval)
-        self.assertLessEqual(plan["valid_until"], ts + interval * 1.05)
+        self.assertLessEqual(plan["valid_until"], ts + interval * 1.55)
         stored = self.redis.command("HGETALL", plan_key("engaged"))
         h = dict(zip(stored[::2], stored[1::2]))
         self.assertEqual(set(h), PLAN_FIELDS)
@@ -144,9 +173,9 @@ class PlannerOpsTest(NotifdTestCase):
         self.assertEqual(float(h["push_per_week"]), plan["per_week"]["push"])
         self.assertEqual(float(h["email_per_week"]), plan["per_week"]["email"])
         self.assertGreater(self.redis.command("TTL", plan_key("engaged")), interval)
-        # The member is due again when the plan expires.
-        self.assertEqual(int(self.redis.command("ZSCORE", sched_key("engaged"), "engaged")),
-                         plan["valid_until"])
+        # The member joins the cadence at its phase.
+        self.assertEqual(float(self.redis.command("ZSCORE", cadence_key("engaged"), "engaged")),
+                         phase("engaged"))
 
         for v in (2, 3):
             again = c.request({"op": "replan", "member": "engaged", "ts": ts + v})
@@ -174,31 +203,37 @@ class PlannerOpsTest(NotifdTestCase):
         p.load_members(10, due=T0, start=0)
         p.load_members(10, due=T0 + 5 * DAY, start=10)
         c = self.client()
-        r = c.request({"op": "planner_run", "ts": T0 + 60, "id": 7})
+        t1 = T0 + 60
+        r = c.request({"op": "planner_run", "ts": t1, "id": 7})
         self.assertTrue(r["ok"], r)
         self.assertEqual(r["id"], 7)
-        self.assertEqual((r["planned"], r["failed"], r["removed"]), (10, 0, 0))
+        self.assertEqual((r["planned"], r["kept"], r["failed"], r["removed"]), (10, 0, 0, 0))
         self.assertLessEqual(r["partitions"] + r["partitions_skipped"], 10)
         self.assertGreaterEqual(r["partitions"], 1)
         self.assertIsInstance(r["seconds"], float)
-        for i in range(10):
-            m = member(i)
+        first = [member(i) for i in range(10)]
+        for m in first:
             h = p.run([["HGETALL", plan_key(m)]])[0]
             h = dict(zip(h[::2], h[1::2]))
             self.assertEqual(h["version"], "1")
             self.assertEqual(h["source"], "planner")
-            self.assertEqual(int(h["computed_at"]), T0 + 60)
-            due = int(self.redis.command("ZSCORE", sched_key(m), m))
-            self.assertEqual(due, int(h["valid_until"]))
-            self.assertGreaterEqual(due, T0 + 60 + WEEK)
+            self.assertEqual(int(h["computed_at"]), t1)
+            self.assertEqual(int(h["valid_until"]), expected_valid_until(m, t1))
+            # Planned: out of the due set, into the cadence at its phase.
+            self.assertIsNone(self.redis.command("ZSCORE", sched_key(m), m))
+            self.assertEqual(float(self.redis.command("ZSCORE", cadence_key(m), m)), phase(m))
         for i in range(10, 20):
             m = member(i)
             self.assertEqual(self.redis.command("EXISTS", plan_key(m)), 0)
             self.assertEqual(int(self.redis.command("ZSCORE", sched_key(m), m)), T0 + 5 * DAY)
+            self.assertIsNone(self.redis.command("ZSCORE", cadence_key(m), m))
 
-        # Nothing is due twice in one cadence.
-        again = c.request({"op": "planner_run", "ts": T0 + 120})
+        # Nothing is planned twice in half a cadence: members whose phase
+        # comes round in the next three days keep the plan they just got.
+        t2 = t1 + 3 * DAY
+        again = c.request({"op": "planner_run", "ts": t2})
         self.assertEqual(again["planned"], 0)
+        self.assertEqual(again["kept"], sum(in_window(phase(m), t1, t2) for m in first))
 
         # The fast path honours the plan.
         d = c.request({"op": "decide", "member": member(0), "channel": "push",
@@ -208,9 +243,15 @@ class PlannerOpsTest(NotifdTestCase):
         self.assertEqual(d["plan"]["source"], "planner")
         self.assertEqual(d["plan"]["version"], 1)
 
-        # Later, the rest are due; the first ten are not yet.
-        later = c.request({"op": "planner_run", "ts": T0 + 5 * DAY})
-        self.assertEqual(later["planned"], 10)
+        # Later, the rest are due, and so are the first ten whose phase came
+        # round since (their plans are more than half a cadence old by then).
+        t3 = T0 + 5 * DAY
+        later = c.request({"op": "planner_run", "ts": t3})
+        replanned = {m for m in first if in_window(phase(m), t2, t3)}
+        self.assertEqual(later["planned"], 10 + len(replanned))
+        for m in first:
+            self.assertEqual(self.redis.command("HGET", plan_key(m), "version"),
+                             "2" if m in replanned else "1", m)
 
     def test_a_member_whose_features_expired_leaves_the_schedule(self):
         p = self.pipe()
@@ -221,7 +262,15 @@ class PlannerOpsTest(NotifdTestCase):
         r = self.client().request({"op": "planner_run", "ts": T0 + 1})
         self.assertEqual((r["planned"], r["failed"], r["removed"]), (1, 0, 1))
         self.assertIsNone(self.redis.command("ZSCORE", sched_key(ghost), ghost))
+        self.assertIsNone(self.redis.command("ZSCORE", cadence_key(ghost), ghost))
         self.assertEqual(self.redis.command("EXISTS", plan_key(ghost)), 0)
+        # Once in the cadence, it leaves that too when its features go.
+        kept = member(0)
+        self.assertIsNotNone(self.redis.command("ZSCORE", cadence_key(kept), kept))
+        self.redis.command("DEL", "%smember:{%s}" % (PREFIX, kept))
+        r = self.client().request({"op": "planner_run", "ts": T0 + 1 + WEEK})
+        self.assertEqual((r["planned"], r["failed"], r["removed"]), (0, 0, 1))
+        self.assertIsNone(self.redis.command("ZSCORE", cadence_key(kept), kept))
 
     def test_stale_fields_of_an_older_plan_are_dropped(self):
         p = self.pipe()
@@ -294,7 +343,9 @@ class PlannerOpsTest(NotifdTestCase):
         # The reload did reach the planner: a prohibitive cost plans nothing.
         self.assertEqual(volumes[-1], 0)
         self.assertLess(volumes[-1], volumes[0])
-        # And the worker thread uses the reloaded config too.
+        # And the worker thread uses the reloaded config too (the plan the
+        # op just wrote would be kept as current: drop it).
+        self.redis.command("DEL", plan_key("casual"))
         self.redis.command("ZADD", sched_key("casual"), ts, "casual")
         r = c.request({"op": "planner_run", "ts": ts})
         self.assertEqual(r["planned"], 1)
@@ -368,8 +419,9 @@ class PlannerNiceTest(NotifdTestCase):
 
 class PlannerChunksTest(NotifdTestCase):
     """One partition larger than a chunk (4096 members), so the pass queries
-    the schedule several times, moves due times in several slices per chunk
-    (batch_size 100: slices of 100) and steps over a member it cannot plan."""
+    each of its sets several times, updates the schedule in several slices
+    per chunk (batch_size 100: slices of 100) and steps over a member it
+    cannot plan."""
 
     overrides = {"planner": {"enabled": False, "batch_size": 100}}
     MEMBERS = 5000
@@ -384,36 +436,87 @@ class PlannerChunksTest(NotifdTestCase):
         # leases, whatever the members' hash says.
         self.pipe.run([["DEL"] + ["%ssched:%d" % (PREFIX, n) for n in range(64)]])
         self.key = "%ssched:0" % PREFIX
-        entries = [member(i) for i in range(self.MEMBERS)] + ["g%05d" % i
-                                                             for i in range(self.GHOSTS)]
+        self.cadence = "%scadence:0" % PREFIX
+        self.members = [member(i) for i in range(self.MEMBERS)]
+        entries = self.members + ["g%05d" % i for i in range(self.GHOSTS)]
         self.pipe.run([["ZADD", self.key, str(T0), m] for m in entries])
         self.bad = member(5)
         self.pipe.run([["SET", plan_key(self.bad), "not a hash"]])
 
-    def test_each_due_member_is_planned_once_and_a_failure_keeps_its_due_time(self):
-        c = self.client()
-        r = c.request({"op": "planner_run", "ts": T0 + 60})
+    def run_pass(self, ts):
+        r = self.client().request({"op": "planner_run", "ts": ts})
         self.assertTrue(r["ok"], r)
+        return r
+
+    def versions(self):
+        return self.pipe.run([["HGET", plan_key(m), "version"] for m in self.members])
+
+    def test_each_due_member_is_planned_once_and_a_failure_keeps_its_due_time(self):
+        r = self.run_pass(T0 + 60)
         self.assertEqual((r["planned"], r["failed"], r["removed"]),
                          (self.MEMBERS - 1, 1, self.GHOSTS))
-        good = [member(i) for i in range(self.MEMBERS) if member(i) != self.bad]
+        good = [m for m in self.members if m != self.bad]
         plans = self.pipe.run([["HMGET", plan_key(m), "version", "valid_until"] for m in good])
-        scores = self.pipe.run([["ZSCORE", self.key, m] for m in good])
+        scores = self.pipe.run([["ZSCORE", self.cadence, m] for m in good])
         self.assertEqual({p[0] for p in plans}, {"1"})
-        # Each member moved to its own plan's valid_until (the sorted slices
-        # kept members and due times together).
-        self.assertEqual([int(s) for s in scores], [int(p[1]) for p in plans])
-        self.assertEqual(int(self.redis.command("ZSCORE", self.key, self.bad)), T0)
-        self.assertEqual(self.redis.command("ZCARD", self.key), self.MEMBERS)  # ghosts gone
+        self.assertEqual([int(p[1]) for p in plans],
+                         [expected_valid_until(m, T0 + 60) for m in good])
+        # Each member joined the cadence at its own phase (the slices sorted
+        # by phase kept members and phases together).
+        self.assertEqual([float(x) for x in scores], [phase(m) for m in good])
+        # Only the failed member is still due; the ghosts are gone.
+        self.assertEqual(self.redis.command("ZRANGE", self.key, 0, -1, "WITHSCORES"),
+                         [self.bad, str(T0)])
 
-        # Only the failed member is still due; it fails again, nobody else
-        # gets a second plan.
-        again = c.request({"op": "planner_run", "ts": T0 + 120})
+        # It fails again, nobody else gets a second plan.
+        again = self.run_pass(T0 + 120)
         self.assertEqual((again["planned"], again["failed"], again["removed"]), (0, 1, 0))
         self.pipe.run([["DEL", plan_key(self.bad)]])
-        last = c.request({"op": "planner_run", "ts": T0 + 180})
+        last = self.run_pass(T0 + 180)
         self.assertEqual((last["planned"], last["failed"]), (1, 0))
         self.assertEqual(self.redis.command("HGET", plan_key(self.bad), "version"), "1")
+        self.assertEqual(self.redis.command("ZCARD", self.key), 0)
+        self.assertEqual(self.redis.command("ZCARD", self.cadence), self.MEMBERS)
+
+    def test_the_cadence_walk_replans_each_phase_once(self):
+        self.pipe.run([["DEL", plan_key(self.bad)]])
+        t0 = T0 + 60
+        self.assertEqual(self.run_pass(t0)["planned"], self.MEMBERS)
+        # A whole cadence later: every member once, in two chunks.
+        t1 = t0 + WEEK
+        r = self.run_pass(t1)
+        self.assertEqual((r["planned"], r["kept"], r["failed"]), (self.MEMBERS, 0, 0))
+        self.assertEqual(set(self.versions()), {"2"})
+        # Four days on: exactly the members whose phase came round.
+        t2 = t1 + 4 * DAY
+        due = {m for m in self.members if in_window(phase(m), t1, t2)}
+        self.assertGreater(len(due), self.MEMBERS * 0.5)  # more than a chunk
+        r = self.run_pass(t2)
+        self.assertEqual((r["planned"], r["kept"]), (len(due), 0))
+        self.assertEqual(self.versions(), ["3" if m in due else "2" for m in self.members])
+        # 3.25 days on, the window reaches the phases planned at t2 again
+        # (for its last quarter day): those plans are not half a cadence
+        # old, so they are kept, not planned twice. (The window of t2 above
+        # wrapped past the end of a cycle: T0 is 5.9 days into one.)
+        t3 = t2 + 3 * DAY + 6 * 3600
+        r = self.run_pass(t3)
+        rest = {m for m in self.members if in_window(phase(m), t2, t3)}
+        self.assertGreater(len(rest & due), 0)
+        self.assertEqual((r["planned"], r["kept"]), (len(rest - due), len(rest & due)))
+        self.assertEqual(self.versions(), ["3" if m in due or m in rest else "2"
+                                           for m in self.members])
+        # No pass moved the schedule in Redis: the same phases throughout.
+        self.assertEqual(self.redis.command("ZCARD", self.cadence), self.MEMBERS)
+
+    def test_members_of_one_phase_are_walked_across_chunks(self):
+        self.pipe.run([["DEL", plan_key(self.bad)]])
+        self.assertEqual(self.run_pass(T0 + 60)["planned"], self.MEMBERS)
+        # Every member on one score (a phase written by something else):
+        # the second chunk continues at that score, past the first 4096.
+        self.pipe.run([["ZADD", self.cadence, "0.5", m] for m in self.members])
+        r = self.run_pass(T0 + 60 + WEEK)
+        self.assertEqual((r["planned"], r["kept"], r["failed"]), (self.MEMBERS, 0, 0))
+        self.assertEqual(set(self.versions()), {"2"})
 
 
 class TwoInstancesTest(unittest.TestCase):

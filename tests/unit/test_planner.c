@@ -1,6 +1,6 @@
 /*
  * test_planner.c - unit tests for the planner's pure helpers
- * (src/planner.c): the jittered valid_until, the plan TTL, the plan-write
+ * (src/planner.c): valid_until by the member's phase, the plan TTL, the plan-write
  * argument layout shared by the worker and the replan op, and the
  * planner.poll_s config key. The worker itself (thread, leases, pipeline)
  * runs against a real Redis in tests/integration/test_planner.py.
@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "notifd/cadence.h"
 #include "notifd/config.h"
 #include "notifd/planner.h"
 
@@ -29,37 +30,38 @@ static config_t *load(const char *json)
     return cfg;
 }
 
-static void valid_until_is_one_interval_plus_bounded_deterministic_jitter(void **state)
+static void valid_until_follows_the_members_phase_plus_the_grace(void **state)
 {
     (void)state;
     config_t *cfg = load("{\"planner\": {\"interval_s\": 100000, \"jitter\": 0.1}}");
     assert_non_null(cfg);
     int64_t lo = INT64_MAX, hi = INT64_MIN;
-    int distinct_versions = 0;
     for (int i = 0; i < 2000; i++) {
         char m[32];
         int n = snprintf(m, sizeof m, "member-%d", i);
-        int64_t v = planner_valid_until(cfg, m, (size_t)n, 1, 5000);
-        assert_true(v >= 5000 + 100000);
-        assert_true(v < 5000 + 100000 + 10000);
-        assert_int_equal(v, planner_valid_until(cfg, m, (size_t)n, 1, 5000));
-        distinct_versions += v != planner_valid_until(cfg, m, (size_t)n, 2, 5000);
+        int64_t v = planner_valid_until(cfg, m, (size_t)n, 5000);
+        /* One to one and a half intervals, plus 10% of one as grace. */
+        assert_true(v >= 5000 + 100000 + 10000);
+        assert_true(v <= 5000 + 150000 + 10000);
+        assert_int_equal(v, cadence_valid_until(cadence_phase(m, (size_t)n), 100000, 0.1, 5000));
+        assert_int_equal(v, planner_valid_until(cfg, m, (size_t)n, 5000));
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }
-    /* Spread over (nearly) the whole jitter window, and per version. */
-    assert_true(hi - lo > 9000);
-    assert_true(distinct_versions > 1900);
+    /* Spread by phase over the half interval after the first. */
+    assert_true(hi - lo > 45000);
     config_release(cfg);
 }
 
-static void no_jitter_means_exactly_one_interval(void **state)
+static void no_grace_on_the_phase_means_exactly_one_interval(void **state)
 {
     (void)state;
     config_t *cfg = load("{\"planner\": {\"interval_s\": 604800, \"jitter\": 0}}");
     assert_non_null(cfg);
-    assert_int_equal(planner_valid_until(cfg, "a", 1, 7, 1700000000), 1700000000 + 604800);
-    assert_int_equal(planner_plan_ttl_s(cfg, 1700000000, 1700000000 + 604800), 2 * 604800);
+    /* Computed as "a"'s phase comes round: valid for exactly one interval. */
+    int64_t at = cadence_next(cadence_phase("a", 1), 604800, 1700000000);
+    assert_int_equal(planner_valid_until(cfg, "a", 1, at), at + 604800);
+    assert_int_equal(planner_plan_ttl_s(cfg, at, at + 604800), 2 * 604800);
     config_release(cfg);
 }
 
@@ -123,8 +125,8 @@ static void poll_s_has_a_default_and_a_range(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(valid_until_is_one_interval_plus_bounded_deterministic_jitter),
-        cmocka_unit_test(no_jitter_means_exactly_one_interval),
+        cmocka_unit_test(valid_until_follows_the_members_phase_plus_the_grace),
+        cmocka_unit_test(no_grace_on_the_phase_means_exactly_one_interval),
         cmocka_unit_test(write_args_hold_every_contract_field),
         cmocka_unit_test(poll_s_has_a_default_and_a_range),
     };
