@@ -197,6 +197,18 @@ int64_t planner_plan_ttl_s(const config_t *cfg, int64_t computed_at, int64_t val
     return ttl > 1 ? ttl : 1;
 }
 
+int64_t planner_plan_ttl_set_s(const config_t *cfg, int64_t computed_at, int64_t valid_until)
+{
+    return planner_plan_ttl_s(cfg, computed_at, valid_until) +
+           PLANNER_TTL_AHEAD * cfg->planner.interval_s;
+}
+
+bool planner_ttl_long_enough(const config_t *cfg, int64_t expires_at, int64_t computed_at,
+                             int64_t valid_until, int64_t now)
+{
+    return expires_at >= now + planner_plan_ttl_s(cfg, computed_at, valid_until);
+}
+
 /* Decimal of a signed integer into `out`; returns the length. snprintf is a
  * measurable share of a pass, and these are all plain integers. */
 static size_t fmt_i64(char *out, int64_t v)
@@ -218,7 +230,8 @@ static size_t fmt_i64(char *out, int64_t v)
 }
 
 void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, const char *key,
-                              size_t key_len, const plan_t *plan, int64_t ttl_s)
+                              size_t key_len, const plan_t *plan, int64_t ttl_s,
+                              int64_t expires_at)
 {
     char *t = out->text;
     int n = 0;
@@ -246,6 +259,10 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
     ARG_INT(plan->valid_until);
     ARG_LIT("source");
     ARG_LIT("planner");
+    if (expires_at != 0) {
+        ARG_LIT("expires_at");
+        ARG_INT(expires_at);
+    }
     if (plan->arm[0] != '\0') {
         ARG_LIT("arm");
         ARG(plan->arm, strlen(plan->arm));
@@ -713,7 +730,12 @@ typedef struct sched_move {
 } sched_move_t;
 
 /* How a member's plan goes out (see plan_send). */
-typedef enum write_mode { WRITE_NONE = 0, WRITE_HSET, WRITE_SCRIPT } write_mode_t;
+typedef enum write_mode {
+    WRITE_NONE = 0,
+    WRITE_HSET,          /* HSET and EXPIRE */
+    WRITE_HSET_KEEP_TTL, /* HSET alone: the stored TTL is long enough */
+    WRITE_SCRIPT
+} write_mode_t;
 
 typedef struct member_slot {
     size_t id_off, len;  /* the id in part_ctx.ids */
@@ -741,6 +763,7 @@ typedef struct part_ctx {
     char last_score[40]; /* cadence walk: the chunk's last score, as Redis wrote it */
     size_t n_at_last;    /* cadence walk: members of the chunk with that score */
     size_t removed_at_last; /* ... of which chunk_reschedule removed */
+    int64_t wall_now;    /* time(NULL) at the start of the chunk: plan TTLs */
     char lease_key[KEY_MAX];
     size_t lease_len;
     char lease_ms[24];
@@ -903,10 +926,11 @@ static bool stored_plan_current(const part_ctx_t *p, const redisReply *stored)
  * plan-write script DELs and HSETs in one call so no stale field survives.
  */
 static bool stored_plan_covered(const part_ctx_t *p, const redisReply *stored,
-                                const plan_t *plan, int64_t *version)
+                                const plan_t *plan, int64_t *version, int64_t *expires_at)
 {
     bool covered = true;
     *version = 0;
+    *expires_at = 0;
     for (size_t i = 0; i + 1 < stored->elements; i += 2) {
         const redisReply *f = stored->element[i], *v = stored->element[i + 1];
         if (f->type != REDIS_REPLY_STRING)
@@ -914,6 +938,11 @@ static bool stored_plan_covered(const part_ctx_t *p, const redisReply *stored,
         if (field_is(f, "version", 7)) {
             if (v->type != REDIS_REPLY_STRING || !str_i64(v->str, v->len, version))
                 covered = false; /* not ours: let the script sort it out */
+            continue;
+        }
+        if (field_is(f, "expires_at", 10)) {
+            if (v->type != REDIS_REPLY_STRING || !str_i64(v->str, v->len, expires_at))
+                *expires_at = 0; /* unreadable: set the TTL again */
             continue;
         }
         if (field_is(f, "action", 6) || field_is(f, "computed_at", 11) ||
@@ -980,17 +1009,22 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
         return;
     }
     snprintf(plan.arm, sizeof plan.arm, "%s", arm_name);
-    int64_t old = 0;
-    bool covered = stored_plan_covered(p, stored, &plan, &old);
+    int64_t old = 0, expires_at = 0;
+    bool covered = stored_plan_covered(p, stored, &plan, &old, &expires_at);
     plan.version = old + 1;
     plan.computed_at = p->as_of;
     plan.valid_until = planner_valid_until(cfg, id, s->len, p->as_of);
-    int64_t ttl = planner_plan_ttl_s(cfg, plan.computed_at, plan.valid_until);
+    /* The TTL is set ahead (PLANNER_TTL_AHEAD), so most writes find it
+     * long enough and leave it: an EXPIRE per member was 6% of Redis's
+     * time in a pass. The script path always sets it. */
+    bool keep_ttl = covered && planner_ttl_long_enough(cfg, expires_at, plan.computed_at,
+                                                       plan.valid_until, p->wall_now);
+    int64_t ttl = planner_plan_ttl_set_s(cfg, plan.computed_at, plan.valid_until);
 
     char key[KEY_MAX];
     size_t kl = key_member(key, cfg->redis.prefix, "plan", id, s->len, "", 0);
     planner_write_args_t wa;
-    planner_write_args_build(&wa, cfg, key, kl, &plan, ttl);
+    planner_write_args_build(&wa, cfg, key, kl, &plan, ttl, keep_ttl ? 0 : p->wall_now + ttl);
     cmdbuf_t *out = &p->pl->out;
     if (covered) {
         /* HSET key version v <fields>, then the TTL. wa: key, version, ttl,
@@ -1002,11 +1036,14 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
         cmdbuf_arg(out, wa.argv[1], wa.lens[1]);
         for (int i = 3; i < wa.argc; i++)
             cmdbuf_arg(out, wa.argv[i], wa.lens[i]);
-        cmdbuf_begin(out, 3);
-        cmdbuf_arg(out, "EXPIRE", 6);
-        cmdbuf_arg(out, key, kl);
-        cmdbuf_arg_i64(out, ttl);
-        s->write = WRITE_HSET;
+        s->write = WRITE_HSET_KEEP_TTL;
+        if (!keep_ttl) {
+            cmdbuf_begin(out, 3);
+            cmdbuf_arg(out, "EXPIRE", 6);
+            cmdbuf_arg(out, key, kl);
+            cmdbuf_arg_i64(out, ttl);
+            s->write = WRITE_HSET;
+        }
     } else {
         cmdbuf_begin(out, 3 + wa.argc);
         cmdbuf_arg(out, "EVALSHA", 7);
@@ -1369,6 +1406,7 @@ static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const cha
         snprintf(res->error, sizeof res->error, "out of memory");
         return -1;
     }
+    p->wall_now = (int64_t)time(NULL);
     if (n > 0)
         chunk_run(p, n);
     return (long)got;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "notifd/features.h"
 #include "notifd/keys.h"
@@ -95,8 +96,8 @@ static void replan_write(replan_ctx_t *r)
     char key[KEY_MAX];
     size_t kl = key_member(key, cfg->redis.prefix, "plan", r->member, r->member_len, "", 0);
     planner_write_args_t wa;
-    planner_write_args_build(&wa, cfg, key, kl, plan,
-                             planner_plan_ttl_s(cfg, plan->computed_at, plan->valid_until));
+    int64_t ttl = planner_plan_ttl_set_s(cfg, plan->computed_at, plan->valid_until);
+    planner_write_args_build(&wa, cfg, key, kl, plan, ttl, (int64_t)time(NULL) + ttl);
     if (store_eval(req->app->store, policy_state(req->app)->script_plan_write, on_written, r, 1,
                    wa.argc - 1, wa.argv, wa.lens) != 0)
         replan_answer_unavailable(r);

@@ -77,7 +77,7 @@ void planner_stop(planner_t *pl);
  */
 extern const char planner_script_plan_write[];
 
-#define PLANNER_WRITE_MAX_ARGS (3 + 2 * (6 + NOTIFD_MAX_CHANNELS))
+#define PLANNER_WRITE_MAX_ARGS (3 + 2 * (7 + NOTIFD_MAX_CHANNELS))
 
 /* Arguments of one plan write (after EVALSHA sha numkeys), argv form. */
 typedef struct planner_write_args {
@@ -93,14 +93,31 @@ typedef struct planner_write_args {
 int64_t planner_valid_until(const config_t *cfg, const char *member, size_t member_len,
                             int64_t computed_at);
 
-/* How long the plan hash lives: until valid_until plus one more interval,
- * so the next cadence still finds the previous version to count on. */
+/* How long the plan hash must live at least: until valid_until plus one
+ * more interval, so the next cadence still finds the previous version to
+ * count on. */
 int64_t planner_plan_ttl_s(const config_t *cfg, int64_t computed_at, int64_t valid_until);
+
+/* The TTL a plan write sets when it sets one: planner_plan_ttl_s plus
+ * PLANNER_TTL_AHEAD intervals, so the next passes find the TTL long
+ * enough and leave it (planner_ttl_long_enough): an EXPIRE every third
+ * pass instead of every pass. */
+#define PLANNER_TTL_AHEAD 2
+int64_t planner_plan_ttl_set_s(const config_t *cfg, int64_t computed_at, int64_t valid_until);
+
+/* Whether a stored plan whose `expires_at` field (wall-clock unix s, written
+ * with its last TTL) says it lives until then still lives long enough for
+ * a new plan (computed_at, valid_until) written at wall-clock `now`. */
+bool planner_ttl_long_enough(const config_t *cfg, int64_t expires_at, int64_t computed_at,
+                             int64_t valid_until, int64_t now);
 
 /* Fills `out` for `plan` (action, per_week, computed_at, valid_until,
  * version and arm set by the caller; source is written as "planner"; arm
- * only when not empty). `key` and `plan` must outlive the use of `out`. */
+ * only when not empty; expires_at only when not 0: the write sets the TTL
+ * ttl_s, which runs out then). `key` and `plan` must outlive the use of
+ * `out`. */
 void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, const char *key,
-                              size_t key_len, const plan_t *plan, int64_t ttl_s);
+                              size_t key_len, const plan_t *plan, int64_t ttl_s,
+                              int64_t expires_at);
 
 #endif

@@ -24,7 +24,7 @@ DAY = 86400
 WEEK = 7 * DAY
 PREFIX = "t:"
 PLAN_FIELDS = {"version", "action", "computed_at", "valid_until", "source", "arm",
-               "push_per_week", "email_per_week"}
+               "expires_at", "push_per_week", "email_per_week"}
 
 
 def total(plan):
@@ -507,6 +507,45 @@ class PlannerChunksTest(NotifdTestCase):
                                            for m in self.members])
         # No pass moved the schedule in Redis: the same phases throughout.
         self.assertEqual(self.redis.command("ZCARD", self.cadence), self.MEMBERS)
+
+    def test_a_plan_ttl_is_set_ahead_and_left_while_it_is_long_enough(self):
+        self.pipe.run([["DEL", plan_key(self.bad)]])
+        self.redis.command("CONFIG", "RESETSTAT")
+        t0 = T0 + 60
+        self.assertEqual(self.run_pass(t0)["planned"], self.MEMBERS)
+        expires = [int(e) for e in self.pipe.run([["HGET", plan_key(m), "expires_at"]
+                                                  for m in self.members])]
+        ttls = self.pipe.run([["TTL", plan_key(m)] for m in self.members])
+        now = time.time()
+        for m, e, ttl in zip(self.members, expires, ttls):
+            # valid_until + one interval, and two more ahead.
+            want = expected_valid_until(m, t0) - t0 + 3 * WEEK
+            self.assertAlmostEqual(e - now, want, delta=60)
+            self.assertAlmostEqual(ttl, want, delta=60)
+        self.assertEqual(self.command_calls("expire"), self.MEMBERS)
+        # A cadence later (in as_of; seconds later on the wall clock) every
+        # member is planned again, and no TTL needs setting.
+        r = self.run_pass(t0 + WEEK)
+        self.assertEqual(r["planned"], self.MEMBERS)
+        self.assertEqual(self.command_calls("expire"), self.MEMBERS)
+        self.assertEqual(self.pipe.run([["HGET", plan_key(m), "expires_at"]
+                                        for m in self.members]), [str(e) for e in expires])
+        # A stored TTL that is too short by the plan's own account is set again.
+        short = self.members[:10]
+        self.pipe.run([["HSET", plan_key(m), "expires_at", str(int(now) + 100)] for m in short])
+        r = self.run_pass(t0 + 2 * WEEK)
+        self.assertEqual(r["planned"], self.MEMBERS)
+        self.assertEqual(self.command_calls("expire"), self.MEMBERS + len(short))
+        for m in short:
+            self.assertGreater(self.redis.command("TTL", plan_key(m)), 3 * WEEK)
+            self.assertGreater(int(self.redis.command("HGET", plan_key(m), "expires_at")),
+                               now + 3 * WEEK)
+
+    def command_calls(self, name):
+        for line in self.redis.command("INFO", "commandstats").splitlines():
+            if line.startswith("cmdstat_%s:" % name):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
 
     def test_members_of_one_phase_are_walked_across_chunks(self):
         self.pipe.run([["DEL", plan_key(self.bad)]])

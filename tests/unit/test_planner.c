@@ -81,7 +81,7 @@ static void write_args_hold_every_contract_field(void **state)
     plan.per_week[push] = 4;
     plan.per_week[email] = 2.5;
     planner_write_args_t wa;
-    planner_write_args_build(&wa, cfg, "p:plan:{a}", 10, &plan, 1209600);
+    planner_write_args_build(&wa, cfg, "p:plan:{a}", 10, &plan, 1209600, 0);
     /* key, version, ttl, then field/value pairs */
     assert_int_equal(wa.argc, 3 + 2 * 6);
     assert_memory_equal(wa.argv[0], "p:plan:{a}", 10);
@@ -100,6 +100,41 @@ static void write_args_hold_every_contract_field(void **state)
             }
         assert_true(found);
     }
+    config_release(cfg);
+}
+
+static void the_ttl_is_set_ahead_and_left_while_long_enough(void **state)
+{
+    (void)state;
+    config_t *cfg = load("{\"planner\": {\"interval_s\": 1000}}");
+    assert_non_null(cfg);
+    /* Needed: valid_until + one interval; set: two intervals more. */
+    assert_int_equal(planner_plan_ttl_s(cfg, 0, 1100), 2100);
+    assert_int_equal(planner_plan_ttl_set_s(cfg, 0, 1100), 4100);
+    int64_t now = 1700000000;
+    assert_true(planner_ttl_long_enough(cfg, now + 2100, 0, 1100, now));
+    assert_false(planner_ttl_long_enough(cfg, now + 2099, 0, 1100, now));
+    assert_false(planner_ttl_long_enough(cfg, 0, 0, 1100, now)); /* none stored */
+    /* Set at one pass, left at the next, set again at the third. */
+    int64_t expires = now + planner_plan_ttl_set_s(cfg, 0, 1100);
+    assert_true(planner_ttl_long_enough(cfg, expires, 0, 1100, now + 1000));
+    assert_true(planner_ttl_long_enough(cfg, expires, 0, 1100, now + 2000));
+    assert_false(planner_ttl_long_enough(cfg, expires, 0, 1100, now + 3000));
+    /* The field goes out only with a TTL. */
+    plan_t plan;
+    memset(&plan, 0, sizeof plan);
+    planner_write_args_t wa;
+    planner_write_args_build(&wa, cfg, "k", 1, &plan, 4100, expires);
+    int found = 0;
+    for (int k = 3; k + 1 < wa.argc; k += 2)
+        if (wa.lens[k] == 10 && memcmp(wa.argv[k], "expires_at", 10) == 0) {
+            assert_int_equal(strtoll(wa.argv[k + 1], NULL, 10), expires);
+            found++;
+        }
+    assert_int_equal(found, 1);
+    planner_write_args_build(&wa, cfg, "k", 1, &plan, 4100, 0);
+    for (int k = 3; k + 1 < wa.argc; k += 2)
+        assert_false(wa.lens[k] == 10 && memcmp(wa.argv[k], "expires_at", 10) == 0);
     config_release(cfg);
 }
 
@@ -128,6 +163,7 @@ int main(void)
         cmocka_unit_test(valid_until_follows_the_members_phase_plus_the_grace),
         cmocka_unit_test(no_grace_on_the_phase_means_exactly_one_interval),
         cmocka_unit_test(write_args_hold_every_contract_field),
+        cmocka_unit_test(the_ttl_is_set_ahead_and_left_while_long_enough),
         cmocka_unit_test(poll_s_has_a_default_and_a_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
