@@ -1,19 +1,18 @@
 /*
- * schedule.h - the planner's schedule in Redis: which members are due for
- * a new plan, and when.
+ * schedule.h - the planner's schedule in Redis: which members need a plan.
  *
- * The schedule is split into SCHEDULE_PARTITIONS sorted sets,
- * `P sched:<n>` (member -> due unix time), n = hash(member) mod partitions.
- * Planner instances claim partitions with leases (`P lease:<n>`), so a
- * fleet on one Redis shares a pass and each member is replanned once per
- * cadence. The count is fixed: it is part of the key layout, and every
- * instance must agree on it.
- *
- * Members join on their first feedback and whenever a decide finds no plan
- * in force (a new member, or one whose plan expired), with ZADD NX so an
- * existing due time is never moved. The sets are not TTL'd: they hold one
- * entry per known member, and the planner drops members whose feature hash
- * has expired.
+ * SCHEDULE_PARTITIONS partitions, n = hash(member) mod partitions, each
+ * with two sorted sets: `P cadence:<n>` (member -> phase, cadence.h), every
+ * planned member, walked as its phase comes round; and `P sched:<n>`
+ * (member -> unix time), the due set of members that need a plan before
+ * that: they join on their first feedback and whenever a decide finds no
+ * plan in force (a new member, or one whose plan expired), with ZADD NX so
+ * an existing entry is never moved. Planner instances claim partitions
+ * with leases (`P lease:<n>`), so a fleet on one Redis shares a pass and
+ * each member is replanned once per cadence. The count is fixed: it is
+ * part of the key layout, and every instance must agree on it. The sets
+ * are not TTL'd: they hold one entry per known member, and the planner
+ * drops members whose feature hash has expired.
  */
 #ifndef NOTIFD_SCHEDULE_H
 #define NOTIFD_SCHEDULE_H
