@@ -5,7 +5,7 @@
  * temporary directory, a redis-server on a free port with no persistence,
  * and notifd on a generated config (free port, that Redis, a private key
  * prefix, planner timer off so only the virtual-time planner_run passes plan,
- * no plan-validity jitter so every plan is due at the next week start, and
+ * no plan-validity grace (each weekly pass replans every member), and
  * generous Redis timeouts because a loaded 2-core machine must not turn
  * slow replies into degraded decisions). A fresh Redis and a fresh notifd
  * per run is what makes reruns identical: no features, counters or
