@@ -62,6 +62,7 @@
 #include "notifd/metrics.h"
 #include "notifd/schedule.h"
 #include "notifd/slow_policy.h"
+#include "notifd/store.h"
 
 /* A chunk is this many batches, and at least PLANNER_CHUNK_MIN members: one
  * ZRANGEBYSCORE feeds them all, and the chunk's schedule moves go out
@@ -799,6 +800,12 @@ static void part_broken(part_ctx_t *p, const char *what)
 static bool part_flush(part_ctx_t *p)
 {
     cmdbuf_t *out = &p->pl->out;
+    if (p->broken) { /* the connection is gone: drop what was formatted */
+        out->len = 0;
+        return false;
+    }
+    if (!out->failed && out->len == 0)
+        return true;
     if (out->failed || redisAppendFormattedCommand(p->pl->c, out->p, out->len) != REDIS_OK) {
         part_broken(p, "out of memory");
         return false;
@@ -1158,6 +1165,8 @@ static size_t slice_len(const part_ctx_t *p, size_t total, size_t first)
     return total - first < p->slice ? total - first : p->slice;
 }
 
+static void yield_to_fast_path(part_ctx_t *p);
+
 /* What a schedule command puts before each member id. */
 typedef enum slice_score { SCORE_NONE, SCORE_PHASE, SCORE_AS_OF } slice_score_t;
 
@@ -1187,6 +1196,11 @@ static void format_slices(part_ctx_t *p, const char *cmd, const char *key, size_
             }
             cmdbuf_arg(out, slot_id(p, s), s->len);
         }
+        /* Out slice by slice, giving way to the fast path in between: a
+         * chunk's schedule changes are milliseconds of Redis time. */
+        if (!part_flush(p))
+            return;
+        yield_to_fast_path(p);
     }
 }
 
@@ -1261,6 +1275,31 @@ static void chunk_reschedule(part_ctx_t *p, size_t n)
     arena_reset(&p->pl->arena);
 }
 
+/*
+ * The fast path first. Redis serves clients in turn, and in each turn works
+ * through everything a client has sent: a decide that reaches Redis while
+ * planner batches are queued waits for them. So while this instance's fast
+ * path has commands in flight, the next batch is held back (checked every
+ * PLANNER_YIELD_STEP_US, for at most PLANNER_YIELD_MAX_US, so a busy fast
+ * path slows a pass down but never stops it). Other instances' decides
+ * are not seen; their own planners hold back for them.
+ */
+#define PLANNER_YIELD_STEP_US 20
+#define PLANNER_YIELD_MAX_US 2000
+static void yield_to_fast_path(part_ctx_t *p)
+{
+    const store_t *st = p->pl->app->store;
+    if (st == NULL || store_waiting(st) <= 0)
+        return;
+    uint64_t t0 = mono_ms() * 1000;
+    struct timespec step = {.tv_sec = 0, .tv_nsec = PLANNER_YIELD_STEP_US * 1000L};
+    for (int i = 0; i < PLANNER_YIELD_MAX_US / PLANNER_YIELD_STEP_US; i++) {
+        nanosleep(&step, NULL);
+        if (store_waiting(st) <= 0 || mono_ms() * 1000 - t0 >= PLANNER_YIELD_MAX_US)
+            break;
+    }
+}
+
 /* Runs the pipeline over one chunk of `n` members (see the top comment). */
 static void chunk_run(part_ctx_t *p, size_t n)
 {
@@ -1282,6 +1321,7 @@ static void chunk_run(part_ctx_t *p, size_t n)
             /* Stop and a lost lease take effect here, between batches:
              * batches never read simply stay due. */
             if (next < n_batches && !p->broken && !p->lease_lost && !stopping(p->pl)) {
+                yield_to_fast_path(p);
                 maybe_send_renew(p);
                 size_t first = next * p->batch;
                 if (!p->broken)
@@ -1664,6 +1704,9 @@ static void *planner_main(void *arg)
 {
     planner_t *pl = arg;
     prctl(PR_SET_NAME, "notifd-planner"); /* top -H, /proc/<pid>/task/<tid>/comm */
+    /* yield_to_fast_path sleeps in 20 us steps: the default 50 us timer
+     * slack would stretch each one several times over. */
+    prctl(PR_SET_TIMERSLACK, 1000UL);
     errno = 0;
     pl->base_nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
     if (errno != 0)

@@ -18,6 +18,7 @@
 #include "notifd/store.h"
 
 #include <hiredis/async.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,8 @@ struct store {
 
     char last_error[256];
     store_counters_t counters;
+    /* counters.pending, readable from other threads (store_waiting). */
+    atomic_int_fast64_t waiting;
     void (*rtt_fn)(void *, double);
     void *rtt_arg;
     uint64_t rng;
@@ -125,6 +128,7 @@ static void pending_unlink(store_t *st, pending_cmd_t *p)
     else
         st->newest = p->prev;
     st->counters.pending--;
+    atomic_store_explicit(&st->waiting, st->counters.pending, memory_order_relaxed);
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -295,6 +299,7 @@ static int send_argv(store_t *st, store_reply_fn fn, void *privdata, int argc,
         st->oldest = p;
     st->newest = p;
     st->counters.pending++;
+    atomic_store_explicit(&st->waiting, st->counters.pending, memory_order_relaxed);
     st->counters.commands++;
     watchdog_ensure(st);
     return 0;
@@ -604,6 +609,11 @@ store_state_t store_state(const store_t *st) { return st->state; }
 uint64_t store_position(const store_t *st) { return st->counters.commands; }
 const char *store_last_error(const store_t *st) { return st->last_error; }
 const store_counters_t *store_counters(const store_t *st) { return &st->counters; }
+
+int64_t store_waiting(const store_t *st)
+{
+    return atomic_load_explicit(&st->waiting, memory_order_relaxed);
+}
 
 void store_set_rtt_observer(store_t *st, void (*fn)(void *, double), void *arg)
 {

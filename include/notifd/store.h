@@ -79,6 +79,10 @@ const char *store_state_name(store_state_t s);
 /* Last connection error ("" if none), for health and logs. */
 const char *store_last_error(const store_t *st);
 const store_counters_t *store_counters(const store_t *st);
+
+/* Commands sent and not yet answered; safe to call from any thread (the
+ * planner thread uses it to give way to the fast path). */
+int64_t store_waiting(const store_t *st);
 /* Observer for round-trip times (histograms live in metrics). */
 void store_set_rtt_observer(store_t *st, void (*fn)(void *arg, double seconds), void *arg);
 
