@@ -8,30 +8,31 @@
  * uv_async_t; repeat. The thread owns a synchronous hiredis connection that
  * nothing else touches, so blocking on Redis here never blocks the loop.
  *
- * Shape of a pass: ask which schedule partitions have anything due (64
- * pipelined ZCOUNTs); for each of those, starting at an offset that depends
- * on this instance (so a fleet does not queue up on partition 0), claim the
- * lease `P lease:<n>` with SET NX PX, walk the partition's due members in
- * chunks (ZRANGEBYSCORE -inf as_of LIMIT), release the lease.
+ * Shape of a pass: ask which schedule partitions have work (per partition
+ * a ZCOUNT of the due set, a ZCARD of the cadence set and the cursor, all
+ * pipelined); for each of those, starting at an offset that depends on
+ * this instance (so a fleet does not queue up on partition 0), claim the
+ * lease `P lease:<n>` with SET NX PX, walk the partition's cadence window
+ * (the phases that came round since its cursor, cadence.h), then its due
+ * set, both in chunks, move the cursor, release the lease.
  *
  * Shape of a chunk: a pipeline of command groups, kept in a small FIFO in
  * the order they were sent, because Redis answers in that order:
  *   READ  i   HGETALL member:{M} + HGETALL plan:{M}, per member of batch i
- *   WRITE i   the plan write per planned member (HSET + EXPIRE, or the
- *             plan-write script when stale fields must go; see
- *             stored_plan_covered)
+ *   WRITE i   the plan write per planned member (HSET, with EXPIRE when the
+ *             stored TTL runs short, or the plan-write script when stale
+ *             fields must go; see stored_plan_covered)
  *   RENEW     the lease's compare-and-pexpire, when a third of it has passed
  * Reads run two batches ahead of the computation: while this thread parses
  * and plans batch i, Redis is already answering the reads of batch i+1 and
  * the writes of batch i-1. Once every write of the chunk is answered, the
- * chunk's schedule moves go out sorted by due time, in slices (ZADD XX
- * sched:<n> due member ..., and ZREM for members without features; see
- * chunk_reschedule): a member's due time only moves once its plan is
- * stored.
+ * chunk's schedule changes go out (chunk_reschedule): members planned from
+ * the due set join the cadence set; nothing moves for members planned in
+ * the cadence walk.
  *
- * A member whose plan could not be written keeps its due time; the chunk
- * query skips over such members with its LIMIT offset, so one bad member
- * never stalls a partition, and the next pass tries it again.
+ * A member whose plan could not be written stays in (or joins) the due
+ * set; the due walk steps over such members with its LIMIT offset, so one
+ * bad member never stalls a partition, and the next pass tries it again.
  *
  * The pass is bound by Redis's single thread, so the worker spends little
  * CPU of its own: it formats RESP itself (cmdbuf) and builds replies in an
