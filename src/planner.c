@@ -56,32 +56,13 @@
 #include <unistd.h>
 
 #include "notifd/cadence.h"
-#include "notifd/features.h"
 #include "notifd/hash.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
 #include "notifd/metrics.h"
 #include "notifd/schedule.h"
-#include "notifd/slow_policy.h"
+#include "planner_internal.h"
 #include "notifd/store.h"
-
-/* A chunk is this many batches, and at least PLANNER_CHUNK_MIN members: one
- * ZRANGEBYSCORE feeds them all, and the chunk's schedule moves go out
- * together at its end. Small chunks made those moves (sorted, but fewer of
- * them) cost Redis twice as much per member: 1.7 us at 512 members per
- * chunk, 0.8-1.0 us at 4096. */
-#define PLANNER_BATCHES_PER_CHUNK 8
-#define PLANNER_CHUNK_MIN 4096
-/* Fields of a feature hash looked at; a hash with more is read in part. */
-#define PLANNER_MAX_PAIRS 256
-/* The worker's command timeout is never below this: a pipeline of a few
- * thousand commands may legitimately take longer than a fast-path command
- * timeout (tens of ms), and nothing latency-sensitive waits on the worker. */
-#define PLANNER_MIN_TIMEOUT_MS 1000
-#define PLANNER_MAX_GROUPS 16
-/* Most members per schedule command (ZADD XX / ZREM) at the end of a chunk;
- * a smaller batch_size makes the slices smaller too (see part_ctx.slice). */
-#define PLANNER_SCHED_SLICE_MAX 512
 
 const char planner_script_plan_write[] =
     "local v = tonumber(ARGV[1])\n"
@@ -93,7 +74,7 @@ const char planner_script_plan_write[] =
     "return v\n";
 
 /* Lease scripts: only the holder (by instance id) may extend or drop it. */
-static const char lease_renew_script[] =
+const char planner_lease_renew_script[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
     "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "end\n"
@@ -104,81 +85,21 @@ static const char lease_release_script[] =
     "end\n"
     "return 0\n";
 
-/* Reply objects of the worker's connection (see arena_functions). */
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t used, size;
-    char data[];
-} arena_block_t;
-
-typedef struct reply_arena {
-    arena_block_t *first, *cur;
-    bool failed;                     /* out of memory: the reader errors out */
-} reply_arena_t;
-
-/* RESP being formatted for the next pipeline group (see cmdbuf_arg). */
-typedef struct cmdbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} cmdbuf_t;
-
-typedef struct pass_req {
-    struct pass_req *next;
-    int64_t as_of;
-    planner_done_fn fn;
-    void *arg;
-    planner_result_t result;
-} pass_req_t;
-
-struct planner {
-    app_t *app;
-    pthread_t thread;
-    bool thread_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;             /* CLOCK_MONOTONIC */
-    atomic_bool stop;
-    pass_req_t *waiting_head, *waiting_tail; /* under mu */
-    pass_req_t *done_head, *done_tail;       /* under mu */
-    uv_async_t async;
-    uv_timer_t watch;                /* notices app->stopping (loop thread) */
-    int handles_open;
-    char instance[96];               /* lease owner id: host:pid:random */
-    uint64_t instance_hash;
-
-    /* Worker thread only from here on. */
-    redisContext *c;
-    reply_arena_t arena;             /* replies of c (see arena_functions) */
-    cmdbuf_t out;                    /* RESP of the group being formatted */
-    char conn_host[CONFIG_HOST_MAX];
-    int conn_port;
-    char conn_unix[108];
-    char *conn_password;
-    uint64_t next_connect_ms;
-    int backoff_ms;
-    char sha_write[41];
-    uint64_t next_timer_ms;
-    int base_nice;                   /* the thread's nice value when it started */
-    int nice_applied;                /* planner.nice last applied (-1: none yet) */
-    double pass_t0;                  /* mono_s() at the start of the pass */
-    uint64_t pass_members;           /* members read so far in the pass */
-};
-
-static uint64_t mono_ms(void)
+uint64_t planner_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static double mono_s(void)
+double planner_mono_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static bool stopping(planner_t *pl)
+bool planner_stopping(planner_t *pl)
 {
     return atomic_load_explicit(&pl->stop, memory_order_relaxed);
 }
@@ -213,7 +134,7 @@ bool planner_ttl_long_enough(const config_t *cfg, int64_t expires_at, int64_t co
 
 /* Decimal of a signed integer into `out`; returns the length. snprintf is a
  * measurable share of a pass, and these are all plain integers. */
-static size_t fmt_i64(char *out, int64_t v)
+size_t planner_fmt_i64(char *out, int64_t v)
 {
     char tmp[24];
     size_t n = 0;
@@ -246,7 +167,7 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
 #define ARG_LIT(s) ARG(s, sizeof(s) - 1)
 #define ARG_INT(v)                                                                         \
     do {                                                                                   \
-        size_t l_ = fmt_i64(t, (v));                                                       \
+        size_t l_ = planner_fmt_i64(t, (v));                                                       \
         ARG(t, l_);                                                                        \
         t += l_ + 1;                                                                       \
     } while (0)
@@ -336,7 +257,7 @@ static void *arena_alloc(reply_arena_t *a, size_t n)
     return p;
 }
 
-static void arena_reset(reply_arena_t *a)
+void planner_arena_reset(reply_arena_t *a)
 {
     for (arena_block_t *b = a->first; b != NULL; b = b->next)
         b->used = 0;
@@ -443,14 +364,14 @@ static void cmdbuf_header(cmdbuf_t *b, char kind, size_t n)
     if (!cmdbuf_reserve(b, 24))
         return;
     b->p[b->len++] = kind;
-    b->len += fmt_i64(b->p + b->len, (int64_t)n);
+    b->len += planner_fmt_i64(b->p + b->len, (int64_t)n);
     b->p[b->len++] = '\r';
     b->p[b->len++] = '\n';
 }
 
-static void cmdbuf_begin(cmdbuf_t *b, int argc) { cmdbuf_header(b, '*', (size_t)argc); }
+void planner_cmd_begin(cmdbuf_t *b, int argc) { cmdbuf_header(b, '*', (size_t)argc); }
 
-static void cmdbuf_arg(cmdbuf_t *b, const char *s, size_t n)
+void planner_cmd_arg(cmdbuf_t *b, const char *s, size_t n)
 {
     cmdbuf_header(b, '$', n);
     if (!cmdbuf_reserve(b, n + 2))
@@ -461,17 +382,17 @@ static void cmdbuf_arg(cmdbuf_t *b, const char *s, size_t n)
     b->p[b->len++] = '\n';
 }
 
-static void cmdbuf_arg_i64(cmdbuf_t *b, int64_t v)
+void planner_cmd_arg_i64(cmdbuf_t *b, int64_t v)
 {
     char t[24];
-    cmdbuf_arg(b, t, fmt_i64(t, v));
+    planner_cmd_arg(b, t, planner_fmt_i64(t, v));
 }
 
-static void cmdbuf_argv(cmdbuf_t *b, int argc, const char *const *argv, const size_t *lens)
+void planner_cmd_argv(cmdbuf_t *b, int argc, const char *const *argv, const size_t *lens)
 {
-    cmdbuf_begin(b, argc);
+    planner_cmd_begin(b, argc);
     for (int i = 0; i < argc; i++)
-        cmdbuf_arg(b, argv[i], lens[i]);
+        planner_cmd_arg(b, argv[i], lens[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -482,12 +403,12 @@ static void conn_drop(planner_t *pl)
     if (pl->c != NULL)
         redisFree(pl->c);
     pl->c = NULL;
-    arena_reset(&pl->arena);
+    planner_arena_reset(&pl->arena);
     pl->out.len = 0; /* a group half formatted when the connection failed */
     pl->out.failed = false;
 }
 
-static void conn_failed(planner_t *pl, const config_t *cfg, planner_result_t *res,
+void planner_conn_failed(planner_t *pl, const config_t *cfg, planner_result_t *res,
                         const char *what)
 {
     if (res->error[0] == '\0')
@@ -495,7 +416,7 @@ static void conn_failed(planner_t *pl, const config_t *cfg, planner_result_t *re
     conn_drop(pl);
     if (pl->backoff_ms <= 0)
         pl->backoff_ms = cfg->redis.reconnect_min_ms;
-    pl->next_connect_ms = mono_ms() + (uint64_t)pl->backoff_ms;
+    pl->next_connect_ms = planner_mono_ms() + (uint64_t)pl->backoff_ms;
     pl->backoff_ms *= 2;
     if (pl->backoff_ms > cfg->redis.reconnect_max_ms)
         pl->backoff_ms = cfg->redis.reconnect_max_ms;
@@ -519,13 +440,13 @@ static struct timeval tv_ms(int ms)
 /* One command on the worker's connection, with nothing else in flight.
  * NULL (and the connection dropped) on an I/O error or timeout; error
  * replies are returned. The reply lives until the next command. */
-static redisReply *conn_command(planner_t *pl, const config_t *cfg, planner_result_t *res,
+redisReply *planner_conn_command(planner_t *pl, const config_t *cfg, planner_result_t *res,
                                 int argc, const char **argv, const size_t *lens)
 {
-    arena_reset(&pl->arena);
+    planner_arena_reset(&pl->arena);
     redisReply *r = redisCommandArgv(pl->c, argc, argv, lens);
     if (r == NULL)
-        conn_failed(pl, cfg, res, pl->c->errstr[0] ? pl->c->errstr : "no reply");
+        planner_conn_failed(pl, cfg, res, pl->c->errstr[0] ? pl->c->errstr : "no reply");
     return r;
 }
 
@@ -533,10 +454,10 @@ static redisReply *conn_command(planner_t *pl, const config_t *cfg, planner_resu
  * backoff. */
 static bool conn_open(planner_t *pl, const config_t *cfg, bool force, planner_result_t *res)
 {
-    if (!force && mono_ms() < pl->next_connect_ms) {
+    if (!force && planner_mono_ms() < pl->next_connect_ms) {
         snprintf(res->error, sizeof res->error,
                  "redis: unavailable, next connection attempt in %llu ms",
-                 (unsigned long long)(pl->next_connect_ms - mono_ms()));
+                 (unsigned long long)(pl->next_connect_ms - planner_mono_ms()));
         return false;
     }
     const config_redis_t *r = &cfg->redis;
@@ -551,7 +472,7 @@ static bool conn_open(planner_t *pl, const config_t *cfg, bool force, planner_re
     if (pl->c == NULL || pl->c->err) {
         char why[160];
         snprintf(why, sizeof why, "connect failed: %s", pl->c ? pl->c->errstr : "out of memory");
-        conn_failed(pl, cfg, res, why);
+        planner_conn_failed(pl, cfg, res, why);
         return false;
     }
     /* Replies in the arena; keep the read buffer (a pass streams MBs). */
@@ -563,13 +484,13 @@ static bool conn_open(planner_t *pl, const config_t *cfg, bool force, planner_re
     if (r->password != NULL) {
         const char *argv[] = {"AUTH", r->password};
         size_t lens[] = {4, strlen(r->password)};
-        redisReply *rep = conn_command(pl, cfg, res, 2, argv, lens);
+        redisReply *rep = planner_conn_command(pl, cfg, res, 2, argv, lens);
         if (rep == NULL)
             return false;
         if (rep->type == REDIS_REPLY_ERROR) {
             char why[160];
             snprintf(why, sizeof why, "AUTH failed: %s", rep->str);
-            conn_failed(pl, cfg, res, why);
+            planner_conn_failed(pl, cfg, res, why);
             return false;
         }
     }
@@ -594,7 +515,7 @@ static bool conn_ensure(planner_t *pl, const config_t *cfg, bool force, planner_
             return false;
         const char *argv[] = {"SCRIPT", "LOAD", planner_script_plan_write};
         size_t lens[] = {6, 4, strlen(planner_script_plan_write)};
-        redisReply *rep = conn_command(pl, cfg, res, 3, argv, lens);
+        redisReply *rep = planner_conn_command(pl, cfg, res, 3, argv, lens);
         if (rep == NULL) {
             if (!reused)
                 return false;
@@ -605,7 +526,7 @@ static bool conn_ensure(planner_t *pl, const config_t *cfg, bool force, planner_
             char why[160];
             snprintf(why, sizeof why, "SCRIPT LOAD failed: %s",
                      rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-            conn_failed(pl, cfg, res, why);
+            planner_conn_failed(pl, cfg, res, why);
             return false;
         }
         memcpy(pl->sha_write, rep->str, 41);
@@ -614,8 +535,6 @@ static bool conn_ensure(planner_t *pl, const config_t *cfg, bool force, planner_
     }
     return false;
 }
-
-static bool str_i64(const char *s, size_t len, int64_t *out);
 
 /*
  * Which partitions have work, in one round trip (per partition: ZCOUNT of
@@ -633,24 +552,24 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
     out->len = 0;
     for (int n = 0; n < SCHEDULE_PARTITIONS; n++) {
         size_t kl = key_global(key, cfg->redis.prefix, "sched", n);
-        cmdbuf_begin(out, 4);
-        cmdbuf_arg(out, "ZCOUNT", 6);
-        cmdbuf_arg(out, key, kl);
-        cmdbuf_arg(out, "-inf", 4);
-        cmdbuf_arg_i64(out, as_of);
+        planner_cmd_begin(out, 4);
+        planner_cmd_arg(out, "ZCOUNT", 6);
+        planner_cmd_arg(out, key, kl);
+        planner_cmd_arg(out, "-inf", 4);
+        planner_cmd_arg_i64(out, as_of);
         kl = key_global(key, cfg->redis.prefix, "cadence", n);
-        cmdbuf_begin(out, 2);
-        cmdbuf_arg(out, "ZCARD", 5);
-        cmdbuf_arg(out, key, kl);
+        planner_cmd_begin(out, 2);
+        planner_cmd_arg(out, "ZCARD", 5);
+        planner_cmd_arg(out, key, kl);
         kl = key_global(key, cfg->redis.prefix, "cursor", n);
-        cmdbuf_begin(out, 2);
-        cmdbuf_arg(out, "GET", 3);
-        cmdbuf_arg(out, key, kl);
+        planner_cmd_begin(out, 2);
+        planner_cmd_arg(out, "GET", 3);
+        planner_cmd_arg(out, key, kl);
     }
-    arena_reset(&pl->arena);
+    planner_arena_reset(&pl->arena);
     if (out->failed || redisAppendFormattedCommand(pl->c, out->p, out->len) != REDIS_OK) {
         out->len = 0;
-        conn_failed(pl, cfg, res, "out of memory");
+        planner_conn_failed(pl, cfg, res, "out of memory");
         return false;
     }
     out->len = 0;
@@ -659,7 +578,7 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
         for (int k = 0; k < 3; k++) {
             void *r = NULL;
             if (redisGetReply(pl->c, &r) != REDIS_OK || r == NULL) {
-                conn_failed(pl, cfg, res, pl->c->errstr[0] ? pl->c->errstr : "no reply");
+                planner_conn_failed(pl, cfg, res, pl->c->errstr[0] ? pl->c->errstr : "no reply");
                 return false;
             }
             rep[k] = r;
@@ -672,10 +591,10 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
         bool cadence = rep[1]->type == REDIS_REPLY_INTEGER && rep[1]->integer > 0;
         int64_t cursor = 0;
         bool behind = rep[2]->type != REDIS_REPLY_STRING ||
-                      !str_i64(rep[2]->str, rep[2]->len, &cursor) || cursor < as_of;
+                      !planner_str_i64(rep[2]->str, rep[2]->len, &cursor) || cursor < as_of;
         due[n] = members_due || (cadence && behind);
     }
-    arena_reset(&pl->arena);
+    planner_arena_reset(&pl->arena);
     return res->error[0] == '\0';
 }
 
@@ -688,10 +607,10 @@ static int lease_acquire(planner_t *pl, const config_t *cfg, int partition,
 {
     char key[KEY_MAX], ms[24];
     size_t kl = key_global(key, cfg->redis.prefix, "lease", partition);
-    size_t ml = fmt_i64(ms, cfg->planner.lease_ms);
+    size_t ml = planner_fmt_i64(ms, cfg->planner.lease_ms);
     const char *argv[] = {"SET", key, pl->instance, "NX", "PX", ms};
     size_t lens[] = {3, kl, strlen(pl->instance), 2, 2, ml};
-    redisReply *r = conn_command(pl, cfg, res, 6, argv, lens);
+    redisReply *r = planner_conn_command(pl, cfg, res, 6, argv, lens);
     if (r == NULL)
         return -1;
     if (r->type == REDIS_REPLY_STATUS)
@@ -712,902 +631,7 @@ static void lease_release(planner_t *pl, const config_t *cfg, int partition,
     size_t kl = key_global(key, cfg->redis.prefix, "lease", partition);
     const char *argv[] = {"EVAL", lease_release_script, "1", key, pl->instance};
     size_t lens[] = {4, strlen(lease_release_script), 1, kl, strlen(pl->instance)};
-    (void)conn_command(pl, cfg, res, 5, argv, lens);
-}
-
-/* ------------------------------------------------------------------ */
-/* One partition: chunks of due members through a pipeline           */
-
-typedef enum group_kind { GROUP_READ, GROUP_WRITE, GROUP_RENEW } group_kind_t;
-
-typedef struct group {
-    group_kind_t kind;
-    size_t first, n;     /* members [first, first + n) of the chunk */
-} group_t;
-
-/* A member joining the cadence set, for sorting the chunk's moves. */
-typedef struct sched_move {
-    double phase;
-    uint32_t slot;
-} sched_move_t;
-
-/* How a member's plan goes out (see plan_send). */
-typedef enum write_mode {
-    WRITE_NONE = 0,
-    WRITE_HSET,          /* HSET and EXPIRE */
-    WRITE_HSET_KEEP_TTL, /* HSET alone: the stored TTL is long enough */
-    WRITE_SCRIPT
-} write_mode_t;
-
-typedef struct member_slot {
-    size_t id_off, len;  /* the id in part_ctx.ids */
-    write_mode_t write;
-    bool remove;         /* features gone: leaves the schedule */
-    bool written;        /* the plan write succeeded */
-    bool kept;           /* the stored plan is recent and in force: no write */
-    bool failed;         /* read, but the plan could not be written */
-    bool at_last;        /* cadence walk: scored like the chunk's last member */
-} member_slot_t;
-
-typedef struct part_ctx {
-    planner_t *pl;
-    const config_t *cfg;
-    planner_result_t *res;
-    int partition;
-    int64_t as_of;
-    size_t batch;
-    size_t slice;        /* members per schedule command */
-    char sched_key[KEY_MAX];      /* P sched:<n>: due now (joined, or lost the plan) */
-    size_t sched_len;
-    char cadence_key[KEY_MAX];    /* P cadence:<n>: member -> phase */
-    size_t cadence_len;
-    bool cadence;        /* walking the cadence set (else the due set) */
-    char last_score[40]; /* cadence walk: the chunk's last score, as Redis wrote it */
-    size_t n_at_last;    /* cadence walk: members of the chunk with that score */
-    size_t removed_at_last; /* ... of which chunk_reschedule removed */
-    int64_t wall_now;    /* time(NULL) at the start of the chunk: plan TTLs */
-    char lease_key[KEY_MAX];
-    size_t lease_len;
-    char lease_ms[24];
-    uint64_t lease_renewed_ms;
-    bool lease_lost;
-    bool broken;         /* the connection failed: stop at once */
-    uint64_t offset;     /* due walk: members left due in place (failed) */
-    member_slot_t *slots;
-    sched_move_t *moves; /* chunk_reschedule's buffers, one entry per slot */
-    uint32_t *removed;
-    char *ids;           /* the chunk's member ids, back to back */
-    size_t ids_cap;
-    group_t fifo[PLANNER_MAX_GROUPS];
-    int fifo_head, fifo_count;
-    const char *channel_names[NOTIFD_MAX_CHANNELS];
-    size_t channel_name_lens[NOTIFD_MAX_CHANNELS];
-    uint64_t planned_since_report;
-} part_ctx_t;
-
-static const char *slot_id(const part_ctx_t *p, const member_slot_t *s)
-{
-    return p->ids + s->id_off;
-}
-
-static void part_broken(part_ctx_t *p, const char *what)
-{
-    p->broken = true;
-    conn_failed(p->pl, p->cfg, p->res, what);
-}
-
-/* Hands the commands formatted in pl->out to hiredis and writes them out
- * now, so Redis works on them while this thread computes. */
-static bool part_flush(part_ctx_t *p)
-{
-    cmdbuf_t *out = &p->pl->out;
-    if (p->broken) { /* the connection is gone: drop what was formatted */
-        out->len = 0;
-        return false;
-    }
-    if (!out->failed && out->len == 0)
-        return true;
-    if (out->failed || redisAppendFormattedCommand(p->pl->c, out->p, out->len) != REDIS_OK) {
-        part_broken(p, "out of memory");
-        return false;
-    }
-    out->len = 0;
-    int done = 0;
-    do {
-        if (redisBufferWrite(p->pl->c, &done) != REDIS_OK) {
-            part_broken(p, p->pl->c->errstr[0] ? p->pl->c->errstr : "write failed");
-            return false;
-        }
-    } while (!done);
-    return true;
-}
-
-/* part_flush, and remembers the group so its replies are read in order. */
-static void part_send(part_ctx_t *p, group_t g)
-{
-    if (!part_flush(p))
-        return;
-    p->fifo[(p->fifo_head + p->fifo_count) % PLANNER_MAX_GROUPS] = g;
-    p->fifo_count++;
-}
-
-static redisReply *part_reply(part_ctx_t *p)
-{
-    void *r = NULL;
-    if (redisGetReply(p->pl->c, &r) != REDIS_OK || r == NULL) {
-        part_broken(p, p->pl->arena.failed ? "out of memory"
-                       : p->pl->c->errstr[0] ? p->pl->c->errstr : "no reply");
-        return NULL;
-    }
-    return r;
-}
-
-static void send_reads(part_ctx_t *p, size_t first, size_t n)
-{
-    char key[KEY_MAX];
-    const char *prefix = p->cfg->redis.prefix;
-    cmdbuf_t *out = &p->pl->out;
-    for (size_t i = first; i < first + n; i++) {
-        member_slot_t *s = &p->slots[i];
-        size_t kl = key_member(key, prefix, "member", slot_id(p, s), s->len, "", 0);
-        cmdbuf_begin(out, 2);
-        cmdbuf_arg(out, "HGETALL", 7);
-        cmdbuf_arg(out, key, kl);
-        kl = key_member(key, prefix, "plan", slot_id(p, s), s->len, "", 0);
-        cmdbuf_begin(out, 2);
-        cmdbuf_arg(out, "HGETALL", 7);
-        cmdbuf_arg(out, key, kl);
-    }
-    part_send(p, (group_t){.kind = GROUP_READ, .first = first, .n = n});
-}
-
-/* The lease renewal rides in the pipeline, between batches, once a third of
- * the lease time has passed since the last renewal. */
-static bool maybe_send_renew(part_ctx_t *p)
-{
-    uint64_t now = mono_ms();
-    if (now - p->lease_renewed_ms < (uint64_t)p->cfg->planner.lease_ms / 3)
-        return false;
-    p->lease_renewed_ms = now;
-    const char *argv[] = {"EVAL", lease_renew_script, "1", p->lease_key, p->pl->instance,
-                          p->lease_ms};
-    size_t lens[] = {4, strlen(lease_renew_script), 1, p->lease_len,
-                     strlen(p->pl->instance), strlen(p->lease_ms)};
-    cmdbuf_argv(&p->pl->out, 6, argv, lens);
-    part_send(p, (group_t){.kind = GROUP_RENEW});
-    return true;
-}
-
-static bool str_i64(const char *s, size_t len, int64_t *out)
-{
-    if (len == 0 || len > 18)
-        return false;
-    int64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-static void member_failed(part_ctx_t *p, member_slot_t *s, const char *why)
-{
-    static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-    log_limited(&rl, LOG_WARN, "planner: member not planned", "member_bytes=%zu error=\"%s\"",
-                s->len, why);
-    p->res->failed++;
-    p->offset++;
-    s->failed = true;
-}
-
-static bool field_is(const redisReply *f, const char *name, size_t len)
-{
-    return f->len == len && memcmp(f->str, name, len) == 0;
-}
-
-/* Whether the stored plan is recent and in force (cadence_plan_current):
- * a pass keeps it rather than replan a member it just planned. */
-static bool stored_plan_current(const part_ctx_t *p, const redisReply *stored)
-{
-    int64_t at = 0, until = 0;
-    bool have_at = false, have_until = false;
-    for (size_t i = 0; i + 1 < stored->elements; i += 2) {
-        const redisReply *f = stored->element[i], *v = stored->element[i + 1];
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        if (field_is(f, "computed_at", 11))
-            have_at = str_i64(v->str, v->len, &at);
-        else if (field_is(f, "valid_until", 11))
-            have_until = str_i64(v->str, v->len, &until);
-    }
-    return have_at && have_until &&
-           cadence_plan_current(p->cfg->planner.interval_s, at, until, p->as_of);
-}
-
-/*
- * Reads the stored plan: its version, and whether the new plan's fields
- * cover every field it has. When they do (the usual case: same grid, our
- * own earlier write), one HSET replaces the plan atomically; when they do
- * not (a channel left the grid, or another writer added fields), the
- * plan-write script DELs and HSETs in one call so no stale field survives.
- */
-static bool stored_plan_covered(const part_ctx_t *p, const redisReply *stored,
-                                const plan_t *plan, int64_t *version, int64_t *expires_at)
-{
-    bool covered = true;
-    *version = 0;
-    *expires_at = 0;
-    for (size_t i = 0; i + 1 < stored->elements; i += 2) {
-        const redisReply *f = stored->element[i], *v = stored->element[i + 1];
-        if (f->type != REDIS_REPLY_STRING)
-            continue;
-        if (field_is(f, "version", 7)) {
-            if (v->type != REDIS_REPLY_STRING || !str_i64(v->str, v->len, version))
-                covered = false; /* not ours: let the script sort it out */
-            continue;
-        }
-        if (field_is(f, "expires_at", 10)) {
-            if (v->type != REDIS_REPLY_STRING || !str_i64(v->str, v->len, expires_at))
-                *expires_at = 0; /* unreadable: set the TTL again */
-            continue;
-        }
-        if (field_is(f, "action", 6) || field_is(f, "computed_at", 11) ||
-            field_is(f, "valid_until", 11) || field_is(f, "source", 6) ||
-            (plan->arm[0] != '\0' && field_is(f, "arm", 3)))
-            continue;
-        bool planned_channel = false;
-        if (f->len > 9 && memcmp(f->str + f->len - 9, "_per_week", 9) == 0)
-            for (int c = 0; c < p->cfg->n_channels && !planned_channel; c++)
-                planned_channel = plan_has_channel(plan, c) &&
-                                  p->channel_name_lens[c] == f->len - 9 &&
-                                  memcmp(f->str, p->channel_names[c], f->len - 9) == 0;
-        if (!planned_channel)
-            covered = false;
-    }
-    return covered;
-}
-
-/* Plans one member from its two read replies and formats the write. */
-static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
-                     const redisReply *stored)
-{
-    const config_t *cfg = p->cfg;
-    const char *id = slot_id(p, s);
-    if (feat->type != REDIS_REPLY_ARRAY || stored->type != REDIS_REPLY_ARRAY) {
-        const redisReply *bad = feat->type != REDIS_REPLY_ARRAY ? feat : stored;
-        member_failed(p, s, bad->type == REDIS_REPLY_ERROR ? bad->str
-                                                           : "member or plan key is not a hash");
-        return;
-    }
-    if (feat->elements == 0) {
-        s->remove = true; /* the feature hash expired: nothing to plan from */
-        return;
-    }
-    if (stored_plan_current(p, stored)) {
-        s->kept = true;
-        p->res->kept++;
-        return;
-    }
-    const char *f[PLANNER_MAX_PAIRS], *v[PLANNER_MAX_PAIRS];
-    size_t fl[PLANNER_MAX_PAIRS], vl[PLANNER_MAX_PAIRS];
-    size_t n = 0;
-    for (size_t i = 0; i + 1 < feat->elements && n < PLANNER_MAX_PAIRS; i += 2) {
-        const redisReply *a = feat->element[i], *b = feat->element[i + 1];
-        if (a->type != REDIS_REPLY_STRING || b->type != REDIS_REPLY_STRING)
-            continue;
-        f[n] = a->str;
-        fl[n] = a->len;
-        v[n] = b->str;
-        vl[n] = b->len;
-        n++;
-    }
-    member_features_t mf;
-    features_init(&mf);
-    features_parse_hash(&mf, p->channel_names, cfg->n_channels, f, fl, v, vl, n);
-    /* The member's slow experiment arm, or the base parameters (control). */
-    const char *arm_name = "control";
-    const slow_config_t *slow = policy_slow_for(&cfg->policy, id, s->len, NULL, &arm_name);
-    plan_t plan;
-    memset(&plan, 0, sizeof plan);
-    if (slow_plan_member(&slow->weights, &slow->priors, &slow->grid, &mf, p->as_of,
-                         cfg->policy.half_life_s, &plan) < 0) {
-        member_failed(p, s, "the action grid is empty");
-        return;
-    }
-    snprintf(plan.arm, sizeof plan.arm, "%s", arm_name);
-    int64_t old = 0, expires_at = 0;
-    bool covered = stored_plan_covered(p, stored, &plan, &old, &expires_at);
-    plan.version = old + 1;
-    plan.computed_at = p->as_of;
-    plan.valid_until = planner_valid_until(cfg, id, s->len, p->as_of);
-    /* The TTL is set ahead (PLANNER_TTL_AHEAD), so most writes find it
-     * long enough and leave it: an EXPIRE per member was 6% of Redis's
-     * time in a pass. The script path always sets it. */
-    bool keep_ttl = covered && planner_ttl_long_enough(cfg, expires_at, plan.computed_at,
-                                                       plan.valid_until, p->wall_now);
-    int64_t ttl = planner_plan_ttl_set_s(cfg, plan.computed_at, plan.valid_until);
-
-    char key[KEY_MAX];
-    size_t kl = key_member(key, cfg->redis.prefix, "plan", id, s->len, "", 0);
-    planner_write_args_t wa;
-    planner_write_args_build(&wa, cfg, key, kl, &plan, ttl, keep_ttl ? 0 : p->wall_now + ttl);
-    cmdbuf_t *out = &p->pl->out;
-    if (covered) {
-        /* HSET key version v <fields>, then the TTL. wa: key, version, ttl,
-         * field/value pairs. */
-        cmdbuf_begin(out, 2 + 2 + (wa.argc - 3));
-        cmdbuf_arg(out, "HSET", 4);
-        cmdbuf_arg(out, wa.argv[0], wa.lens[0]);
-        cmdbuf_arg(out, "version", 7);
-        cmdbuf_arg(out, wa.argv[1], wa.lens[1]);
-        for (int i = 3; i < wa.argc; i++)
-            cmdbuf_arg(out, wa.argv[i], wa.lens[i]);
-        s->write = WRITE_HSET_KEEP_TTL;
-        if (!keep_ttl) {
-            cmdbuf_begin(out, 3);
-            cmdbuf_arg(out, "EXPIRE", 6);
-            cmdbuf_arg(out, key, kl);
-            cmdbuf_arg_i64(out, ttl);
-            s->write = WRITE_HSET;
-        }
-    } else {
-        cmdbuf_begin(out, 3 + wa.argc);
-        cmdbuf_arg(out, "EVALSHA", 7);
-        cmdbuf_arg(out, p->pl->sha_write, 40);
-        cmdbuf_arg(out, "1", 1);
-        for (int i = 0; i < wa.argc; i++)
-            cmdbuf_arg(out, wa.argv[i], wa.lens[i]);
-        s->write = WRITE_SCRIPT;
-    }
-}
-
-static void on_read_group(part_ctx_t *p, const group_t *g)
-{
-    for (size_t i = g->first; i < g->first + g->n; i++) {
-        redisReply *feat = part_reply(p);
-        if (feat == NULL)
-            return;
-        redisReply *stored = part_reply(p);
-        if (stored == NULL)
-            return;
-        plan_one(p, &p->slots[i], feat, stored);
-    }
-    arena_reset(&p->pl->arena);
-    part_send(p, (group_t){.kind = GROUP_WRITE, .first = g->first, .n = g->n});
-}
-
-static void on_write_group(part_ctx_t *p, const group_t *g)
-{
-    uint64_t ok = 0;
-    for (size_t i = g->first; i < g->first + g->n; i++) {
-        member_slot_t *s = &p->slots[i];
-        if (s->write == WRITE_NONE)
-            continue;
-        redisReply *r = part_reply(p);
-        if (r == NULL)
-            return;
-        const redisReply *bad = r->type == REDIS_REPLY_INTEGER ? NULL : r;
-        if (s->write == WRITE_HSET) {
-            redisReply *e = part_reply(p); /* EXPIRE */
-            if (e == NULL)
-                return;
-            if (bad == NULL && e->type != REDIS_REPLY_INTEGER)
-                bad = e;
-        }
-        if (bad == NULL) {
-            s->written = true;
-            ok++;
-        } else {
-            member_failed(p, s, bad->type == REDIS_REPLY_ERROR ? bad->str : "unexpected reply");
-        }
-    }
-    arena_reset(&p->pl->arena);
-    p->res->planned += ok;
-    p->planned_since_report += ok;
-}
-
-static void on_renew_group(part_ctx_t *p)
-{
-    redisReply *r = part_reply(p);
-    if (r == NULL)
-        return;
-    if (!(r->type == REDIS_REPLY_INTEGER && r->integer == 1)) {
-        p->lease_lost = true;
-        log_warn("planner: lease lost, leaving the partition", "partition=%d", p->partition);
-    }
-    arena_reset(&p->pl->arena);
-}
-
-static void fifo_pop(part_ctx_t *p, group_t *out)
-{
-    *out = p->fifo[p->fifo_head];
-    p->fifo_head = (p->fifo_head + 1) % PLANNER_MAX_GROUPS;
-    p->fifo_count--;
-}
-
-/* planner.max_members_per_s: hold the pass back to that average rate, so an
- * operator can bound what a pass takes from Redis's single thread (and so
- * from the fast path's latency). Sleeps in slices so stop stays prompt. */
-static void pace(part_ctx_t *p, size_t n)
-{
-    planner_t *pl = p->pl;
-    pl->pass_members += n;
-    int rate = p->cfg->planner.max_members_per_s;
-    if (rate <= 0)
-        return;
-    double target = pl->pass_t0 + (double)pl->pass_members / rate;
-    for (double now = mono_s(); now < target && !stopping(pl); now = mono_s()) {
-        double wait = target - now < 0.1 ? target - now : 0.1;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(wait * 1e9)};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static void report_progress(part_ctx_t *p)
-{
-    if (p->planned_since_report > 0) {
-        metrics_planner_member_planned(p->pl->app->metrics, p->planned_since_report);
-        p->planned_since_report = 0;
-    }
-}
-
-static int move_cmp(const void *a, const void *b)
-{
-    const sched_move_t *x = a, *y = b;
-    if (x->phase != y->phase)
-        return x->phase < y->phase ? -1 : 1;
-    return x->slot < y->slot ? -1 : x->slot > y->slot;
-}
-
-static size_t slice_len(const part_ctx_t *p, size_t total, size_t first)
-{
-    return total - first < p->slice ? total - first : p->slice;
-}
-
-static void yield_to_fast_path(part_ctx_t *p);
-
-/* What a schedule command puts before each member id. */
-typedef enum slice_score { SCORE_NONE, SCORE_PHASE, SCORE_AS_OF } slice_score_t;
-
-/* `cmd key [opt] ([score] member)...` over the given slots, in slices of at
- * most p->slice members, formatted into pl->out. `moves` (phases computed)
- * or `slots` (indexes into p->slots) lists the members. */
-static void format_slices(part_ctx_t *p, const char *cmd, const char *key, size_t key_len,
-                          const char *opt, slice_score_t score, const sched_move_t *moves,
-                          const uint32_t *slots, size_t total)
-{
-    cmdbuf_t *out = &p->pl->out;
-    for (size_t first = 0; first < total; first += p->slice) {
-        size_t n = slice_len(p, total, first);
-        cmdbuf_begin(out, (int)(2 + (opt != NULL) + n * (score == SCORE_NONE ? 1 : 2)));
-        cmdbuf_arg(out, cmd, strlen(cmd));
-        cmdbuf_arg(out, key, key_len);
-        if (opt != NULL)
-            cmdbuf_arg(out, opt, strlen(opt));
-        for (size_t i = first; i < first + n; i++) {
-            const member_slot_t *s = &p->slots[moves != NULL ? moves[i].slot : slots[i]];
-            if (score == SCORE_PHASE) {
-                char num[32];
-                int l = snprintf(num, sizeof num, "%.17g", moves[i].phase);
-                cmdbuf_arg(out, num, (size_t)l);
-            } else if (score == SCORE_AS_OF) {
-                cmdbuf_arg_i64(out, p->as_of);
-            }
-            cmdbuf_arg(out, slot_id(p, s), s->len);
-        }
-        /* Out slice by slice, giving way to the fast path in between: a
-         * chunk's schedule changes are milliseconds of Redis time. */
-        if (!part_flush(p))
-            return;
-        yield_to_fast_path(p);
-    }
-}
-
-/* Reads the replies of format_slices(total); false when the connection
- * failed. An error reply is logged; with `step_over`, its members are
- * still in the due set and the due walk's offset steps over them. */
-static bool slice_replies(part_ctx_t *p, size_t total, bool step_over)
-{
-    for (size_t first = 0; first < total; first += p->slice) {
-        redisReply *r = part_reply(p);
-        if (r == NULL)
-            return false;
-        if (r->type == REDIS_REPLY_ERROR) {
-            static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-            log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"", r->str);
-            if (step_over)
-                p->offset += slice_len(p, total, first);
-        }
-    }
-    return true;
-}
-
-/*
- * Once every plan write of the chunk is answered, the schedule follows:
- *  - due walk: members planned (or kept) leave the due set and join the
- *    cadence set at their phase (a plain ZADD: the phase is a function of
- *    the id, so re-adding is a no-op, and a score from elsewhere is
- *    corrected); a member whose write failed stays due;
- *  - cadence walk: nothing moves, which is the point (cadence.h); a member
- *    whose write failed is added to the due set (ZADD NX) so the next pass
- *    tries again;
- *  - both: members whose features are gone leave both sets.
- * Joins go out sorted by phase: the cadence set's skiplist is the largest
- * cold structure a pass touches, and inserts in order walk neighbouring
- * nodes while they are in cache. Slices keep each command short (a few
- * hundred microseconds of Redis time), so the fast path is not held up
- * behind one long command.
- */
-static void chunk_reschedule(part_ctx_t *p, size_t n)
-{
-    size_t n_moves = 0, n_removed = 0, n_retry = 0;
-    uint32_t *retry = (uint32_t *)p->moves; /* the cadence walk has no moves */
-    for (size_t i = 0; i < n; i++) {
-        const member_slot_t *s = &p->slots[i];
-        if (s->remove) {
-            p->removed[n_removed++] = (uint32_t)i;
-            p->removed_at_last += s->at_last;
-        }
-        else if (!p->cadence && (s->written || s->kept))
-            p->moves[n_moves++] =
-                (sched_move_t){.phase = cadence_phase(slot_id(p, s), s->len), .slot = (uint32_t)i};
-        else if (p->cadence && s->failed)
-            retry[n_retry++] = (uint32_t)i;
-    }
-    if (n_moves + n_removed + n_retry == 0)
-        return;
-    qsort(p->moves, n_moves, sizeof *p->moves, move_cmp);
-    format_slices(p, "ZADD", p->cadence_key, p->cadence_len, NULL, SCORE_PHASE, p->moves, NULL,
-                  n_moves);
-    format_slices(p, "ZREM", p->sched_key, p->sched_len, NULL, SCORE_NONE, p->moves, NULL,
-                  n_moves);
-    format_slices(p, "ZREM", p->sched_key, p->sched_len, NULL, SCORE_NONE, NULL, p->removed,
-                  n_removed);
-    format_slices(p, "ZREM", p->cadence_key, p->cadence_len, NULL, SCORE_NONE, NULL, p->removed,
-                  n_removed);
-    format_slices(p, "ZADD", p->sched_key, p->sched_len, "NX", SCORE_AS_OF, NULL, retry, n_retry);
-    bool due_walk = !p->cadence;
-    if (part_flush(p) && slice_replies(p, n_moves, false) &&
-        slice_replies(p, n_moves, due_walk) && slice_replies(p, n_removed, due_walk) &&
-        slice_replies(p, n_removed, false) && slice_replies(p, n_retry, false))
-        p->res->removed += n_removed;
-    arena_reset(&p->pl->arena);
-}
-
-/*
- * The fast path first. Redis serves clients in turn, and in each turn works
- * through everything a client has sent: a decide that reaches Redis while
- * planner batches are queued waits for them. So while this instance's fast
- * path has commands in flight, the next batch is held back (checked every
- * PLANNER_YIELD_STEP_US, for at most PLANNER_YIELD_MAX_US, so a busy fast
- * path slows a pass down but never stops it). Other instances' decides
- * are not seen; their own planners hold back for them.
- */
-#define PLANNER_YIELD_STEP_US 20
-#define PLANNER_YIELD_MAX_US 2000
-static void yield_to_fast_path(part_ctx_t *p)
-{
-    const store_t *st = p->pl->app->store;
-    if (st == NULL || store_waiting(st) <= 0)
-        return;
-    uint64_t t0 = mono_ms() * 1000;
-    struct timespec step = {.tv_sec = 0, .tv_nsec = PLANNER_YIELD_STEP_US * 1000L};
-    for (int i = 0; i < PLANNER_YIELD_MAX_US / PLANNER_YIELD_STEP_US; i++) {
-        nanosleep(&step, NULL);
-        if (store_waiting(st) <= 0 || mono_ms() * 1000 - t0 >= PLANNER_YIELD_MAX_US)
-            break;
-    }
-}
-
-/* Runs the pipeline over one chunk of `n` members (see the top comment). */
-static void chunk_run(part_ctx_t *p, size_t n)
-{
-    size_t n_batches = (n + p->batch - 1) / p->batch;
-    size_t next = 0;
-    /* Two batches of reads in flight before the first computation. */
-    for (; next < n_batches && next < 2 && !p->broken; next++) {
-        size_t first = next * p->batch;
-        send_reads(p, first, first + p->batch <= n ? p->batch : n - first);
-    }
-    while (p->fifo_count > 0 && !p->broken) {
-        group_t g;
-        fifo_pop(p, &g);
-        switch (g.kind) {
-        case GROUP_READ:
-            on_read_group(p, &g);
-            report_progress(p);
-            pace(p, g.n);
-            /* Stop and a lost lease take effect here, between batches:
-             * batches never read simply stay due. */
-            if (next < n_batches && !p->broken && !p->lease_lost && !stopping(p->pl)) {
-                yield_to_fast_path(p);
-                maybe_send_renew(p);
-                size_t first = next * p->batch;
-                if (!p->broken)
-                    send_reads(p, first, first + p->batch <= n ? p->batch : n - first);
-                next++;
-            }
-            break;
-        case GROUP_WRITE:
-            on_write_group(p, &g);
-            break;
-        case GROUP_RENEW:
-            on_renew_group(p);
-            break;
-        }
-    }
-    if (!p->broken)
-        chunk_reschedule(p, n);
-    report_progress(p);
-}
-
-/* Copies the ids of a ZRANGEBYSCORE reply (WITHSCORES in the cadence walk)
- * into the chunk; returns how many members the chunk has. */
-static size_t chunk_load(part_ctx_t *p, const redisReply *r)
-{
-    size_t step = p->cadence ? 2 : 1;
-    size_t total = 0;
-    for (size_t i = 0; i < r->elements; i += step)
-        total += r->element[i]->len + 1;
-    if (total > p->ids_cap) {
-        char *ids = realloc(p->ids, total);
-        if (ids == NULL)
-            return 0;
-        p->ids = ids;
-        p->ids_cap = total;
-    }
-    const redisReply *last = NULL;
-    p->n_at_last = 0;
-    p->removed_at_last = 0;
-    if (p->cadence && r->elements >= 2) {
-        last = r->element[r->elements - 1];
-        if (last->type != REDIS_REPLY_STRING || last->len >= sizeof p->last_score)
-            last = NULL;
-        else
-            snprintf(p->last_score, sizeof p->last_score, "%.*s", (int)last->len, last->str);
-    }
-    size_t n = 0, off = 0;
-    for (size_t i = 0; i + step - 1 < r->elements; i += step) {
-        const redisReply *e = r->element[i];
-        bool at_last = last != NULL && r->element[i + 1]->len == last->len &&
-                       memcmp(r->element[i + 1]->str, last->str, last->len) == 0;
-        p->n_at_last += at_last;
-        if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > MEMBER_ID_MAX) {
-            p->offset++; /* not a member id notifd wrote; step over it */
-            continue;
-        }
-        memcpy(p->ids + off, e->str, e->len);
-        p->ids[off + e->len] = '\0';
-        p->slots[n] = (member_slot_t){.id_off = off, .len = e->len, .at_last = at_last};
-        off += e->len + 1;
-        n++;
-    }
-    return n;
-}
-
-static void part_free(part_ctx_t *p)
-{
-    free(p->slots);
-    free(p->moves);
-    free(p->removed);
-    free(p->ids);
-}
-
-/* Renews the lease when it is time, between chunks (the pipeline is empty,
- * so the reply is read at once); false when the partition must stop. */
-static bool renew_between_chunks(part_ctx_t *p)
-{
-    if (stopping(p->pl)) {
-        p->res->aborted = true;
-        return false;
-    }
-    if (maybe_send_renew(p)) {
-        if (p->broken)
-            return false;
-        group_t g;
-        fifo_pop(p, &g);
-        on_renew_group(p);
-    }
-    return !p->broken && !p->lease_lost;
-}
-
-/* One chunk query (ZRANGEBYSCORE key min max [WITHSCORES] LIMIT off count)
- * and its chunk; the number of members the query returned, or -1 to stop. */
-static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const char *min,
-                       const char *max, uint64_t offset, size_t chunk)
-{
-    char off[24], cnt[24];
-    size_t offl = fmt_i64(off, (int64_t)offset), cntl = fmt_i64(cnt, (int64_t)chunk);
-    const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "WITHSCORES", "LIMIT", off, cnt};
-    size_t lens[] = {13, key_len, strlen(min), strlen(max), 10, 5, offl, cntl};
-    int argc = 8;
-    if (!p->cadence) { /* no WITHSCORES */
-        argv[4] = "LIMIT", lens[4] = 5;
-        argv[5] = off, lens[5] = offl;
-        argv[6] = cnt, lens[6] = cntl;
-        argc = 7;
-    }
-    planner_result_t *res = p->res;
-    redisReply *r = conn_command(p->pl, p->cfg, res, argc, argv, lens);
-    if (r == NULL) {
-        p->broken = true;
-        return -1;
-    }
-    if (r->type != REDIS_REPLY_ARRAY) {
-        snprintf(res->error, sizeof res->error, "redis: ZRANGEBYSCORE failed: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        return -1;
-    }
-    size_t got = p->cadence ? r->elements / 2 : r->elements;
-    size_t n = chunk_load(p, r);
-    arena_reset(&p->pl->arena);
-    if (n == 0 && got > 0 && p->ids_cap == 0) {
-        snprintf(res->error, sizeof res->error, "out of memory");
-        return -1;
-    }
-    p->wall_now = (int64_t)time(NULL);
-    if (n > 0)
-        chunk_run(p, n);
-    return (long)got;
-}
-
-/* The due walk: members that joined or lost their plan, up to as_of. Those
- * planned leave the range, so each query starts at the members left due in
- * place (p->offset). */
-static void due_walk(part_ctx_t *p, size_t chunk)
-{
-    char max[24];
-    fmt_i64(max, p->as_of);
-    p->cadence = false;
-    while (renew_between_chunks(p)) {
-        long got = chunk_next(p, p->sched_key, p->sched_len, "-inf", max, p->offset, chunk);
-        if (got < (long)chunk)
-            break;
-    }
-}
-
-/* The cadence walk over one range of phases. Nothing leaves the range (but
- * removed members), so each query continues after the previous chunk's
- * last member: from its score, skipping the members of the chunk with that
- * score. Returns true when the range was walked to its end. */
-static bool cadence_walk(part_ctx_t *p, const cadence_range_t *range, size_t chunk)
-{
-    _Static_assert(sizeof range->min == sizeof p->last_score, "one bound size");
-    char min[sizeof p->last_score];
-    memcpy(min, range->min, sizeof min);
-    uint64_t skip = 0;
-    p->cadence = true;
-    while (renew_between_chunks(p)) {
-        long got = chunk_next(p, p->cadence_key, p->cadence_len, min, range->max, skip, chunk);
-        if (got < 0)
-            return false;
-        if (got < (long)chunk)
-            return !p->broken && !p->lease_lost;
-        /* Removed members no longer count in the skip. */
-        size_t gone = p->removed_at_last;
-        size_t at_last = p->n_at_last - (gone < p->n_at_last ? gone : p->n_at_last);
-        if (strcmp(min, p->last_score) == 0) {
-            if (at_last == 0) { /* nothing moved on: do not loop */
-                snprintf(p->res->error, sizeof p->res->error,
-                         "planner: the cadence walk of partition %d did not advance",
-                         p->partition);
-                return false;
-            }
-            skip += at_last;
-        } else {
-            memcpy(min, p->last_score, sizeof min);
-            skip = at_last;
-        }
-    }
-    return false;
-}
-
-/* The partition's cursor: the as_of its cadence was last walked to. */
-static bool cursor_get(part_ctx_t *p, const char *key, size_t kl, bool *have, int64_t *cursor)
-{
-    const char *argv[] = {"GET", key};
-    size_t lens[] = {3, kl};
-    redisReply *r = conn_command(p->pl, p->cfg, p->res, 2, argv, lens);
-    *have = false;
-    if (r == NULL) {
-        p->broken = true;
-        return false;
-    }
-    if (r->type == REDIS_REPLY_STRING) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "%.*s", (int)(r->len < 31 ? r->len : 31), r->str);
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(buf, &end, 10);
-        *have = errno == 0 && end != buf && *end == '\0';
-        *cursor = v;
-    } else if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(p->res->error, sizeof p->res->error, "redis: cursor GET failed: %s", r->str);
-        return false;
-    }
-    return true;
-}
-
-/* Moves the cursor to as_of; it outlives two intervals without a pass (by
- * then the next window is the whole cadence anyway). */
-static void cursor_set(part_ctx_t *p, const char *key, size_t kl)
-{
-    char v[24], ex[24];
-    size_t vl = fmt_i64(v, p->as_of), exl = fmt_i64(ex, 2 * p->cfg->planner.interval_s);
-    const char *argv[] = {"SET", key, v, "EX", ex};
-    size_t lens[] = {3, kl, vl, 2, exl};
-    redisReply *r = conn_command(p->pl, p->cfg, p->res, 5, argv, lens);
-    if (r == NULL)
-        p->broken = true;
-    else if (r->type == REDIS_REPLY_ERROR)
-        snprintf(p->res->error, sizeof p->res->error, "redis: cursor SET failed: %s", r->str);
-}
-
-static void partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
-                          planner_result_t *res)
-{
-    part_ctx_t p;
-    memset(&p, 0, sizeof p);
-    p.pl = pl;
-    p.cfg = cfg;
-    p.res = res;
-    p.partition = partition;
-    p.as_of = as_of;
-    p.batch = (size_t)cfg->planner.batch_size;
-    /* The commands the pass sends scale with batch_size, so that one knob
-     * bounds how long Redis works on the planner before it serves anyone
-     * else: batch reads, schedule slices. (A chunk query of 4096 members
-     * is ~0.6 ms of Redis, once per chunk.) */
-    p.slice = p.batch < PLANNER_SCHED_SLICE_MAX ? p.batch : PLANNER_SCHED_SLICE_MAX;
-    p.sched_len = key_global(p.sched_key, cfg->redis.prefix, "sched", partition);
-    p.cadence_len = key_global(p.cadence_key, cfg->redis.prefix, "cadence", partition);
-    p.lease_len = key_global(p.lease_key, cfg->redis.prefix, "lease", partition);
-    fmt_i64(p.lease_ms, cfg->planner.lease_ms);
-    p.lease_renewed_ms = mono_ms();
-    for (int c = 0; c < cfg->n_channels; c++) {
-        p.channel_names[c] = cfg->channels[c];
-        p.channel_name_lens[c] = strlen(cfg->channels[c]);
-    }
-    size_t chunk = p.batch * PLANNER_BATCHES_PER_CHUNK;
-    if (chunk < PLANNER_CHUNK_MIN)
-        chunk = PLANNER_CHUNK_MIN;
-    p.slots = calloc(chunk, sizeof *p.slots);
-    p.moves = calloc(chunk, sizeof *p.moves);
-    p.removed = calloc(chunk, sizeof *p.removed);
-    if (p.slots == NULL || p.moves == NULL || p.removed == NULL) {
-        snprintf(res->error, sizeof res->error, "out of memory");
-        part_free(&p);
-        return;
-    }
-    /* The cadence first: members that join it in the due walk below are
-     * then not read twice in one pass. */
-    char cursor_key[KEY_MAX];
-    size_t cursor_len = key_global(cursor_key, cfg->redis.prefix, "cursor", partition);
-    bool have_cursor = false;
-    int64_t cursor = 0;
-    if (cursor_get(&p, cursor_key, cursor_len, &have_cursor, &cursor)) {
-        cadence_range_t ranges[2];
-        int n_ranges = cadence_window(have_cursor, cursor, as_of, cfg->planner.interval_s, ranges);
-        /* Half-size chunks here: a query WITHSCORES costs Redis about
-         * twice as much per member, and one command should stay well
-         * under a millisecond of Redis time; the cadence walk has no
-         * sorted moves that would want larger chunks. */
-        size_t cadence_chunk = chunk / 2;
-        bool walked = true;
-        for (int i = 0; i < n_ranges && walked; i++)
-            walked = cadence_walk(&p, &ranges[i], cadence_chunk);
-        /* Only a whole window moves the cursor: an interrupted walk is
-         * walked again, and what it already planned is kept. */
-        if (n_ranges > 0 && walked && res->error[0] == '\0' && !stopping(pl))
-            cursor_set(&p, cursor_key, cursor_len);
-    }
-    if (!p.broken && !p.lease_lost && res->error[0] == '\0')
-        due_walk(&p, chunk);
-    if (stopping(pl) && !p.broken)
-        res->aborted = true;
-    part_free(&p);
+    (void)planner_conn_command(pl, cfg, res, 5, argv, lens);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1617,7 +641,7 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
                      bool force_connect, planner_result_t *res)
 {
     memset(res, 0, sizeof *res);
-    double t0 = mono_s();
+    double t0 = planner_mono_s();
     pl->pass_t0 = t0;
     pl->pass_members = 0;
     void *metrics = pl->app->metrics;
@@ -1626,7 +650,7 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
     if (conn_ensure(pl, cfg, force_connect, res) && due_partitions(pl, cfg, as_of, due, res)) {
         int start = (int)(pl->instance_hash % SCHEDULE_PARTITIONS);
         for (int i = 0; i < SCHEDULE_PARTITIONS; i++) {
-            if (stopping(pl)) {
+            if (planner_stopping(pl)) {
                 res->aborted = true;
                 break;
             }
@@ -1640,14 +664,14 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
                 res->partitions_skipped++;
                 continue;
             }
-            partition_run(pl, cfg, n, as_of, res);
+            planner_partition_run(pl, cfg, n, as_of, res);
             lease_release(pl, cfg, n, res);
             res->partitions_done++;
             if (res->error[0] != '\0' || res->aborted)
                 break;
         }
     }
-    res->seconds = mono_s() - t0;
+    res->seconds = planner_mono_s() - t0;
     metrics_planner_pass_finished(metrics, res->seconds, res->planned, res->failed);
     double rate = res->seconds > 0 ? (double)res->planned / res->seconds : 0.0;
     log_write(res->error[0] ? LOG_WARN : LOG_INFO, "planner pass",
@@ -1718,7 +742,7 @@ static void *planner_main(void *arg)
         pass_req_t *req = NULL;
         pthread_mutex_lock(&pl->mu);
         for (;;) {
-            if (stopping(pl))
+            if (planner_stopping(pl))
                 break;
             if (pl->waiting_head != NULL) {
                 req = pl->waiting_head;
@@ -1727,7 +751,7 @@ static void *planner_main(void *arg)
                     pl->waiting_tail = NULL;
                 break;
             }
-            uint64_t now = mono_ms();
+            uint64_t now = planner_mono_ms();
             if (now >= pl->next_timer_ms)
                 break;
             struct timespec until;
@@ -1742,7 +766,7 @@ static void *planner_main(void *arg)
             pthread_cond_timedwait(&pl->cond, &pl->mu, &until);
         }
         pthread_mutex_unlock(&pl->mu);
-        if (stopping(pl)) {
+        if (planner_stopping(pl)) {
             if (req != NULL) {
                 req->result.aborted = true;
                 post_done(pl, req);
@@ -1761,11 +785,11 @@ static void *planner_main(void *arg)
                 pass_run(pl, cfg, (int64_t)time(NULL), "timer", false, &res);
                 /* After a Redis failure, retry on the reconnect backoff
                  * rather than a whole poll period later. */
-                if (res.error[0] != '\0' && pl->next_connect_ms > mono_ms() &&
-                    pl->next_connect_ms - mono_ms() < next)
-                    next = pl->next_connect_ms - mono_ms();
+                if (res.error[0] != '\0' && pl->next_connect_ms > planner_mono_ms() &&
+                    pl->next_connect_ms - planner_mono_ms() < next)
+                    next = pl->next_connect_ms - planner_mono_ms();
             }
-            pl->next_timer_ms = mono_ms() + next;
+            pl->next_timer_ms = planner_mono_ms() + next;
         }
         config_release(cfg);
     }
@@ -1825,7 +849,7 @@ static void set_stop(planner_t *pl)
 static void on_watch(uv_timer_t *t)
 {
     planner_t *pl = t->data;
-    if (pl->app->stopping && !stopping(pl)) {
+    if (pl->app->stopping && !planner_stopping(pl)) {
         log_info("planner: stopping the running pass", "%s", "");
         set_stop(pl);
     }
@@ -1884,7 +908,7 @@ planner_t *planner_start(app_t *app)
 
 int planner_request_pass(planner_t *pl, int64_t as_of, planner_done_fn fn, void *arg)
 {
-    if (pl == NULL || stopping(pl) || !pl->thread_started)
+    if (pl == NULL || planner_stopping(pl) || !pl->thread_started)
         return -1;
     pass_req_t *req = calloc(1, sizeof *req);
     if (req == NULL)
