@@ -36,7 +36,7 @@
  * a smaller batch_size makes the slices smaller too (see part_ctx.slice). */
 #define PLANNER_SCHED_SLICE_MAX 512
 
-/* Reply objects of the worker's connection (see arena_functions). */
+/* Reply objects of the worker's connection (see arena_functions in planner.c). */
 typedef struct arena_block {
     struct arena_block *next;
     size_t used, size;
@@ -80,7 +80,7 @@ struct planner {
 
     /* Worker thread only from here on. */
     redisContext *c;
-    reply_arena_t arena;             /* replies of c (see arena_functions) */
+    reply_arena_t arena;             /* replies of c (see arena_functions in planner.c) */
     cmdbuf_t out;                    /* RESP of the group being formatted */
     char conn_host[CONFIG_HOST_MAX];
     int conn_port;
@@ -106,7 +106,7 @@ size_t planner_fmt_i64(char *out, int64_t v);
 /* A non-negative decimal of at most 18 digits. */
 bool planner_str_i64(const char *s, size_t len, int64_t *out);
 
-/* Frees every reply built in the arena (see arena_functions). */
+/* Frees every reply built in the arena (see arena_functions in planner.c). */
 void planner_arena_reset(reply_arena_t *a);
 
 /* RESP of one command into `b`: planner_cmd_begin(argc), then argc args. */

@@ -34,7 +34,7 @@ typedef struct sched_move {
     uint32_t slot;
 } sched_move_t;
 
-/* How a member's plan goes out (see plan_send). */
+/* How a member's plan goes out (see plan_one). */
 typedef enum write_mode {
     WRITE_NONE = 0,
     WRITE_HSET,          /* HSET and EXPIRE */
