@@ -595,13 +595,12 @@ static void yield_to_fast_path(part_ctx_t *p)
     const store_t *st = p->pl->app->store;
     if (st == NULL || store_waiting(st) <= 0)
         return;
-    uint64_t t0 = planner_mono_ms() * 1000;
+    /* Microseconds: the bound is two milliseconds, which a millisecond
+     * clock would stretch to almost three. */
+    double t0 = planner_mono_s();
     struct timespec step = {.tv_sec = 0, .tv_nsec = PLANNER_YIELD_STEP_US * 1000L};
-    for (int i = 0; i < PLANNER_YIELD_MAX_US / PLANNER_YIELD_STEP_US; i++) {
+    while (store_waiting(st) > 0 && (planner_mono_s() - t0) * 1e6 < PLANNER_YIELD_MAX_US)
         nanosleep(&step, NULL);
-        if (store_waiting(st) <= 0 || planner_mono_ms() * 1000 - t0 >= PLANNER_YIELD_MAX_US)
-            break;
-    }
 }
 
 /* Runs the pipeline over one chunk of `n` members (see the top comment). */
