@@ -676,10 +676,11 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
     double rate = res->seconds > 0 ? (double)res->planned / res->seconds : 0.0;
     log_write(res->error[0] ? LOG_WARN : LOG_INFO, "planner pass",
               "trigger=%s as_of=%lld planned=%llu kept=%llu failed=%llu removed=%llu "
-              "partitions=%d "
+              "chunks=%llu chunks_small=%llu partitions=%d "
               "skipped=%d seconds=%.3f members_per_s=%.0f%s%s%s%s",
               trigger, (long long)as_of, (unsigned long long)res->planned,
               (unsigned long long)res->kept, (unsigned long long)res->failed, (unsigned long long)res->removed,
+              (unsigned long long)res->chunks, (unsigned long long)res->chunks_small,
               res->partitions_done, res->partitions_skipped, res->seconds, rate,
               res->aborted ? " aborted=1" : "", res->error[0] ? " error=\"" : "", res->error,
               res->error[0] ? "\"" : "");

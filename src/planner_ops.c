@@ -283,10 +283,13 @@ static void on_pass_done(const planner_result_t *res, void *arg)
         return;
     }
     policy_forget_plans(req->app);
-    request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:I,s:f,s:i,s:i}", "planned",
+    request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i,s:i}", "planned",
                                     (json_int_t)res->planned, "kept", (json_int_t)res->kept,
                                     "failed", (json_int_t)res->failed,
-                                    "removed", (json_int_t)res->removed, "seconds", res->seconds,
+                                    "removed", (json_int_t)res->removed,
+                                    "chunks", (json_int_t)res->chunks,
+                                    "chunks_small", (json_int_t)res->chunks_small,
+                                    "seconds", res->seconds,
                                     "partitions", res->partitions_done, "partitions_skipped",
                                     res->partitions_skipped));
 }

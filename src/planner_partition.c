@@ -59,7 +59,10 @@ typedef struct part_ctx {
     int partition;
     int64_t as_of;
     size_t batch;
-    size_t slice;        /* members per schedule command */
+    size_t slice;        /* members per schedule command, now */
+    size_t slice_max;    /* ... while the fast path is not busy */
+    bool lockstep;       /* schedule slices: each answered before the next */
+    size_t limit;        /* members asked for by the last chunk query */
     char sched_key[KEY_MAX];      /* P sched:<n>: due now (joined, or lost the plan) */
     size_t sched_len;
     char cadence_key[KEY_MAX];    /* P cadence:<n>: member -> phase */
@@ -143,6 +146,20 @@ static redisReply *part_reply(part_ctx_t *p)
         return NULL;
     }
     return r;
+}
+
+/* Whether this instance's fast path has sent Redis a command lately (see
+ * PLANNER_BUSY_CHUNK): decides arrive one by one, so a quiet spell of a
+ * few milliseconds between two of them does not make the fast path idle. */
+static bool fast_path_busy(const part_ctx_t *p)
+{
+    const store_t *st = p->pl->app->store;
+    if (st == NULL)
+        return false;
+    if (store_waiting(st) > 0)
+        return true;
+    uint64_t last = store_last_sent_ms(st);
+    return last != 0 && planner_mono_ms() < last + PLANNER_BUSY_LINGER_MS;
 }
 
 static void send_reads(part_ctx_t *p, size_t first, size_t n)
@@ -474,12 +491,31 @@ static void yield_to_fast_path(part_ctx_t *p);
 /* What a schedule command puts before each member id. */
 typedef enum slice_score { SCORE_NONE, SCORE_PHASE, SCORE_AS_OF } slice_score_t;
 
+/* The reply of one schedule slice of `n` members; false when the
+ * connection failed. An error reply is logged; with `step_over`, its members
+ * are still in the due set and the due walk's offset steps over them. */
+static bool slice_reply(part_ctx_t *p, size_t n, bool step_over)
+{
+    redisReply *r = part_reply(p);
+    if (r == NULL)
+        return false;
+    if (r->type == REDIS_REPLY_ERROR) {
+        static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+        log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"", r->str);
+        if (step_over)
+            p->offset += n;
+    }
+    return true;
+}
+
 /* `cmd key [opt] ([score] member)...` over the given slots, in slices of at
- * most p->slice members, formatted into pl->out. `moves` (phases computed)
- * or `slots` (indexes into p->slots) lists the members. */
+ * most p->slice members, each sent as soon as it is formatted. `moves`
+ * (phases computed) or `slots` (indexes into p->slots) lists the members.
+ * In lockstep each reply is read before the next slice goes out; otherwise
+ * slice_replies reads them all at the end. */
 static void format_slices(part_ctx_t *p, const char *cmd, const char *key, size_t key_len,
                           const char *opt, slice_score_t score, const sched_move_t *moves,
-                          const uint32_t *slots, size_t total)
+                          const uint32_t *slots, size_t total, bool step_over)
 {
     cmdbuf_t *out = &p->pl->out;
     for (size_t first = 0; first < total; first += p->slice) {
@@ -504,26 +540,24 @@ static void format_slices(part_ctx_t *p, const char *cmd, const char *key, size_
          * chunk's schedule changes are milliseconds of Redis time. */
         if (!part_flush(p))
             return;
-        yield_to_fast_path(p);
+        if (p->lockstep) {
+            if (!slice_reply(p, n, step_over))
+                return;
+        } else {
+            yield_to_fast_path(p);
+        }
     }
 }
 
-/* Reads the replies of format_slices(total); false when the connection
- * failed. An error reply is logged; with `step_over`, its members are
- * still in the due set and the due walk's offset steps over them. */
+/* Reads the replies of format_slices(total) not read in lockstep; false
+ * when the connection failed. */
 static bool slice_replies(part_ctx_t *p, size_t total, bool step_over)
 {
-    for (size_t first = 0; first < total; first += p->slice) {
-        redisReply *r = part_reply(p);
-        if (r == NULL)
+    if (p->lockstep)
+        return true;
+    for (size_t first = 0; first < total; first += p->slice)
+        if (!slice_reply(p, slice_len(p, total, first), step_over))
             return false;
-        if (r->type == REDIS_REPLY_ERROR) {
-            static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-            log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"", r->str);
-            if (step_over)
-                p->offset += slice_len(p, total, first);
-        }
-    }
     return true;
 }
 
@@ -562,16 +596,19 @@ static void chunk_reschedule(part_ctx_t *p, size_t n)
     if (n_moves + n_removed + n_retry == 0)
         return;
     qsort(p->moves, n_moves, sizeof *p->moves, move_cmp);
-    format_slices(p, "ZADD", p->cadence_key, p->cadence_len, NULL, SCORE_PHASE, p->moves, NULL,
-                  n_moves);
-    format_slices(p, "ZREM", p->sched_key, p->sched_len, NULL, SCORE_NONE, p->moves, NULL,
-                  n_moves);
-    format_slices(p, "ZREM", p->sched_key, p->sched_len, NULL, SCORE_NONE, NULL, p->removed,
-                  n_removed);
-    format_slices(p, "ZREM", p->cadence_key, p->cadence_len, NULL, SCORE_NONE, NULL, p->removed,
-                  n_removed);
-    format_slices(p, "ZADD", p->sched_key, p->sched_len, "NX", SCORE_AS_OF, NULL, retry, n_retry);
     bool due_walk = !p->cadence;
+    p->lockstep = fast_path_busy(p);
+    p->slice = p->lockstep && p->slice_max > PLANNER_BUSY_BATCH ? PLANNER_BUSY_BATCH : p->slice_max;
+    format_slices(p, "ZADD", p->cadence_key, p->cadence_len, NULL, SCORE_PHASE, p->moves, NULL,
+                  n_moves, false);
+    format_slices(p, "ZREM", p->sched_key, p->sched_len, NULL, SCORE_NONE, p->moves, NULL,
+                  n_moves, due_walk);
+    format_slices(p, "ZREM", p->sched_key, p->sched_len, NULL, SCORE_NONE, NULL, p->removed,
+                  n_removed, due_walk);
+    format_slices(p, "ZREM", p->cadence_key, p->cadence_len, NULL, SCORE_NONE, NULL, p->removed,
+                  n_removed, false);
+    format_slices(p, "ZADD", p->sched_key, p->sched_len, "NX", SCORE_AS_OF, NULL, retry, n_retry,
+                  false);
     if (part_flush(p) && slice_replies(p, n_moves, false) &&
         slice_replies(p, n_moves, due_walk) && slice_replies(p, n_removed, due_walk) &&
         slice_replies(p, n_removed, false) && slice_replies(p, n_retry, false))
@@ -603,33 +640,42 @@ static void yield_to_fast_path(part_ctx_t *p)
         nanosleep(&step, NULL);
 }
 
+/* Sends reads of the chunk's next members (from *sent on) until two read
+ * groups are in flight: one computes while the next is read. While the fast
+ * path is busy, one group of at most PLANNER_BUSY_BATCH members. */
+static void send_more_reads(part_ctx_t *p, size_t n, size_t *sent, size_t *reads_out)
+{
+    bool busy = fast_path_busy(p);
+    size_t depth = busy ? 1 : 2;
+    size_t batch = busy && p->batch > PLANNER_BUSY_BATCH ? PLANNER_BUSY_BATCH : p->batch;
+    while (*sent < n && *reads_out < depth && !p->broken) {
+        size_t k = n - *sent < batch ? n - *sent : batch;
+        send_reads(p, *sent, k);
+        *sent += k;
+        (*reads_out)++;
+    }
+}
+
 /* Runs the pipeline over one chunk of `n` members (see the top comment). */
 static void chunk_run(part_ctx_t *p, size_t n)
 {
-    size_t n_batches = (n + p->batch - 1) / p->batch;
-    size_t next = 0;
-    /* Two batches of reads in flight before the first computation. */
-    for (; next < n_batches && next < 2 && !p->broken; next++) {
-        size_t first = next * p->batch;
-        send_reads(p, first, first + p->batch <= n ? p->batch : n - first);
-    }
+    size_t sent = 0, reads_out = 0;
+    send_more_reads(p, n, &sent, &reads_out);
     while (p->fifo_count > 0 && !p->broken) {
         group_t g;
         fifo_pop(p, &g);
         switch (g.kind) {
         case GROUP_READ:
+            reads_out--;
             on_read_group(p, &g);
             report_progress(p);
             pace(p, g.n);
             /* Stop and a lost lease take effect here, between batches:
              * batches never read simply stay due. */
-            if (next < n_batches && !p->broken && !p->lease_lost && !planner_stopping(p->pl)) {
+            if (sent < n && !p->broken && !p->lease_lost && !planner_stopping(p->pl)) {
                 yield_to_fast_path(p);
                 maybe_send_renew(p);
-                size_t first = next * p->batch;
-                if (!p->broken)
-                    send_reads(p, first, first + p->batch <= n ? p->batch : n - first);
-                next++;
+                send_more_reads(p, n, &sent, &reads_out);
             }
             break;
         case GROUP_WRITE:
@@ -716,12 +762,21 @@ static bool renew_between_chunks(part_ctx_t *p)
 }
 
 /* One chunk query (ZRANGEBYSCORE key min max [WITHSCORES] LIMIT off count)
- * and its chunk; the number of members the query returned, or -1 to stop. */
+ * for at most `chunk` members (PLANNER_BUSY_CHUNK while the fast path is
+ * busy; p->limit says which), and its chunk; the number of members the
+ * query returned, or -1 to stop. */
 static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const char *min,
                        const char *max, uint64_t offset, size_t chunk)
 {
+    p->limit = chunk;
+    if (fast_path_busy(p)) {
+        p->res->chunks_small++;
+        if (p->limit > PLANNER_BUSY_CHUNK)
+            p->limit = PLANNER_BUSY_CHUNK;
+    }
+    p->res->chunks++;
     char off[24], cnt[24];
-    size_t offl = planner_fmt_i64(off, (int64_t)offset), cntl = planner_fmt_i64(cnt, (int64_t)chunk);
+    size_t offl = planner_fmt_i64(off, (int64_t)offset), cntl = planner_fmt_i64(cnt, (int64_t)p->limit);
     const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "WITHSCORES", "LIMIT", off, cnt};
     size_t lens[] = {13, key_len, strlen(min), strlen(max), 10, 5, offl, cntl};
     int argc = 8;
@@ -765,7 +820,7 @@ static void due_walk(part_ctx_t *p, size_t chunk)
     p->cadence = false;
     while (renew_between_chunks(p)) {
         long got = chunk_next(p, p->sched_key, p->sched_len, "-inf", max, p->offset, chunk);
-        if (got < (long)chunk)
+        if (got < (long)p->limit)
             break;
     }
 }
@@ -785,7 +840,7 @@ static bool cadence_walk(part_ctx_t *p, const cadence_range_t *range, size_t chu
         long got = chunk_next(p, p->cadence_key, p->cadence_len, min, range->max, skip, chunk);
         if (got < 0)
             return false;
-        if (got < (long)chunk)
+        if (got < (long)p->limit)
             return !p->broken && !p->lease_lost;
         /* Removed members no longer count in the skip. */
         size_t gone = p->removed_at_last;
@@ -862,7 +917,8 @@ void planner_partition_run(planner_t *pl, const config_t *cfg, int partition, in
      * bounds how long Redis works on the planner before it serves anyone
      * else: batch reads, schedule slices. (A chunk query of 4096 members
      * is ~0.6 ms of Redis, once per chunk.) */
-    p.slice = p.batch < PLANNER_SCHED_SLICE_MAX ? p.batch : PLANNER_SCHED_SLICE_MAX;
+    p.slice_max = p.batch < PLANNER_SCHED_SLICE_MAX ? p.batch : PLANNER_SCHED_SLICE_MAX;
+    p.slice = p.slice_max;
     p.sched_len = key_global(p.sched_key, cfg->redis.prefix, "sched", partition);
     p.cadence_len = key_global(p.cadence_key, cfg->redis.prefix, "cadence", partition);
     p.lease_len = key_global(p.lease_key, cfg->redis.prefix, "lease", partition);

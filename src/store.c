@@ -89,8 +89,10 @@ struct store {
 
     char last_error[256];
     store_counters_t counters;
-    /* counters.pending, readable from other threads (store_waiting). */
+    /* counters.pending and when the last command was sent (uv_now), for
+     * other threads (store_waiting, store_last_sent_ms). */
     atomic_int_fast64_t waiting;
+    atomic_uint_fast64_t last_sent_ms;
     void (*rtt_fn)(void *, double);
     void *rtt_arg;
     uint64_t rng;
@@ -301,6 +303,7 @@ static int send_argv(store_t *st, store_reply_fn fn, void *privdata, int argc,
     st->counters.pending++;
     atomic_store_explicit(&st->waiting, st->counters.pending, memory_order_relaxed);
     st->counters.commands++;
+    atomic_store_explicit(&st->last_sent_ms, uv_now(st->loop), memory_order_relaxed);
     watchdog_ensure(st);
     return 0;
 }
@@ -613,6 +616,11 @@ const store_counters_t *store_counters(const store_t *st) { return &st->counters
 int64_t store_waiting(const store_t *st)
 {
     return atomic_load_explicit(&st->waiting, memory_order_relaxed);
+}
+
+uint64_t store_last_sent_ms(const store_t *st)
+{
+    return atomic_load_explicit(&st->last_sent_ms, memory_order_relaxed);
 }
 
 void store_set_rtt_observer(store_t *st, void (*fn)(void *, double), void *arg)

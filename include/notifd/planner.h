@@ -41,6 +41,8 @@ typedef struct planner_result {
     uint64_t kept;             /* read, but the stored plan is recent and in force */
     uint64_t failed;           /* members whose plan could not be written */
     uint64_t removed;          /* members dropped from the schedule: no features */
+    uint64_t chunks;           /* chunk queries of the walks */
+    uint64_t chunks_small;     /* ... made in small steps: the fast path was busy */
     int partitions_done;       /* partitions with work this instance walked */
     int partitions_skipped;    /* with work, but leased by another instance */
     double seconds;

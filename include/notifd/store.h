@@ -83,6 +83,11 @@ const store_counters_t *store_counters(const store_t *st);
 /* Commands sent and not yet answered; safe to call from any thread (the
  * planner thread uses it to give way to the fast path). */
 int64_t store_waiting(const store_t *st);
+/* When the last command was sent: the loop's uv_now() (CLOCK_MONOTONIC in
+ * milliseconds, at most a few ms behind), 0 before the first; safe to call
+ * from any thread (the planner tells from it whether the fast path has been
+ * busy lately). */
+uint64_t store_last_sent_ms(const store_t *st);
 /* Observer for round-trip times (histograms live in metrics). */
 void store_set_rtt_observer(store_t *st, void (*fn)(void *arg, double seconds), void *arg);
 

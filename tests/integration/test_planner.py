@@ -109,6 +109,45 @@ def in_window(u, t0, t1, interval=WEEK):
     return lo < u <= hi if lo < hi else (u > lo or u <= hi)
 
 
+class BusyDecides:
+    """Keeps a notifd's fast path busy while in the `with` block: pipelined
+    decides in a loop on a connection of their own. They are for members
+    with no plan, as of `ts`, so each joins the due set of its partition at
+    ts; members of partition `avoid` are left out."""
+
+    def __init__(self, test, ts, avoid=None, members=None):
+        self.test, self.ts = test, ts
+        if members is None:
+            members = [m for m in ("busy-%03d" % i for i in range(64))
+                       if gen_members.schedule_partition(m.encode()) != avoid]
+        self.members = members
+        self.stop = threading.Event()
+        self.answered = []
+
+    def _run(self):
+        c = self.test.client()
+        n = 0
+        while not self.stop.is_set():
+            reqs = [{"op": "decide", "member": self.members[(n + i) % len(self.members)],
+                     "channel": "push", "opportunity": "busy-%d" % (n + i), "ts": self.ts,
+                     "candidates": [{"id": "c1", "score": 0.5}]} for i in range(64)]
+            replies = c.pipeline(reqs)
+            self.answered.append(sum(r["ok"] for r in replies))
+            n += 64
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: len(self.answered) >= 3, what="decides flowing")
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.test.assertEqual(set(self.answered), {64})  # every decide answered
+        return False
+
+
 class PlannerOpsTest(NotifdTestCase):
     overrides = {"planner": {"enabled": False}}
 
@@ -361,30 +400,13 @@ class PlannerOpsTest(NotifdTestCase):
         # is answered.
         p = self.pipe()
         p.load_members(3000, due=T0)
-        stop = threading.Event()
-        answered = []
-
-        def busy():
-            c = self.client()
-            n = 0
-            while not stop.is_set():
-                reqs = [{"op": "decide", "member": member(i % 3000), "channel": "push",
-                         "opportunity": "busy-%d" % (n + i), "ts": T0 + 30,
-                         "candidates": [{"id": "c1", "score": 0.5}]} for i in range(64)]
-                replies = c.pipeline(reqs)
-                answered.append(sum(r["ok"] for r in replies))
-                n += 64
-        t = threading.Thread(target=busy, daemon=True)
-        t.start()
-        wait_for(lambda: len(answered) >= 3, what="decides flowing")
-        r = self.client().request({"op": "planner_run", "ts": T0 + 60})
-        seen_during = len(answered)
-        stop.set()
-        t.join(timeout=30)
+        with BusyDecides(self, T0 + 30, members=[member(i) for i in range(3000)]) as busy:
+            r = self.client().request({"op": "planner_run", "ts": T0 + 60})
+            seen_during = len(busy.answered)
         self.assertTrue(r["ok"], r)
         self.assertEqual(r["planned"], 3000)
         self.assertGreater(seen_during, 3)  # decides kept flowing during the pass
-        self.assertEqual(set(answered), {64})
+        self.assertGreater(r["chunks_small"], 0)  # and the pass saw them
 
     def test_sigterm_while_a_pass_is_queued_answers_and_exits(self):
         p = self.pipe()
@@ -579,6 +601,42 @@ class PlannerChunksTest(NotifdTestCase):
             if line.startswith("cmdstat_%s:" % name):
                 return int(line.split("calls=")[1].split(",")[0])
         return 0
+
+    def test_while_decides_run_the_walks_go_in_small_steps_to_the_same_result(self):
+        # Chunk queries of at most 256 members (PLANNER_BUSY_CHUNK), groups
+        # and schedule slices of 16, each slice answered before the next:
+        # 5,600 due entries take 22 chunk queries instead of 2.
+        far = T0 + 100 * WEEK  # the decides' members join, due long after
+        with BusyDecides(self, far, avoid=0):
+            r = self.run_pass(T0 + 60)
+        self.assertEqual((r["planned"], r["failed"], r["removed"]),
+                         (self.MEMBERS - 1, 1, self.GHOSTS))
+        self.assertGreaterEqual(r["chunks_small"], 10)
+        good = [m for m in self.members if m != self.bad]
+        self.assertEqual({p[0] for p in self.pipe.run([["HGET", plan_key(m), "version"]
+                                                       for m in good])}, {"1"})
+        self.assertEqual([float(x) for x in self.pipe.run([["ZSCORE", self.cadence, m]
+                                                           for m in good])],
+                         [phase(m) for m in good])
+        self.assertEqual(self.redis.command("ZRANGE", self.key, 0, -1, "WITHSCORES"),
+                         [self.bad, str(T0)])
+        # The cadence walk, every member on one score, continues across
+        # small chunks too.
+        self.pipe.run([["DEL", plan_key(self.bad)]])
+        self.pipe.run([["ZADD", self.cadence, "0.5", m] for m in good])
+        with BusyDecides(self, far, avoid=0):
+            r = self.run_pass(T0 + 60 + WEEK)
+        self.assertEqual((r["planned"], r["kept"], r["failed"]), (self.MEMBERS, 0, 0))
+        self.assertGreaterEqual(r["chunks_small"], 10)
+        # (The bad member, its plan deleted, was still due: a first plan.)
+        self.assertEqual(self.versions(), ["1" if m == self.bad else "2" for m in self.members])
+        self.assertEqual(self.redis.command("ZCARD", self.cadence), self.MEMBERS)
+        # With the fast path quiet (for longer than the 100 ms it lingers),
+        # full steps again: two chunks of 2048 and one of 904.
+        time.sleep(0.3)
+        r = self.run_pass(T0 + 60 + 2 * WEEK)
+        self.assertEqual((r["planned"], r["chunks_small"]), (self.MEMBERS, 0))
+        self.assertLessEqual(r["chunks"], 4)
 
     def test_members_of_one_phase_are_walked_across_chunks(self):
         self.pipe.run([["DEL", plan_key(self.bad)]])
