@@ -540,12 +540,9 @@ static void format_slices(part_ctx_t *p, const char *cmd, const char *key, size_
          * chunk's schedule changes are milliseconds of Redis time. */
         if (!part_flush(p))
             return;
-        if (p->lockstep) {
-            if (!slice_reply(p, n, step_over))
-                return;
-        } else {
-            yield_to_fast_path(p);
-        }
+        if (p->lockstep && !slice_reply(p, n, step_over))
+            return;
+        yield_to_fast_path(p);
     }
 }
 
