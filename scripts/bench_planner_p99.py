@@ -18,8 +18,15 @@ machine the baseline itself moves, so a pass is compared with its own
 neighbours. The issue's bound: a running pass must not push the fast
 path's p99 up by more than 2x.
 
+With --diagnose it also prints, per phase, where a decide's time went:
+the share of decides that took notifd over 1 ms and of Redis round trips
+over 0.5 ms (notifd's /metrics histograms), the commands Redis's slow log
+caught over --slow-us, and each thread's CPU time and run-queue wait
+(/proc/PID/task/TID/schedstat) for redis-server and notifd.
+
 Usage: scripts/bench_planner_p99.py [--members 300000] [--rate 2000]
            [--seconds 5] [--passes 2] [--batch 64] [--nice 10] [--max-rate 0]
+           [--diagnose [--slow-us 300]]
 Environment: NOTIFD_BIN (default build/notifd).
 """
 import argparse
@@ -33,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -95,6 +103,78 @@ def measure(c, rate, until, start_i, ts):
     return lat, i
 
 
+class Diagnosis:
+    """Per-phase figures of where a decide's time went (--diagnose)."""
+
+    def __init__(self, admin_port, redis_port, pids, slow_us):
+        self.admin_port, self.redis_port, self.pids = admin_port, redis_port, pids
+        self.redis_cli("CONFIG", "SET", "slowlog-log-slower-than", str(slow_us))
+        self.redis_cli("CONFIG", "SET", "slowlog-max-len", "100000")
+        self.slow_us = slow_us
+        self.start()
+
+    def redis_cli(self, *args):
+        out = subprocess.run(["redis-cli", "-2", "--json", "-p", str(self.redis_port)] + list(args),
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+
+    def buckets(self):
+        """{(family, le): cumulative count} of the two histograms, over all labels."""
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port).read()
+        out = {}
+        for line in text.decode().splitlines():
+            for fam in ("notifd_decide_duration_seconds", "notifd_redis_rtt_seconds"):
+                if line.startswith(fam + "_bucket{"):
+                    le = line.split('le="')[1].split('"')[0]
+                    out[(fam, le)] = out.get((fam, le), 0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+    def threads(self):
+        """{process/thread name: (ns on a CPU, ns runnable but waiting)}."""
+        out = {}
+        for name, pid in self.pids.items():
+            try:
+                for tid in os.listdir("/proc/%d/task" % pid):
+                    with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                        comm = f.read().strip()
+                    with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                        run, wait = map(int, f.read().split()[:2])
+                    key = "%s/%s" % (name, comm)
+                    r0, w0 = out.get(key, (0, 0))
+                    out[key] = (r0 + run, w0 + wait)
+            except OSError:
+                pass
+        return out
+
+    def start(self):
+        self.redis_cli("SLOWLOG", "RESET")
+        self.b0, self.t0 = self.buckets(), self.threads()
+
+    def phase_end(self, name):
+        b1, t1 = self.buckets(), self.threads()
+
+        def over(fam, le):
+            total = b1.get((fam, "+Inf"), 0) - self.b0.get((fam, "+Inf"), 0)
+            under = b1.get((fam, le), 0) - self.b0.get((fam, le), 0)
+            return 100.0 * (total - under) / total if total else 0.0
+        slow = {}
+        for entry in self.redis_cli("SLOWLOG", "GET", "100000"):
+            cmd, us = str(entry[3][0]).upper(), int(entry[2])
+            n, mx = slow.get(cmd, (0, 0))
+            slow[cmd] = (n + 1, max(mx, us))
+        cpu = ["%s run=%.0fms wait=%.0fms" % (k, (v[0] - self.t0.get(k, (0, 0))[0]) / 1e6,
+                                             (v[1] - self.t0.get(k, (0, 0))[1]) / 1e6)
+               for k, v in sorted(t1.items()) if v[0] - self.t0.get(k, (0, 0))[0] > 1e7]
+        print("diag %s decides_over_1ms=%.1f%% redis_rtt_over_0.5ms=%.1f%%" % (
+            name, over("notifd_decide_duration_seconds", "0.001"),
+            over("notifd_redis_rtt_seconds", "0.0005")))
+        print("diag %s slowlog_over_%dus: %s" % (name, self.slow_us, ", ".join(
+            "%s x%d max %dus" % (c, n, mx)
+            for c, (n, mx) in sorted(slow.items(), key=lambda kv: -kv[1][0])) or "none"))
+        print("diag %s threads: %s" % (name, "; ".join(cpu)), flush=True)
+        self.start()
+
+
 def start_redis(work, port, members):
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -114,8 +194,9 @@ def start_redis(work, port, members):
     return proc
 
 
-def start_notifd(binary, work, port, rport, args):
-    cfg = {"listen": "127.0.0.1:%d" % port, "admin_listen": None,
+def start_notifd(binary, work, port, rport, args, admin_port=None):
+    cfg = {"listen": "127.0.0.1:%d" % port,
+           "admin_listen": "127.0.0.1:%d" % admin_port if admin_port else None,
            "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
            "planner": {"enabled": False, "batch_size": args.batch,
                        "max_members_per_s": args.max_rate},
@@ -138,16 +219,20 @@ def start_notifd(binary, work, port, rport, args):
     raise BenchError("notifd did not become ready")
 
 
-def run_phases(c, port, args):
+def run_phases(c, port, args, diag=None):
     """Alternating baseline and pass phases; returns (baselines, passes)."""
     ts = DUE + 30
     t_end = time.perf_counter() + 1.0  # warm-up
     _, i = measure(c, args.rate, lambda: time.perf_counter() > t_end, 0, ts)
     baselines, passes = [], []
+    if diag:
+        diag.start()
     for k in range(args.passes + 1):
         t_end = time.perf_counter() + args.seconds
         lat, i = measure(c, args.rate, lambda: time.perf_counter() > t_end, i, ts)
         baselines.append(lat)
+        if diag:
+            diag.phase_end("baseline_%d" % k)
         if k == args.passes:
             break
         done = threading.Event()
@@ -166,6 +251,8 @@ def run_phases(c, port, args):
         if not result["r"].get("ok"):
             raise BenchError("planner_run failed: %r" % result["r"])
         passes.append((result["r"], lat))
+        if diag:
+            diag.phase_end("pass_%d" % k)
     return baselines, passes
 
 
@@ -198,6 +285,9 @@ def main():
     ap.add_argument("--batch", type=int, default=64, help="planner.batch_size")
     ap.add_argument("--nice", type=int, default=10, help="planner.nice")
     ap.add_argument("--max-rate", type=int, default=0, help="planner.max_members_per_s")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="per phase: notifd's histograms, Redis's slow log, threads' CPU")
+    ap.add_argument("--slow-us", type=int, default=300, help="slow log threshold (--diagnose)")
     args = ap.parse_args()
     binary = os.environ.get("NOTIFD_BIN", os.path.join(ROOT, "build", "notifd"))
     work = tempfile.mkdtemp(prefix="bench-p99-")
@@ -205,9 +295,14 @@ def main():
     procs = []
     try:
         procs.append(start_redis(work, rport, args.members))
-        notifd, c = start_notifd(binary, work, port, rport, args)
+        admin_port = free_port() if args.diagnose else None
+        notifd, c = start_notifd(binary, work, port, rport, args, admin_port)
         procs.append(notifd)
-        report(*run_phases(c, port, args))
+        diag = None
+        if args.diagnose:
+            diag = Diagnosis(admin_port, rport, {"redis": procs[0].pid, "notifd": notifd.pid},
+                             args.slow_us)
+        report(*run_phases(c, port, args, diag))
     except BenchError as e:
         print("error: %s" % e, file=sys.stderr)
         if len(procs) > 1 and procs[1].poll() is not None:
