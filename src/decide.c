@@ -340,19 +340,6 @@ static char *scores_text(const member_view_t *v, double best, int keep, const ch
     return s;
 }
 
-/* The channel's send times after a send at ts: ts first, then the earlier
- * ones the rolling cap can still need (less than 7 days from ts). */
-static size_t sends_text(const member_view_t *v, int64_t ts, char *out, size_t cap)
-{
-    size_t at = (size_t)snprintf(out, cap, "%lld", (long long)ts);
-    for (size_t i = 0; i < v->n_sends && i + 1 < DECISION_MAX_RECENT_SENDS; i++) {
-        if (decision_sends_in_window(&v->sends[i], 1, ts) == 0)
-            continue;
-        at += (size_t)snprintf(out + at, cap - at, ",%lld", (long long)v->sends[i]);
-    }
-    return at;
-}
-
 /* Sends the record script for decision `dec`; false if it could not. */
 static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
                         overlay_effect_t *effect)
@@ -403,12 +390,15 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     ARGS(a_hl);
     ARGS(a_week_ttl);
     ARGS(a_member_ttl);
-    /* The send times go in only if the script lets the send happen. */
-    char f_sends[48], v_sends[DECISION_MAX_RECENT_SENDS * 21];
+    /* The script checks the rolling cap against the stored send times and
+     * adds this one: what was read may miss another instance's send. */
+    char f_sends[48], a_rolling[24];
     if (dec->send && fast->rolling_cap) {
+        bool check = dec->cap >= 0 && dec->cap <= DECISION_MAX_RECENT_SENDS;
         snprintf(f_sends, sizeof f_sends, "%s:sends", ch);
+        snprintf(a_rolling, sizeof a_rolling, "%lld", check ? (long long)dec->cap : -1LL);
         ARGS(f_sends);
-        ARG(v_sends, sends_text(&d->view, r->ts, v_sends, sizeof v_sends));
+        ARGS(a_rolling);
     } else {
         ARG("", 0);
         ARG("", 0);

@@ -19,6 +19,11 @@
  */
 #include "notifd/redis_scripts.h"
 
+#include "notifd/decision.h"
+
+#define LUA_STR_(x) #x
+#define LUA_STR(x) LUA_STR_(x)
+
 #define LUA_DECAY                                                                          \
     "local function is_count(n)\n"                                                         \
     "  if n == 'visit_org' or n == 'visit_attr' then return true end\n"                    \
@@ -66,8 +71,13 @@
  *       9 dedup window s, 10 response as decided, 11 response if the cap
  *       stops the send ('' when not sending), 12 half-life s,
  *       13 week-hash ttl s, 14 member ttl s,
- *       15 week-hash field for the channel's send times and 16 its value
- *       after this send ('' and '': none), set only if the send happens,
+ *       15 week-hash field for the channel's send times ('' none) and 16 the
+ *       cap over any 7 days (-1: keep the times, check nothing): the send
+ *       is stopped if the stored times within 7 days of ts already reach
+ *       it, and if it happens, ts is put first in the field with the
+ *       stored times still within 7 days (at most DECISION_MAX_RECENT_SENDS
+ *       in all). Checked here, not only from notifd's read, so two
+ *       instances deciding for one member at once cannot both pass it.
  *       17 n: how many week-hash fields follow to delete (stale weeks),
  *       18.. those n fields, then field/value pairs to set in the week hash
  *       (the EWMA, the recent-scores list, the first week: values notifd
@@ -88,13 +98,27 @@ const char redis_script_decide_record[] =
     LUA_DECAY
     "local ch, w = ARGV[2], ARGV[3]\n"
     "local sentf = ch .. ':' .. w .. ':sent'\n"
-    "local outcome, resp = 'skip', ARGV[10]\n"
+    "local outcome, resp, sends = 'skip', ARGV[10], nil\n"
     "if ARGV[4] == '1' then\n"
     "  local cap = tonumber(ARGV[5])\n"
     "  if cap >= 0 and tonumber(redis.call('HGET', KEYS[2], sentf) or '0') >= cap then\n"
     "    outcome, resp = 'cap', ARGV[11]\n"
     "  else\n"
     "    outcome = 'sent'\n"
+    "    if ARGV[15] ~= '' then\n"
+    "      local ts, n = tonumber(ARGV[1]), 0\n"
+    "      sends = {ARGV[1]}\n"
+    "      for t in string.gmatch(redis.call('HGET', KEYS[2], ARGV[15]) or '', '[^,]+') do\n"
+    "        local x = tonumber(t)\n"
+    "        if x and x > ts - " LUA_STR(DECISION_ROLLING_WINDOW_S) " and x < ts + "
+    LUA_STR(DECISION_ROLLING_WINDOW_S) " then\n"
+    "          n = n + 1\n"
+    "          if #sends < " LUA_STR(DECISION_MAX_RECENT_SENDS) " then sends[#sends + 1] = t end\n"
+    "        end\n"
+    "      end\n"
+    "      local rcap = tonumber(ARGV[16])\n"
+    "      if rcap >= 0 and n >= rcap then outcome, resp = 'cap', ARGV[11] end\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[8])\n"
@@ -107,7 +131,7 @@ const char redis_script_decide_record[] =
     "if outcome == 'sent' then\n"
     "  local ts = tonumber(ARGV[1])\n"
     "  redis.call('HINCRBY', KEYS[2], sentf, 1)\n"
-    "  if ARGV[15] ~= '' then redis.call('HSET', KEYS[2], ARGV[15], ARGV[16]) end\n"
+    "  if sends then redis.call('HSET', KEYS[2], ARGV[15], table.concat(sends, ',')) end\n"
     "  local window = tonumber(ARGV[9])\n"
     "  if window > 0 then\n"
     "    redis.call('ZADD', KEYS[3], ts, ARGV[6])\n"

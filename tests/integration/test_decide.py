@@ -198,6 +198,50 @@ class CapTest(NotifdTestCase):
         self.assertEqual(sent_counts, [3])
 
 
+class RollingCapAcrossInstancesTest(NotifdTestCase):
+    # As CapTest (p = 1), with a command timeout long enough to hold the
+    # records back in Redis for a moment.
+    overrides = {"fast": dict(CapTest.overrides["fast"]), "redis": {"timeout_ms": 5000}}
+
+    def test_two_instances_deciding_at_once_hold_the_rolling_cap(self):
+        # Two sends on Sunday, then one Monday decide on each of two
+        # instances while Redis holds writes back (CLIENT PAUSE WRITE): both
+        # read two sends, below the cap of 3, and both records run after.
+        # Per calendar week both could go; over any 7 days only one may.
+        set_plan(self.redis, "pair", 2)  # cap = ceil(2 * 1.5) = 3
+        other = Notifd(self.redis.port, self.overrides)
+        self.addCleanup(other.close)
+        other.start()
+        sunday = MONDAY + 6 * DAY + 12 * 3600
+        c = self.client()
+        for i in range(2):
+            r = c.request({"op": "decide", "member": "pair", "channel": "push",
+                           "opportunity": "sun%d" % i, "ts": sunday + i,
+                           "candidates": candidates(3, "sun%d" % i)})
+            self.assertTrue(r["send"], r)
+        replies = {}
+
+        def monday(port, i):
+            replies[i] = Client(port).request(
+                {"op": "decide", "member": "pair", "channel": "push", "opportunity": "mon%d" % i,
+                 "ts": MONDAY + WEEK + 9 * 3600 + i, "candidates": candidates(3, "mon%d" % i)})
+
+        self.redis.command("CLIENT", "PAUSE", "400", "WRITE")
+        threads = [threading.Thread(target=monday, args=(port, i))
+                   for i, port in enumerate([self.notifd.port, other.port])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertTrue(all(r["ok"] for r in replies.values()), replies)
+        self.assertEqual(sorted(r["send"] for r in replies.values()), [False, True], replies)
+        self.assertEqual([r["reason"] for r in replies.values() if not r["send"]], ["cap_reached"])
+        fields = self.redis.command("HGETALL", "t:week:{pair}")
+        times = [int(x) for x in dict(zip(fields[::2], fields[1::2]))["push:sends"].split(",")]
+        self.assertEqual(len(times), 3)
+        self.assertEqual(sorted(times)[:2], [sunday, sunday + 1])
+
+
 class DecideBehaviourTest(NotifdTestCase):
     overrides = {"fast": {"quiet_hours": {"start": "22:00", "end": "08:00"}, "dedup_days": 7}}
 
