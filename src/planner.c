@@ -29,6 +29,10 @@
  * chunk's schedule changes go out (chunk_reschedule): members planned from
  * the due set join the cadence set; nothing moves for members planned in
  * the cadence walk.
+ * While this instance's decides use Redis, all of this goes in small steps
+ * (PLANNER_BUSY_CHUNK in planner_internal.h): short chunk queries, small
+ * groups with one read in flight, schedule slices answered one by one, so
+ * a decide never waits long behind the pass in Redis.
  *
  * A member whose plan could not be written stays in (or joins) the due
  * set; the due walk steps over such members with its LIMIT offset, so one
