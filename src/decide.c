@@ -340,7 +340,11 @@ static char *scores_text(const member_view_t *v, double best, int keep, const ch
     return s;
 }
 
-/* Sends the record script for decision `dec`; false if it could not. */
+/* Sends the record script for decision `dec`; false if it could not. A
+ * decision to send goes through decide_record (cap checks, sent set,
+ * member features); any other through decide_skip, which takes a third of
+ * the arguments: most decisions are not to send, and Redis's cost of a
+ * script grows with its arguments (redis_scripts.c). */
 static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
                         overlay_effect_t *effect)
 {
@@ -350,8 +354,9 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     const char *prefix = cfg->redis.prefix;
     const char *ch = cfg->channels[r->channel];
     size_t chl = strlen(ch);
+    const bool full = dec->send;
 
-    enum { NKEYS = 4, FIXED = 17, MAXARGS = NKEYS + FIXED + MAX_STALE_FIELDS + 10 };
+    enum { MAXKEYS = 4, FIXED = 17, MAXARGS = MAXKEYS + FIXED + MAX_STALE_FIELDS + 10 };
     const char *argv[MAXARGS];
     size_t lens[MAXARGS];
     int argc = 0;
@@ -361,47 +366,62 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     char k_idem[KEY_MAX], k_week[KEY_MAX], k_sent[KEY_MAX], k_member[KEY_MAX];
     ARG(k_idem, idem_key(k_idem, cfg, r));
     ARG(k_week, key_member(k_week, prefix, "week", r->member, r->member_len, "", 0));
-    ARG(k_sent, key_member(k_sent, prefix, "sent", r->member, r->member_len, "", 0));
-    ARG(k_member, key_member(k_member, prefix, "member", r->member, r->member_len, "", 0));
+    if (full) {
+        ARG(k_sent, key_member(k_sent, prefix, "sent", r->member, r->member_len, "", 0));
+        ARG(k_member, key_member(k_member, prefix, "member", r->member, r->member_len, "", 0));
+    }
+    const int nkeys = argc;
 
     char a_ts[24], a_week[24], a_cap[24], a_idem_ttl[24], a_dedup[24], a_hl[32];
-    char a_week_ttl[24], a_member_ttl[24], a_ndel[8];
-    snprintf(a_ts, sizeof a_ts, "%lld", (long long)r->ts);
-    snprintf(a_week, sizeof a_week, "%lld", (long long)d->view.week);
-    snprintf(a_cap, sizeof a_cap, "%lld", (long long)dec->cap);
+    char a_week_ttl[24], a_member_ttl[24], a_ndel[8], f_opp[64];
     snprintf(a_idem_ttl, sizeof a_idem_ttl, "%lld", (long long)fast->idempotency_ttl_s);
-    snprintf(a_dedup, sizeof a_dedup, "%lld", (long long)fast->dedup_days * 86400);
-    snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
     snprintf(a_week_ttl, sizeof a_week_ttl, "%d", WEEK_TTL_S);
-    snprintf(a_member_ttl, sizeof a_member_ttl, "%lld", policy_member_ttl_s(cfg));
     snprintf(a_ndel, sizeof a_ndel, "%d", d->n_stale);
-    bool chosen = dec->chosen >= 0;
-    ARGS(a_ts);
-    ARG(ch, chl);
-    ARGS(a_week);
-    ARGS(dec->send ? "1" : "0");
-    ARGS(a_cap);
-    ARG(chosen ? r->candidates[dec->chosen].id : "", chosen ? r->candidates[dec->chosen].id_len : 0);
-    ARGS(dec->reached_coin ? "1" : "0");
-    ARGS(a_idem_ttl);
-    ARGS(a_dedup);
-    ARG(d->body, d->body_len);
-    ARG(d->capped_body ? d->capped_body : "", d->capped_body ? d->capped_len : 0);
-    ARGS(a_hl);
-    ARGS(a_week_ttl);
-    ARGS(a_member_ttl);
-    /* The script checks the rolling cap against the stored send times and
-     * adds this one: what was read may miss another instance's send. */
+    /* The rolling cap's field and cap: checked against the stored send
+     * times, since what was read may miss another instance's send. */
     char f_sends[48], a_rolling[24];
-    if (dec->send && fast->rolling_cap) {
-        bool check = dec->cap >= 0 && dec->cap <= DECISION_MAX_RECENT_SENDS;
-        snprintf(f_sends, sizeof f_sends, "%s:sends", ch);
-        snprintf(a_rolling, sizeof a_rolling, "%lld", check ? (long long)dec->cap : -1LL);
-        ARGS(f_sends);
-        ARGS(a_rolling);
+    if (!full) {
+        ARG(d->body, d->body_len);
+        ARGS(a_idem_ttl);
+        if (dec->reached_coin)
+            snprintf(f_opp, sizeof f_opp, "%s:%lld:opp", ch, (long long)d->view.week);
+        else
+            f_opp[0] = '\0';
+        ARGS(f_opp);
+        ARGS(a_week_ttl);
     } else {
-        ARG("", 0);
-        ARG("", 0);
+        snprintf(a_ts, sizeof a_ts, "%lld", (long long)r->ts);
+        snprintf(a_week, sizeof a_week, "%lld", (long long)d->view.week);
+        snprintf(a_cap, sizeof a_cap, "%lld", (long long)dec->cap);
+        snprintf(a_dedup, sizeof a_dedup, "%lld", (long long)fast->dedup_days * 86400);
+        snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
+        snprintf(a_member_ttl, sizeof a_member_ttl, "%lld", policy_member_ttl_s(cfg));
+        ARGS(a_ts);
+        ARG(ch, chl);
+        ARGS(a_week);
+        ARGS("1");
+        ARGS(a_cap);
+        bool chosen = dec->chosen >= 0; /* a send has chosen a message */
+        ARG(chosen ? r->candidates[dec->chosen].id : "",
+            chosen ? r->candidates[dec->chosen].id_len : 0);
+        ARGS(dec->reached_coin ? "1" : "0");
+        ARGS(a_idem_ttl);
+        ARGS(a_dedup);
+        ARG(d->body, d->body_len);
+        ARG(d->capped_body, d->capped_len);
+        ARGS(a_hl);
+        ARGS(a_week_ttl);
+        ARGS(a_member_ttl);
+        if (fast->rolling_cap) {
+            bool check = dec->cap >= 0 && dec->cap <= DECISION_MAX_RECENT_SENDS;
+            snprintf(f_sends, sizeof f_sends, "%s:sends", ch);
+            snprintf(a_rolling, sizeof a_rolling, "%lld", check ? (long long)dec->cap : -1LL);
+            ARGS(f_sends);
+            ARGS(a_rolling);
+        } else {
+            ARG("", 0);
+            ARG("", 0);
+        }
     }
     ARGS(a_ndel);
     for (int i = 0; i < d->n_stale; i++)
@@ -446,8 +466,8 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
 #undef ARG
 #undef ARGS
     policy_state_t *ps = policy_state(d->app);
-    int rc = store_eval(d->app->store, ps->script_record, on_record, d, NKEYS, argc - NKEYS,
-                        argv, lens);
+    int rc = store_eval(d->app->store, full ? ps->script_record : ps->script_skip, on_record, d,
+                        nkeys, argc - nkeys, argv, lens);
     free(scores);
     if (rc != 0)
         return false;

@@ -6,6 +6,7 @@
 #define NOTIFD_REDIS_SCRIPTS_H
 
 extern const char redis_script_decide_record[];
+extern const char redis_script_decide_skip[];
 extern const char redis_script_feedback[];
 
 #endif

@@ -1,6 +1,7 @@
 """The fast policy end to end: decide, feedback and plan against a real
 redis-server and the real binary."""
 import calendar
+import json
 import random
 import signal
 import socket
@@ -428,6 +429,71 @@ class RecentScoresTest(NotifdTestCase):
         for r in c.pipeline(self.reqs("all")):
             self.assertTrue(r["ok"], r)
         self.assertEqual(self.scores("all"), one)
+
+
+class RecordTest(NotifdTestCase):
+    # A decision to send is recorded by decide_record, any other by the
+    # smaller decide_skip: both must leave the same state behind.
+    def decide(self, member, opp, ts=MONDAY + 12 * 3600):
+        return self.client().request({"op": "decide", "member": member, "channel": "push",
+                                      "opportunity": opp, "ts": ts, "candidates": candidates()})
+
+    def week(self, member):
+        h = self.redis.command("HGETALL", "t:week:{%s}" % member)
+        return dict(zip(h[::2], h[1::2]))
+
+    def test_a_skip_records_the_answer_counts_once_and_drops_folded_weeks(self):
+        week = (MONDAY + 12 * 3600 - 4 * DAY) // WEEK  # weeks start on Thursday 1970-01-01
+        set_plan(self.redis, "sk", 0)  # a cap of 0: reaches the coin, never sends
+        # Fields of weeks the EWMA has folded in, and one it still reads.
+        self.redis.command("HSET", "t:week:{sk}", "push:%d:opp" % (week - 5), 7,
+                           "push:%d:sent" % (week - 3), 1, "push:%d:opp" % (week - 1), 4)
+        first = self.decide("sk", "s1")
+        self.assertEqual((first["send"], first["reason"]), (False, "cap_reached"), first)
+        again = self.decide("sk", "s1")
+        self.assertTrue(again.get("duplicate"), again)
+        self.assertEqual(again["reason"], "cap_reached")
+        f = self.week("sk")
+        self.assertEqual(f.get("push:%d:opp" % week), "1", f)
+        self.assertNotIn("push:%d:opp" % (week - 5), f)
+        self.assertNotIn("push:%d:sent" % (week - 3), f)
+        self.assertEqual(f.get("push:%d:opp" % (week - 1)), "4", f)
+        self.assertEqual(len(f["push:scores"].split(",")), 1, f)  # quality pacing's history
+        self.assertIn("push:first_week", f)
+        self.assertGreater(self.redis.command("TTL", "t:week:{sk}"), 14 * DAY)
+        stored = self.redis.command("GET", "t:idem:{sk}:s1")
+        self.assertEqual(json.loads(stored)["reason"], "cap_reached")
+        self.assertGreater(self.redis.command("TTL", "t:idem:{sk}:s1"), 0)
+        # Nothing a send would touch.
+        self.assertEqual(self.redis.command("EXISTS", "t:sent:{sk}"), 0)
+        self.assertNotIn("push:%d:sent" % week, f)
+
+    def test_a_skip_before_the_coin_counts_nothing(self):
+        set_plan(self.redis, "nc", 5)
+        r = self.client().request({"op": "decide", "member": "nc", "channel": "push",
+                                   "opportunity": "n1", "ts": MONDAY + 12 * 3600,
+                                   "candidates": []})
+        self.assertEqual(r["reason"], "no_candidates", r)
+        self.assertFalse(any(k.endswith(":opp") for k in self.week("nc")), self.week("nc"))
+        self.assertEqual(json.loads(self.redis.command("GET", "t:idem:{nc}:n1"))["reason"],
+                         "no_candidates")
+
+    def test_sends_and_skips_of_one_member_share_the_week(self):
+        week = (MONDAY + 12 * 3600 - 4 * DAY) // WEEK
+        set_plan(self.redis, "mix", 2)  # a weekly cap of 3
+        c = self.client()
+        sent = [c.request({"op": "decide", "member": "mix", "channel": "push",
+                           "opportunity": "x%d" % i, "ts": MONDAY + 9 * 3600 + 600 * i,
+                           "candidates": candidates(prefix="c%d" % i)})["send"]
+                for i in range(12)]
+        self.assertIn(True, sent)
+        self.assertIn(False, sent)
+        f = self.week("mix")
+        self.assertEqual(f["push:%d:opp" % week], "12", f)
+        self.assertEqual(int(f["push:%d:sent" % week]), sent.count(True), f)
+        self.assertEqual(len(f["push:sends"].split(",")), sent.count(True), f)
+        self.assertEqual(len(f["push:scores"].split(",")), 12, f)
+        self.assertEqual(self.redis.command("ZCARD", "t:sent:{mix}"), sent.count(True))
 
 
 class PlanCacheTest(NotifdTestCase):
