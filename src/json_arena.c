@@ -27,6 +27,7 @@
 struct json_arena {
     json_arena_t *next_free;   /* pool link */
     size_t used;               /* bytes handed out after this header */
+    bool spilled;              /* an allocation of its window went to malloc */
 };
 
 #define ARENA_HEADER ((sizeof(json_arena_t) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
@@ -48,6 +49,7 @@ static void *arena_malloc(size_t n)
             ARENA_UNPOISON(p, n);
             return p;
         }
+        a->spilled = true;
     }
     return malloc(n);
 }
@@ -86,6 +88,7 @@ json_arena_t *json_arena_begin(void)
     if (a != NULL) {
         a->next_free = NULL;
         a->used = 0;
+        a->spilled = false;
     }
     current = a;
     return a;
@@ -103,3 +106,5 @@ void json_arena_release(json_arena_t *a)
 }
 
 size_t json_arena_used(const json_arena_t *a) { return a ? a->used : 0; }
+
+bool json_arena_holds_all(const json_arena_t *a) { return a != NULL && !a->spilled; }

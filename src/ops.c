@@ -40,7 +40,10 @@ const char *ops_name(op_id_t op) { return op < OP_COUNT ? ops_table[op].name : "
 static void request_free(request_t *req)
 {
     config_release(req->cfg);
-    json_decref(req->root);
+    /* A tree wholly in its arena goes with the arena; nothing outside the
+     * request holds a value of it (json_arena.h). */
+    if (!json_arena_holds_all(req->arena))
+        json_decref(req->root);
     json_arena_release(req->arena); /* after the tree: nothing in it is used */
     free(req);
 }

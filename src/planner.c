@@ -40,7 +40,7 @@
  *
  * The pass is bound by Redis's single thread, so the worker spends little
  * CPU of its own: it formats RESP itself (cmdbuf) and builds replies in an
- * arena (arena_functions) instead of a malloc per reply element.
+ * arena (reply_arena.h) instead of a malloc per reply element.
  */
 #include "notifd/planner.h"
 
@@ -216,131 +216,6 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
 }
 
 /* ------------------------------------------------------------------ */
-/* Reply objects from an arena                                        */
-
-/*
- * hiredis builds every reply element with its own malloc (object, string
- * copy, element array): a feature hash of 30 fields is ~60 allocations and
- * as many frees, a third of the worker's CPU in a pass. The worker's
- * connection instead builds replies in a bump arena that is reset whenever
- * no reply is in use any more (after each pipeline group and before each
- * single command). This is safe because redisGetReply() returns as soon as
- * one top-level reply is complete and never starts the next one, so between
- * two calls the reader holds no partial reply. Replies from this connection
- * are therefore never passed to freeReplyObject().
- */
-#define ARENA_BLOCK (1u << 20)
-
-static void *arena_alloc(reply_arena_t *a, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    arena_block_t *b = a->cur;
-    while (b != NULL && b->used + n > b->size)
-        b = b->next;
-    if (b == NULL) {
-        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        b = malloc(sizeof *b + size);
-        if (b == NULL) {
-            a->failed = true;
-            return NULL;
-        }
-        b->used = 0;
-        b->size = size;
-        /* Appended after cur, so reset() reuses it from the start. */
-        if (a->cur == NULL) {
-            b->next = NULL;
-            a->first = b;
-        } else {
-            b->next = a->cur->next;
-            a->cur->next = b;
-        }
-    }
-    a->cur = b;
-    void *p = b->data + b->used;
-    b->used += n;
-    return p;
-}
-
-void planner_arena_reset(reply_arena_t *a)
-{
-    for (arena_block_t *b = a->first; b != NULL; b = b->next)
-        b->used = 0;
-    a->cur = a->first;
-}
-
-static void arena_free(reply_arena_t *a)
-{
-    arena_block_t *b = a->first;
-    while (b != NULL) {
-        arena_block_t *next = b->next;
-        free(b);
-        b = next;
-    }
-    a->first = a->cur = NULL;
-}
-
-static redisReply *arena_object(const redisReadTask *task, int type)
-{
-    reply_arena_t *a = task->privdata;
-    redisReply *r = arena_alloc(a, sizeof *r);
-    if (r == NULL)
-        return NULL;
-    memset(r, 0, sizeof *r);
-    r->type = type;
-    if (task->parent != NULL) {
-        redisReply *parent = task->parent->obj;
-        parent->element[task->idx] = r;
-    }
-    return r;
-}
-
-static void *arena_string(const redisReadTask *task, char *str, size_t len)
-{
-    reply_arena_t *a = task->privdata;
-    char *copy = arena_alloc(a, len + 1);
-    if (copy == NULL)
-        return NULL;
-    redisReply *r = arena_object(task, task->type);
-    if (r == NULL)
-        return NULL;
-    memcpy(copy, str, len);
-    copy[len] = '\0';
-    r->str = copy;
-    r->len = len;
-    return r;
-}
-
-static void *arena_array(const redisReadTask *task, int elements)
-{
-    reply_arena_t *a = task->privdata;
-    redisReply **el = NULL;
-    if (elements > 0 && (el = arena_alloc(a, (size_t)elements * sizeof *el)) == NULL)
-        return NULL;
-    redisReply *r = arena_object(task, REDIS_REPLY_ARRAY);
-    if (r == NULL)
-        return NULL;
-    r->elements = elements > 0 ? (size_t)elements : 0;
-    r->element = el;
-    return r;
-}
-
-static void *arena_integer(const redisReadTask *task, long long value)
-{
-    redisReply *r = arena_object(task, REDIS_REPLY_INTEGER);
-    if (r != NULL)
-        r->integer = value;
-    return r;
-}
-
-static void *arena_nil(const redisReadTask *task) { return arena_object(task, REDIS_REPLY_NIL); }
-
-static void arena_free_object(void *obj) { (void)obj; /* the arena owns it */ }
-
-static redisReplyObjectFunctions arena_functions = {
-    arena_string, arena_array, arena_integer, arena_nil, arena_free_object,
-};
-
-/* ------------------------------------------------------------------ */
 /* Commands formatted straight into RESP                              */
 
 /* hiredis formats argv commands with sdscatfmt per argument; a pass sends
@@ -407,7 +282,7 @@ static void conn_drop(planner_t *pl)
     if (pl->c != NULL)
         redisFree(pl->c);
     pl->c = NULL;
-    planner_arena_reset(&pl->arena);
+    reply_arena_reset(&pl->arena);
     pl->out.len = 0; /* a group half formatted when the connection failed */
     pl->out.failed = false;
 }
@@ -447,7 +322,7 @@ static struct timeval tv_ms(int ms)
 redisReply *planner_conn_command(planner_t *pl, const config_t *cfg, planner_result_t *res,
                                 int argc, const char **argv, const size_t *lens)
 {
-    planner_arena_reset(&pl->arena);
+    reply_arena_reset(&pl->arena);
     redisReply *r = redisCommandArgv(pl->c, argc, argv, lens);
     if (r == NULL)
         planner_conn_failed(pl, cfg, res, pl->c->errstr[0] ? pl->c->errstr : "no reply");
@@ -480,8 +355,7 @@ static bool conn_open(planner_t *pl, const config_t *cfg, bool force, planner_re
         return false;
     }
     /* Replies in the arena; keep the read buffer (a pass streams MBs). */
-    pl->c->reader->fn = &arena_functions;
-    pl->c->reader->privdata = &pl->arena; /* the macro casts to int */
+    reply_arena_attach(pl->c->reader, &pl->arena);
     pl->c->reader->maxbuf = 0;
     int timeout = r->timeout_ms > PLANNER_MIN_TIMEOUT_MS ? r->timeout_ms : PLANNER_MIN_TIMEOUT_MS;
     redisSetTimeout(pl->c, tv_ms(timeout));
@@ -570,7 +444,7 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
         planner_cmd_arg(out, "GET", 3);
         planner_cmd_arg(out, key, kl);
     }
-    planner_arena_reset(&pl->arena);
+    reply_arena_reset(&pl->arena);
     if (out->failed || redisAppendFormattedCommand(pl->c, out->p, out->len) != REDIS_OK) {
         out->len = 0;
         planner_conn_failed(pl, cfg, res, "out of memory");
@@ -598,7 +472,7 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
                       !planner_str_i64(rep[2]->str, rep[2]->len, &cursor) || cursor < as_of;
         due[n] = members_due || (cadence && behind);
     }
-    planner_arena_reset(&pl->arena);
+    reply_arena_reset(&pl->arena);
     return res->error[0] == '\0';
 }
 
@@ -811,7 +685,7 @@ static void *planner_main(void *arg)
         rest = next;
     }
     conn_drop(pl);
-    arena_free(&pl->arena);
+    reply_arena_free(&pl->arena);
     free(pl->out.p);
     pl->out = (cmdbuf_t){0};
     free(pl->conn_password);
@@ -879,6 +753,8 @@ planner_t *planner_start(app_t *app)
     if (pl == NULL)
         return NULL;
     pl->app = app;
+    /* A pass streams MBs of replies: keep the blocks between groups. */
+    reply_arena_init(&pl->arena, REPLY_ARENA_MANUAL, 1u << 20, 0);
     atomic_init(&pl->stop, false);
     make_instance_id(pl);
     pthread_condattr_t ca;

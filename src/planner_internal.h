@@ -17,6 +17,7 @@
 
 #include "notifd/config.h"
 #include "notifd/planner.h"
+#include "notifd/reply_arena.h"
 
 /* A chunk is this many batches, and at least PLANNER_CHUNK_MIN members: one
  * ZRANGEBYSCORE feeds them all, and the due walk's schedule changes go out
@@ -48,17 +49,6 @@
 #define PLANNER_BUSY_BATCH 16
 #define PLANNER_BUSY_LINGER_MS 100
 
-/* Reply objects of the worker's connection (see arena_functions in planner.c). */
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t used, size;
-    char data[];
-} arena_block_t;
-
-typedef struct reply_arena {
-    arena_block_t *first, *cur;
-    bool failed;                     /* out of memory: the reader errors out */
-} reply_arena_t;
 
 /* RESP being formatted for the next pipeline group (see planner_cmd_arg). */
 typedef struct cmdbuf {
@@ -92,7 +82,7 @@ struct planner {
 
     /* Worker thread only from here on. */
     redisContext *c;
-    reply_arena_t arena;             /* replies of c (see arena_functions in planner.c) */
+    reply_arena_t arena;             /* replies of c (reply_arena.h, manual resets) */
     cmdbuf_t out;                    /* RESP of the group being formatted */
     char conn_host[CONFIG_HOST_MAX];
     int conn_port;
@@ -118,8 +108,6 @@ size_t planner_fmt_i64(char *out, int64_t v);
 /* A non-negative decimal of at most 18 digits. */
 bool planner_str_i64(const char *s, size_t len, int64_t *out);
 
-/* Frees every reply built in the arena (see arena_functions in planner.c). */
-void planner_arena_reset(reply_arena_t *a);
 
 /* RESP of one command into `b`: planner_cmd_begin(argc), then argc args. */
 void planner_cmd_begin(cmdbuf_t *b, int argc);

@@ -394,7 +394,7 @@ static void on_read_group(part_ctx_t *p, const group_t *g)
             return;
         plan_one(p, &p->slots[i], feat, stored);
     }
-    planner_arena_reset(&p->pl->arena);
+    reply_arena_reset(&p->pl->arena);
     part_send(p, (group_t){.kind = GROUP_WRITE, .first = g->first, .n = g->n});
 }
 
@@ -423,7 +423,7 @@ static void on_write_group(part_ctx_t *p, const group_t *g)
             member_failed(p, s, bad->type == REDIS_REPLY_ERROR ? bad->str : "unexpected reply");
         }
     }
-    planner_arena_reset(&p->pl->arena);
+    reply_arena_reset(&p->pl->arena);
     p->res->planned += ok;
     p->planned_since_report += ok;
 }
@@ -437,7 +437,7 @@ static void on_renew_group(part_ctx_t *p)
         p->lease_lost = true;
         log_warn("planner: lease lost, leaving the partition", "partition=%d", p->partition);
     }
-    planner_arena_reset(&p->pl->arena);
+    reply_arena_reset(&p->pl->arena);
 }
 
 static void fifo_pop(part_ctx_t *p, group_t *out)
@@ -610,7 +610,7 @@ static void chunk_reschedule(part_ctx_t *p, size_t n)
         slice_replies(p, n_moves, due_walk) && slice_replies(p, n_removed, due_walk) &&
         slice_replies(p, n_removed, false) && slice_replies(p, n_retry, false))
         p->res->removed += n_removed;
-    planner_arena_reset(&p->pl->arena);
+    reply_arena_reset(&p->pl->arena);
 }
 
 /*
@@ -796,7 +796,7 @@ static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const cha
     }
     size_t got = p->cadence ? r->elements / 2 : r->elements;
     size_t n = chunk_load(p, r);
-    planner_arena_reset(&p->pl->arena);
+    reply_arena_reset(&p->pl->arena);
     if (n == 0 && got > 0 && p->ids_cap == 0) {
         snprintf(res->error, sizeof res->error, "out of memory");
         return -1;
