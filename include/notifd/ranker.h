@@ -32,12 +32,13 @@
 #define RANKER_MAX_FEATURES 32
 #define RANKER_FEATURE_NAME_MAX 48 /* including the terminating NUL */
 
-/* One channel's weights; feature_names[i] is a NUL-terminated name whose
- * weight is feature_weights[i]. */
+/* One channel's weights; feature_names[i] is a NUL-terminated name of
+ * feature_name_lens[i] bytes whose weight is feature_weights[i]. */
 typedef struct ranker_weights {
     double bias, w_score, w_open_rate;
     size_t n_features;
     char feature_names[RANKER_MAX_FEATURES][RANKER_FEATURE_NAME_MAX];
+    unsigned char feature_name_lens[RANKER_MAX_FEATURES];
     double feature_weights[RANKER_MAX_FEATURES];
 } ranker_weights_t;
 

@@ -83,10 +83,11 @@ static void test_feature_weights_apply_by_name_and_unknown_are_ignored(void **st
         {buf + 6, 7, 0.25},  /* "novelty" */
         {buf + 16, 7, 9.0},  /* "unknown": weight 0 */
         {buf, 2, 100.0},     /* "ct": a prefix, not a match */
+        {"noveltx", 7, 50.0}, /* same length and first byte, not a match */
     };
     ranker_candidate_t c = cand(0.0, true);
     c.features = f;
-    c.n_features = 4;
+    c.n_features = 5;
     assert_close(ranker_candidate_utility(&w, -1.0, &c), sigmoid(-0.5 + 0.5), 1e-15);
 }
 
