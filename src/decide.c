@@ -35,6 +35,7 @@
 #include "notifd/log.h"
 #include "notifd/member_overlay.h"
 #include "notifd/metrics.h"
+#include "notifd/number_format.h"
 #include "notifd/number_parse.h"
 #include "notifd/ops_policy.h"
 #include "notifd/plan.h"
@@ -311,14 +312,16 @@ static char *scores_text(const member_view_t *v, double best, int keep, const ch
 {
     size_t added = v->n_recent_new < (size_t)keep - 1 ? v->n_recent_new : (size_t)keep - 1;
     size_t from_raw = (size_t)keep - 1 - added;
-    char *s = malloc((added + 1) * 26 + raw_len + 2);
+    char *s = malloc((added + 1) * (NUMBER_FORMAT_MAX + 1) + raw_len + 2);
     if (s == NULL)
         return NULL;
     /* Five significant digits: plenty for a quantile of utilities, and the
      * list goes through the record script on every decide. */
-    size_t at = (size_t)sprintf(s, "%.5g", best);
-    for (size_t i = 0; i < added; i++)
-        at += (size_t)sprintf(s + at, ",%.5g", v->recent[i]);
+    size_t at = number_format_g(s, best, 5);
+    for (size_t i = 0; i < added; i++) {
+        s[at++] = ',';
+        at += number_format_g(s + at, v->recent[i], 5);
+    }
     /* The first from_raw entries of the read list. */
     size_t take = 0, entries = 0;
     while (from_raw > 0 && take < raw_len) {
@@ -373,29 +376,33 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     const int nkeys = argc;
 
     char a_ts[24], a_week[24], a_cap[24], a_idem_ttl[24], a_dedup[24], a_hl[32];
-    char a_week_ttl[24], a_member_ttl[24], a_ndel[8], f_opp[64];
-    snprintf(a_idem_ttl, sizeof a_idem_ttl, "%lld", (long long)fast->idempotency_ttl_s);
-    snprintf(a_week_ttl, sizeof a_week_ttl, "%d", WEEK_TTL_S);
-    snprintf(a_ndel, sizeof a_ndel, "%d", d->n_stale);
+    char a_week_ttl[24], a_member_ttl[24], a_ndel[NUMBER_FORMAT_MAX], f_opp[64];
+    number_format_i64(a_idem_ttl, fast->idempotency_ttl_s);
+    number_format_i64(a_week_ttl, WEEK_TTL_S);
+    number_format_i64(a_ndel, d->n_stale);
     /* The rolling cap's field and cap: checked against the stored send
      * times, since what was read may miss another instance's send. */
     char f_sends[48], a_rolling[24];
     if (!full) {
         ARG(d->body, d->body_len);
         ARGS(a_idem_ttl);
-        if (dec->reached_coin)
-            snprintf(f_opp, sizeof f_opp, "%s:%lld:opp", ch, (long long)d->view.week);
-        else
-            f_opp[0] = '\0';
+        f_opp[0] = '\0';
+        if (dec->reached_coin) {
+            /* "<ch>:<week>:opp", as decide_record builds it */
+            char wk[NUMBER_FORMAT_MAX];
+            number_format_i64(wk, d->view.week);
+            size_t n = key_field(f_opp, sizeof f_opp, ch, ":");
+            n += key_field(f_opp + n, sizeof f_opp - n, wk, ":opp");
+        }
         ARGS(f_opp);
         ARGS(a_week_ttl);
     } else {
-        snprintf(a_ts, sizeof a_ts, "%lld", (long long)r->ts);
-        snprintf(a_week, sizeof a_week, "%lld", (long long)d->view.week);
-        snprintf(a_cap, sizeof a_cap, "%lld", (long long)dec->cap);
-        snprintf(a_dedup, sizeof a_dedup, "%lld", (long long)fast->dedup_days * 86400);
+        number_format_i64(a_ts, r->ts);
+        number_format_i64(a_week, d->view.week);
+        number_format_i64(a_cap, dec->cap);
+        number_format_i64(a_dedup, (int64_t)fast->dedup_days * 86400);
         snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
-        snprintf(a_member_ttl, sizeof a_member_ttl, "%lld", policy_member_ttl_s(cfg));
+        number_format_i64(a_member_ttl, policy_member_ttl_s(cfg));
         ARGS(a_ts);
         ARG(ch, chl);
         ARGS(a_week);
@@ -414,8 +421,8 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARGS(a_member_ttl);
         if (fast->rolling_cap) {
             bool check = dec->cap >= 0 && dec->cap <= DECISION_MAX_RECENT_SENDS;
-            snprintf(f_sends, sizeof f_sends, "%s:sends", ch);
-            snprintf(a_rolling, sizeof a_rolling, "%lld", check ? (long long)dec->cap : -1LL);
+            key_field(f_sends, sizeof f_sends, ch, ":sends");
+            number_format_i64(a_rolling, check ? dec->cap : -1);
             ARGS(f_sends);
             ARGS(a_rolling);
         } else {
@@ -431,21 +438,21 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     char f_ewma[48], v_ewma[32], f_ewma_week[48], v_ewma_week[24];
     char f_first[48], v_first[24], f_frac[48], v_frac[32], f_scores[48];
     if (fold->store_ewma) {
-        snprintf(f_ewma, sizeof f_ewma, "%s:ewma", ch);
+        key_field(f_ewma, sizeof f_ewma, ch, ":ewma");
         snprintf(v_ewma, sizeof v_ewma, "%.17g", fold->ewma);
         ARGS(f_ewma);
         ARGS(v_ewma);
     }
     if (fold->store_ewma_week) {
-        snprintf(f_ewma_week, sizeof f_ewma_week, "%s:ewma_week", ch);
-        snprintf(v_ewma_week, sizeof v_ewma_week, "%lld", (long long)fold->ewma_week);
+        key_field(f_ewma_week, sizeof f_ewma_week, ch, ":ewma_week");
+        number_format_i64(v_ewma_week, fold->ewma_week);
         ARGS(f_ewma_week);
         ARGS(v_ewma_week);
     }
     if (effect->set_first_week) {
-        snprintf(f_first, sizeof f_first, "%s:first_week", ch);
-        snprintf(v_first, sizeof v_first, "%lld", (long long)effect->first_week);
-        snprintf(f_frac, sizeof f_frac, "%s:first_frac", ch);
+        key_field(f_first, sizeof f_first, ch, ":first_week");
+        number_format_i64(v_first, effect->first_week);
+        key_field(f_frac, sizeof f_frac, ch, ":first_frac");
         snprintf(v_frac, sizeof v_frac, "%.6f", effect->first_fraction);
         ARGS(f_first);
         ARGS(v_first);
@@ -459,7 +466,7 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
                              d->scores_raw_len, &sl);
         if (scores == NULL)
             return false;
-        snprintf(f_scores, sizeof f_scores, "%s:scores", ch);
+        key_field(f_scores, sizeof f_scores, ch, ":scores");
         ARGS(f_scores);
         ARG(scores, sl);
     }
@@ -836,16 +843,17 @@ static void start_read(decide_ctx_t *d)
         read_send(d, on_plan, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
     }
     char f_unsub[32], f_open[32], f_click[32], f_sent[32], f_deliv[32];
-    snprintf(f_unsub, sizeof f_unsub, "%s_unsub", chname);
-    snprintf(f_open, sizeof f_open, "%s_open", chname);
-    snprintf(f_click, sizeof f_click, "%s_click", chname);
-    snprintf(f_sent, sizeof f_sent, "%s_sent", chname);
-    snprintf(f_deliv, sizeof f_deliv, "%s_delivered", chname);
     kl = key_member(key, prefix, "member", r->member, r->member_len, "", 0);
     {
         const char *argv[] = {"HMGET", key, "tz_offset_min", f_unsub, f_open, f_click, f_sent, f_deliv};
-        size_t lens[] = {5, kl, 13, strlen(f_unsub), strlen(f_open), strlen(f_click),
-                         strlen(f_sent), strlen(f_deliv)};
+        size_t lens[] = {5,
+                         kl,
+                         13,
+                         key_field(f_unsub, sizeof f_unsub, chname, "_unsub"),
+                         key_field(f_open, sizeof f_open, chname, "_open"),
+                         key_field(f_click, sizeof f_click, chname, "_click"),
+                         key_field(f_sent, sizeof f_sent, chname, "_sent"),
+                         key_field(f_deliv, sizeof f_deliv, chname, "_delivered")};
         read_send(d, on_member, 8, argv, lens);
     }
     kl = key_member(key, prefix, "week", r->member, r->member_len, "", 0);

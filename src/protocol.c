@@ -512,14 +512,8 @@ static json_t *parse_object(parser_t *ps)
             parse_fail(ps, key_at, "NUL byte in object key not supported");
             break;
         }
-#ifdef HAVE_JSON_SETN
         /* The key may point into scratch, which the value's strings reuse:
-         * look it up now, copy it only if it is not in the input. */
-        if (json_object_getn(obj, key, key_len) != NULL) {
-            parse_fail(ps, key_at, "duplicate object key");
-            break;
-        }
-#endif
+         * copy it then, and only then (most keys stay in the input). */
         char key_small[128];
         char *key_copy = NULL;
         const char *key_stable = key;
@@ -562,12 +556,21 @@ static json_t *parse_object(parser_t *ps)
         int rc = -1;
         if (value != NULL) {
 #ifdef HAVE_JSON_SETN
+            /* A duplicate key replaces the value and leaves the size as it
+             * was: one hash lookup per key instead of two. */
+            size_t before = json_object_size(obj);
             rc = json_object_setn_new_nocheck(obj, key_stable, key_len, value);
+            if (rc == 0 && json_object_size(obj) == before) {
+                parse_fail(ps, key_at, "duplicate object key");
+                rc = -1;
+            } else if (rc != 0) {
+                parse_fail(ps, key_at, "out of memory");
+            }
 #else
             rc = json_object_set_new_nocheck(obj, key_stable, value);
-#endif
             if (rc != 0)
                 parse_fail(ps, key_at, "out of memory");
+#endif
         }
         if (key_copy != NULL && key_copy != key_small)
             free(key_copy);

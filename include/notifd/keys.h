@@ -20,6 +20,11 @@
 size_t key_member(char *buf, const char *prefix, const char *kind, const char *member,
                   size_t member_len, const char *suffix, size_t suffix_len);
 
+/* The hash field "<a><b>" (a channel and a suffix: "push_sent") into buf
+ * of cap bytes, cut short like snprintf; returns the length written.
+ * Fields are built on every decide, and snprintf's cost showed. */
+size_t key_field(char *buf, size_t cap, const char *a, const char *b);
+
 /* P<kind>:<n> for fleet-wide keys (planner schedule partitions, leases). */
 size_t key_global(char *buf, const char *prefix, const char *kind, long n);
 

@@ -2,8 +2,8 @@
  * json_writer.c - see json_writer.h.
  */
 #include "notifd/json_writer.h"
+#include "notifd/number_format.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,9 +186,9 @@ void jw_real(json_writer_t *w, double x)
         return;
     }
     begin_item(w);
-    char b[40];
-    int n = snprintf(b, sizeof b, "%.15g", x);
-    if (n < 0 || (size_t)n >= sizeof b - 2) {
+    char b[NUMBER_FORMAT_MAX + 8];
+    int n = (int)number_format_g(b, x, 15);
+    if (n <= 0 || (size_t)n >= sizeof b - 2) {
         w->failed = true;
         return;
     }
@@ -216,9 +216,8 @@ void jw_real(json_writer_t *w, double x)
 void jw_int(json_writer_t *w, int64_t x)
 {
     begin_item(w);
-    char b[24];
-    int n = snprintf(b, sizeof b, "%" PRId64, x);
-    put(w, b, (size_t)n);
+    char b[NUMBER_FORMAT_MAX];
+    put(w, b, number_format_i64(b, x));
 }
 
 void jw_bool(json_writer_t *w, bool b)

@@ -37,3 +37,18 @@ size_t key_global(char *buf, const char *prefix, const char *kind, long n)
     int len = snprintf(buf, KEY_MAX, "%s%s:%ld", prefix, kind, n);
     return len < 0 ? 0 : (size_t)len;
 }
+
+size_t key_field(char *buf, size_t cap, const char *a, const char *b)
+{
+    if (cap == 0)
+        return 0;
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > cap - 1)
+        la = cap - 1;
+    memcpy(buf, a, la);
+    if (lb > cap - 1 - la)
+        lb = cap - 1 - la;
+    memcpy(buf + la, b, lb);
+    buf[la + lb] = '\0';
+    return la + lb;
+}
