@@ -16,11 +16,17 @@ plan for each), and counts the instructions Redis executes:
 It prints per binary the instructions per decide, their ratio to the Lua
 cap's per call (what bounds a fleet's decides per Redis core against the
 cap's calls per core), and where they go (request parsing, the record
-scripts, each read command). Counting starts after loading and stops
-before shutdown, so only the measured traffic is in the figures.
+scripts, each read command, the rest). Counting starts after loading and
+stops before shutdown, so only the measured traffic is in the figures.
+Callgrind counts user-space instructions: the kernel's share of Redis's
+I/O is in neither figure.
+
+With --notifd-too, notifd runs under callgrind as well and its own
+instructions per decide are printed (notifd_instr_per_decide).
 
 Usage: scripts/bench_redis_instr.py [--members 100000] [--duration 4]
-           [--connections 32] [--pipeline 8] [NAME:PATH/TO/notifd ...]
+           [--connections 32] [--pipeline 8] [--notifd-too]
+           [NAME:PATH/TO/notifd ...]
 NAME:PATH defaults to this:build/notifd; notifd-bench is taken from beside
 each notifd. Needs valgrind; a run takes about a minute per binary.
 """
@@ -43,8 +49,10 @@ LUA_CAP = ('local n = redis.call("INCR", KEYS[1])\n'
 # Inclusive costs shown per decide: (label, callgrind function name).
 PARTS = [("parse requests", "processMultibulkBuffer"), ("EVALSHA", "evalShaCommand"),
          ("  Lua arguments", "lua_pushlstring"), ("  redis.call", "scriptCall"),
-         ("HGETALL", "hgetallCommand"), ("HMGET", "hmgetCommand"), ("ZMSCORE", "zmscoreCommand"),
-         ("write replies", "writeToClient")]
+         ("HGETALL", "hgetallCommand"), ("HMGET", "hmgetCommand"), ("ZMSCORE", "zmscoreCommand")]
+# The rest: the event loop, reading and writing (user space only: callgrind
+# does not see the kernel's share of I/O, for the cap or for the decides).
+TOP_LEVEL = ("parse requests", "EVALSHA", "HGETALL", "HMGET", "ZMSCORE")
 
 
 def free_port():
@@ -102,6 +110,26 @@ def load_data(work, members):
     return os.path.join(work, "dump.rdb")
 
 
+def count_instructions(pid, out_dir, run):
+    """Instructions process `pid` (under callgrind, dumping into out_dir)
+    executes while run() runs: the path of the dump."""
+    before = set(os.listdir(out_dir))
+    ctl = ["callgrind_control", "-i"]
+    subprocess.run(ctl + ["on", str(pid)], check=True, capture_output=True)
+    try:
+        run()
+    finally:
+        subprocess.run(ctl + ["off", str(pid)], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    for _ in range(100):
+        new = [f for f in set(os.listdir(out_dir)) - before if f.startswith("callgrind.out")]
+        if new:
+            time.sleep(0.5)  # let the dump finish
+            return os.path.join(out_dir, sorted(new)[-1])
+        time.sleep(0.1)
+    raise SystemExit("callgrind wrote no dump")
+
+
 class CallgrindRedis:
     def __init__(self, work, rdb, name):
         self.dir = os.path.join(work, name)
@@ -118,22 +146,7 @@ class CallgrindRedis:
 
     def count(self, run):
         """Instructions Redis executes while run() runs, and the dump file."""
-        before = set(os.listdir(self.dir))
-        ctl = ["callgrind_control", "-i"]
-        subprocess.run(ctl + ["on", str(self.proc.pid)], check=True, capture_output=True)
-        try:
-            run()
-        finally:
-            subprocess.run(ctl + ["off", str(self.proc.pid)], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-d", str(self.proc.pid)], check=True,
-                       capture_output=True)
-        for _ in range(100):
-            new = [f for f in set(os.listdir(self.dir)) - before if f.startswith("callgrind.out")]
-            if new:
-                time.sleep(0.5)  # let the dump finish
-                return os.path.join(self.dir, sorted(new)[-1])
-            time.sleep(0.1)
-        raise SystemExit("callgrind wrote no dump")
+        return count_instructions(self.proc.pid, self.dir, run)
 
     def stop(self):
         self.proc.terminate()
@@ -176,25 +189,36 @@ def decides(redis, notifd, work, name, args):
                 ' "log_level": "warn", "fast": {"ranker": {"default": {"bias": -1.0,'
                 ' "score": 2.0, "features": {"freshness": 0.5, "relevance": 1.0,'
                 ' "novelty": 0.3}}}}}' % (port, redis.port, os.path.join(work, name, "spool")))
-    proc = subprocess.Popen([notifd, "-c", cfg], stderr=open(cfg + ".log", "w"))
+    ndir = os.path.join(work, name, "notifd")
+    os.makedirs(ndir)
+    wrap = (["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             "--callgrind-out-file=" + os.path.join(ndir, "callgrind.out.%p")]
+            if args.notifd_too else [])
+    proc = subprocess.Popen(wrap + [notifd, "-c", cfg], stderr=open(cfg + ".log", "w"))
     bench = os.path.join(os.path.dirname(notifd), "notifd-bench")
     try:
-        for _ in range(200):
+        for _ in range(600):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.1)
-        time.sleep(1.0)  # notifd loads its scripts on connect
+        time.sleep(3.0 if args.notifd_too else 1.0)  # notifd loads its scripts on connect
         result = {}
 
-        def run():
+        def bench_run():
             r = subprocess.run([bench, "--port", str(port), "--duration", str(args.duration),
                                 "--warmup", "0", "--members", str(args.members),
                                 "--candidates", "10", "--connections", str(args.connections),
                                 "--pipeline", str(args.pipeline)],
                                capture_output=True, text=True)
             result["err"], result["out"] = r.stderr, r.stdout
+
+        def run():
+            if args.notifd_too:
+                result["notifd_dump"] = count_instructions(proc.pid, ndir, bench_run)
+            else:
+                bench_run()
         dump = redis.count(run)
     finally:
         proc.terminate()
@@ -206,6 +230,8 @@ def decides(redis, notifd, work, name, args):
     if n == 0:
         raise SystemExit("%s: no decides answered:\n%s" % (name, result["err"]))
     total, parts = annotate(dump)
+    if "notifd_dump" in result:
+        parts["notifd"], _ = annotate(result["notifd_dump"])
     reasons = re.search(r"reasons: (.*)", result["err"])
     return n, int(errors.group(1)) if errors else -1, total, parts, \
         reasons.group(1) if reasons else "?"
@@ -218,6 +244,8 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--pipeline", type=int, default=8)
     ap.add_argument("--lua-calls", type=int, default=20000)
+    ap.add_argument("--notifd-too", action="store_true",
+                    help="also run notifd under callgrind and count its instructions per decide")
     ap.add_argument("builds", nargs="*", default=["this:" + os.path.join(ROOT, "build", "notifd")])
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "redis-server",
@@ -243,8 +271,12 @@ def main():
             print("%s: lua_cap_instr_per_call=%.0f decide_instr_per_decide=%.0f ratio=%.2f "
                   "decides=%d errors=%d" % (name, cap, per, per / cap, n, errors))
             print("  reasons: " + reasons)
-            print("  " + " ".join("%s=%.0f" % (k.strip().replace(" ", "_"), v / n)
-                                  for k, v in parts.items()))
+            notifd_total = parts.pop("notifd", None)
+            parts["other"] = total - sum(parts[k] for k in TOP_LEVEL)
+            print("  per decide: " + " ".join("%s=%.0f" % (k.strip().replace(" ", "_"), v / n)
+                                              for k, v in parts.items()))
+            if notifd_total is not None:
+                print("  notifd_instr_per_decide=%.0f" % (notifd_total / n))
     finally:
         if os.environ.get("KEEP") != "1":
             shutil.rmtree(work, ignore_errors=True)
