@@ -136,26 +136,6 @@ bool planner_ttl_long_enough(const config_t *cfg, int64_t expires_at, int64_t co
     return expires_at >= now + planner_plan_ttl_s(cfg, computed_at, valid_until);
 }
 
-/* Decimal of a signed integer into `out`; returns the length. snprintf is a
- * measurable share of a pass, and these are all plain integers. */
-size_t planner_fmt_i64(char *out, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    size_t len = 0;
-    if (v < 0)
-        out[len++] = '-';
-    while (n > 0)
-        out[len++] = tmp[--n];
-    out[len] = '\0';
-    return len;
-}
-
 void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, const char *key,
                               size_t key_len, const plan_t *plan, int64_t ttl_s,
                               int64_t expires_at)
@@ -171,7 +151,7 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
 #define ARG_LIT(s) ARG(s, sizeof(s) - 1)
 #define ARG_INT(v)                                                                         \
     do {                                                                                   \
-        size_t l_ = planner_fmt_i64(t, (v));                                                       \
+        size_t l_ = number_format_i64(t, (v));                                                       \
         ARG(t, l_);                                                                        \
         t += l_ + 1;                                                                       \
     } while (0)
@@ -243,7 +223,7 @@ static void cmdbuf_header(cmdbuf_t *b, char kind, size_t n)
     if (!cmdbuf_reserve(b, 24))
         return;
     b->p[b->len++] = kind;
-    b->len += planner_fmt_i64(b->p + b->len, (int64_t)n);
+    b->len += number_format_i64(b->p + b->len, (int64_t)n);
     b->p[b->len++] = '\r';
     b->p[b->len++] = '\n';
 }
@@ -264,7 +244,7 @@ void planner_cmd_arg(cmdbuf_t *b, const char *s, size_t n)
 void planner_cmd_arg_i64(cmdbuf_t *b, int64_t v)
 {
     char t[24];
-    planner_cmd_arg(b, t, planner_fmt_i64(t, v));
+    planner_cmd_arg(b, t, number_format_i64(t, v));
 }
 
 void planner_cmd_argv(cmdbuf_t *b, int argc, const char *const *argv, const size_t *lens)
@@ -485,7 +465,7 @@ static int lease_acquire(planner_t *pl, const config_t *cfg, int partition,
 {
     char key[KEY_MAX], ms[24];
     size_t kl = key_global(key, cfg->redis.prefix, "lease", partition);
-    size_t ml = planner_fmt_i64(ms, cfg->planner.lease_ms);
+    size_t ml = number_format_i64(ms, cfg->planner.lease_ms);
     const char *argv[] = {"SET", key, pl->instance, "NX", "PX", ms};
     size_t lens[] = {3, kl, strlen(pl->instance), 2, 2, ml};
     redisReply *r = planner_conn_command(pl, cfg, res, 6, argv, lens);

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "notifd/config.h"
+#include "notifd/number_format.h"
 #include "notifd/planner.h"
 #include "notifd/reply_arena.h"
 
@@ -103,8 +104,6 @@ double planner_mono_s(void);
 /* The worker's stop flag (set by planner_stop or the daemon stopping). */
 bool planner_stopping(planner_t *pl);
 
-/* Decimal of a signed integer into `out`; returns the length. */
-size_t planner_fmt_i64(char *out, int64_t v);
 /* A non-negative decimal of at most 18 digits. */
 bool planner_str_i64(const char *s, size_t len, int64_t *out);
 

@@ -773,7 +773,8 @@ static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const cha
     }
     p->res->chunks++;
     char off[24], cnt[24];
-    size_t offl = planner_fmt_i64(off, (int64_t)offset), cntl = planner_fmt_i64(cnt, (int64_t)p->limit);
+    size_t offl = number_format_i64(off, (int64_t)offset);
+    size_t cntl = number_format_i64(cnt, (int64_t)p->limit);
     const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "WITHSCORES", "LIMIT", off, cnt};
     size_t lens[] = {13, key_len, strlen(min), strlen(max), 10, 5, offl, cntl};
     int argc = 8;
@@ -813,7 +814,7 @@ static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const cha
 static void due_walk(part_ctx_t *p, size_t chunk)
 {
     char max[24];
-    planner_fmt_i64(max, p->as_of);
+    number_format_i64(max, p->as_of);
     p->cadence = false;
     while (renew_between_chunks(p)) {
         long got = chunk_next(p, p->sched_key, p->sched_len, "-inf", max, p->offset, chunk);
@@ -889,7 +890,8 @@ static bool cursor_get(part_ctx_t *p, const char *key, size_t kl, bool *have, in
 static void cursor_set(part_ctx_t *p, const char *key, size_t kl)
 {
     char v[24], ex[24];
-    size_t vl = planner_fmt_i64(v, p->as_of), exl = planner_fmt_i64(ex, 2 * p->cfg->planner.interval_s);
+    size_t vl = number_format_i64(v, p->as_of);
+    size_t exl = number_format_i64(ex, 2 * p->cfg->planner.interval_s);
     const char *argv[] = {"SET", key, v, "EX", ex};
     size_t lens[] = {3, kl, vl, 2, exl};
     redisReply *r = planner_conn_command(p->pl, p->cfg, p->res, 5, argv, lens);
@@ -919,7 +921,7 @@ void planner_partition_run(planner_t *pl, const config_t *cfg, int partition, in
     p.sched_len = key_global(p.sched_key, cfg->redis.prefix, "sched", partition);
     p.cadence_len = key_global(p.cadence_key, cfg->redis.prefix, "cadence", partition);
     p.lease_len = key_global(p.lease_key, cfg->redis.prefix, "lease", partition);
-    planner_fmt_i64(p.lease_ms, cfg->planner.lease_ms);
+    number_format_i64(p.lease_ms, cfg->planner.lease_ms);
     p.lease_renewed_ms = planner_mono_ms();
     for (int c = 0; c < cfg->n_channels; c++) {
         p.channel_names[c] = cfg->channels[c];
