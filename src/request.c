@@ -49,6 +49,42 @@ bool ops_get_ts_at(const json_t *root, int64_t now, int64_t *ts, const char **wh
     return true;
 }
 
+/* The fields of one candidate object, found in one walk over its keys
+ * (no hash lookups: a decide has ten candidates of four or five keys). */
+typedef struct candidate_fields {
+    json_t *id, *score, *features, *tags;
+} candidate_fields_t;
+
+static candidate_fields_t candidate_fields(json_t *c)
+{
+    candidate_fields_t f = {0};
+    const char *key;
+    json_t *v;
+    json_object_foreach(c, key, v) {
+        switch (key[0]) {
+        case 'i':
+            if (strcmp(key, "id") == 0)
+                f.id = v;
+            break;
+        case 's':
+            if (strcmp(key, "score") == 0)
+                f.score = v;
+            break;
+        case 'f':
+            if (strcmp(key, "features") == 0)
+                f.features = v;
+            break;
+        case 't':
+            if (strcmp(key, "tags") == 0)
+                f.tags = v;
+            break;
+        default:
+            break;
+        }
+    }
+    return f;
+}
+
 static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_candidates)
 {
     if (arr == NULL || json_is_null(arr))
@@ -58,27 +94,39 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
     size_t n = json_array_size(arr);
     if (n > (size_t)max_candidates)
         return "too many candidates (limits.max_candidates)";
+    if (n == 0)
+        return NULL;
+    candidate_fields_t small[64];
+    candidate_fields_t *fields = n <= 64 ? small : malloc(n * sizeof *fields);
+    if (fields == NULL)
+        return "out of memory";
+    const char *why = NULL;
     size_t n_feat = 0;
     size_t i;
     json_t *c;
     json_array_foreach(arr, i, c) {
-        if (!json_is_object(c))
-            return "each candidate must be an object {id, score, features, tags}";
-        json_t *f = json_object_get(c, "features");
+        if (!json_is_object(c)) {
+            why = "each candidate must be an object {id, score, features, tags}";
+            goto out;
+        }
+        fields[i] = candidate_fields(c);
+        json_t *f = fields[i].features;
         if (f != NULL && !json_is_null(f)) {
-            if (!json_is_object(f))
-                return "candidate \"features\" must be an object of numbers";
+            if (!json_is_object(f)) {
+                why = "candidate \"features\" must be an object of numbers";
+                goto out;
+            }
             n_feat += json_object_size(f);
         }
     }
-    if (n == 0)
-        return NULL;
     /* One allocation for every per-candidate array. */
     size_t bytes = n * (sizeof(ranker_candidate_t) + 3 * sizeof(double)) +
                    n_feat * sizeof(ranker_feature_t);
     char *mem = calloc(1, bytes);
-    if (mem == NULL)
-        return "out of memory";
+    if (mem == NULL) {
+        why = "out of memory";
+        goto out;
+    }
     d->mem = mem;
     d->candidates = (ranker_candidate_t *)mem;
     d->last_sent = (double *)(mem + n * sizeof(ranker_candidate_t));
@@ -87,22 +135,30 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
     d->features = (ranker_feature_t *)(d->select_prob + n);
     d->n = n;
     size_t fi = 0;
-    json_array_foreach(arr, i, c) {
-        json_t *id = json_object_get(c, "id");
-        if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > ID_MAX)
-            return "each candidate needs an \"id\": a string of 1..256 bytes";
-        json_t *score = json_object_get(c, "score");
-        double sc = 0.0;
-        if (score != NULL && !json_is_null(score)) {
-            if (!json_is_number(score))
-                return "candidate \"score\" must be a number";
-            sc = json_number_value(score);
-            if (!isfinite(sc))
-                return "candidate \"score\" must be finite";
+    for (i = 0; i < n; i++) {
+        const candidate_fields_t *cf = &fields[i];
+        json_t *id = cf->id;
+        if (!json_is_string(id) || json_string_length(id) == 0 ||
+            json_string_length(id) > ID_MAX) {
+            why = "each candidate needs an \"id\": a string of 1..256 bytes";
+            goto out;
         }
-        json_t *tags = json_object_get(c, "tags");
-        if (tags != NULL && !json_is_null(tags) && !json_is_array(tags))
-            return "candidate \"tags\" must be an array";
+        double sc = 0.0;
+        if (cf->score != NULL && !json_is_null(cf->score)) {
+            if (!json_is_number(cf->score)) {
+                why = "candidate \"score\" must be a number";
+                goto out;
+            }
+            sc = json_number_value(cf->score);
+            if (!isfinite(sc)) {
+                why = "candidate \"score\" must be finite";
+                goto out;
+            }
+        }
+        if (cf->tags != NULL && !json_is_null(cf->tags) && !json_is_array(cf->tags)) {
+            why = "candidate \"tags\" must be an array";
+            goto out;
+        }
         ranker_candidate_t *rc = &d->candidates[i];
         rc->id = json_string_value(id);
         rc->id_len = json_string_length(id);
@@ -110,13 +166,14 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
         rc->eligible = true;
         rc->features = &d->features[fi];
         d->last_sent[i] = -1.0;
-        json_t *f = json_object_get(c, "features");
         const char *name;
         json_t *v;
-        if (f != NULL && json_is_object(f)) {
-            json_object_foreach(f, name, v) {
-                if (!json_is_number(v) || !isfinite(json_number_value(v)))
-                    return "candidate feature values must be finite numbers";
+        if (cf->features != NULL && json_is_object(cf->features)) {
+            json_object_foreach(cf->features, name, v) {
+                if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+                    why = "candidate feature values must be finite numbers";
+                    goto out;
+                }
                 d->features[fi].name = name;
                 d->features[fi].name_len = strlen(name);
                 d->features[fi].value = json_number_value(v);
@@ -125,7 +182,10 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
             }
         }
     }
-    return NULL;
+out:
+    if (fields != small)
+        free(fields);
+    return why;
 }
 
 const char *decide_request_parse(decide_request_t *out, json_t *root, const config_t *cfg,
