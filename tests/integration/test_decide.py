@@ -496,6 +496,38 @@ class RecordTest(NotifdTestCase):
         self.assertEqual(self.redis.command("ZCARD", "t:sent:{mix}"), sent.count(True))
 
 
+    def test_a_send_adds_to_the_members_decayed_sends(self):
+        half_life = 28 * DAY
+        set_plan(self.redis, "fs", 200, valid_until=MONDAY + 400 * DAY)
+        t1 = MONDAY + 10 * 3600
+        c = self.client()
+        sends = []
+        for k, ts in enumerate((t1, t1 + DAY, t1 + 60 * DAY)):
+            r = c.request({"op": "decide", "member": "fs", "channel": "push",
+                           "opportunity": "f%d" % k, "ts": ts,
+                           "candidates": candidates(prefix="f%d" % k)})
+            self.assertTrue(r["send"], r)
+            sends.append(ts)
+            if k == 0:
+                self.assertTrue(c.request({"op": "feedback", "member": "fs", "channel": "push",
+                                           "event": "open", "ts": t1 + 7200})["ok"])
+            h = self.redis.command("HGETALL", "t:member:{fs}")
+            f = dict(zip(h[::2], h[1::2]))
+            # Counts are stored as of updated_at: decay them to this send.
+            scale = 2 ** (-(ts - int(f["updated_at"])) / half_life)
+            want = sum(2 ** (-(ts - t) / half_life) for t in sends)
+            self.assertAlmostEqual(float(f["push_sent"]) * scale, want, delta=1e-6)
+            self.assertEqual(int(f["push_last_sent"]), ts)
+            self.assertEqual(int(f["first_seen"]), t1)
+            self.assertAlmostEqual(float(f["push_open"]) * scale,
+                                   2 ** (-(ts - t1 - 7200) / half_life), delta=1e-6)
+            self.assertGreater(self.redis.command("TTL", "t:member:{fs}"), 80 * DAY)
+        # Sixty days on, past a half-life: every count was brought to that
+        # send, so updated_at moved there.
+        self.assertEqual(int(f["updated_at"]), t1 + 60 * DAY)
+        self.assertEqual(self.redis.command("ZCARD", "t:sent:{fs}"), 1)  # 7-day dedup window
+
+
 class PlanCacheTest(NotifdTestCase):
     overrides = {"fast": {"plan_cache_ms": 600000}}
 
