@@ -343,6 +343,17 @@ static char *scores_text(const member_view_t *v, double best, int keep, const ch
     return s;
 }
 
+/* "<ch>:<week><kind>": a weekly counter of the week hash (":opp", ":sent"). */
+static void week_counter_field(char *out, size_t cap, const char *ch, int64_t week,
+                               const char *kind)
+{
+    char wk[NUMBER_FORMAT_MAX];
+    number_format_i64(wk, week);
+    size_t n = key_field(out, cap, ch, ":");
+    n += key_field(out + n, cap - n, wk, "");
+    key_field(out + n, cap - n, kind, "");
+}
+
 /* Sends the record script for decision `dec`; false if it could not. A
  * decision to send goes through decide_record (cap checks, sent set,
  * member features); any other through decide_skip, which takes a third of
@@ -356,7 +367,6 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     const fast_config_t *fast = d->fast;
     const char *prefix = cfg->redis.prefix;
     const char *ch = cfg->channels[r->channel];
-    size_t chl = strlen(ch);
     const bool full = dec->send;
 
     enum { MAXKEYS = 4, FIXED = 17, MAXARGS = MAXKEYS + FIXED + MAX_STALE_FIELDS + 10 };
@@ -375,43 +385,40 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     }
     const int nkeys = argc;
 
-    char a_ts[24], a_week[24], a_cap[24], a_idem_ttl[24], a_dedup[24], a_hl[32];
-    char a_week_ttl[24], a_member_ttl[24], a_ndel[NUMBER_FORMAT_MAX], f_opp[64];
+    char a_ts[24], a_cap[24], a_idem_ttl[24], a_dedup[24], a_hl[32];
+    char a_week_ttl[24], a_member_ttl[24], a_ndel[NUMBER_FORMAT_MAX], f_opp[64], f_sent[64];
+    char f_msent[48], f_mlast[48];
     number_format_i64(a_idem_ttl, fast->idempotency_ttl_s);
     number_format_i64(a_week_ttl, WEEK_TTL_S);
     number_format_i64(a_ndel, d->n_stale);
+    /* The week's opportunity counter, if this one counts ('' if not). */
+    if (dec->reached_coin)
+        week_counter_field(f_opp, sizeof f_opp, ch, d->view.week, ":opp");
+    else
+        f_opp[0] = '\0';
     /* The rolling cap's field and cap: checked against the stored send
      * times, since what was read may miss another instance's send. */
     char f_sends[48], a_rolling[24];
     if (!full) {
         ARG(d->body, d->body_len);
         ARGS(a_idem_ttl);
-        f_opp[0] = '\0';
-        if (dec->reached_coin) {
-            /* "<ch>:<week>:opp", as decide_record builds it */
-            char wk[NUMBER_FORMAT_MAX];
-            number_format_i64(wk, d->view.week);
-            size_t n = key_field(f_opp, sizeof f_opp, ch, ":");
-            n += key_field(f_opp + n, sizeof f_opp - n, wk, ":opp");
-        }
         ARGS(f_opp);
         ARGS(a_week_ttl);
     } else {
+        /* decide_record: see its contract in redis_scripts.c. */
+        week_counter_field(f_sent, sizeof f_sent, ch, d->view.week, ":sent");
         number_format_i64(a_ts, r->ts);
-        number_format_i64(a_week, d->view.week);
         number_format_i64(a_cap, dec->cap);
         number_format_i64(a_dedup, (int64_t)fast->dedup_days * 86400);
         snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
         number_format_i64(a_member_ttl, policy_member_ttl_s(cfg));
         ARGS(a_ts);
-        ARG(ch, chl);
-        ARGS(a_week);
-        ARGS("1");
+        ARGS(f_sent);
+        ARGS(f_opp);
         ARGS(a_cap);
         bool chosen = dec->chosen >= 0; /* a send has chosen a message */
         ARG(chosen ? r->candidates[dec->chosen].id : "",
             chosen ? r->candidates[dec->chosen].id_len : 0);
-        ARGS(dec->reached_coin ? "1" : "0");
         ARGS(a_idem_ttl);
         ARGS(a_dedup);
         ARG(d->body, d->body_len);
@@ -429,6 +436,8 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
             ARG("", 0);
             ARG("", 0);
         }
+        ARG(f_msent, key_field(f_msent, sizeof f_msent, ch, "_sent"));
+        ARG(f_mlast, key_field(f_mlast, sizeof f_mlast, ch, "_last_sent"));
     }
     ARGS(a_ndel);
     for (int i = 0; i < d->n_stale; i++)

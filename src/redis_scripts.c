@@ -24,7 +24,9 @@
 #define LUA_STR_(x) #x
 #define LUA_STR(x) LUA_STR_(x)
 
-#define LUA_DECAY                                                                          \
+/* rescale(key, ts, f): every count of a member hash times f, and
+ * updated_at set to ts (the counts are then as of ts). */
+#define LUA_RESCALE                                                                        \
     "local function is_count(n)\n"                                                         \
     "  if n == 'visit_org' or n == 'visit_attr' then return true end\n"                    \
     "  if string.sub(n, 1, 5) == 'last_' or string.find(n, '_last_', 1, true) then\n"       \
@@ -34,16 +36,7 @@
     "          string.match(n, '_open$') or string.match(n, '_click$') or\n"               \
     "          string.match(n, '_dismiss$') or string.match(n, '_unsub_n$')) ~= nil\n"     \
     "end\n"                                                                                \
-    "local function decay(key, ts, hl)\n"                                                  \
-    "  local upd = tonumber(redis.call('HGET', key, 'updated_at') or '')\n"                \
-    "  if upd == nil then\n"                                                               \
-    "    redis.call('HSET', key, 'updated_at', ts)\n"                                      \
-    "    redis.call('HSETNX', key, 'first_seen', ts)\n"                                    \
-    "    return 1\n"                                                                       \
-    "  end\n"                                                                              \
-    "  local w = math.pow(2, (ts - upd) / hl)\n"                                           \
-    "  if w <= 2 then return w end\n"                                                      \
-    "  local f = 1 / w\n"                                                                  \
+    "local function rescale(key, ts, f)\n"                                                 \
     "  local all = redis.call('HGETALL', key)\n"                                           \
     "  local args = {'updated_at', ts}\n"                                                  \
     "  for i = 1, #all, 2 do\n"                                                            \
@@ -53,6 +46,22 @@
     "    end\n"                                                                            \
     "  end\n"                                                                              \
     "  redis.call('HSET', key, unpack(args))\n"                                            \
+    "end\n"
+
+/* decay(key, ts, hl): the weight of an event at ts in the hash's counts
+ * (1 after bringing them to ts); add() and set_max() write one field. */
+#define LUA_DECAY                                                                          \
+    LUA_RESCALE                                                                            \
+    "local function decay(key, ts, hl)\n"                                                  \
+    "  local upd = tonumber(redis.call('HGET', key, 'updated_at') or '')\n"                \
+    "  if upd == nil then\n"                                                               \
+    "    redis.call('HSET', key, 'updated_at', ts)\n"                                      \
+    "    redis.call('HSETNX', key, 'first_seen', ts)\n"                                    \
+    "    return 1\n"                                                                       \
+    "  end\n"                                                                              \
+    "  local w = math.pow(2, (ts - upd) / hl)\n"                                           \
+    "  if w <= 2 then return w end\n"                                                      \
+    "  rescale(key, ts, 1 / w)\n"                                                          \
     "  return 1\n"                                                                         \
     "end\n"                                                                                \
     "local function add(key, field, w)\n"                                                  \
@@ -64,88 +73,124 @@
     "end\n"
 
 /*
- * decide_record: records one decision atomically.
+ * decide_record: records one decision to send, atomically.
  * KEYS: 1 idem, 2 week hash, 3 sent zset, 4 member hash
- * ARGV: 1 ts, 2 channel, 3 week index, 4 want_send (0/1), 5 cap (-1: none),
- *       6 message id, 7 count the opportunity (0/1), 8 idempotency ttl s,
- *       9 dedup window s, 10 response as decided, 11 response if the cap
- *       stops the send ('' when not sending), 12 half-life s,
- *       13 week-hash ttl s, 14 member ttl s,
- *       15 week-hash field for the channel's send times ('' none) and 16 the
+ * ARGV: 1 ts, 2 the week-hash field of the channel's sends this week
+ *       ("<ch>:<week>:sent"), 3 the field counting its opportunities this
+ *       week ("<ch>:<week>:opp"; '' when this one does not count), 4 the
+ *       weekly cap (-1: none), 5 message id, 6 idempotency ttl s, 7 dedup
+ *       window s, 8 response as decided, 9 response if a cap stops the
+ *       send, 10 half-life s, 11 week-hash ttl s, 12 member ttl s,
+ *       13 week-hash field for the channel's send times ('' none) and 14 the
  *       cap over any 7 days (-1: keep the times, check nothing): the send
  *       is stopped if the stored times within 7 days of ts already reach
  *       it, and if it happens, ts is put first in the field with the
  *       stored times still within 7 days (at most DECISION_MAX_RECENT_SENDS
  *       in all). Checked here, not only from notifd's read, so two
  *       instances deciding for one member at once cannot both pass it.
+ *       15, 16 the member-hash fields of the channel's decayed sends and
+ *       last send time ("<ch>_sent", "<ch>_last_sent"),
  *       17 n: how many week-hash fields follow to delete (stale weeks),
  *       18.. those n fields, then field/value pairs to set in the week hash
  *       (the EWMA, the recent-scores list, the first week: values notifd
  *       computed from what it read).
  * Returns {'dup', stored response} when the opportunity was decided before
- * (nothing else is touched), else {outcome}: 'cap' (the send was stopped by
- * the weekly cap), 'sent' or 'skip'. notifd records decisions not to send
- * with decide_skip below, which does the same as want_send 0 here.
+ * (nothing else is touched), else {'cap'} (a cap stopped the send) or
+ * {'sent'}. Decisions not to send go through decide_skip below.
  *
- * It is short on purpose: it runs on every decide and its cost in Redis is
- * what bounds a fleet's throughput. One SET NX GET both checks and stores
- * the idempotency record; the week hash gets one HINCRBY and one HSET;
- * only a send touches the sent set and the member's features. The week
- * hash's TTL is renewed with the first counted opportunity of a week (and
- * on any decide that counts none), not on every decide: it then lives at
- * least two weeks past the member's last decide.
+ * Redis charges a script per redis.call (~8,700 instructions each), per
+ * argument (~1,100) and per number converted (tonumber is strtod, a number
+ * passed on is printed with %.14g: 1,300-2,000 each). So the week hash is
+ * read with one HMGET and written with one HSET (the counts incremented
+ * here, inside the script, so still atomically), the member hash likewise,
+ * field names come ready-made and ts is passed on as the string it came
+ * as: ten calls where the feedback script's helpers would take seventeen.
+ * A send still costs Redis ~190k instructions here (docs/benchmarks.md),
+ * seven Lua-cap calls; the helpers' version cost 194k. The week hash's
+ * TTL is renewed with the first counted opportunity of a week (and on any
+ * decide that counts none), not on every decide: it then lives at least
+ * two weeks past the member's last decide.
  */
 const char redis_script_decide_record[] =
-    LUA_DECAY
-    "local ch, w = ARGV[2], ARGV[3]\n"
-    "local sentf = ch .. ':' .. w .. ':sent'\n"
-    "local outcome, resp, sends = 'skip', ARGV[10], nil\n"
-    "if ARGV[4] == '1' then\n"
-    "  local cap = tonumber(ARGV[5])\n"
-    "  if cap >= 0 and tonumber(redis.call('HGET', KEYS[2], sentf) or '0') >= cap then\n"
-    "    outcome, resp = 'cap', ARGV[11]\n"
-    "  else\n"
-    "    outcome = 'sent'\n"
-    "    if ARGV[15] ~= '' then\n"
-    "      local ts, n = tonumber(ARGV[1]), 0\n"
-    "      sends = {ARGV[1]}\n"
-    "      for t in string.gmatch(redis.call('HGET', KEYS[2], ARGV[15]) or '', '[^,]+') do\n"
-    "        local x = tonumber(t)\n"
-    "        if x and x > ts - " LUA_STR(DECISION_ROLLING_WINDOW_S) " and x < ts + "
+    "local ts = tonumber(ARGV[1])\n"
+    "local sentf, oppf, sendsf = ARGV[2], ARGV[3], ARGV[13]\n"
+    "local wk = redis.call('HMGET', KEYS[2], sentf, sendsf ~= '' and sendsf or sentf,\n"
+    "                      oppf ~= '' and oppf or sentf)\n"
+    "local sent = tonumber(wk[1] or '0') or 0\n"
+    "local outcome, resp, sends = 'sent', ARGV[8], nil\n"
+    "local cap = tonumber(ARGV[4])\n"
+    "if cap >= 0 and sent >= cap then\n"
+    "  outcome, resp = 'cap', ARGV[9]\n"
+    "elseif sendsf ~= '' then\n"
+    "  local n = 0\n"
+    "  sends = {ARGV[1]}\n"
+    "  for t in string.gmatch(wk[2] or '', '[^,]+') do\n"
+    "    local x = tonumber(t)\n"
+    "    if x and x > ts - " LUA_STR(DECISION_ROLLING_WINDOW_S) " and x < ts + "
     LUA_STR(DECISION_ROLLING_WINDOW_S) " then\n"
-    "          n = n + 1\n"
-    "          if #sends < " LUA_STR(DECISION_MAX_RECENT_SENDS) " then sends[#sends + 1] = t end\n"
-    "        end\n"
-    "      end\n"
-    "      local rcap = tonumber(ARGV[16])\n"
-    "      if rcap >= 0 and n >= rcap then outcome, resp = 'cap', ARGV[11] end\n"
+    "      n = n + 1\n"
+    "      if #sends < " LUA_STR(DECISION_MAX_RECENT_SENDS) " then sends[#sends + 1] = t end\n"
     "    end\n"
     "  end\n"
+    "  local rcap = tonumber(ARGV[14])\n"
+    "  if rcap >= 0 and n >= rcap then outcome, resp = 'cap', ARGV[9] end\n"
     "end\n"
-    "local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[8])\n"
+    "local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[6])\n"
     "if prev then return {'dup', prev} end\n"
-    "local opps = 0\n"
-    "if ARGV[7] == '1' then opps = redis.call('HINCRBY', KEYS[2], ch .. ':' .. w .. ':opp', 1) end\n"
+    "local set, opps = {}, 0\n"
+    "if oppf ~= '' then\n"
+    "  opps = (tonumber(wk[3] or '0') or 0) + 1\n"
+    "  set[1], set[2] = oppf, opps\n"
+    "end\n"
     "local ndel = tonumber(ARGV[17])\n"
     "if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 18, 17 + ndel)) end\n"
-    "if #ARGV > 17 + ndel then redis.call('HSET', KEYS[2], unpack(ARGV, 18 + ndel)) end\n"
+    "for i = 18 + ndel, #ARGV do set[#set + 1] = ARGV[i] end\n"
     "if outcome == 'sent' then\n"
-    "  local ts = tonumber(ARGV[1])\n"
-    "  redis.call('HINCRBY', KEYS[2], sentf, 1)\n"
-    "  if sends then redis.call('HSET', KEYS[2], ARGV[15], table.concat(sends, ',')) end\n"
-    "  local window = tonumber(ARGV[9])\n"
+    "  set[#set + 1] = sentf\n"
+    "  set[#set + 1] = sent + 1\n"
+    "  if sends then\n"
+    "    set[#set + 1] = sendsf\n"
+    "    set[#set + 1] = table.concat(sends, ',')\n"
+    "  end\n"
+    "end\n"
+    "if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end\n"
+    "if outcome == 'sent' then\n"
+    "  local window = tonumber(ARGV[7])\n"
     "  if window > 0 then\n"
-    "    redis.call('ZADD', KEYS[3], ts, ARGV[6])\n"
+    "    redis.call('ZADD', KEYS[3], ARGV[1], ARGV[5])\n"
     "    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ts - window))\n"
     "    redis.call('EXPIRE', KEYS[3], window)\n"
     "  end\n"
-    "  local wt = decay(KEYS[4], ts, tonumber(ARGV[12]))\n"
-    "  add(KEYS[4], ch .. '_sent', wt)\n"
-    "  set_max(KEYS[4], ch .. '_last_sent', ts)\n"
-    "  redis.call('EXPIRE', KEYS[4], ARGV[14])\n"
+    /* The member's decayed sends, as feedback's decay() and add() would
+     * leave them (see the top of this file). */
+    "  local m = redis.call('HMGET', KEYS[4], 'updated_at', ARGV[15], ARGV[16])\n"
+    "  local upd, n = tonumber(m[1] or ''), tonumber(m[2] or '') or 0\n"
+    "  local w, mset = 1, {}\n"
+    "  if upd == nil then\n"
+    "    mset[1], mset[2] = 'updated_at', ARGV[1]\n"
+    "    redis.call('HSETNX', KEYS[4], 'first_seen', ARGV[1])\n"
+    "  else\n"
+    "    w = math.pow(2, (ts - upd) / tonumber(ARGV[10]))\n"
+    "    if w > 2 then\n"
+    LUA_RESCALE
+    "      local f = 1 / w\n"
+    "      rescale(KEYS[4], ts, f)\n"
+    "      n = tonumber(string.format('%.9g', n * f))\n"
+    "      w = 1\n"
+    "    end\n"
+    "  end\n"
+    "  mset[#mset + 1] = ARGV[15]\n"
+    "  mset[#mset + 1] = string.format('%.17g', n + tonumber(string.format('%.9g', w)))\n"
+    "  local last = tonumber(m[3] or '')\n"
+    "  if last == nil or ts > last then\n"
+    "    mset[#mset + 1] = ARGV[16]\n"
+    "    mset[#mset + 1] = ARGV[1]\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[4], unpack(mset))\n"
+    "  redis.call('EXPIRE', KEYS[4], ARGV[12])\n"
     "end\n"
     "if opps ~= 1 and opps ~= 0 then return {outcome} end\n"
-    "redis.call('EXPIRE', KEYS[2], ARGV[13])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[11])\n"
     "return {outcome}\n";
 
 /*
@@ -155,14 +200,13 @@ const char redis_script_decide_record[] =
  *       channel's opportunities this week ('' when this one does not count),
  *       4 week-hash ttl s, 5 n: how many week-hash fields follow to delete,
  *       6.. those n fields, then field/value pairs to set in the week hash.
- * Returns {'dup', stored response} or {'skip'}, with the same effects as
- * decide_record with want_send 0.
+ * Returns {'dup', stored response} or {'skip'}.
  *
  * Most decisions are not to send, and Redis charges a script for every
  * argument and every redis.call (each is interned into Lua, put in a table
  * and collected again): this one takes 9 arguments where decide_record
- * takes 23, and no helper functions, which cuts Redis's instructions per
- * such decide by about a seventh (docs/benchmarks.md).
+ * takes 21 and more, which cut Redis's instructions per such decide by
+ * about a seventh (docs/benchmarks.md).
  */
 const char redis_script_decide_skip[] =
     "local prev = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])\n"
