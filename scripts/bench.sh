@@ -177,7 +177,7 @@ cat >"$WORK/notifd.json" <<EOF
   "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "b:", "timeout_ms": 2000},
   "planner": {"enabled": false},
   "events": {"url": null, "spool_dir": "$WORK/spool"},
-  "limits": {"max_connections": 20000},
+  "limits": {"max_connections": 20000, "ts_window_s": 0},
   "log_level": "warn",
   "fast": {"ranker": {"default": {"bias": -1.0, "score": 2.0,
            "features": {"freshness": 0.5, "relevance": 1.0, "novelty": 0.3}}}}

@@ -85,6 +85,7 @@ cat >"$WORK/notifd.json" <<EOF
   "redis": {"host": "127.0.0.1", "port": $REDIS_PORT, "prefix": "b:"$REDIS_UNIX_JSON},
   "planner": {"enabled": false, "batch_size": $BATCH$NICE_JSON},
   "events": {"spool_dir": "$WORK/spool"},
+  "limits": {"ts_window_s": 0},
   "log_level": "info"
 }
 EOF

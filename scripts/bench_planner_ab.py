@@ -124,7 +124,7 @@ class Variant:
         port = free_port()
         cfg = {"listen": "127.0.0.1:%d" % port, "admin_listen": None,
                "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
-               "planner": planner, "log_level": "warn",
+               "planner": planner, "log_level": "warn", "limits": {"ts_window_s": 0},
                "events": {"spool_dir": os.path.join(work, "spool-" + self.name)}}
         if unix:
             cfg["redis"]["unix"] = os.path.join(work, "redis.sock")

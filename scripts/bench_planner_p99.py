@@ -200,7 +200,8 @@ def start_notifd(binary, work, port, rport, args, admin_port=None):
            "redis": {"host": "127.0.0.1", "port": rport, "prefix": "b:"},
            "planner": {"enabled": False, "batch_size": args.batch,
                        "max_members_per_s": args.max_rate},
-           "events": {"spool_dir": os.path.join(work, "spool")}, "log_level": "info"}
+           "events": {"spool_dir": os.path.join(work, "spool")}, "log_level": "info",
+           "limits": {"ts_window_s": 0}}  # virtual time
     if args.nice >= 0:  # -1: leave it out, for builds without planner.nice
         cfg["planner"]["nice"] = args.nice
     with open(os.path.join(work, "notifd.json"), "w") as f:

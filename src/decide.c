@@ -111,9 +111,9 @@ static void decide_ctx_free(decide_ctx_t *d)
 
 static int64_t now_unix(void) { return (int64_t)time(NULL); }
 
-bool ops_get_ts(const json_t *root, int64_t *ts, const char **why)
+bool ops_get_ts(const json_t *root, const config_t *cfg, int64_t *ts, const char **why)
 {
-    return ops_get_ts_at(root, now_unix(), ts, why);
+    return ops_get_ts_at(root, now_unix(), cfg->limits.ts_window_s, ts, why);
 }
 
 /* P idem:{M}:<opportunity> */

@@ -111,7 +111,7 @@ void op_feedback(request_t *req)
         return;
     }
     int64_t ts;
-    if (!ops_get_ts(root, &ts, &why)) {
+    if (!ops_get_ts(root, cfg, &ts, &why)) {
         request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
         return;
     }

@@ -221,7 +221,7 @@ void op_replan(request_t *req)
         return;
     }
     int64_t ts;
-    if (!ops_get_ts(root, &ts, &why)) {
+    if (!ops_get_ts(root, req->cfg, &ts, &why)) {
         request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
         return;
     }
@@ -298,7 +298,7 @@ void op_planner_run(request_t *req)
 {
     int64_t ts;
     const char *why;
-    if (!ops_get_ts(req->root, &ts, &why)) {
+    if (!ops_get_ts(req->root, req->cfg, &ts, &why)) {
         request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
         return;
     }

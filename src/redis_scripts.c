@@ -48,15 +48,33 @@
     "  redis.call('HSET', key, unpack(args))\n"                                            \
     "end\n"
 
+/* from_future(t, ts, hl): a stored time more than FUTURE_HALF_LIVES
+ * half-lives after the event's ts. Requests' ts stay within
+ * limits.ts_window_s of the wall clock, so such a time was written in
+ * another era (a bad clock, a test, a hostile writer). Taken at its word it
+ * would erase the present: every count rescaled to almost nothing, every
+ * new event added with a weight of almost nothing, a "latest" time never
+ * passed again. So the present wins: the stored time is replaced by ts. */
+#define FUTURE_HALF_LIVES 16
+#define LUA_FROM_FUTURE                                                                    \
+    "local function from_future(t, ts, hl)\n"                                              \
+    "  return t > ts + " LUA_STR(FUTURE_HALF_LIVES) " * hl\n"                               \
+    "end\n"
+
 /* decay(key, ts, hl): the weight of an event at ts in the hash's counts
  * (1 after bringing them to ts); add() and set_max() write one field. */
 #define LUA_DECAY                                                                          \
     LUA_RESCALE                                                                            \
+    LUA_FROM_FUTURE                                                                        \
     "local function decay(key, ts, hl)\n"                                                  \
     "  local upd = tonumber(redis.call('HGET', key, 'updated_at') or '')\n"                \
     "  if upd == nil then\n"                                                               \
     "    redis.call('HSET', key, 'updated_at', ts)\n"                                      \
     "    redis.call('HSETNX', key, 'first_seen', ts)\n"                                    \
+    "    return 1\n"                                                                       \
+    "  end\n"                                                                              \
+    "  if from_future(upd, ts, hl) then\n"                                                 \
+    "    redis.call('HSET', key, 'updated_at', ts)\n"                                      \
     "    return 1\n"                                                                       \
     "  end\n"                                                                              \
     "  local w = math.pow(2, (ts - upd) / hl)\n"                                           \
@@ -67,9 +85,11 @@
     "local function add(key, field, w)\n"                                                  \
     "  redis.call('HINCRBYFLOAT', key, field, string.format('%.9g', w))\n"                 \
     "end\n"                                                                                \
-    "local function set_max(key, field, ts)\n"                                             \
+    "local function set_max(key, field, ts, hl)\n"                                         \
     "  local old = tonumber(redis.call('HGET', key, field) or '')\n"                       \
-    "  if old == nil or ts > old then redis.call('HSET', key, field, ts) end\n"             \
+    "  if old == nil or ts > old or from_future(old, ts, hl) then\n"                       \
+    "    redis.call('HSET', key, field, ts)\n"                                             \
+    "  end\n"                                                                              \
     "end\n"
 
 /*
@@ -165,12 +185,16 @@ const char redis_script_decide_record[] =
      * leave them (see the top of this file). */
     "  local m = redis.call('HMGET', KEYS[4], 'updated_at', ARGV[15], ARGV[16])\n"
     "  local upd, n = tonumber(m[1] or ''), tonumber(m[2] or '') or 0\n"
+    "  local hl = tonumber(ARGV[10])\n"
     "  local w, mset = 1, {}\n"
-    "  if upd == nil then\n"
+    LUA_FROM_FUTURE
+    "  if upd ~= nil and from_future(upd, ts, hl) then\n"
+    "    mset[1], mset[2] = 'updated_at', ARGV[1]\n"
+    "  elseif upd == nil then\n"
     "    mset[1], mset[2] = 'updated_at', ARGV[1]\n"
     "    redis.call('HSETNX', KEYS[4], 'first_seen', ARGV[1])\n"
     "  else\n"
-    "    w = math.pow(2, (ts - upd) / tonumber(ARGV[10]))\n"
+    "    w = math.pow(2, (ts - upd) / hl)\n"
     "    if w > 2 then\n"
     LUA_RESCALE
     "      local f = 1 / w\n"
@@ -182,7 +206,7 @@ const char redis_script_decide_record[] =
     "  mset[#mset + 1] = ARGV[15]\n"
     "  mset[#mset + 1] = string.format('%.17g', n + tonumber(string.format('%.9g', w)))\n"
     "  local last = tonumber(m[3] or '')\n"
-    "  if last == nil or ts > last then\n"
+    "  if last == nil or ts > last or from_future(last, ts, hl) then\n"
     "    mset[#mset + 1] = ARGV[16]\n"
     "    mset[#mset + 1] = ARGV[1]\n"
     "  end\n"
@@ -237,12 +261,13 @@ const char redis_script_feedback[] =
     "local ch = ARGV[2]\n"
     "local ev = ARGV[3]\n"
     "local is_new = redis.call('HEXISTS', key, 'updated_at') == 0\n"
-    "local wt = decay(key, ts, tonumber(ARGV[4]))\n"
+    "local hl = tonumber(ARGV[4])\n"
+    "local wt = decay(key, ts, hl)\n"
     "if ev == 'delivered' then add(key, ch .. '_delivered', wt)\n"
     "elseif ev == 'open' or ev == 'click' then\n"
     "  add(key, ch .. (ev == 'open' and '_open' or '_click'), wt)\n"
-    "  set_max(key, ch .. '_last_open', ts)\n"
-    "  set_max(key, 'last_open', ts)\n"
+    "  set_max(key, ch .. '_last_open', ts, hl)\n"
+    "  set_max(key, 'last_open', ts, hl)\n"
     "elseif ev == 'dismiss' then add(key, ch .. '_dismiss', wt)\n"
     "elseif ev == 'unsubscribe' then\n"
     "  redis.call('HSET', key, ch .. '_unsub', 1)\n"
@@ -255,7 +280,7 @@ const char redis_script_feedback[] =
     "  else\n"
     "    add(key, 'visit_org', wt)\n"
     "  end\n"
-    "  set_max(key, 'last_visit', ts)\n"
+    "  set_max(key, 'last_visit', ts, hl)\n"
     "end\n"
     "if ARGV[7] ~= '' then redis.call('HSET', key, 'tz_offset_min', ARGV[7]) end\n"
     "redis.call('EXPIRE', key, ARGV[6])\n"

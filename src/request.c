@@ -19,13 +19,17 @@ const char *ops_check_member(const json_t *member)
     const unsigned char *s = (const unsigned char *)json_string_value(member);
     if (len == 0 || len > MEMBER_ID_MAX)
         return "\"member\" must be 1..256 bytes";
-    for (size_t i = 0; i < len; i++)
+    for (size_t i = 0; i < len; i++) {
         if (s[i] < 0x20 || s[i] == 0x7f)
             return "\"member\" must not contain control characters";
+        if (s[i] == '{' || s[i] == '}')
+            return "\"member\" must not contain '{' or '}' (they delimit it in Redis keys)";
+    }
     return NULL;
 }
 
-bool ops_get_ts_at(const json_t *root, int64_t now, int64_t *ts, const char **why)
+bool ops_get_ts_at(const json_t *root, int64_t now, int64_t window, int64_t *ts,
+                   const char **why)
 {
     json_t *v = json_object_get(root, "ts");
     if (v == NULL || json_is_null(v)) {
@@ -46,6 +50,10 @@ bool ops_get_ts_at(const json_t *root, int64_t now, int64_t *ts, const char **wh
         return false;
     }
     *ts = (int64_t)floor(x);
+    if (window > 0 && (*ts > now + window || *ts < now - window)) {
+        *why = "\"ts\" is too far from the server's clock (limits.ts_window_s)";
+        return false;
+    }
     return true;
 }
 
@@ -210,7 +218,7 @@ const char *decide_request_parse(decide_request_t *out, json_t *root, const conf
                "idempotent)";
     out->opportunity = json_string_value(opp);
     out->opportunity_len = json_string_length(opp);
-    if (!ops_get_ts_at(root, now, &out->ts, &why))
+    if (!ops_get_ts_at(root, now, cfg->limits.ts_window_s, &out->ts, &why))
         return why;
     return parse_candidates(out, json_object_get(root, "candidates"), cfg->limits.max_candidates);
 }

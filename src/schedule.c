@@ -27,7 +27,10 @@ void schedule_member(app_t *app, const config_t *cfg, const char *member, size_t
     char key[KEY_MAX], score[24];
     size_t kl = key_global(key, cfg->redis.prefix, "sched", schedule_partition(member, member_len));
     int sl = snprintf(score, sizeof score, "%lld", (long long)due);
-    const char *argv[] = {"ZADD", key, "NX", score, member};
+    /* LT: a member already due keeps the earlier time, and a due time from
+     * another era (a far-future ts) is brought back by the next decide,
+     * instead of keeping the member off every pass until then. */
+    const char *argv[] = {"ZADD", key, "LT", score, member};
     size_t lens[] = {4, kl, 2, (size_t)sl, member_len};
     (void)store_command(app->store, on_scheduled, NULL, 5, argv, lens);
 }

@@ -37,7 +37,9 @@ int64_t cadence_valid_until(double u, int64_t interval_s, double grace_frac,
  * Whether a stored plan is recent enough for a pass as of `as_of` to keep
  * it: computed less than half an interval before and still in force. (A
  * member replanned off its phase, by `replan` or on joining, is then not
- * planned again as its phase comes round a moment later.)
+ * planned again as its phase comes round a moment later.) A plan computed
+ * more than an interval after as_of is not current: it comes from another
+ * era and is replanned.
  */
 bool cadence_plan_current(int64_t interval_s, int64_t computed_at, int64_t valid_until,
                           int64_t as_of);

@@ -53,6 +53,7 @@ typedef struct config_limits {
     int max_pipeline;               /* unanswered requests per connection before reading pauses */
     int idle_timeout_s;             /* 0 disables */
     int max_candidates;
+    int64_t ts_window_s;            /* a request's ts within this of the wall clock; 0: any */
 } config_limits_t;
 
 typedef struct config_planner {

@@ -15,6 +15,6 @@ void op_replan(request_t *req);
 void op_planner_run(request_t *req);
 
 /* ts from the request or the wall clock (see ops_get_ts_at in request.h). */
-bool ops_get_ts(const json_t *root, int64_t *ts, const char **why);
+bool ops_get_ts(const json_t *root, const config_t *cfg, int64_t *ts, const char **why);
 
 #endif

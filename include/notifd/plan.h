@@ -23,7 +23,14 @@ bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channe
                      const char *const *fields, const size_t *field_lens,
                      const char *const *values, const size_t *value_lens, size_t n_pairs);
 
-/* A stored plan is in force at `ts` unless valid_until is set and has passed. */
+/* How far after a decision's ts a plan may have been computed and still be
+ * in force: writers' clocks differ, but a plan from months ahead was made
+ * in another era (a bad clock, a request far from the wall clock) and would
+ * otherwise hold the member until then. */
+#define PLAN_MAX_AHEAD_S (31 * 86400)
+
+/* A stored plan is in force at `ts` unless valid_until is set and has
+ * passed, or it was computed more than PLAN_MAX_AHEAD_S after ts. */
 bool plan_in_force(const plan_t *plan, int64_t ts);
 
 /* The default plan: per_week from config, source "default", version 0. */

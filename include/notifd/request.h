@@ -40,11 +40,16 @@ const char *decide_request_parse(decide_request_t *out, json_t *root, const conf
                                  int64_t now);
 void decide_request_free(decide_request_t *r);
 
-/* A member id is 1..256 bytes with no control characters; returns NULL when
+/* A member id is 1..256 bytes with no control characters and no '{' or '}'
+ * (the braces delimit the member in every key, keys.h); returns NULL when
  * valid, else the message to answer with. */
 const char *ops_check_member(const json_t *member);
 /* ts from the request (integer or number of unix seconds) or `now`. Returns
- * false, with *why set, when present but invalid. */
-bool ops_get_ts_at(const json_t *root, int64_t now, int64_t *ts, const char **why);
+ * false, with *why set, when present but invalid or more than `window` s
+ * from `now` (window 0: any ts in 0..1e11). A ts far from the wall clock
+ * would let one request move a member's weeks, decays and plans into
+ * another era (limits.ts_window_s). */
+bool ops_get_ts_at(const json_t *root, int64_t now, int64_t window, int64_t *ts,
+                   const char **why);
 
 #endif

@@ -42,7 +42,10 @@ int64_t cadence_valid_until(double u, int64_t interval_s, double grace_frac,
 bool cadence_plan_current(int64_t interval_s, int64_t computed_at, int64_t valid_until,
                           int64_t as_of)
 {
-    return computed_at > as_of - interval_s / 2 && valid_until > as_of;
+    /* A plan computed more than an interval after as_of is from another
+     * era (a bad clock, a request far from the wall clock): replan. */
+    return computed_at > as_of - interval_s / 2 && computed_at <= as_of + interval_s &&
+           valid_until > as_of;
 }
 
 static void bound(char *out, bool exclusive, int64_t offset, int64_t interval_s)

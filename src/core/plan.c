@@ -80,6 +80,8 @@ bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channe
 
 bool plan_in_force(const plan_t *plan, int64_t ts)
 {
+    if (plan->computed_at > ts + PLAN_MAX_AHEAD_S)
+        return false; /* computed in another era: it must not hold the present */
     return plan->valid_until <= 0 || ts < plan->valid_until;
 }
 

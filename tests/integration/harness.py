@@ -176,6 +176,9 @@ class Notifd:
             "events": {"spool_dir": os.path.join(self.dir, "spool")},
             "log_level": "debug",
             "shutdown_grace_s": 5,
+            # Tests run in virtual time (fixed timestamps years from the
+            # wall clock); test_hostile_requests.py checks the default window.
+            "limits": {"ts_window_s": 0},
         }
         _merge(self.config, overrides or {})
         self.config_path = os.path.join(self.dir, "notifd.json")

@@ -151,13 +151,15 @@ static json_t *base_config(const options_t *o, const char *mode)
     /* Only what the simulation needs differs from the defaults: the policy
      * itself (fast.*, slow.*) is notifd's default unless --set says so. */
     return json_pack(
-        "{s:n,s:s,s:I,s:o,s:{s:s,s:i,s:i},s:{s:b,s:f},s:{s:s,s:i},s:{s:i}}", "admin_listen",
+        "{s:n,s:s,s:I,s:o,s:{s:s,s:i,s:i},s:{s:b,s:f},s:{s:s,s:i},s:{s:i,s:i}}", "admin_listen",
         "log_level", "warn", "seed", (json_int_t)o->pop.seed, "channels", ch, "redis", "prefix",
         "sim:", "timeout_ms", 30000, "connect_timeout_ms", 5000, "planner", "enabled", 0,
         "jitter", 0.0, "fast", "mode", mode,
         /* The simulator never retries, and idempotency records would
          * otherwise pile up by the million within their (wall-clock) TTL. */
-        "idempotency_ttl_s", 120, "limits", "idle_timeout_s", 0);
+        "idempotency_ttl_s", 120, "limits", "idle_timeout_s", 0,
+        /* Virtual time: the simulated weeks are not the wall clock's. */
+        "ts_window_s", 0);
 }
 
 /* One run on a fresh stack. */
