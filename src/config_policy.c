@@ -25,7 +25,7 @@ void policy_config_free(policy_config_t *pc);
 static const char *const fast_keys[] = {
     "mode", "pacing", "pacing_profile", "prior_opportunities_per_week",
     "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
-    "cap_factor", "rolling_cap",
+    "cap_factor", "rolling_cap", "rolling_cap_factor",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
     "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", NULL,
 };
@@ -77,6 +77,14 @@ static void fast_defaults(fast_config_t *f)
      * notifd-sim this cut the opt-outs that volume causes by about 60%
      * (docs/fast-policy.md). */
     f->rolling_cap = true;
+    /* The 7-day window holds ceil(1.5 x plan), not the plan itself: a week's
+     * sends fall at random moments, so the last 7 days often hold a few
+     * more than the plan; a window capped at the plan then pushed each
+     * week's sends later, week after week, until they bunched at the end
+     * of the week, and a fractional plan went over its mean
+     * (tests/integration/plan_delivery.py). 1.5 still stops a week's plan
+     * from landing next to the previous one's across the boundary. */
+    f->rolling_cap_factor = 1.5;
     f->quiet_hours.enabled = false;
     f->dedup_days = 7;
     f->idempotency_ttl_s = 2 * 86400;
@@ -307,6 +315,7 @@ static void parse_fast(config_errors_t *errs, json_t *fo, const char *path, cons
         f->quality_history = (int)x;
     config_get_double(errs, fo, path, "cap_factor", 1.0, 100.0, &f->cap_factor);
     config_get_bool(errs, fo, path, "rolling_cap", &f->rolling_cap);
+    config_get_double(errs, fo, path, "rolling_cap_factor", 1.0, 100.0, &f->rolling_cap_factor);
     parse_quiet_hours(errs, fo, path, f);
     if (config_get_int(errs, fo, path, "dedup_days", 0, 365, &x))
         f->dedup_days = (int)x;

@@ -317,10 +317,10 @@ static char *scores_text(const member_view_t *v, double best, int keep, const ch
         return NULL;
     /* Five significant digits: plenty for a quantile of utilities, and the
      * list goes through the record script on every decide. */
-    size_t at = number_format_g(s, best, 5);
+    size_t at = number_format_g(s, best, DECISION_SCORE_DIGITS);
     for (size_t i = 0; i < added; i++) {
         s[at++] = ',';
-        at += number_format_g(s + at, v->recent[i], 5);
+        at += number_format_g(s + at, v->recent[i], DECISION_SCORE_DIGITS);
     }
     /* The first from_raw entries of the read list. */
     size_t take = 0, entries = 0;
@@ -427,9 +427,8 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARGS(a_week_ttl);
         ARGS(a_member_ttl);
         if (fast->rolling_cap) {
-            bool check = dec->cap >= 0 && dec->cap <= DECISION_MAX_RECENT_SENDS;
             key_field(f_sends, sizeof f_sends, ch, ":sends");
-            number_format_i64(a_rolling, check ? dec->cap : -1);
+            number_format_i64(a_rolling, dec->rolling_cap);
             ARGS(f_sends);
             ARGS(a_rolling);
         } else {

@@ -86,6 +86,7 @@ typedef struct decision {
     bool have_best;
     double best_score;         /* best eligible utility (quality history, threshold) */
     int64_t cap;               /* weekly hard cap, -1 when none (unplanned, threshold) */
+    int64_t rolling_cap;       /* the cap over any 7 days, -1 when none or not enforced */
 } decision_t;
 
 void decision_evaluate(const decision_input_t *in, decision_t *out);
@@ -116,6 +117,12 @@ typedef struct opportunity_fold {
     bool store_ewma_week;
     int64_t ewma_week;
 } opportunity_fold_t;
+
+/* Significant digits the recent best scores are stored with. */
+#define DECISION_SCORE_DIGITS 5
+/* x rounded as the recent-scores list stores it (DECISION_SCORE_DIGITS
+ * significant digits), so a score compares equal to its stored self. */
+double decision_round_score(double x);
 
 /* Folds completed weeks (at most the two before W) into the EWMA. The
  * member's first week was observed only from the first opportunity on: its

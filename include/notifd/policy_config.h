@@ -38,7 +38,8 @@ typedef struct fast_config {
     fast_mode_t mode;
     pacing_params_t pacing;
     double cap_factor;            /* hard cap = ceil(per_week * cap_factor) */
-    bool rolling_cap;             /* the cap also bounds sends in any 7 days */
+    bool rolling_cap;             /* a cap also bounds sends in any 7 days */
+    double rolling_cap_factor;    /* ... of ceil(per_week * this), at least the weekly cap */
     quiet_hours_t quiet_hours;    /* member-local */
     int dedup_days;               /* a message id is not sent twice within this */
     int64_t idempotency_ttl_s;    /* how long a decision is remembered */

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "notifd/calendar.h"
+#include "notifd/number_format.h"
+#include "notifd/number_parse.h"
 #include "notifd/pacing.h"
 #include "notifd/rng.h"
 
@@ -39,7 +41,7 @@ static void finish_guardrail(decision_t *out, decision_reason_t reason)
 void decision_evaluate(const decision_input_t *in, decision_t *out)
 {
     const fast_config_t *fast = in->fast;
-    *out = (decision_t){.chosen = -1, .cap = -1, .propensity = 1.0};
+    *out = (decision_t){.chosen = -1, .cap = -1, .rolling_cap = -1, .propensity = 1.0};
 
     if (in->unsubscribed) {
         finish_guardrail(out, REASON_UNSUBSCRIBED);
@@ -80,6 +82,11 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
     for (size_t i = 0; i < in->n_candidates; i++)
         if (in->candidates[i].eligible && in->utility[i] > best)
             best = in->utility[i];
+    /* The best utility as the recent-scores list keeps it (five significant
+     * digits): compared with its own earlier values at full precision, a
+     * repeated message that rounded up would rank below itself and never
+     * clear the quality bar. */
+    best = decision_round_score(best);
     out->have_best = true;
     out->best_score = best;
     out->reached_coin = true;
@@ -110,13 +117,20 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
             finish_guardrail(out, REASON_CAP_REACHED);
             return;
         }
-        /* The same cap over the last 7 days, whatever the calendar says.
-         * Only caps the kept send times can prove are enforced this way. */
-        if (fast->rolling_cap && out->cap <= DECISION_MAX_RECENT_SENDS &&
-            (int64_t)decision_sends_in_window(in->recent_sends, in->n_recent_sends, in->ts) >=
-                out->cap) {
-            finish_guardrail(out, REASON_CAP_REACHED);
-            return;
+        /* A cap over the last 7 days, whatever the calendar says. Only
+         * caps the kept send times can prove are enforced this way. */
+        if (fast->rolling_cap) {
+            int64_t rolling = (int64_t)pacing_weekly_cap(per_week, fast->rolling_cap_factor);
+            if (rolling < out->cap)
+                rolling = out->cap;
+            if (rolling <= DECISION_MAX_RECENT_SENDS) {
+                out->rolling_cap = rolling;
+                if ((int64_t)decision_sends_in_window(in->recent_sends, in->n_recent_sends,
+                                                      in->ts) >= rolling) {
+                    finish_guardrail(out, REASON_CAP_REACHED);
+                    return;
+                }
+            }
         }
         int64_t week = calendar_week_index(in->ts, in->tz_offset_min);
         pacing_input_t pin = {
@@ -151,6 +165,16 @@ size_t decision_sends_in_window(const int64_t *times, size_t n, int64_t ts)
     for (size_t i = 0; times != NULL && i < n; i++)
         count += times[i] > ts - DECISION_ROLLING_WINDOW_S && times[i] < ts + DECISION_ROLLING_WINDOW_S;
     return count;
+}
+
+double decision_round_score(double x)
+{
+    char buf[NUMBER_FORMAT_MAX];
+    double r;
+    if (!isfinite(x))
+        return x;
+    size_t n = number_format_g(buf, x, DECISION_SCORE_DIGITS);
+    return number_parse(buf, n, &r) ? r : x;
 }
 
 void decision_fold_history(const opportunity_history_t *h, int64_t week, double alpha,

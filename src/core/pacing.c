@@ -68,11 +68,14 @@ void pacing_params_defaults(pacing_params_t *params)
      * opportunity rate is mostly absorbed after 2-3 weeks, while one odd
      * week moves the estimate by less than a third. */
     params->ewma_alpha = 0.3;
-    /* Rate: the budget's falling bar spent the end of every week on
-     * whatever came along, in bursts across the week boundary; in notifd-sim
-     * that cost more visits (and opt-outs) than the steadier weekly count
-     * gained (docs/simulation.md). */
-    params->quality_quantile = PACING_QUANTILE_RATE;
+    /* Budget: the bar follows the week's sends, so it comes down when a
+     * week runs behind its plan. A fixed bar at the plan's rate delivers
+     * the plan only while each opportunity's best is as good as the recent
+     * ones; where the catalogue repeats and dedup takes the best message
+     * away, it starved weeks to a fraction of the plan, and the hard cap
+     * clipped the weeks that ran over, so even fresh candidates got 70% of
+     * it (tests/integration/plan_delivery.py). */
+    params->quality_quantile = PACING_QUANTILE_BUDGET;
     /* The rank rule sends at rate p on average with any number of recent
      * scores (pacing_quality_probability), and even a handful of them picks
      * better moments than the coin; waiting for 20 spent a member's first

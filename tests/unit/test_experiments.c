@@ -149,18 +149,18 @@ static void test_quality_quantile_is_configured_and_validated(void **state)
     config_errors_t errs;
     config_t *cfg = load("{}", &errs);
     assert_non_null(cfg);
-    assert_int_equal(cfg->policy.fast.pacing.quality_quantile, PACING_QUANTILE_RATE);
+    assert_int_equal(cfg->policy.fast.pacing.quality_quantile, PACING_QUANTILE_BUDGET);
     assert_int_equal(cfg->policy.fast.pacing.quality_min_history, 5);
     config_release(cfg);
     config_errors_free(&errs);
 
-    cfg = load("{\"fast\":{\"quality_quantile\":\"budget\"},\"experiments\":{\"fast\":"
+    cfg = load("{\"fast\":{\"quality_quantile\":\"rate\"},\"experiments\":{\"fast\":"
                "{\"salt\":\"f\",\"arms\":[{\"name\":\"r\",\"share\":0.5,\"set\":"
-               "{\"fast.quality_quantile\":\"rate\"}}]}}}",
+               "{\"fast.quality_quantile\":\"budget\"}}]}}}",
                &errs);
     assert_non_null(cfg);
-    assert_int_equal(cfg->policy.fast.pacing.quality_quantile, PACING_QUANTILE_BUDGET);
-    assert_int_equal(cfg->policy.fast_arms[0].pacing.quality_quantile, PACING_QUANTILE_RATE);
+    assert_int_equal(cfg->policy.fast.pacing.quality_quantile, PACING_QUANTILE_RATE);
+    assert_int_equal(cfg->policy.fast_arms[0].pacing.quality_quantile, PACING_QUANTILE_BUDGET);
     config_release(cfg);
     config_errors_free(&errs);
 
