@@ -53,6 +53,8 @@ typedef struct config_limits {
     int max_pipeline;               /* unanswered requests per connection before reading pauses */
     int idle_timeout_s;             /* 0 disables */
     int max_candidates;
+    int admin_max_connections;      /* admin endpoint, in all and per client address */
+    int admin_idle_timeout_s;       /* admin connections silent this long are closed */
 } config_limits_t;
 
 typedef struct config_planner {
