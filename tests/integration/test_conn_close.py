@@ -4,7 +4,6 @@
 is written, not after limits.idle_timeout_s."""
 import json
 import socket
-import time
 import unittest
 
 from harness import NotifdTestCase, wait_for
@@ -70,6 +69,27 @@ class ClientGoneTest(NotifdTestCase):
         self.assertEqual(json.loads(f.readline())["id"], 1)
         s.shutdown(socket.SHUT_WR)
         self.assertEqual(f.read(), b"")
+
+
+class HalfCloseUnderBackPressureTest(NotifdTestCase):
+    # Far more requests than the bounds: notifd stops reading before it sees
+    # the EOF, and must still answer all of them, then end the connection.
+    overrides = {"limits": {"max_output_bytes": 8192, "max_pipeline": 64}}
+
+    def test_every_request_before_the_half_close_is_answered_then_eof(self):
+        n = 3000
+        s = socket.create_connection(("127.0.0.1", self.notifd.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"".join(line({"op": "health", "id": i}) for i in range(n)))
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        replies = [json.loads(l) for l in data.split(b"\n") if l]
+        self.assertEqual([r["id"] for r in replies], list(range(n)))
 
 
 if __name__ == "__main__":
