@@ -4,6 +4,7 @@
 is written, not after limits.idle_timeout_s."""
 import json
 import socket
+import struct
 import unittest
 
 from harness import NotifdTestCase, wait_for
@@ -32,7 +33,15 @@ class ClientGoneTest(NotifdTestCase):
         baseline = self.open_connections(watcher)
         for i in range(200):
             s = socket.create_connection(("127.0.0.1", self.notifd.port), timeout=5)
-            s.sendall(line(decide(i, member="gone%d" % (i % 20))))
+            if i % 4 == 3:
+                # Some give up harder: five requests, then a reset (SO_LINGER
+                # 0) while they are still in flight; their replies must find
+                # the connection gone, not freed under them.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.sendall(b"".join(line(decide(i * 10 + k, member="gone%d" % (i % 20)))
+                                   for k in range(5)))
+            else:
+                s.sendall(line(decide(i, member="gone%d" % (i % 20))))
             s.close()  # the producer's own timeout: it never reads the answer
         wait_for(lambda: self.open_connections(watcher) == baseline, timeout=5,
                  what="the given-up connections to close")
