@@ -27,10 +27,7 @@
 #include "notifd/metrics.h"
 
 #define ADMIN_PUBLISH_MS 250
-#define ADMIN_MAX_CONNECTIONS 32u
-#define ADMIN_MAX_PER_IP 8u
 #define ADMIN_CONN_MEMORY (16u * 1024u)
-#define ADMIN_TIMEOUT_S 10u
 #define ADMIN_BACKLOG 16u
 
 typedef struct admin {
@@ -194,6 +191,15 @@ int admin_start(app_t *app)
      * from an empty registry. */
     admin_publish(app);
 
+    /* Connection bounds (limits.admin_*). The per-address limit is the
+     * total: probes, scrapers and anything else local all come from one
+     * loopback address, so a lower per-address limit let a few idle
+     * connections (8 were enough) refuse every probe. What keeps idle
+     * connections from holding the endpoint is the timeout: a connection
+     * silent for admin_idle_timeout_s is closed, keep-alive ones included
+     * (a scraper reconnects, at the cost of a handshake). */
+    unsigned int max_conns = (unsigned int)cfg->limits.admin_max_connections;
+    unsigned int idle_s = (unsigned int)cfg->limits.admin_idle_timeout_s;
     /* AUTO picks epoll or poll: select() would break once the producer
      * server's descriptors pass FD_SETSIZE. */
     unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
@@ -204,10 +210,10 @@ int admin_start(app_t *app)
         /* first, so that every later diagnostic goes to our log */
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_LIMIT, ADMIN_MAX_CONNECTIONS,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, ADMIN_MAX_PER_IP,
+        MHD_OPTION_CONNECTION_LIMIT, max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, max_conns,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
-        MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, ADMIN_BACKLOG,
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1, /* daemon.c ignores SIGPIPE */
@@ -226,8 +232,9 @@ int admin_start(app_t *app)
     uv_timer_start(&a->publish, on_publish, ADMIN_PUBLISH_MS, ADMIN_PUBLISH_MS);
     /* The timer alone must never keep a stopping daemon alive. */
     uv_unref((uv_handle_t *)&a->publish);
-    log_info("admin endpoint listening", "addr=%s:%d paths=/metrics,/healthz,/readyz",
-             cfg->admin_listen.host, cfg->admin_listen.port);
+    log_info("admin endpoint listening",
+             "addr=%s:%d paths=/metrics,/healthz,/readyz max_connections=%u idle_timeout_s=%u",
+             cfg->admin_listen.host, cfg->admin_listen.port, max_conns, idle_s);
     return 0;
 }
 

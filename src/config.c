@@ -44,7 +44,8 @@ static const char *const events_keys[] = {
 };
 static const char *const limits_keys[] = {
     "max_line_bytes", "max_connections", "max_output_bytes", "max_pipeline",
-    "idle_timeout_s", "max_candidates", "ts_window_s", NULL,
+    "idle_timeout_s", "max_candidates", "ts_window_s", "admin_max_connections",
+    "admin_idle_timeout_s", NULL,
 };
 
 bool config_parse_endpoint(const char *text, config_endpoint_t *out, const char **why)
@@ -162,6 +163,8 @@ static void defaults(config_t *cfg)
     cfg->limits.idle_timeout_s = 300;
     cfg->limits.max_candidates = 1000;
     cfg->limits.ts_window_s = 365LL * 86400;
+    cfg->limits.admin_max_connections = 64;
+    cfg->limits.admin_idle_timeout_s = 5;
 
     cfg->log_level = LOG_INFO;
     cfg->log_sample_every = 0;
@@ -318,6 +321,12 @@ static void parse_limits(config_errors_t *errs, json_t *root, config_t *cfg)
         l->max_candidates = (int)x;
     if (config_get_int(errs, o, "limits", "ts_window_s", 0, 100LL * 365 * 86400, &x))
         l->ts_window_s = x;
+    /* The admin endpoint's bounds (admin.c): each connection may hold 16 KiB,
+     * and an idle one is never kept forever, so 0 is not a choice. */
+    if (config_get_int(errs, o, "limits", "admin_max_connections", 1, 4096, &x))
+        l->admin_max_connections = (int)x;
+    if (config_get_int(errs, o, "limits", "admin_idle_timeout_s", 1, 3600, &x))
+        l->admin_idle_timeout_s = (int)x;
 }
 
 static void parse_channels(config_errors_t *errs, json_t *root, config_t *cfg)

@@ -86,6 +86,9 @@ bool daemon_reload(app_t *app)
         strcmp(cur->admin_listen.host, next->admin_listen.host) != 0 ||
         cur->admin_listen.port != next->admin_listen.port)
         log_warn("admin_listen changed; it takes effect at the next restart", "%s", "");
+    if (cur->limits.admin_max_connections != next->limits.admin_max_connections ||
+        cur->limits.admin_idle_timeout_s != next->limits.admin_idle_timeout_s)
+        log_warn("limits.admin_* changed; they take effect at the next restart", "%s", "");
     log_set_level((log_level_t)next->log_level);
     server_apply_config(app->server, next);
     store_configure(app->store, next);

@@ -43,6 +43,7 @@
 #include "notifd/policy.h"
 #include "notifd/request.h"
 #include "notifd/schedule.h"
+#include "notifd/stored_answer.h"
 
 #define WEEK_TTL_S (21 * 86400)
 /* Week-hash fields to delete in one record: stale weeks of one channel. */
@@ -223,9 +224,22 @@ static void finish(decide_ctx_t *d, const char *body, size_t len, decision_reaso
 }
 
 /* Answers with a decision stored by an earlier request for the same
- * opportunity, as stored: no event, no new counts. */
+ * opportunity, as stored: no event, no new counts. The stored text came
+ * from Redis and is replayed only if it is one JSON object on one line
+ * (stored_answer.h); otherwise the request gets an internal error, never
+ * the raw text, so each request still gets exactly one reply line. */
 static void finish_duplicate(decide_ctx_t *d, const char *text, size_t len)
 {
+    if (!stored_answer_valid(text, len)) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+        log_limited(&rl, LOG_ERROR, "decide: stored answer is corrupt, not replayed",
+                    "channel=%s bytes=%zu", d->req->cfg->channels[d->r.channel], len);
+        metrics_stored_answer_corrupt(d->app->metrics);
+        request_reply_error(d->req, PROTO_INTERNAL,
+                            "stored answer for this opportunity is corrupt");
+        decide_ctx_free(d);
+        return;
+    }
     metrics_observe_decision(d->app->metrics, d->r.channel, threshold_mode(d) ? 1 : 0,
                              METRICS_REASON_DUPLICATE,
                              (double)(uv_hrtime() - d->req->start_ns) / 1e9);

@@ -90,6 +90,7 @@ struct metrics {
     char arm_names[2][EXPERIMENT_MAX_ARMS][EXPERIMENT_NAME_MAX]; /* under text_lock */
     int n_arms[2];
     histogram_t decide_seconds[METRICS_MODE_COUNT];
+    _Atomic uint64_t stored_answers_corrupt;
     _Atomic uint64_t invalid_observations;
 
     /* Redis */
@@ -208,6 +209,13 @@ void metrics_observe_decision(void *mp, int channel, int mode, int reason, doubl
     }
     ADD(m->decisions[channel][mode][reason], 1);
     histogram_observe(&m->decide_seconds[mode], seconds);
+}
+
+void metrics_stored_answer_corrupt(void *mp)
+{
+    metrics_t *m = mp;
+    if (m != NULL)
+        ADD(m->stored_answers_corrupt, 1);
 }
 
 void metrics_set_channel_names(void *mp, const char names[][NOTIFD_CHANNEL_NAME_MAX], int n)
@@ -649,6 +657,10 @@ static void render_decisions(metrics_t *m, growbuf_t *b)
         snprintf(labels, sizeof labels, "mode=\"%s\"", mode_names[mode]);
         histogram_render(b, "notifd_decide_duration_seconds", labels, &m->decide_seconds[mode]);
     }
+    counter(b, "notifd_stored_answers_corrupt_total",
+            "Retried opportunities whose stored answer in Redis was not one JSON object on one "
+            "line; answered internal instead of replaying it.",
+            GET(m->stored_answers_corrupt));
 }
 
 static void render_redis(metrics_t *m, growbuf_t *b)

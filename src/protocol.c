@@ -110,6 +110,12 @@ char *proto_ok_line_text(const json_t *id, const char *obj, size_t obj_len, cons
         obj_len--;
     if (obj_len < 2 || obj[0] != '{' || obj[obj_len - 1] != '}')
         return NULL;
+    /* One request, one line: a raw control byte (a newline above all) in
+     * the text would split the reply, so whatever the caller vouches for,
+     * such text is refused. Compact JSON never holds one. */
+    for (size_t i = 0; i < obj_len; i++)
+        if ((unsigned char)obj[i] < 0x20)
+            return NULL;
     growbuf_t b = {0};
     size_t extra_len = extra ? strlen(extra) : 0;
     bool empty = obj_len == 2;
@@ -131,13 +137,30 @@ char *proto_ok_line_text(const json_t *id, const char *obj, size_t obj_len, cons
 
 int proto_id_valid(const json_t *id) { return json_is_string(id) || json_is_number(id); }
 
+/* An error message may quote text from Redis (an error reply, cut to fit a
+ * buffer, perhaps mid-character); jansson refuses invalid UTF-8, which would
+ * leave the reply without its "error". Such a message is sent with every
+ * non-ASCII byte as '?'. */
+static json_t *error_message(const char *message)
+{
+    json_t *s = json_string(message);
+    if (s != NULL)
+        return s;
+    char ascii[512];
+    size_t n = 0;
+    for (; message[n] != '\0' && n < sizeof ascii - 1; n++)
+        ascii[n] = (unsigned char)message[n] < 0x80 ? message[n] : '?';
+    ascii[n] = '\0';
+    return json_string(ascii);
+}
+
 char *proto_error_line(const json_t *id, proto_error_t code, const char *message, size_t *len)
 {
     json_t *o = json_object();
     json_object_set(o, "id", (id && proto_id_valid(id)) ? (json_t *)id : json_null());
     json_object_set_new(o, "ok", json_false());
-    json_object_set_new(o, "error", json_pack("{s:s,s:s}", "code", proto_error_code(code),
-                                              "message", message));
+    json_object_set_new(o, "error", json_pack("{s:s,s:o}", "code", proto_error_code(code),
+                                              "message", error_message(message)));
     char *line = proto_encode_line(o, len);
     json_decref(o);
     return line;

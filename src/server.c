@@ -97,6 +97,7 @@ static void conn_process(conn_t *c);
 static void conn_close(conn_t *c);
 static void conn_maybe_free(conn_t *c);
 static void conn_idle_close(conn_t *c);
+static void conn_close_if_finished(conn_t *c);
 
 /* How long a stopping server waits, after its last reply on a connection,
  * for the client to close it (see conn_linger). */
@@ -128,11 +129,7 @@ static void on_write(uv_write_t *req, int status)
     }
     if (c->paused)
         conn_process(c);
-    /* A paused connection at a stop may still hold received lines in its
-     * framer: conn_process answers them first, then closes. */
-    if ((c->close_after_replies || (c->draining && c->pending == 0 && !c->paused)) &&
-        c->out_len == 0 && c->writes_in_flight == 0 && c->pending == 0)
-        conn_idle_close(c);
+    conn_close_if_finished(c);
 }
 
 /* Writes out the replies gathered in c->out: uv_try_write first (no
@@ -140,8 +137,12 @@ static void on_write(uv_write_t *req, int status)
  * rest. Called once per loop turn per connection, from the check handle. */
 static void conn_flush(conn_t *c)
 {
-    if (c->closing || c->out_len == 0)
+    if (c->closing)
         return;
+    if (c->out_len == 0) {
+        conn_close_if_finished(c); /* the last reply may have been written already */
+        return;
+    }
     size_t offset = 0;
     if (c->writes_in_flight == 0) {
         uv_buf_t b = uv_buf_init(c->out, (unsigned)c->out_len);
@@ -188,11 +189,7 @@ static void conn_flush(conn_t *c)
         c->out = NULL;
         c->out_cap = 0;
     }
-    /* A paused connection at a stop may still hold received lines in its
-     * framer: conn_process answers them first, then closes. */
-    if ((c->close_after_replies || (c->draining && c->pending == 0 && !c->paused)) &&
-        c->out_len == 0 && c->writes_in_flight == 0 && c->pending == 0)
-        conn_idle_close(c);
+    conn_close_if_finished(c);
 }
 
 static void on_check(uv_check_t *h)
@@ -273,8 +270,10 @@ void server_reply(reply_slot_t *slot, char *data, size_t len)
     }
     if (slot == c->head)
         conn_collect_replies(c);
-    if (c->paused || c->draining)
-        conn_queue_flush(c); /* re-evaluate bounds after this turn's flush */
+    /* Re-evaluate bounds after this turn's flush; a client that has sent
+     * its EOF (or a stop) waits for this turn's flush to end the connection. */
+    if (c->paused || c->draining || c->eof)
+        conn_queue_flush(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -395,11 +394,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             conn_close(c);
             return;
         }
-        /* Half-close: answer what was sent (a final line without '\n' is
-         * incomplete and ignored), then close. */
+        /* EOF: the client sent its last request (a final line without '\n'
+         * is incomplete and ignored). It may have half-closed and still read,
+         * or closed outright (its own timeout): either way answer what it
+         * sent, and close as soon as the last reply is written, at once when
+         * nothing is pending (conn_close_if_finished), instead of holding the
+         * connection, and a max_connections place, until the idle timeout. */
         c->eof = true;
-        if (c->pending == 0 && c->out_len == 0 && c->writes_in_flight == 0)
-            conn_close(c);
+        conn_close_if_finished(c);
         return;
     }
     framer_commit(&c->framer, (size_t)nread);
@@ -700,6 +702,20 @@ static void conn_linger(conn_t *c)
         uv_timer_start(&srv->linger_timer, on_linger_timer, 100, 100);
         srv->linger_timer_on = true;
     }
+}
+
+/* Ends a connection that has nothing left to do: its client sent EOF, the
+ * server is stopping, or a reply asked for the close (unauthorized), and
+ * every request it sent is answered and written. A paused connection may
+ * still hold received lines in its framer: conn_process answers them
+ * first, then comes back here. */
+static void conn_close_if_finished(conn_t *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    bool wants_close = c->close_after_replies || ((c->draining || c->eof) && !c->paused);
+    if (wants_close && c->pending == 0 && c->out_len == 0 && c->writes_in_flight == 0)
+        conn_idle_close(c);
 }
 
 /* A connection with nothing left to answer closes; at a stop it lingers

@@ -54,6 +54,8 @@ typedef struct config_limits {
     int idle_timeout_s;             /* 0 disables */
     int max_candidates;
     int64_t ts_window_s;            /* a request's ts within this of the wall clock; 0: any */
+    int admin_max_connections;      /* admin endpoint, in all and per client address */
+    int admin_idle_timeout_s;       /* admin connections silent this long are closed */
 } config_limits_t;
 
 typedef struct config_planner {

@@ -78,6 +78,10 @@ int metrics_reason_from_name(const char *name);
  * notifd_metrics_invalid_observations_total instead, so a caller bug shows. */
 void metrics_observe_decision(void *m, int channel, int mode, int reason, double seconds);
 
+/* A retried opportunity's stored answer (P idem:{M}:<opportunity>) was not
+ * fit to replay: notifd_stored_answers_corrupt_total. */
+void metrics_stored_answer_corrupt(void *m);
+
 /* Names of the configured channels, used as label values. Called by admin.c
  * from the loop thread when a config generation is first seen. Counters are
  * kept per channel index: a reload that renames channel 1 continues its

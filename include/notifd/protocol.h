@@ -47,8 +47,10 @@ char *proto_ok_line(const json_t *id, const json_t *body, size_t *len);
 /* The same from an already encoded JSON object text (for example a reply
  * stored in Redis): {"id":id,"ok":true,<members of obj>,<extra>}\n without
  * parsing obj. `extra` is NULL or more members ("\"duplicate\":true").
- * NULL when obj is not {...} or out of memory. The caller vouches that obj
- * is one valid JSON object without "id" or "ok" (it wrote it). */
+ * NULL when obj is not {...}, holds a byte below 0x20 (it would split the
+ * line) or out of memory. The caller vouches that obj is one valid JSON
+ * object without "id" or "ok": text it wrote, or text from elsewhere checked
+ * first (stored_answer.h). */
 char *proto_ok_line_text(const json_t *id, const char *obj, size_t obj_len, const char *extra,
                          size_t *len);
 

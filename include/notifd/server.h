@@ -17,6 +17,12 @@
  * Slots outlive their connection if it closes while a request waits on
  * Redis: the reply is then dropped and the connection freed with its last
  * slot.
+ *
+ * End of a connection: once the client's EOF is read (it half-closed, or
+ * closed without waiting for its answers), nothing more is read; the
+ * requests it sent are answered, and the connection closes as soon as the
+ * last reply is written (at once if none is owed). A failed write closes it
+ * at once; replies still owed are then dropped as above.
  */
 #ifndef NOTIFD_SERVER_H
 #define NOTIFD_SERVER_H

@@ -128,6 +128,8 @@ static void test_empty_config_has_documented_defaults(void **state)
     assert_string_equal(cfg->events.url, "");
     assert_string_equal(cfg->events.spool_dir, "var/spool");
     assert_int_equal(cfg->limits.max_line_bytes, 65536);
+    assert_int_equal(cfg->limits.admin_max_connections, 64);
+    assert_int_equal(cfg->limits.admin_idle_timeout_s, 5);
     assert_int_equal(cfg->log_level, LOG_INFO);
     config_release(cfg);
 }
@@ -343,6 +345,19 @@ static void test_max_line_bytes_below_minimum(void **state)
     (void)state;
     expect_error("{'limits': {'max_line_bytes': 255}}",
                  "limits.max_line_bytes: must be an integer in 256..67108864, not 255");
+}
+
+static void test_admin_limits_are_read_and_checked(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok("{'limits': {'admin_max_connections': 8, 'admin_idle_timeout_s': 1}}");
+    assert_int_equal(cfg->limits.admin_max_connections, 8);
+    assert_int_equal(cfg->limits.admin_idle_timeout_s, 1);
+    config_release(cfg);
+    expect_error("{'limits': {'admin_max_connections': 0}}",
+                 "limits.admin_max_connections: must be an integer in 1..4096, not 0");
+    expect_error("{'limits': {'admin_idle_timeout_s': 0}}",
+                 "limits.admin_idle_timeout_s: must be an integer in 1..3600, not 0");
 }
 
 static void test_planner_interval_zero_is_out_of_range(void **state)
@@ -801,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_int_above_range),
         cmocka_unit_test(test_int_range_bounds_are_inclusive),
         cmocka_unit_test(test_max_line_bytes_below_minimum),
+        cmocka_unit_test(test_admin_limits_are_read_and_checked),
         cmocka_unit_test(test_planner_interval_zero_is_out_of_range),
         cmocka_unit_test(test_planner_nice_is_a_nice_value),
         cmocka_unit_test(test_number_above_range),

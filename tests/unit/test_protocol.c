@@ -128,6 +128,19 @@ static void test_error_line_has_id_ok_and_error_in_order(void **state)
     json_decref(id);
 }
 
+static void test_error_line_keeps_its_message_when_the_text_is_not_utf8(void **state)
+{
+    (void)state;
+    size_t len;
+    /* Redis error text cut mid-character, with a raw newline in it. */
+    char *line = proto_error_line(NULL, PROTO_UNAVAILABLE, "redis says \xc3\nno", &len);
+    assert_non_null(line);
+    assert_string_equal(line, "{\"id\":null,\"ok\":false,\"error\":{\"code\":\"unavailable\","
+                              "\"message\":\"redis says ?\\nno\"}}\n");
+    assert_int_equal(len, strlen(line));
+    free(line);
+}
+
 static void test_error_codes_are_the_documented_strings(void **state)
 {
     (void)state;
@@ -256,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_encode_line_prints_short_reals),
         cmocka_unit_test(test_encode_line_handles_output_larger_than_initial_buffer),
         cmocka_unit_test(test_error_line_has_id_ok_and_error_in_order),
+        cmocka_unit_test(test_error_line_keeps_its_message_when_the_text_is_not_utf8),
         cmocka_unit_test(test_error_codes_are_the_documented_strings),
         cmocka_unit_test(test_out_of_range_error_code_is_internal),
         cmocka_unit_test(test_error_line_carries_each_code),

@@ -202,6 +202,8 @@ static void test_ok_line_matches_merged_encoding(void **state)
     free(line);
     assert_null(proto_ok_line_text(NULL, "[1]", 3, NULL, &len));
     assert_null(proto_ok_line_text(NULL, "", 0, NULL, &len));
+    /* A raw newline inside would split the reply line. */
+    assert_null(proto_ok_line_text(NULL, "{\"a\":1}\n{\"b\":2}", 15, NULL, &len));
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         json_decref(ids[i]);
     for (size_t j = 0; j < sizeof bodies / sizeof bodies[0]; j++)
