@@ -7,7 +7,10 @@
  * each send opportunity, so that the realised weekly count matches the plan
  * while sends are spread over the week. Three strategies (docs/fast-policy.md
  * has the maths):
- *   uniform - p = per_week / E * w(day): the seed's plain weighted coin;
+ *   uniform - sends spaced evenly in time: the week's n-th send goes out at
+ *             the first opportunity once the plan's share of the week
+ *             elapsed (profile-weighted) passes n - phase, with a random
+ *             phase per member and channel; deterministic given the phase;
  *   budget  - p = remaining budget / expected remaining opportunities: the
  *             weekly count tracks the plan with low variance;
  *   quality - the plan spent on the member's best opportunities: send when
@@ -106,6 +109,12 @@ typedef struct pacing_input {
      * 2.5 up to 3 sends with probability 0.5 (else down to 2), so the mean
      * weekly count equals the plan; integer plans ignore it. */
     double week_draw;
+    /* Uniform: the week's index (calendar_week_index) and a uniform [0,1)
+     * value fixed for (member, channel), pacing_member_phase(). The
+     * schedule runs on across weeks, so a plan of 0.5 sends every other
+     * week and sends of consecutive weeks stay evenly spaced. */
+    int64_t week_index;
+    double member_phase;
     double best_score;                /* best eligible candidate's score (quality) */
     const double *recent_best_scores; /* recently observed best scores, any order */
     size_t n_recent;                  /* at most PACING_MAX_RECENT are used */
@@ -139,6 +148,19 @@ double pacing_week_fraction_elapsed(const pacing_params_t *params, int64_t secon
 
 /* The day's profile weight normalised to mean 1 (1 without a profile). */
 double pacing_day_weight(const pacing_params_t *params, int day_of_week);
+
+/* Uniform: the sends due this week by seconds_into_week, given the plan,
+ * the week's index and the member's phase: the integers in
+ * [phase + P * week, phase + P * (week + F)], F the share of the week
+ * elapsed. Over a whole week that is floor(P) or ceil(P), and P on average
+ * over weeks. */
+double pacing_uniform_due(const pacing_params_t *params, double per_week, int64_t week_index,
+                          int64_t seconds_into_week, double member_phase);
+
+/* A uniform [0,1) value stable for (config seed, member, channel name):
+ * the pacing_input_t.member_phase of uniform pacing. */
+double pacing_member_phase(uint64_t config_seed, const char *member, size_t member_len,
+                           const char *channel, size_t channel_len);
 
 /* A uniform [0,1) value stable for (config seed, member, channel name,
  * week index): the pacing_input_t.week_draw of that week. */

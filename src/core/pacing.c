@@ -186,6 +186,28 @@ static double expected_per_week(const pacing_params_t *params, const pacing_inpu
     return e;
 }
 
+double pacing_uniform_due(const pacing_params_t *params, double per_week, int64_t week_index,
+                          int64_t seconds_into_week, double member_phase)
+{
+    if (!isfinite(per_week) || per_week <= 0.0)
+        return 0.0;
+    const double u = isfinite(member_phase) && member_phase >= 0.0 && member_phase < 1.0
+                         ? member_phase
+                         : 0.0;
+    const double f = pacing_week_fraction_elapsed(params, seconds_into_week);
+    /* The week's index keeps the schedule running across weeks; it is
+     * taken modulo a cycle long enough for any plan (every plan of up to
+     * nine digits after the point repeats within 10^9 weeks) so that
+     * P * week stays exact in a double whatever week is asked for. */
+    const double w = (double)(week_index % 1000000000LL);
+    /* The schedule's points are the integers n >= u + P * w: this week's
+     * are those in [u + P * w, u + P * (w + 1)), so a point that falls
+     * exactly on a week boundary opens the next week instead of closing
+     * this one after its last opportunity. */
+    const double due = floor(u + per_week * (w + f)) - ceil(u + per_week * w) + 1.0;
+    return due > 0.0 ? due : 0.0;
+}
+
 /* The plain weighted coin: the plan's share of the expected opportunities,
  * shaped by today's profile weight. */
 static double rate_probability(const pacing_input_t *in, double e, double w)
@@ -256,7 +278,16 @@ double pacing_send_probability(const pacing_params_t *params, const pacing_input
 
     switch (params->strategy) {
     case PACING_UNIFORM:
-        return rate_probability(in, e, w);
+        if (w <= 0.0)
+            return 0.0; /* a day the profile rules out: the send waits */
+        /* Send when the schedule is ahead of the week's sends: at once if
+         * a send was held back (quiet hours, no opportunity), never ahead of
+         * it. Whatever the opportunities, the week's count is the plan's. */
+        return (double)in->sent_this_week <
+                       pacing_uniform_due(params, in->per_week, in->week_index,
+                                          in->seconds_into_week, in->member_phase)
+                   ? 1.0
+                   : 0.0;
     case PACING_BUDGET:
         return budget_probability(params, in, e, w);
     case PACING_QUALITY: {
@@ -310,6 +341,15 @@ double pacing_ewma_update(double ewma, bool have_history, double completed_week_
     if (alpha > 1.0)
         alpha = 1.0;
     return alpha * x + (1.0 - alpha) * ewma;
+}
+
+double pacing_member_phase(uint64_t config_seed, const char *member, size_t member_len,
+                           const char *channel, size_t channel_len)
+{
+    uint64_t h = hash_bytes(config_seed, "pacing.phase", 12);
+    h = hash_bytes(h, member, member_len);
+    h = hash_bytes(h, channel, channel_len);
+    return hash_to_unit(h);
 }
 
 double pacing_week_draw(uint64_t config_seed, const char *member, size_t member_len,

@@ -276,6 +276,13 @@ def _merge(dst, src):
             dst[k] = v
 
 
+# fast.* settings for the plain weighted coin, p = per_week / E: quality at
+# the plan's rate with too short a score history to rank. With a tiny
+# opportunity prior p is 1, so only the caps stop sends.
+PLAIN_COIN = {"pacing": "quality", "quality_quantile": "rate", "quality_history": 1,
+              "quality_min_history": 2}
+
+
 class NotifdTestCase(unittest.TestCase):
     """Starts a Redis and a notifd per test; subclasses set `overrides`."""
 

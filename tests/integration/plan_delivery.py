@@ -308,3 +308,15 @@ def problems(scenario, summary, worst_over_cap, counts, halves):
     if worst_over_cap > 0:
         bad.append("a member's week exceeded the hard cap by %d" % worst_over_cap)
     return bad
+
+
+def format_rows(strategy, scenario, summary):
+    """The table's rows of one strategy and scenario."""
+    return "\n".join(
+        "| %s | %s | %g | %.2f | %.0f%% | %g | %.0f%% | %d |"
+        % (strategy, scenario.name, s["plan"], s["mean"], 100 * s["mean"] / s["plan"],
+           s["median"], 100 * s["first_half"], s["max"]) for s in summary)
+
+
+TABLE_HEAD = ("| strategy | scenario | plan/week | mean sends | of plan | median | "
+              "first half | most in a week |\n|---|---|---|---|---|---|---|---|")

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import Client, Notifd, NotifdTestCase, Redis, wait_for
+from harness import PLAIN_COIN, Client, Notifd, NotifdTestCase, Redis, wait_for
 
 MONDAY = calendar.timegm((2026, 11, 23, 0, 0, 0))  # a Monday, 00:00 UTC
 DAY = 86400
@@ -95,10 +95,10 @@ class PacingTest(NotifdTestCase):
 
 
 class CapTest(NotifdTestCase):
-    # Uniform pacing with a tiny opportunity prior makes p = 1: only the
+    # The plain coin with a tiny opportunity prior makes p = 1: only the
     # atomic cap can stop the sends.
-    overrides = {"fast": {"pacing": "uniform", "prior_opportunities_per_week": 0.5,
-                          "cap_factor": 1.5}}
+    overrides = {"fast": {**PLAIN_COIN, "prior_opportunities_per_week": 0.5,
+                          "cap_factor": 1.5, "rolling_cap_factor": 1.0}}
 
     def test_many_connections_on_one_member_never_exceed_the_cap(self):
         set_plan(self.redis, "hot", 2)  # cap = ceil(2 * 1.5) = 3

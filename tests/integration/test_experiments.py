@@ -2,7 +2,7 @@
 import signal
 import unittest
 
-from harness import NotifdTestCase, wait_for
+from harness import PLAIN_COIN, NotifdTestCase, wait_for
 
 MONDAY = 1795392000  # 2026-11-23 00:00 UTC
 DAY = 86400
@@ -20,7 +20,7 @@ CANDIDATES = [{"id": "popular", "score": 0.9, "features": {"freshness": 0.0}},
 
 
 class ExperimentsTest(NotifdTestCase):
-    overrides = {"experiments": EXPERIMENTS, "fast": {"pacing": "uniform",
+    overrides = {"experiments": EXPERIMENTS, "fast": {**PLAIN_COIN,
                                                       "prior_opportunities_per_week": 1}}
 
     def decide(self, c, member, opp):

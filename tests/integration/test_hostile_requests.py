@@ -6,7 +6,7 @@ import sys
 import time
 import unittest
 
-from harness import NotifdTestCase, wait_for
+from harness import PLAIN_COIN, NotifdTestCase, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "scripts"))
@@ -31,7 +31,8 @@ def decide(member, opportunity, ts=None, msg="m1"):
 
 class MemberIdCollisionTest(NotifdTestCase):
     # Every decision is sent and recorded, so a collision would show.
-    overrides = {"slow": {"default_plan": {"push": 50}}, "fast": {"pacing": "uniform"}}
+    overrides = {"slow": {"default_plan": {"push": 50}},
+                 "fast": {**PLAIN_COIN, "prior_opportunities_per_week": 1}}
 
     def test_braces_in_member_ids_are_refused_by_every_op(self):
         c = self.client()

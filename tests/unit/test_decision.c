@@ -34,7 +34,11 @@ static void fixture_init(fixture_t *fx)
     fast_config_t *f = &fx->fast;
     f->mode = FAST_MODE_HIERARCHICAL;
     pacing_params_defaults(&f->pacing);
-    f->pacing.strategy = PACING_UNIFORM;
+    /* The plain weighted coin, p = per_week / E: quality at the plan's rate
+     * with too short a score history to rank. */
+    f->pacing.strategy = PACING_QUALITY;
+    f->pacing.quality_quantile = PACING_QUANTILE_RATE;
+    f->pacing.quality_min_history = 1000;
     f->cap_factor = 1.5;
     f->dedup_days = 7;
     for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)
@@ -182,7 +186,7 @@ static void test_sends_in_window_bounds(void **state)
     assert_int_equal(decision_sends_in_window(t + 3, 4, ts), 1);
 }
 
-static void test_uniform_coin_probability_and_propensities(void **state)
+static void test_coin_probability_and_propensities(void **state)
 {
     fixture_t fx;
     fixture_init(&fx);
@@ -334,7 +338,7 @@ int main(void)
         cmocka_unit_test(test_cap_reached_before_the_coin),
         cmocka_unit_test(test_rolling_cap_counts_the_last_seven_days),
         cmocka_unit_test(test_sends_in_window_bounds),
-        cmocka_unit_test(test_uniform_coin_probability_and_propensities),
+        cmocka_unit_test(test_coin_probability_and_propensities),
         cmocka_unit_test(test_same_inputs_same_decision),
         cmocka_unit_test(test_unplanned_channel_sends_the_best_message),
         cmocka_unit_test(test_threshold_mode_sends_iff_best_clears_the_threshold),

@@ -72,7 +72,7 @@ static void test_quantile_names_round_trip(void **state)
     assert_int_equal(pacing_quantile_parse("quality"), -1);
     assert_int_equal(pacing_quantile_parse(NULL), -1);
     pacing_params_t p = params_for(PACING_QUALITY);
-    assert_int_equal(p.quality_quantile, PACING_QUANTILE_RATE);
+    assert_int_equal(p.quality_quantile, PACING_QUANTILE_BUDGET);
     p.quality_quantile = (pacing_quantile_t)7;
     assert_non_null(pacing_params_check(&p));
 }
@@ -94,20 +94,74 @@ static void test_defaults_pass_check_and_bad_params_fail(void **state)
     assert_non_null(pacing_params_check(&p));
 }
 
-static void test_uniform_is_plan_over_expected_opportunities(void **state)
+static void test_uniform_sends_when_the_schedule_is_ahead_of_the_week(void **state)
 {
     (void)state;
     const pacing_params_t p = params_for(PACING_UNIFORM);
-    pacing_input_t in = input_at(3 * DAY);
-    assert_close(pacing_send_probability(&p, &in), 5.0 / 70.0, 1e-15);
-    in.sent_this_week = 4; /* the plain coin ignores what was sent */
-    assert_close(pacing_send_probability(&p, &in), 5.0 / 70.0, 1e-15);
+    /* Phase 0.3, plan 5: the n-th send is due once 5 * F passes n - 0.3,
+     * F the share of the week elapsed: at F = 0.14, 0.34, 0.54, ... */
+    pacing_input_t in = input_at(0);
+    in.member_phase = 0.3;
+    in.week_index = 2900;
+    const int64_t due1 = (int64_t)(0.14 * NOTIFD_SECONDS_PER_WEEK);
+    in.seconds_into_week = due1 - 60;
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+    in.seconds_into_week = due1 + 60;
+    assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
+    in.sent_this_week = 1; /* that send went out: nothing more is due */
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+    /* Held back until Thursday (quiet hours, no opportunity): it sends at
+     * once until the week has caught up, and never ahead of it. */
+    in.seconds_into_week = 3 * DAY + 12 * 3600; /* F = 0.5: 2 due */
+    assert_close(pacing_uniform_due(&p, 5.0, 2900, in.seconds_into_week, 0.3), 2.0, 0.0);
+    assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
+    in.sent_this_week = 2;
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+    /* Expected opportunities do not matter: the schedule is in time. */
+    in.expected_opportunities = 1e6;
+    in.sent_this_week = 1;
+    assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
+}
+
+static void test_uniform_week_counts_are_the_plan(void **state)
+{
+    (void)state;
+    const pacing_params_t p = params_for(PACING_UNIFORM);
+    /* Whatever the phase, a whole plan is due in full every week, and a
+     * fractional one alternates around its mean (0.5: every other week). */
+    const double plans[] = {5.0, 1.0, 0.5, 1.5, 2.25};
+    for (size_t k = 0; k < sizeof plans / sizeof plans[0]; k++) {
+        for (int ph = 0; ph < 10; ph++) {
+            double total = 0.0;
+            for (int64_t w = 2900; w < 2940; w++) {
+                double due = pacing_uniform_due(&p, plans[k], w, NOTIFD_SECONDS_PER_WEEK - 1,
+                                                ph / 10.0 + 0.05);
+                assert_true(due == floor(plans[k]) || due == ceil(plans[k]));
+                total += due;
+            }
+            assert_close(total / 40.0, plans[k], 1.0 / 40.0 + 1e-12);
+        }
+    }
+    /* Sends due by the week's end, then: the schedule is played out by
+     * opportunities every 2.4 hours, each sending when one is due. */
+    pacing_input_t in = input_at(0);
+    in.member_phase = 0.77;
+    for (int64_t w = 2900; w < 2904; w++) {
+        in.week_index = w;
+        in.sent_this_week = 0;
+        for (int64_t s = 0; s < NOTIFD_SECONDS_PER_WEEK; s += 8640) {
+            in.seconds_into_week = s;
+            if (pacing_send_probability(&p, &in) >= 1.0)
+                in.sent_this_week++;
+        }
+        assert_int_equal(in.sent_this_week, 5);
+    }
 }
 
 static void test_unknown_opportunities_use_the_prior(void **state)
 {
     (void)state;
-    pacing_params_t p = params_for(PACING_UNIFORM);
+    pacing_params_t p = params_for(PACING_BUDGET);
     p.prior_opportunities_per_week = 20.0;
     pacing_input_t in = input_at(0);
     in.expected_opportunities = 0.0;
@@ -116,10 +170,10 @@ static void test_unknown_opportunities_use_the_prior(void **state)
     assert_close(pacing_send_probability(&p, &in), 5.0 / 20.0, 1e-15);
 }
 
-static void test_uniform_clamps_to_one(void **state)
+static void test_budget_clamps_to_one(void **state)
 {
     (void)state;
-    const pacing_params_t p = params_for(PACING_UNIFORM);
+    const pacing_params_t p = params_for(PACING_BUDGET);
     pacing_input_t in = input_at(0);
     in.per_week = 14.0;
     in.expected_opportunities = 7.0;
@@ -157,7 +211,10 @@ static void test_profile_zero_weight_day_gets_no_sends(void **state)
 static void test_profile_is_normalised_to_mean_one(void **state)
 {
     (void)state;
-    pacing_params_t a = params_for(PACING_UNIFORM), b = params_for(PACING_UNIFORM);
+    /* The plain weighted coin: quality's rate without a score history. */
+    pacing_params_t a = params_for(PACING_QUALITY);
+    a.quality_quantile = PACING_QUANTILE_RATE;
+    pacing_params_t b = a;
     set_profile(&a, (const double[7]){2, 1, 1, 1, 1, 1, 1});
     set_profile(&b, (const double[7]){20, 10, 10, 10, 10, 10, 10});
     assert_close(pacing_day_weight(&a, 0), 2.0 * 7.0 / 8.0, 1e-15);
@@ -378,8 +435,10 @@ static void test_quality_uses_budget_probability_as_quantile(void **state)
 static void test_quality_falls_back_to_coin_with_little_history(void **state)
 {
     (void)state;
-    const pacing_params_t p = params_for(PACING_QUALITY);
-    const pacing_params_t u = params_for(PACING_UNIFORM);
+    pacing_params_t p = params_for(PACING_QUALITY);
+    p.quality_quantile = PACING_QUANTILE_RATE;
+    pacing_params_t u = p;
+    u.quality_min_history = 1000; /* never ranks: the plain coin */
     double recent[4];
     for (int i = 0; i < 4; i++)
         recent[i] = i / 4.0;
@@ -409,7 +468,8 @@ static void test_quality_falls_back_to_coin_when_flat(void **state)
 static void test_quality_rate_never_forces_a_send(void **state)
 {
     (void)state;
-    const pacing_params_t p = params_for(PACING_QUALITY);
+    pacing_params_t p = params_for(PACING_QUALITY);
+    p.quality_quantile = PACING_QUANTILE_RATE;
     double recent[100];
     for (int i = 0; i < 100; i++)
         recent[i] = i / 100.0;
@@ -428,7 +488,8 @@ static void test_quality_rate_bar_ignores_the_week_so_far(void **state)
     /* Property: for any history, score, time and count sent this week, the
      * rate quantile gives what the rule gives at the plan's rate: neither a
      * lead nor a shortfall moves the bar. The budget quantile does move it. */
-    const pacing_params_t p = params_for(PACING_QUALITY);
+    pacing_params_t p = params_for(PACING_QUALITY);
+    p.quality_quantile = PACING_QUANTILE_RATE;
     pacing_params_t b = p;
     b.quality_quantile = PACING_QUANTILE_BUDGET;
     rng_t r;
@@ -494,8 +555,11 @@ static sim_result_t simulate_params(const pacing_params_t *params, uint64_t seed
     for (int m = 0; m < SIM_MEMBERS; m++) {
         double recent[SIM_RECENT];
         size_t n_recent = 0, next = 0;
+        const double phase = rng_next_unit(&r);
         for (int w = 0; w < SIM_WEEKS; w++) {
             pacing_input_t in = {0};
+            in.member_phase = phase;
+            in.week_index = 2900 + w;
             in.per_week = 5.0;
             in.expected_opportunities = 7.0 * SIM_PER_DAY;
             for (int d = 0; d < 7; d++) {
@@ -537,16 +601,24 @@ static sim_result_t simulate(pacing_strategy_t strategy, uint64_t seed)
     return simulate_params(&p, seed);
 }
 
-static void test_simulation_budget_tracks_plan_with_less_variance(void **state)
+static void test_simulation_budget_and_uniform_track_the_plan_unlike_the_plain_coin(void **state)
 {
     (void)state;
-    const sim_result_t uni = simulate(PACING_UNIFORM, 1);
+    pacing_params_t coin = params_for(PACING_QUALITY);
+    coin.quality_quantile = PACING_QUANTILE_RATE;
+    coin.quality_min_history = 1000; /* never ranks: the plain weighted coin */
+    const sim_result_t plain = simulate_params(&coin, 1);
     const sim_result_t bud = simulate(PACING_BUDGET, 1);
-    assert_close(uni.mean, 5.0, 0.5);
+    const sim_result_t uni = simulate(PACING_UNIFORM, 1);
+    assert_close(plain.mean, 5.0, 0.5);
     assert_close(bud.mean, 5.0, 0.5);
-    /* Uniform is binomial(70, 1/14): variance ~4.6. Budget nearly always
-     * sends exactly 5. */
-    assert_true(bud.var < uni.var / 4.0);
+    /* The schedule: the plan every week, but for a last send due after
+     * the week's last opportunity. */
+    assert_close(uni.mean, 5.0, 0.25);
+    assert_true(uni.var < plain.var / 10.0);
+    /* The plain coin is binomial(70, 1/14): variance ~4.6. Budget nearly
+     * always sends exactly 5. */
+    assert_true(bud.var < plain.var / 4.0);
 }
 
 static void test_simulation_quality_keeps_rate_and_sends_better_messages(void **state)
@@ -564,6 +636,7 @@ static void test_simulation_rate_quantile_sends_better_than_budget_quantile(void
 {
     (void)state;
     pacing_params_t rate = params_for(PACING_QUALITY), budget = rate;
+    rate.quality_quantile = PACING_QUANTILE_RATE;
     budget.quality_quantile = PACING_QUANTILE_BUDGET;
     const sim_result_t r = simulate_params(&rate, 3);
     const sim_result_t b = simulate_params(&budget, 3);
@@ -582,9 +655,10 @@ int main(void)
         cmocka_unit_test(test_strategy_names_round_trip),
         cmocka_unit_test(test_quantile_names_round_trip),
         cmocka_unit_test(test_defaults_pass_check_and_bad_params_fail),
-        cmocka_unit_test(test_uniform_is_plan_over_expected_opportunities),
+        cmocka_unit_test(test_uniform_sends_when_the_schedule_is_ahead_of_the_week),
+        cmocka_unit_test(test_uniform_week_counts_are_the_plan),
         cmocka_unit_test(test_unknown_opportunities_use_the_prior),
-        cmocka_unit_test(test_uniform_clamps_to_one),
+        cmocka_unit_test(test_budget_clamps_to_one),
         cmocka_unit_test(test_empty_or_invalid_plan_never_sends),
         cmocka_unit_test(test_profile_zero_weight_day_gets_no_sends),
         cmocka_unit_test(test_profile_is_normalised_to_mean_one),
@@ -608,7 +682,7 @@ int main(void)
         cmocka_unit_test(test_quality_rate_never_forces_a_send),
         cmocka_unit_test(test_quality_rate_bar_ignores_the_week_so_far),
         cmocka_unit_test(test_quality_budget_spends_remaining_budget_at_week_end),
-        cmocka_unit_test(test_simulation_budget_tracks_plan_with_less_variance),
+        cmocka_unit_test(test_simulation_budget_and_uniform_track_the_plan_unlike_the_plain_coin),
         cmocka_unit_test(test_simulation_quality_keeps_rate_and_sends_better_messages),
         cmocka_unit_test(test_simulation_rate_quantile_sends_better_than_budget_quantile),
     };
