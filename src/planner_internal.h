@@ -49,6 +49,13 @@
 #define PLANNER_BUSY_CHUNK 256
 #define PLANNER_BUSY_BATCH 16
 #define PLANNER_BUSY_LINGER_MS 100
+/* The largest planner.lease_ms the config accepts (config.c): a lease key
+ * that lives longer than this, or has no expiry at all, was not written by
+ * any notifd, and the lease script takes it over (planner.c). */
+#define PLANNER_LEASE_MS_MAX 3600000
+/* A cursor is an as_of, and an as_of is a request's ts: unix seconds in
+ * [0, PLANNER_TS_MAX) (request.c). Anything else stored there is garbage. */
+#define PLANNER_TS_MAX 100000000000LL
 
 
 /* RESP being formatted for the next pipeline group (see planner_cmd_arg). */
@@ -106,6 +113,16 @@ bool planner_stopping(planner_t *pl);
 
 /* A non-negative decimal of at most 18 digits. */
 bool planner_str_i64(const char *s, size_t len, int64_t *out);
+/* A partition cursor as stored: a decimal in [0, PLANNER_TS_MAX). */
+bool planner_cursor_parse(const char *s, size_t len, int64_t *out);
+
+/* A partition the pass could not walk (whole or in part) because one of its
+ * keys is broken: a key of the wrong type, an error reply to a command on
+ * it. Counted in res->partitions_failed and the metrics, logged
+ * (rate-limited) with `what` (the key or command) and `why` (Redis's
+ * error); the pass goes on with the next partition. */
+void planner_partition_failed(planner_t *pl, planner_result_t *res, int partition,
+                              const char *what, const char *why);
 
 
 /* RESP of one command into `b`: planner_cmd_begin(argc), then argc args. */
@@ -126,8 +143,11 @@ redisReply *planner_conn_command(planner_t *pl, const config_t *cfg, planner_res
 extern const char planner_lease_renew_script[];
 
 /* Walks partition `partition` as of `as_of` under its lease: the cadence
- * window, then the due set (planner_partition.c). */
-void planner_partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
+ * window, then the due set (planner_partition.c). A broken key of the
+ * partition (planner_partition_failed) stops only the walk that needs it:
+ * a due set of the wrong type still lets the cadence be walked, and the
+ * other way round. False when a key was broken (already counted). */
+bool planner_partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
                            planner_result_t *res);
 
 #endif

@@ -283,7 +283,7 @@ static void on_pass_done(const planner_result_t *res, void *arg)
         return;
     }
     policy_forget_plans(req->app);
-    request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i,s:i}", "planned",
+    request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i,s:i,s:i}", "planned",
                                     (json_int_t)res->planned, "kept", (json_int_t)res->kept,
                                     "failed", (json_int_t)res->failed,
                                     "removed", (json_int_t)res->removed,
@@ -291,7 +291,8 @@ static void on_pass_done(const planner_result_t *res, void *arg)
                                     "chunks_small", (json_int_t)res->chunks_small,
                                     "seconds", res->seconds,
                                     "partitions", res->partitions_done, "partitions_skipped",
-                                    res->partitions_skipped));
+                                    res->partitions_skipped, "partitions_failed",
+                                    res->partitions_failed));
 }
 
 void op_planner_run(request_t *req)
