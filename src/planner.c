@@ -449,7 +449,7 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
         bool cadence = rep[1]->type != REDIS_REPLY_INTEGER || rep[1]->integer > 0;
         int64_t cursor = 0;
         bool behind = rep[2]->type != REDIS_REPLY_STRING ||
-                      !planner_cursor_parse(rep[2]->str, rep[2]->len, &cursor) || cursor < as_of;
+                      !cadence_cursor_parse(rep[2]->str, rep[2]->len, &cursor) || cursor < as_of;
         due[n] = members_due || (cadence && behind);
     }
     reply_arena_reset(&pl->arena);

@@ -53,9 +53,6 @@
  * that lives longer than this, or has no expiry at all, was not written by
  * any notifd, and the lease script takes it over (planner.c). */
 #define PLANNER_LEASE_MS_MAX 3600000
-/* A cursor is an as_of, and an as_of is a request's ts: unix seconds in
- * [0, PLANNER_TS_MAX) (request.c). Anything else stored there is garbage. */
-#define PLANNER_TS_MAX 100000000000LL
 
 
 /* RESP being formatted for the next pipeline group (see planner_cmd_arg). */
@@ -113,8 +110,6 @@ bool planner_stopping(planner_t *pl);
 
 /* A non-negative decimal of at most 18 digits. */
 bool planner_str_i64(const char *s, size_t len, int64_t *out);
-/* A partition cursor as stored: a decimal in [0, PLANNER_TS_MAX). */
-bool planner_cursor_parse(const char *s, size_t len, int64_t *out);
 
 /* A partition the pass could not walk (whole or in part) because one of its
  * keys is broken: a key of the wrong type, an error reply to a command on

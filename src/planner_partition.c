@@ -228,15 +228,6 @@ bool planner_str_i64(const char *s, size_t len, int64_t *out)
     return true;
 }
 
-bool planner_cursor_parse(const char *s, size_t len, int64_t *out)
-{
-    int64_t v;
-    if (!planner_str_i64(s, len, &v) || v >= PLANNER_TS_MAX)
-        return false;
-    *out = v;
-    return true;
-}
-
 static void member_failed(part_ctx_t *p, member_slot_t *s, const char *why)
 {
     static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
@@ -898,7 +889,7 @@ static bool cursor_get(part_ctx_t *p, const char *key, size_t kl, bool *have, in
     }
     if (r->type == REDIS_REPLY_NIL)
         return true;
-    *have = r->type == REDIS_REPLY_STRING && planner_cursor_parse(r->str, r->len, cursor);
+    *have = r->type == REDIS_REPLY_STRING && cadence_cursor_parse(r->str, r->len, cursor);
     if (!*have) {
         static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
         log_limited(&rl, LOG_WARN, "planner: the cursor is not a time, walking the whole cadence",
