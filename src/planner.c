@@ -12,7 +12,8 @@
  * a ZCOUNT of the due set, a ZCARD of the cadence set and the cursor, all
  * pipelined); for each of those, starting at an offset that depends on
  * this instance (so a fleet does not queue up on partition 0), claim the
- * lease `P lease:<n>` with SET NX PX, walk the partition's cadence window
+ * lease `P lease:<n>` with SET NX PX (lease_acquire_script), walk the
+ * partition's cadence window
  * (the phases that came round since its cursor, cadence.h), then its due
  * set, both in chunks, move the cursor, release the lease.
  *

@@ -105,13 +105,22 @@ static void replan_write(replan_ctx_t *r)
 
 static void replan_answer(replan_ctx_t *r);
 
+/* The plan is stored by now, so an error reply of the cadence set (a key
+ * of the wrong type) does not fail the replan: it is logged, and the
+ * member comes back through the due set when its plan runs out, as the
+ * planner's own walks do with a broken partition. */
 static void on_scheduled(redisReply *reply, void *privdata)
 {
     replan_ctx_t *r = privdata;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    if (reply == NULL) {
         replan_fail(r, reply);
         replan_answer_unavailable(r);
         return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+        log_limited(&rl, LOG_WARN, "replan: the cadence set refused the member",
+                    "error=\"%s\"", reply->str);
     }
     replan_answer(r);
 }

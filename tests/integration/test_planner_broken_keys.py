@@ -108,6 +108,11 @@ class BrokenPartitionKeysTest(NotifdTestCase):
         self.assertEqual(set(self.versions(self.inside)), {"1"})  # its cadence is broken
         self.assertEqual(self.versions([newcomer]), ["1"])
         self.assertEqual(r["planned"], len(self.outside) + 1)
+        # replan stores the plan; the cadence set refusing the member after
+        # that does not fail it.
+        rp = self.client().request({"op": "replan", "member": self.victim, "ts": T0 + 90 + WEEK})
+        self.assertTrue(rp["ok"], rp)
+        self.assertEqual(self.versions([self.victim]), ["2"])
         # The cursor did not move: once the set is back, the partition's
         # cadence is walked in full.
         self.assertEqual(self.redis.command("GET", self.key("cursor")), str(T0 + 60))
