@@ -402,9 +402,10 @@ static bool conn_ensure(planner_t *pl, const config_t *cfg, bool force, planner_
  * query, release). A partition has work when members are due, or when its
  * cadence has members and the cursor is behind as_of. A member that becomes
  * due in an idle partition during the pass waits for the next pass.
- * An error reply (a set of the wrong type) makes the partition one with
- * work: its walk meets the broken key, counts the partition failed, and
- * walks what it can (planner_partition_run); the other partitions go on.
+ * A set of the wrong type (WRONGTYPE) makes the partition one with work:
+ * its walk meets the broken key, counts the partition failed, and walks
+ * what it can (planner_partition_run); the other partitions go on. Any
+ * other error reply is Redis's as a whole and ends the pass.
  * A cursor that is not a sane time counts as none (the walk replaces it).
  */
 static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
@@ -445,6 +446,10 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
                 return false;
             }
             rep[k] = r;
+            if (rep[k]->type == REDIS_REPLY_ERROR && !planner_error_is_the_keys(rep[k]))
+                /* keep reading: the other replies are still on the wire */
+                snprintf(res->error, sizeof res->error, "redis: %s failed: %s",
+                         k == 0 ? "ZCOUNT" : k == 1 ? "ZCARD" : "GET", rep[k]->str);
         }
         bool members_due = rep[0]->type != REDIS_REPLY_INTEGER || rep[0]->integer > 0;
         bool cadence = rep[1]->type != REDIS_REPLY_INTEGER || rep[1]->integer > 0;
@@ -454,7 +459,12 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
         due[n] = members_due || (cadence && behind);
     }
     reply_arena_reset(&pl->arena);
-    return true;
+    return res->error[0] == '\0';
+}
+
+bool planner_error_is_the_keys(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) == 0;
 }
 
 void planner_partition_failed(planner_t *pl, planner_result_t *res, int partition,
@@ -476,7 +486,9 @@ void planner_partition_failed(planner_t *pl, planner_result_t *res, int partitio
  * writes its leases with PX up to PLANNER_LEASE_MS_MAX. SET NX alone would
  * take such a key (of any type) for another instance's lease and skip the
  * partition for good; the script replaces it instead. 1 acquired, 2
- * acquired in place of such a key, 0 held by another instance.
+ * acquired in place of such a key, 0 held by another instance. (Neither
+ * SET nor PTTL minds the type of the key, so the script's only errors are
+ * Redis's as a whole.)
  */
 static const char lease_acquire_script[] =
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
@@ -487,11 +499,8 @@ static const char lease_acquire_script[] =
     "end\n"
     "return 0\n";
 
-typedef enum lease_got { LEASE_FAILED = -1, LEASE_HELD = 0, LEASE_ACQUIRED = 1 } lease_got_t;
-
-/* LEASE_FAILED when the connection failed (res->error) or Redis answered
- * the lease with an error (the partition is counted failed). */
-static lease_got_t lease_acquire(planner_t *pl, const config_t *cfg, int partition,
+/* 1 acquired, 0 held by another instance, -1 Redis failed (res->error). */
+static int lease_acquire(planner_t *pl, const config_t *cfg, int partition,
                                  planner_result_t *res)
 {
     char key[KEY_MAX], ms[24], max[24];
@@ -502,20 +511,20 @@ static lease_got_t lease_acquire(planner_t *pl, const config_t *cfg, int partiti
     size_t lens[] = {4, strlen(lease_acquire_script), 1, kl, strlen(pl->instance), ml, xl};
     redisReply *r = planner_conn_command(pl, cfg, res, 7, argv, lens);
     if (r == NULL)
-        return LEASE_FAILED;
+        return -1;
     if (r->type == REDIS_REPLY_INTEGER && (r->integer == 1 || r->integer == 2)) {
         if (r->integer == 2) {
             static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
             log_limited(&rl, LOG_WARN, "planner: replaced a lease key that never expires",
                         "partition=%d", partition);
         }
-        return LEASE_ACQUIRED;
+        return 1;
     }
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
-        return LEASE_HELD;
-    planner_partition_failed(pl, res, partition, "lease",
-                             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    return LEASE_FAILED;
+        return 0;
+    snprintf(res->error, sizeof res->error, "redis: lease failed: %s",
+             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    return -1;
 }
 
 static void lease_release(planner_t *pl, const config_t *cfg, int partition,
@@ -553,20 +562,18 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
             int n = (start + i) % SCHEDULE_PARTITIONS;
             if (!due[n])
                 continue;
-            lease_got_t got = lease_acquire(pl, cfg, n, res);
-            if (got == LEASE_FAILED && res->error[0] != '\0')
-                break; /* the connection failed */
-            if (got == LEASE_FAILED)
-                continue; /* an error reply: counted, on to the next one */
-            if (got == LEASE_HELD) {
+            int got = lease_acquire(pl, cfg, n, res);
+            if (got < 0)
+                break;
+            if (got == 0) {
                 res->partitions_skipped++;
                 continue;
             }
             if (planner_partition_run(pl, cfg, n, as_of, res))
                 res->partitions_done++;
             lease_release(pl, cfg, n, res);
-            /* Only the connection (or stop) ends a pass: a broken key of
-             * one partition was counted and is left for the next pass. */
+            /* A broken key of one partition was counted and is left for
+             * the next pass; Redis failing (or stop) ends the pass. */
             if (res->error[0] != '\0' || res->aborted)
                 break;
         }

@@ -111,9 +111,15 @@ bool planner_stopping(planner_t *pl);
 /* A non-negative decimal of at most 18 digits. */
 bool planner_str_i64(const char *s, size_t len, int64_t *out);
 
+/* Whether an error reply is about the key it names (WRONGTYPE: a key of
+ * the wrong type, so that partition only) rather than about Redis as a
+ * whole (LOADING, OOM, NOAUTH, READONLY, BUSY...), which ends the pass as a
+ * failed connection does: 64 partitions "failed" would hide an outage. */
+bool planner_error_is_the_keys(const redisReply *r);
+
 /* A partition the pass could not walk (whole or in part) because one of its
- * keys is broken: a key of the wrong type, an error reply to a command on
- * it. Counted in res->partitions_failed and the metrics, logged
+ * keys is broken: a key of the wrong type, a set whose walk cannot advance.
+ * Counted in res->partitions_failed and the metrics, logged
  * (rate-limited) with `what` (the key or command) and `why` (Redis's
  * error); the pass goes on with the next partition. */
 void planner_partition_failed(planner_t *pl, planner_result_t *res, int partition,

@@ -105,14 +105,15 @@ static void replan_write(replan_ctx_t *r)
 
 static void replan_answer(replan_ctx_t *r);
 
-/* The plan is stored by now, so an error reply of the cadence set (a key
- * of the wrong type) does not fail the replan: it is logged, and the
- * member comes back through the due set when its plan runs out, as the
- * planner's own walks do with a broken partition. */
+/* The plan is stored by now, so a cadence set of the wrong type does not
+ * fail the replan: it is logged, and the member comes back through the due
+ * set when its plan runs out, as with the planner's own walks of a broken
+ * partition. Any other error is Redis's as a whole: unavailable. */
 static void on_scheduled(redisReply *reply, void *privdata)
 {
     replan_ctx_t *r = privdata;
-    if (reply == NULL) {
+    if (reply == NULL ||
+        (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) != 0)) {
         replan_fail(r, reply);
         replan_answer_unavailable(r);
         return;

@@ -105,8 +105,9 @@ static void part_broken(part_ctx_t *p, const char *what)
     planner_conn_failed(p->pl, p->cfg, p->res, what);
 }
 
-/* A key of the partition answered an error (the wrong type, most likely):
- * unlike a failed connection this is about this partition only. The walk
+/* A key of the partition is broken (planner_error_is_the_keys, or a walk
+ * that cannot advance): unlike a failed Redis this is about this partition
+ * only. The walk
  * that needs the key stops; the partition is counted failed once, at its
  * end (planner_partition_failed), with the first such error. */
 static void part_key_broken(part_ctx_t *p, const char *key, const char *why)
@@ -516,7 +517,13 @@ static bool slice_reply(part_ctx_t *p, size_t n, bool step_over)
     if (r == NULL)
         return false;
     if (r->type == REDIS_REPLY_ERROR) {
-        part_key_broken(p, "schedule", r->str);
+        if (planner_error_is_the_keys(r)) {
+            part_key_broken(p, "schedule", r->str);
+        } else {
+            static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+            log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"",
+                        r->str);
+        }
         if (step_over)
             p->offset += n;
     }
@@ -805,9 +812,13 @@ static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const cha
         p->broken = true;
         return -1;
     }
+    if (planner_error_is_the_keys(r)) {
+        part_key_broken(p, p->cadence ? "cadence" : "sched", r->str);
+        return -1;
+    }
     if (r->type != REDIS_REPLY_ARRAY) {
-        part_key_broken(p, p->cadence ? "cadence" : "sched",
-                        r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        snprintf(res->error, sizeof res->error, "redis: ZRANGEBYSCORE failed: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return -1;
     }
     size_t got = p->cadence ? r->elements / 2 : r->elements;
@@ -889,6 +900,10 @@ static bool cursor_get(part_ctx_t *p, const char *key, size_t kl, bool *have, in
     }
     if (r->type == REDIS_REPLY_NIL)
         return true;
+    if (r->type == REDIS_REPLY_ERROR && !planner_error_is_the_keys(r)) {
+        snprintf(p->res->error, sizeof p->res->error, "redis: cursor GET failed: %s", r->str);
+        return false;
+    }
     *have = r->type == REDIS_REPLY_STRING && cadence_cursor_parse(r->str, r->len, cursor);
     if (!*have) {
         static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
@@ -911,8 +926,8 @@ static void cursor_set(part_ctx_t *p, const char *key, size_t kl)
     redisReply *r = planner_conn_command(p->pl, p->cfg, p->res, 5, argv, lens);
     if (r == NULL)
         p->broken = true;
-    else if (r->type == REDIS_REPLY_ERROR)
-        part_key_broken(p, "cursor", r->str);
+    else if (r->type == REDIS_REPLY_ERROR) /* SET takes a key of any type */
+        snprintf(p->res->error, sizeof p->res->error, "redis: cursor SET failed: %s", r->str);
 }
 
 bool planner_partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,

@@ -159,6 +159,20 @@ class BrokenPartitionKeysTest(NotifdTestCase):
         self.assertEqual(set(self.versions(self.inside)), {None})
         self.assertEqual(set(self.versions(self.outside)), {"1"})
 
+    def test_redis_refusing_writes_still_fails_the_pass_not_64_partitions(self):
+        # Only a key of the wrong type is one partition's problem; Redis
+        # refusing every write (out of memory) is an outage, answered so.
+        self.redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.redis.command("CONFIG", "SET", "maxmemory", "1")
+        try:
+            r = self.client().request({"op": "planner_run", "ts": T0 + 60})
+        finally:
+            self.redis.command("CONFIG", "SET", "maxmemory", "0")
+        self.assertFalse(r["ok"], r)
+        self.assertEqual(r["error"]["code"], "unavailable")
+        self.assertIn("OOM", r["error"]["message"])
+        self.assertEqual(self.run_pass(T0 + 120)["planned"], MEMBERS)
+
     def test_a_due_time_that_never_comes_is_moved_by_the_next_decide(self):
         stuck = self.victim
         self.pipe.run([["ZADD", sched_key(stuck), "+inf", stuck]])
