@@ -13,9 +13,10 @@
  * pipelined); for each of those, starting at an offset that depends on
  * this instance (so a fleet does not queue up on partition 0), claim the
  * lease `P lease:<n>` with SET NX PX (lease_acquire_script), walk the
- * partition's cadence window
- * (the phases that came round since its cursor, cadence.h), then its due
- * set, both in chunks, move the cursor, release the lease.
+ * partition's cadence window (the phases that came round since its cursor,
+ * cadence.h), then its due set, both in chunks, move the cursor, release
+ * the lease. A key of the wrong type costs its partition only
+ * (planner_partition_failed); Redis failing ends the pass.
  *
  * Shape of a chunk: a pipeline of command groups, kept in a small FIFO in
  * the order they were sent, because Redis answers in that order:
@@ -501,7 +502,7 @@ static const char lease_acquire_script[] =
 
 /* 1 acquired, 0 held by another instance, -1 Redis failed (res->error). */
 static int lease_acquire(planner_t *pl, const config_t *cfg, int partition,
-                                 planner_result_t *res)
+                         planner_result_t *res)
 {
     char key[KEY_MAX], ms[24], max[24];
     size_t kl = key_global(key, cfg->redis.prefix, "lease", partition);

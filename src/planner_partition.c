@@ -4,7 +4,6 @@
  * groups, the plan of each member, and the schedule changes of a chunk
  * (see planner.c's top comment for the shape, docs/planner.md for why).
  */
-#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,16 +106,15 @@ static void part_broken(part_ctx_t *p, const char *what)
 
 /* A key of the partition is broken (planner_error_is_the_keys, or a walk
  * that cannot advance): unlike a failed Redis this is about this partition
- * only. The walk
- * that needs the key stops; the partition is counted failed once, at its
- * end (planner_partition_failed), with the first such error. */
+ * only. The walk that needs the key stops; the partition is counted failed
+ * once, at its end (planner_partition_failed), with the first such error. */
 static void part_key_broken(part_ctx_t *p, const char *key, const char *why)
 {
-    if (!p->key_failed)
-        snprintf(p->failed_why, sizeof p->failed_why, "%s", why);
-    if (!p->key_failed)
-        snprintf(p->failed_key, sizeof p->failed_key, "%s", key);
+    if (p->key_failed)
+        return;
     p->key_failed = true;
+    snprintf(p->failed_key, sizeof p->failed_key, "%s", key);
+    snprintf(p->failed_why, sizeof p->failed_why, "%s", why);
 }
 
 /* Hands the commands formatted in pl->out to hiredis and writes them out
