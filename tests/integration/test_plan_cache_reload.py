@@ -14,7 +14,7 @@ from harness import NotifdTestCase, wait_for
 from test_decide import MONDAY, WEEK, candidates
 
 IN_FLIGHT = 30
-PAUSE_MS = 1500
+PAUSE_MS = 3000
 
 
 class PlanCacheReloadTest(NotifdTestCase):
@@ -38,12 +38,16 @@ class PlanCacheReloadTest(NotifdTestCase):
         c.send_raw(b"".join(
             (json.dumps(self.decide("old-%d" % i, ts)) + "\n").encode()
             for i in range(IN_FLIGHT)))
-        wait_for(lambda: self.notifd.health()["redis"]["pending"] >= IN_FLIGHT,
-                 what="the decides waiting on the paused Redis")
+        # Each decide's reads (plan, member, week, ...) went out under
+        # generation 1 and wait on the paused Redis.
+        wait_for(lambda: self.notifd.health()["redis"]["pending"] >= 3 * IN_FLIGHT,
+                 what="every decide's reads waiting on the paused Redis")
         self.notifd.config["channels"] = ["email", "push", "in_app"]
         self.notifd.write_config()
         self.notifd.signal(signal.SIGHUP)
         wait_for(lambda: self.notifd.health()["config_generation"] == 2, what="generation 2")
+        # The race this test is about: reloaded while they still wait.
+        self.assertGreater(self.notifd.health()["redis"]["pending"], 0)
         old = [c.read_line() for _ in range(IN_FLIGHT)]
         for r in old:  # answered with their own snapshot: push is push
             self.assertTrue(r["ok"], r)
