@@ -620,14 +620,15 @@ static bool reply_failed(decide_ctx_t *d, redisReply *r)
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 
 /* A plan this instance read less than fast.plan_cache_ms ago and still in
- * force at the decision's ts (plan_cache.h). */
+ * force at the decision's ts (plan_cache.h), parsed under this decide's
+ * own config snapshot: per_week is indexed by that config's channels. */
 static bool cached_plan(decide_ctx_t *d)
 {
     const policy_state_t *ps = policy_state(d->app);
     plan_t p;
     if (d->fast->plan_cache_ms <= 0 ||
-        !plan_cache_get(ps->plan_cache, d->r.member, d->r.member_len, now_ms(),
-                        (uint64_t)d->fast->plan_cache_ms, &p) ||
+        !plan_cache_get(ps->plan_cache, d->r.member, d->r.member_len, d->req->cfg->generation,
+                        now_ms(), (uint64_t)d->fast->plan_cache_ms, &p) ||
         !plan_in_force(&p, d->r.ts))
         return false;
     d->plan = p;
@@ -641,7 +642,11 @@ static void cache_plan(decide_ctx_t *d)
     policy_state_t *ps = policy_state(d->app);
     if (ps->plan_cache == NULL)
         ps->plan_cache = plan_cache_new(SLOTS);
-    plan_cache_put(ps->plan_cache, d->r.member, d->r.member_len, now_ms(), &d->plan);
+    /* Under the generation on_plan parsed it with (d->req->cfg): a decide
+     * that read before a reload answers after it, and must not hand its
+     * plan to decides of the new config. */
+    plan_cache_put(ps->plan_cache, d->r.member, d->r.member_len, d->req->cfg->generation,
+                   now_ms(), &d->plan);
 }
 
 /* Splits an HGETALL reply into parallel arrays for the pure parsers. */

@@ -111,7 +111,7 @@ struct metrics {
 
     /* planner */
     _Atomic uint64_t passes_started, passes_finished, members_planned, members_failed,
-        pass_ns_total, last_pass_ns, last_pass_members, last_pass_failed;
+        pass_ns_total, last_pass_ns, last_pass_members, last_pass_failed, partitions_failed;
     _Atomic int64_t passes_running, last_pass_end_unix;
 
     /* events */
@@ -305,6 +305,13 @@ void metrics_planner_pass_finished(void *mp, double seconds, uint64_t planned, u
     SET(m->last_pass_members, planned);
     SET(m->last_pass_failed, failed);
     SET(m->last_pass_end_unix, (int64_t)time(NULL));
+}
+
+void metrics_planner_partition_failed(void *mp)
+{
+    metrics_t *m = mp;
+    if (m != NULL)
+        ADD(m->partitions_failed, 1);
 }
 
 void metrics_events_add(void *mp, metrics_event_t kind, uint64_t n)
@@ -705,6 +712,9 @@ static void render_planner(metrics_t *m, growbuf_t *b)
             GET(m->members_planned));
     counter(b, "notifd_planner_members_failed_total", "Members the planner could not plan.",
             GET(m->members_failed));
+    counter(b, "notifd_planner_partitions_failed_total",
+            "Partitions a pass could not walk (in whole or part): a key of theirs is broken.",
+            GET(m->partitions_failed));
     uint64_t total_ns = GET(m->pass_ns_total), last_ns = GET(m->last_pass_ns);
     family(b, "notifd_planner_pass_seconds_total", "counter", "Time spent in planner passes.");
     gb_printf(b, "notifd_planner_pass_seconds_total %" PRIu64 ".%09" PRIu64 "\n",

@@ -12,9 +12,11 @@
  * a ZCOUNT of the due set, a ZCARD of the cadence set and the cursor, all
  * pipelined); for each of those, starting at an offset that depends on
  * this instance (so a fleet does not queue up on partition 0), claim the
- * lease `P lease:<n>` with SET NX PX, walk the partition's cadence window
- * (the phases that came round since its cursor, cadence.h), then its due
- * set, both in chunks, move the cursor, release the lease.
+ * lease `P lease:<n>` with SET NX PX (lease_acquire_script), walk the
+ * partition's cadence window (the phases that came round since its cursor,
+ * cadence.h), then its due set, both in chunks, move the cursor, release
+ * the lease. A key of the wrong type costs its partition only
+ * (planner_partition_failed); Redis failing ends the pass.
  *
  * Shape of a chunk: a pipeline of command groups, kept in a small FIFO in
  * the order they were sent, because Redis answers in that order:
@@ -401,6 +403,11 @@ static bool conn_ensure(planner_t *pl, const config_t *cfg, bool force, planner_
  * query, release). A partition has work when members are due, or when its
  * cadence has members and the cursor is behind as_of. A member that becomes
  * due in an idle partition during the pass waits for the next pass.
+ * A set of the wrong type (WRONGTYPE) makes the partition one with work:
+ * its walk meets the broken key, counts the partition failed, and walks
+ * what it can (planner_partition_run); the other partitions go on. Any
+ * other error reply is Redis's as a whole and ends the pass.
+ * A cursor that is not a sane time counts as none (the walk replaces it).
  */
 static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
                            bool due[SCHEDULE_PARTITIONS], planner_result_t *res)
@@ -440,42 +447,83 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
                 return false;
             }
             rep[k] = r;
-            if (rep[k]->type == REDIS_REPLY_ERROR)
+            if (rep[k]->type == REDIS_REPLY_ERROR && !planner_error_is_the_keys(rep[k]))
                 /* keep reading: the other replies are still on the wire */
                 snprintf(res->error, sizeof res->error, "redis: %s failed: %s",
                          k == 0 ? "ZCOUNT" : k == 1 ? "ZCARD" : "GET", rep[k]->str);
         }
-        bool members_due = rep[0]->type == REDIS_REPLY_INTEGER && rep[0]->integer > 0;
-        bool cadence = rep[1]->type == REDIS_REPLY_INTEGER && rep[1]->integer > 0;
+        bool members_due = rep[0]->type != REDIS_REPLY_INTEGER || rep[0]->integer > 0;
+        bool cadence = rep[1]->type != REDIS_REPLY_INTEGER || rep[1]->integer > 0;
         int64_t cursor = 0;
         bool behind = rep[2]->type != REDIS_REPLY_STRING ||
-                      !planner_str_i64(rep[2]->str, rep[2]->len, &cursor) || cursor < as_of;
+                      !cadence_cursor_parse(rep[2]->str, rep[2]->len, &cursor) || cursor < as_of;
         due[n] = members_due || (cadence && behind);
     }
     reply_arena_reset(&pl->arena);
     return res->error[0] == '\0';
 }
 
+bool planner_error_is_the_keys(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) == 0;
+}
+
+void planner_partition_failed(planner_t *pl, planner_result_t *res, int partition,
+                              const char *what, const char *why)
+{
+    static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+    log_limited(&rl, LOG_WARN, "planner: partition left for the next pass, a key of it is broken",
+                "partition=%d key=%s error=\"%s\"", partition, what, why);
+    res->partitions_failed++;
+    metrics_planner_partition_failed(pl->app->metrics);
+}
+
 /* ------------------------------------------------------------------ */
 /* Leases                                                             */
 
-/* 1 acquired, 0 held by another instance, -1 Redis failed. */
+/*
+ * SET NX PX, and one guard: a key there that never expires (no TTL, or a
+ * TTL longer than any planner.lease_ms) is not a lease, since every notifd
+ * writes its leases with PX up to PLANNER_LEASE_MS_MAX. SET NX alone would
+ * take such a key (of any type) for another instance's lease and skip the
+ * partition for good; the script replaces it instead. 1 acquired, 2
+ * acquired in place of such a key, 0 held by another instance. (Neither
+ * SET nor PTTL minds the type of the key, so the script's only errors are
+ * Redis's as a whole.)
+ */
+static const char lease_acquire_script[] =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
+    "local ttl = redis.call('PTTL', KEYS[1])\n"
+    "if ttl == -1 or ttl > tonumber(ARGV[3]) then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "  return 2\n"
+    "end\n"
+    "return 0\n";
+
+/* 1 acquired, 0 held by another instance, -1 Redis failed (res->error). */
 static int lease_acquire(planner_t *pl, const config_t *cfg, int partition,
                          planner_result_t *res)
 {
-    char key[KEY_MAX], ms[24];
+    char key[KEY_MAX], ms[24], max[24];
     size_t kl = key_global(key, cfg->redis.prefix, "lease", partition);
     size_t ml = number_format_i64(ms, cfg->planner.lease_ms);
-    const char *argv[] = {"SET", key, pl->instance, "NX", "PX", ms};
-    size_t lens[] = {3, kl, strlen(pl->instance), 2, 2, ml};
-    redisReply *r = planner_conn_command(pl, cfg, res, 6, argv, lens);
+    size_t xl = number_format_i64(max, PLANNER_LEASE_MS_MAX);
+    const char *argv[] = {"EVAL", lease_acquire_script, "1", key, pl->instance, ms, max};
+    size_t lens[] = {4, strlen(lease_acquire_script), 1, kl, strlen(pl->instance), ml, xl};
+    redisReply *r = planner_conn_command(pl, cfg, res, 7, argv, lens);
     if (r == NULL)
         return -1;
-    if (r->type == REDIS_REPLY_STATUS)
+    if (r->type == REDIS_REPLY_INTEGER && (r->integer == 1 || r->integer == 2)) {
+        if (r->integer == 2) {
+            static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+            log_limited(&rl, LOG_WARN, "planner: replaced a lease key that never expires",
+                        "partition=%d", partition);
+        }
         return 1;
-    if (r->type == REDIS_REPLY_NIL)
+    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
         return 0;
-    snprintf(res->error, sizeof res->error, "redis: lease SET failed: %s",
+    snprintf(res->error, sizeof res->error, "redis: lease failed: %s",
              r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
     return -1;
 }
@@ -522,9 +570,11 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
                 res->partitions_skipped++;
                 continue;
             }
-            planner_partition_run(pl, cfg, n, as_of, res);
+            if (planner_partition_run(pl, cfg, n, as_of, res))
+                res->partitions_done++;
             lease_release(pl, cfg, n, res);
-            res->partitions_done++;
+            /* A broken key of one partition was counted and is left for
+             * the next pass; Redis failing (or stop) ends the pass. */
             if (res->error[0] != '\0' || res->aborted)
                 break;
         }
@@ -535,11 +585,12 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
     log_write(res->error[0] ? LOG_WARN : LOG_INFO, "planner pass",
               "trigger=%s as_of=%lld planned=%llu kept=%llu failed=%llu removed=%llu "
               "chunks=%llu chunks_small=%llu partitions=%d "
-              "skipped=%d seconds=%.3f members_per_s=%.0f%s%s%s%s",
+              "skipped=%d partitions_failed=%d seconds=%.3f members_per_s=%.0f%s%s%s%s",
               trigger, (long long)as_of, (unsigned long long)res->planned,
               (unsigned long long)res->kept, (unsigned long long)res->failed, (unsigned long long)res->removed,
               (unsigned long long)res->chunks, (unsigned long long)res->chunks_small,
-              res->partitions_done, res->partitions_skipped, res->seconds, rate,
+              res->partitions_done, res->partitions_skipped, res->partitions_failed,
+              res->seconds, rate,
               res->aborted ? " aborted=1" : "", res->error[0] ? " error=\"" : "", res->error,
               res->error[0] ? "\"" : "");
 }

@@ -49,6 +49,10 @@
 #define PLANNER_BUSY_CHUNK 256
 #define PLANNER_BUSY_BATCH 16
 #define PLANNER_BUSY_LINGER_MS 100
+/* The largest planner.lease_ms the config accepts (config.c): a lease key
+ * that lives longer than this, or has no expiry at all, was not written by
+ * any notifd, and the lease script takes it over (planner.c). */
+#define PLANNER_LEASE_MS_MAX 3600000
 
 
 /* RESP being formatted for the next pipeline group (see planner_cmd_arg). */
@@ -107,6 +111,20 @@ bool planner_stopping(planner_t *pl);
 /* A non-negative decimal of at most 18 digits. */
 bool planner_str_i64(const char *s, size_t len, int64_t *out);
 
+/* Whether an error reply is about the key it names (WRONGTYPE: a key of
+ * the wrong type, so that partition only) rather than about Redis as a
+ * whole (LOADING, OOM, NOAUTH, READONLY, BUSY...), which ends the pass as a
+ * failed connection does: 64 partitions "failed" would hide an outage. */
+bool planner_error_is_the_keys(const redisReply *r);
+
+/* A partition the pass could not walk (whole or in part) because one of its
+ * keys is broken: a key of the wrong type, a set whose walk cannot advance.
+ * Counted in res->partitions_failed and the metrics, logged
+ * (rate-limited) with `what` (the key or command) and `why` (Redis's
+ * error); the pass goes on with the next partition. */
+void planner_partition_failed(planner_t *pl, planner_result_t *res, int partition,
+                              const char *what, const char *why);
+
 
 /* RESP of one command into `b`: planner_cmd_begin(argc), then argc args. */
 void planner_cmd_begin(cmdbuf_t *b, int argc);
@@ -126,8 +144,11 @@ redisReply *planner_conn_command(planner_t *pl, const config_t *cfg, planner_res
 extern const char planner_lease_renew_script[];
 
 /* Walks partition `partition` as of `as_of` under its lease: the cadence
- * window, then the due set (planner_partition.c). */
-void planner_partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
+ * window, then the due set (planner_partition.c). A broken key of the
+ * partition (planner_partition_failed) stops only the walk that needs it:
+ * a due set of the wrong type still lets the cadence be walked, and the
+ * other way round. False when a key was broken (already counted). */
+bool planner_partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
                            planner_result_t *res);
 
 #endif

@@ -105,13 +105,23 @@ static void replan_write(replan_ctx_t *r)
 
 static void replan_answer(replan_ctx_t *r);
 
+/* The plan is stored by now, so a cadence set of the wrong type does not
+ * fail the replan: it is logged, and the member comes back through the due
+ * set when its plan runs out, as with the planner's own walks of a broken
+ * partition. Any other error is Redis's as a whole: unavailable. */
 static void on_scheduled(redisReply *reply, void *privdata)
 {
     replan_ctx_t *r = privdata;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    if (reply == NULL ||
+        (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) != 0)) {
         replan_fail(r, reply);
         replan_answer_unavailable(r);
         return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+        log_limited(&rl, LOG_WARN, "replan: the cadence set refused the member",
+                    "error=\"%s\"", reply->str);
     }
     replan_answer(r);
 }
@@ -283,7 +293,7 @@ static void on_pass_done(const planner_result_t *res, void *arg)
         return;
     }
     policy_forget_plans(req->app);
-    request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i,s:i}", "planned",
+    request_reply_ok(req, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i,s:i,s:i}", "planned",
                                     (json_int_t)res->planned, "kept", (json_int_t)res->kept,
                                     "failed", (json_int_t)res->failed,
                                     "removed", (json_int_t)res->removed,
@@ -291,7 +301,8 @@ static void on_pass_done(const planner_result_t *res, void *arg)
                                     "chunks_small", (json_int_t)res->chunks_small,
                                     "seconds", res->seconds,
                                     "partitions", res->partitions_done, "partitions_skipped",
-                                    res->partitions_skipped));
+                                    res->partitions_skipped, "partitions_failed",
+                                    res->partitions_failed));
 }
 
 void op_planner_run(request_t *req)

@@ -4,7 +4,6 @@
  * groups, the plan of each member, and the schedule changes of a chunk
  * (see planner.c's top comment for the shape, docs/planner.md for why).
  */
-#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +77,9 @@ typedef struct part_ctx {
     uint64_t lease_renewed_ms;
     bool lease_lost;
     bool broken;         /* the connection failed: stop at once */
+    bool key_failed;     /* a key of the partition is broken (part_key_broken) */
+    char failed_key[16]; /* ... the first: which, and Redis's answer */
+    char failed_why[128];
     uint64_t offset;     /* due walk: members left due in place (failed) */
     member_slot_t *slots;
     sched_move_t *moves; /* chunk_reschedule's buffers, one entry per slot */
@@ -100,6 +102,19 @@ static void part_broken(part_ctx_t *p, const char *what)
 {
     p->broken = true;
     planner_conn_failed(p->pl, p->cfg, p->res, what);
+}
+
+/* A key of the partition is broken (planner_error_is_the_keys, or a walk
+ * that cannot advance): unlike a failed Redis this is about this partition
+ * only. The walk that needs the key stops; the partition is counted failed
+ * once, at its end (planner_partition_failed), with the first such error. */
+static void part_key_broken(part_ctx_t *p, const char *key, const char *why)
+{
+    if (p->key_failed)
+        return;
+    p->key_failed = true;
+    snprintf(p->failed_key, sizeof p->failed_key, "%s", key);
+    snprintf(p->failed_why, sizeof p->failed_why, "%s", why);
 }
 
 /* Hands the commands formatted in pl->out to hiredis and writes them out
@@ -500,8 +515,13 @@ static bool slice_reply(part_ctx_t *p, size_t n, bool step_over)
     if (r == NULL)
         return false;
     if (r->type == REDIS_REPLY_ERROR) {
-        static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-        log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"", r->str);
+        if (planner_error_is_the_keys(r)) {
+            part_key_broken(p, "schedule", r->str);
+        } else {
+            static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+            log_limited(&rl, LOG_WARN, "planner: schedule update failed", "error=\"%s\"",
+                        r->str);
+        }
         if (step_over)
             p->offset += n;
     }
@@ -790,6 +810,10 @@ static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const cha
         p->broken = true;
         return -1;
     }
+    if (planner_error_is_the_keys(r)) {
+        part_key_broken(p, p->cadence ? "cadence" : "sched", r->str);
+        return -1;
+    }
     if (r->type != REDIS_REPLY_ARRAY) {
         snprintf(res->error, sizeof res->error, "redis: ZRANGEBYSCORE failed: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
@@ -845,9 +869,7 @@ static bool cadence_walk(part_ctx_t *p, const cadence_range_t *range, size_t chu
         size_t at_last = p->n_at_last - (gone < p->n_at_last ? gone : p->n_at_last);
         if (strcmp(min, p->last_score) == 0) {
             if (at_last == 0) { /* nothing moved on: do not loop */
-                snprintf(p->res->error, sizeof p->res->error,
-                         "planner: the cadence walk of partition %d did not advance",
-                         p->partition);
+                part_key_broken(p, "cadence", "the cadence walk did not advance");
                 return false;
             }
             skip += at_last;
@@ -859,7 +881,11 @@ static bool cadence_walk(part_ctx_t *p, const cadence_range_t *range, size_t chu
     return false;
 }
 
-/* The partition's cursor: the as_of its cadence was last walked to. */
+/* The partition's cursor: the as_of its cadence was last walked to. A
+ * cursor that is not a sane time (not a decimal, out of a ts's range, a key
+ * of the wrong type) counts as none: the whole cadence is walked, and
+ * cursor_set's SET replaces it. Trusting a garbage cursor far in the
+ * future would leave the cadence unwalked for as long as the key lives. */
 static bool cursor_get(part_ctx_t *p, const char *key, size_t kl, bool *have, int64_t *cursor)
 {
     const char *argv[] = {"GET", key};
@@ -870,17 +896,18 @@ static bool cursor_get(part_ctx_t *p, const char *key, size_t kl, bool *have, in
         p->broken = true;
         return false;
     }
-    if (r->type == REDIS_REPLY_STRING) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "%.*s", (int)(r->len < 31 ? r->len : 31), r->str);
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(buf, &end, 10);
-        *have = errno == 0 && end != buf && *end == '\0';
-        *cursor = v;
-    } else if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == REDIS_REPLY_NIL)
+        return true;
+    if (r->type == REDIS_REPLY_ERROR && !planner_error_is_the_keys(r)) {
         snprintf(p->res->error, sizeof p->res->error, "redis: cursor GET failed: %s", r->str);
         return false;
+    }
+    *have = r->type == REDIS_REPLY_STRING && cadence_cursor_parse(r->str, r->len, cursor);
+    if (!*have) {
+        static __thread log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+        log_limited(&rl, LOG_WARN, "planner: the cursor is not a time, walking the whole cadence",
+                    "partition=%d error=\"%s\"", p->partition,
+                    r->type == REDIS_REPLY_ERROR ? r->str : "not a unix time");
     }
     return true;
 }
@@ -897,11 +924,11 @@ static void cursor_set(part_ctx_t *p, const char *key, size_t kl)
     redisReply *r = planner_conn_command(p->pl, p->cfg, p->res, 5, argv, lens);
     if (r == NULL)
         p->broken = true;
-    else if (r->type == REDIS_REPLY_ERROR)
+    else if (r->type == REDIS_REPLY_ERROR) /* SET takes a key of any type */
         snprintf(p->res->error, sizeof p->res->error, "redis: cursor SET failed: %s", r->str);
 }
 
-void planner_partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
+bool planner_partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
                            planner_result_t *res)
 {
     part_ctx_t p;
@@ -936,7 +963,7 @@ void planner_partition_run(planner_t *pl, const config_t *cfg, int partition, in
     if (p.slots == NULL || p.moves == NULL || p.removed == NULL) {
         snprintf(res->error, sizeof res->error, "out of memory");
         part_free(&p);
-        return;
+        return true;
     }
     /* The cadence first: members that join it in the due walk below are
      * then not read twice in one pass. */
@@ -965,5 +992,8 @@ void planner_partition_run(planner_t *pl, const config_t *cfg, int partition, in
     if (planner_stopping(pl) && !p.broken)
         res->aborted = true;
     part_free(&p);
+    if (p.key_failed)
+        planner_partition_failed(pl, res, partition, p.failed_key, p.failed_why);
+    return !p.key_failed;
 }
 

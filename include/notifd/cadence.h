@@ -60,4 +60,17 @@ typedef struct cadence_range {
 int cadence_window(bool have_cursor, int64_t cursor, int64_t as_of, int64_t interval_s,
                    cadence_range_t out[2]);
 
+/* A cursor is an as_of, and an as_of is a request's ts: unix seconds in
+ * [0, CADENCE_TS_MAX) (request.c checks the same range). */
+#define CADENCE_TS_MAX 100000000000LL
+
+/*
+ * A partition cursor as stored in Redis (`P cursor:<n>`): true and *out
+ * when `s` is a decimal in [0, CADENCE_TS_MAX), false for anything else
+ * (a sign, spaces, a fraction, too many digits), which the planner treats
+ * as no cursor. A garbage cursor trusted as a time far ahead would leave
+ * the partition's cadence unwalked for as long as the key lives.
+ */
+bool cadence_cursor_parse(const char *s, size_t len, int64_t *out);
+
 #endif

@@ -113,6 +113,9 @@ void metrics_planner_member_planned(void *m, uint64_t count);
  * again, member_planned already did), `failed` is added to
  * notifd_planner_members_failed_total. */
 void metrics_planner_pass_finished(void *m, double seconds, uint64_t planned, uint64_t failed);
+/* A pass left a partition (or part of one) because a key of it is broken:
+ * notifd_planner_partitions_failed_total. */
+void metrics_planner_partition_failed(void *m);
 
 /* ---- decision events (event sink) ---------------------------------------- */
 

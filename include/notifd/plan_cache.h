@@ -14,6 +14,14 @@
  * Direct-mapped: a member's slot is fixed by its hash and a newcomer
  * overwrites it, so the cache is a bounded array with no eviction lists.
  * Pure: the caller passes the time.
+ *
+ * Every entry carries the config generation its plan was parsed under, and
+ * a lookup under another generation misses. A plan_t holds its per-week
+ * values by channel index (per_week[c], in the order of the config's
+ * `channels`), so a plan parsed under one config means something else
+ * under a config that reordered the channels. Clearing the cache on reload
+ * is not enough: a decide that read before the reload parses its reply
+ * (with its own, older snapshot) after it, and would put the plan back.
  */
 #ifndef NOTIFD_PLAN_CACHE_H
 #define NOTIFD_PLAN_CACHE_H
@@ -31,11 +39,13 @@ typedef struct plan_cache plan_cache_t;
 
 plan_cache_t *plan_cache_new(size_t slots);
 void plan_cache_free(plan_cache_t *c);
-/* The plan stored for `member` less than ttl_ms before now_ms, if any. */
-bool plan_cache_get(const plan_cache_t *c, const char *member, size_t len, uint64_t now_ms,
-                    uint64_t ttl_ms, plan_t *out);
-void plan_cache_put(plan_cache_t *c, const char *member, size_t len, uint64_t now_ms,
-                    const plan_t *plan);
+/* The plan stored for `member` under config generation `generation` less
+ * than ttl_ms before now_ms, if any. */
+bool plan_cache_get(const plan_cache_t *c, const char *member, size_t len, uint64_t generation,
+                    uint64_t now_ms, uint64_t ttl_ms, plan_t *out);
+/* Stores `plan`, parsed under config generation `generation`. */
+void plan_cache_put(plan_cache_t *c, const char *member, size_t len, uint64_t generation,
+                    uint64_t now_ms, const plan_t *plan);
 void plan_cache_forget(plan_cache_t *c, const char *member, size_t len);
 void plan_cache_clear(plan_cache_t *c);
 

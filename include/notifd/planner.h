@@ -45,6 +45,9 @@ typedef struct planner_result {
     uint64_t chunks_small;     /* ... made in small steps: the fast path was busy */
     int partitions_done;       /* partitions with work this instance walked */
     int partitions_skipped;    /* with work, but leased by another instance */
+    int partitions_failed;     /* with work, but a key of theirs is broken (a
+                                  key of the wrong type, an error reply): left
+                                  for the next pass, the others go on */
     double seconds;
     bool aborted;              /* stopped early: notifd is stopping */
     char error[160];           /* "" or why the pass could not complete (Redis) */

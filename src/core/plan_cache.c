@@ -10,6 +10,7 @@
 
 typedef struct slot {
     uint64_t stored_ms;
+    uint64_t generation;       /* the config the plan was parsed under */
     uint8_t len;               /* 0: empty */
     char member[PLAN_CACHE_MEMBER_MAX];
     plan_t plan;
@@ -42,25 +43,27 @@ static bool holds(const slot_t *s, const char *member, size_t len)
     return s->len == len && len > 0 && memcmp(s->member, member, len) == 0;
 }
 
-bool plan_cache_get(const plan_cache_t *c, const char *member, size_t len, uint64_t now_ms,
-                    uint64_t ttl_ms, plan_t *out)
+bool plan_cache_get(const plan_cache_t *c, const char *member, size_t len, uint64_t generation,
+                    uint64_t now_ms, uint64_t ttl_ms, plan_t *out)
 {
     if (c == NULL || len == 0 || len > PLAN_CACHE_MEMBER_MAX)
         return false;
     const slot_t *s = slot_of(c, member, len);
-    if (!holds(s, member, len) || now_ms < s->stored_ms || now_ms - s->stored_ms >= ttl_ms)
+    if (!holds(s, member, len) || s->generation != generation || now_ms < s->stored_ms ||
+        now_ms - s->stored_ms >= ttl_ms)
         return false;
     *out = s->plan;
     return true;
 }
 
-void plan_cache_put(plan_cache_t *c, const char *member, size_t len, uint64_t now_ms,
-                    const plan_t *plan)
+void plan_cache_put(plan_cache_t *c, const char *member, size_t len, uint64_t generation,
+                    uint64_t now_ms, const plan_t *plan)
 {
     if (c == NULL || len == 0 || len > PLAN_CACHE_MEMBER_MAX)
         return;
     slot_t *s = slot_of(c, member, len);
     s->stored_ms = now_ms;
+    s->generation = generation;
     s->len = (uint8_t)len;
     memcpy(s->member, member, len);
     s->plan = *plan;

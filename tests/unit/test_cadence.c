@@ -156,6 +156,30 @@ static void consecutive_windows_cover_every_phase_once_per_cycle(void **state)
     assert_int_equal(windows_containing(r, n2, edge), 0);
 }
 
+static bool cursor(const char *s, int64_t *out) { return cadence_cursor_parse(s, strlen(s), out); }
+
+/* Only a time a pass could have written is a cursor: anything else is
+ * treated as none, so the whole cadence is walked rather than hidden. */
+static void only_sane_times_are_cursors(void **state)
+{
+    (void)state;
+    int64_t v = -1;
+    assert_true(cursor("0", &v));
+    assert_int_equal(v, 0);
+    assert_true(cursor("1700000060", &v));
+    assert_int_equal(v, 1700000060);
+    assert_true(cursor("99999999999", &v)); /* the largest ts a request may give */
+    assert_int_equal(v, 99999999999LL);
+    v = 7;
+    const char *garbage[] = {"", "oops", "100000000000", "999999999999999",
+                             "99999999999999999999999", "-5", "+5", " 5", "5 ", "1e9",
+                             "1700000060.5", "0x10"};
+    for (size_t i = 0; i < sizeof garbage / sizeof *garbage; i++)
+        assert_false(cursor(garbage[i], &v));
+    assert_false(cadence_cursor_parse("17000\00060", 11, &v)); /* an embedded NUL */
+    assert_int_equal(v, 7); /* untouched on failure */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +188,7 @@ int main(void)
         cmocka_unit_test(a_plan_lasts_until_the_phase_after_half_an_interval_plus_grace),
         cmocka_unit_test(recent_plans_in_force_are_kept),
         cmocka_unit_test(consecutive_windows_cover_every_phase_once_per_cycle),
+        cmocka_unit_test(only_sane_times_are_cursors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

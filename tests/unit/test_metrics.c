@@ -145,6 +145,13 @@ static void test_planner_progress(void **state)
     assert_int_equal((int)value_of(text, "notifd_planner_members_planned_total"), 150);
     assert_int_equal((int)value_of(text, "notifd_planner_members_failed_total"), 3);
     assert_true(value_of(text, "notifd_planner_pass_seconds_total") == 3.5);
+    assert_int_equal((int)value_of(text, "notifd_planner_partitions_failed_total"), 0);
+    free(text);
+    metrics_planner_partition_failed(m);
+    metrics_planner_partition_failed(m);
+    metrics_planner_partition_failed(NULL); /* no registry: nothing */
+    text = render(m);
+    assert_int_equal((int)value_of(text, "notifd_planner_partitions_failed_total"), 2);
     free(text);
     metrics_free(m);
 }
