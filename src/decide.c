@@ -82,6 +82,7 @@ typedef struct decide_ctx {
     char *capped_body;              /* the answer if the cap stops the send */
     size_t capped_len;
     decision_reason_t reason;       /* of `body` */
+    int chosen;                     /* the message `body` sends, -1 none */
 } decide_ctx_t;
 
 static overlay_table_t *overlay_table(app_t *app)
@@ -290,6 +291,8 @@ static void answer_degraded(decide_ctx_t *d)
 /* ------------------------------------------------------------------ */
 /* Record                                                             */
 
+static void decide_and_record(decide_ctx_t *d);
+
 static void on_record(redisReply *reply, void *privdata)
 {
     decide_ctx_t *d = privdata;
@@ -308,6 +311,17 @@ static void on_record(redisReply *reply, void *privdata)
         reply->element[1]->type == REDIS_REPLY_STRING) {
         /* Another request recorded this opportunity first: its answer wins. */
         finish_duplicate(d, reply->element[1]->str, reply->element[1]->len);
+        return;
+    }
+    if (strcmp(outcome, "sent_already") == 0 && d->chosen >= 0) {
+        /* Another instance sent this message to the member since the read:
+         * decide again without it. Nothing was recorded; each round takes
+         * one more candidate out, so this ends. */
+        d->r.last_sent[d->chosen] = (double)d->r.ts;
+        free(d->body);
+        free(d->capped_body);
+        d->body = d->capped_body = NULL;
+        decide_and_record(d);
         return;
     }
     if (strcmp(outcome, "cap") == 0 && d->capped_body != NULL)
@@ -560,6 +574,7 @@ static void decide_and_record(decide_ctx_t *d)
 
     const plan_t *shown = th_mode ? NULL : &plan;
     d->reason = dec.reason;
+    d->chosen = dec.send ? dec.chosen : -1;
     d->body = body_text(d, &dec, dec.reason, dec.send, shown, false, &d->body_len);
     /* Only a send can be stopped by the cap inside the record script. */
     if (dec.send)

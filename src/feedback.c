@@ -161,9 +161,18 @@ void op_feedback(request_t *req)
     }
 }
 
+/* A plan read: the request and the ts its validity is judged at. */
+typedef struct plan_read {
+    request_t *req;
+    int64_t ts;
+} plan_read_t;
+
 static void on_plan_read(redisReply *reply, void *privdata)
 {
-    request_t *req = privdata;
+    plan_read_t *pr = privdata;
+    request_t *req = pr->req;
+    const int64_t ts = pr->ts;
+    free(pr);
     const config_t *cfg = req->cfg;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         request_reply_error(req, PROTO_UNAVAILABLE, "the feature store is unavailable");
@@ -183,9 +192,8 @@ static void on_plan_read(redisReply *reply, void *privdata)
     for (int c = 0; c < cfg->n_channels; c++)
         names[c] = cfg->channels[c];
     plan_t plan;
-    int64_t now = (int64_t)time(NULL);
     bool stored = plan_parse_hash(&plan, names, cfg->n_channels, f, fl, v, vl, n) &&
-                  plan_in_force(&plan, now);
+                  plan_in_force(&plan, ts);
     if (!stored)
         plan_make_default(&plan, cfg->policy.slow.default_mask, cfg->policy.slow.default_per_week);
     json_t *pj = decide_plan_json(cfg, &plan);
@@ -207,11 +215,25 @@ void op_plan(request_t *req)
         request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
         return;
     }
+    /* Like every other op, the plan in force as of the request's ts. */
+    int64_t ts;
+    if (!ops_get_ts(req->root, req->cfg, &ts, &why)) {
+        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
+        return;
+    }
+    plan_read_t *pr = malloc(sizeof *pr);
+    if (pr == NULL) {
+        request_reply_error(req, PROTO_INTERNAL, "out of memory");
+        return;
+    }
+    *pr = (plan_read_t){.req = req, .ts = ts};
     char key[KEY_MAX];
     size_t kl = key_member(key, req->cfg->redis.prefix, "plan", json_string_value(member),
                            json_string_length(member), "", 0);
     const char *argv[] = {"HGETALL", key};
     size_t lens[] = {7, kl};
-    if (store_command(req->app->store, on_plan_read, req, 2, argv, lens) != 0)
+    if (store_command(req->app->store, on_plan_read, pr, 2, argv, lens) != 0) {
+        free(pr);
         request_reply_error(req, PROTO_UNAVAILABLE, "the feature store is unavailable");
+    }
 }

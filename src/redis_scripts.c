@@ -115,8 +115,10 @@
  *       (the EWMA, the recent-scores list, the first week: values notifd
  *       computed from what it read).
  * Returns {'dup', stored response} when the opportunity was decided before
- * (nothing else is touched), else {'cap'} (a cap stopped the send) or
- * {'sent'}. Decisions not to send go through decide_skip below.
+ * (nothing else is touched); {'sent_already'} when the message was sent to
+ * the member within the dedup window since notifd read the sent set
+ * (nothing is touched: notifd decides again without it); else {'cap'} (a
+ * cap stopped the send) or {'sent'}. Decisions not to send go through decide_skip below.
  *
  * Redis charges a script per redis.call (~8,700 instructions each), per
  * argument (~1,100) and per number converted (tonumber is strtod, a number
@@ -133,6 +135,16 @@
  */
 const char redis_script_decide_record[] =
     "local ts = tonumber(ARGV[1])\n"
+    /* Dedup, re-checked here: another instance may have sent this message
+     * to the member since notifd read the sent set. A retry of this very
+     * opportunity gets its stored answer first (it sent the message). */
+    "local window = tonumber(ARGV[7])\n"
+    "if window > 0 then\n"
+    "  local prev = redis.call('GET', KEYS[1])\n"
+    "  if prev then return {'dup', prev} end\n"
+    "  local last = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '')\n"
+    "  if last and last > ts - window then return {'sent_already'} end\n"
+    "end\n"
     "local sentf, oppf, sendsf = ARGV[2], ARGV[3], ARGV[13]\n"
     "local wk = redis.call('HMGET', KEYS[2], sentf, sendsf ~= '' and sendsf or sentf,\n"
     "                      oppf ~= '' and oppf or sentf)\n"
@@ -175,7 +187,6 @@ const char redis_script_decide_record[] =
     "end\n"
     "if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end\n"
     "if outcome == 'sent' then\n"
-    "  local window = tonumber(ARGV[7])\n"
     "  if window > 0 then\n"
     "    redis.call('ZADD', KEYS[3], ARGV[1], ARGV[5])\n"
     "    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ts - window))\n"

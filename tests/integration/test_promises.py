@@ -1,0 +1,89 @@
+"""Promises a producer relies on, each against the real binary and a real
+Redis: the plan op judged as of its ts, dedup held across instances, ..."""
+import calendar
+import threading
+import unittest
+
+from harness import PLAIN_COIN, Client, Notifd, NotifdTestCase
+
+MONDAY = calendar.timegm((2026, 11, 23, 0, 0, 0))
+DAY = 86400
+
+
+class PlanOpTsTest(NotifdTestCase):
+    def test_the_plan_op_judges_validity_as_of_its_ts(self):
+        self.redis.command("HSET", "t:plan:{m1}", "version", 4, "action", 7,
+                           "computed_at", MONDAY, "valid_until", MONDAY + 7 * DAY,
+                           "source", "planner", "push_per_week", 3, "email_per_week", 1)
+        c = self.client()
+        inside = c.request({"op": "plan", "member": "m1", "ts": MONDAY + 6 * DAY})
+        self.assertTrue(inside["ok"], inside)
+        self.assertEqual(inside["plan"]["source"], "planner")
+        self.assertEqual(inside["plan"]["per_week"]["push"], 3)
+        after = c.request({"op": "plan", "member": "m1", "ts": MONDAY + 7 * DAY})
+        self.assertEqual(after["plan"]["source"], "default", after)
+        # What a decide at that ts would use, too.
+        d = c.request({"op": "decide", "member": "m1", "channel": "push", "opportunity": "o1",
+                       "ts": MONDAY + 7 * DAY, "candidates": [{"id": "a", "score": 0.5}]})
+        self.assertEqual(d["plan"]["source"], "default", d)
+        bad = c.request({"op": "plan", "member": "m1", "ts": "soon"})
+        self.assertEqual(bad["error"]["code"], "bad_request", bad)
+
+
+class DedupAcrossInstancesTest(NotifdTestCase):
+    # p = 1 (the plain coin, a tiny opportunity prior) and a cap far away:
+    # only dedup can stop a send. A long command timeout lets Redis hold the
+    # records back for a moment.
+    overrides = {"fast": {**PLAIN_COIN, "prior_opportunities_per_week": 0.5},
+                 "slow": {"default_plan": {"push": 20}}, "redis": {"timeout_ms": 5000}}
+
+    def test_two_instances_deciding_at_once_never_send_a_message_twice(self):
+        other = Notifd(self.redis.port, self.overrides)
+        self.addCleanup(other.close)
+        other.start()
+        members = ["d%02d" % i for i in range(30)]
+        replies = {}
+
+        def burst(k, port):
+            c = Client(port)
+            replies[k] = c.pipeline([
+                {"op": "decide", "id": m, "member": m, "channel": "push",
+                 "opportunity": "%s-%d" % (m, k), "ts": MONDAY + 9 * 3600,
+                 "candidates": [{"id": "promo", "score": 0.9}]} for m in members])
+            c.close()
+
+        # Both instances read every member's sent set before either records.
+        self.redis.command("CLIENT", "PAUSE", "400", "WRITE")
+        threads = [threading.Thread(target=burst, args=(k, port))
+                   for k, port in enumerate([self.notifd.port, other.port])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, m in enumerate(members):
+            a, b = replies[0][i], replies[1][i]
+            self.assertTrue(a["ok"] and b["ok"], (a, b))
+            self.assertEqual(sorted([a["send"], b["send"]]), [False, True], (m, a, b))
+            loser = b if a["send"] else a
+            self.assertEqual(loser["reason"], "all_filtered", loser)
+            self.assertEqual(int(float(self.redis.command("HGET", "t:week:{%s}" % m,
+                                                          "push:%d:sent" % week(MONDAY)))), 1)
+        # A retry of the opportunity that sent gets its answer back.
+        m = members[0]
+        k = 0 if replies[0][0]["send"] else 1
+        c = Client([self.notifd.port, other.port][k])
+        self.addCleanup(c.close)
+        again = c.request(
+            {"op": "decide", "member": m, "channel": "push", "opportunity": "%s-%d" % (m, k),
+             "ts": MONDAY + 9 * 3600, "candidates": [{"id": "promo", "score": 0.9}]})
+        self.assertTrue(again["send"], again)
+        self.assertTrue(again.get("duplicate"), again)
+
+
+def week(ts):
+    """The ISO week index notifd gives ts in UTC (weeks since 1970-01-05)."""
+    return (ts - 4 * DAY) // (7 * DAY)
+
+
+if __name__ == "__main__":
+    unittest.main()
