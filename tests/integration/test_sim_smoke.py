@@ -50,8 +50,9 @@ class SimSmoke(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        # The build always makes notifd-sim: missing is a failure, not a skip.
         if not os.path.exists(SIM_BIN):
-            raise unittest.SkipTest("notifd-sim is not built (%s)" % SIM_BIN)
+            raise AssertionError("notifd-sim is not built (%s)" % SIM_BIN)
         cls.first = run_sim(*cls.ARGS)
         cls.second = run_sim(*cls.ARGS)
 
@@ -95,10 +96,13 @@ class SimSmoke(unittest.TestCase):
         _, _, rows = self.first
         for r in rows:
             where = (r["run"], r["cohort"])
-            self.assertGreaterEqual(float(r["optout_rate"]), 0.0, where)
+            # (Counts cannot be negative: checking that they are not would
+            # check nothing. The overall rows must show activity instead.)
             self.assertLessEqual(float(r["optout_rate"]), 1.0, where)
             sends = float(r["sends_pmw"])
-            self.assertGreaterEqual(sends, 0.0, where)
+            if r["cohort"] == "overall":
+                for k in ("opportunities_pmw", "sends_pmw", "opens_pmw", "visits_pmw"):
+                    self.assertGreater(float(r[k]), 0.0, (where, k))
             # A send needs an opportunity; per-channel sends add up.
             self.assertLessEqual(sends, float(r["opportunities_pmw"]) + 1e-9, where)
             per_ch = sum(float(r["sends_%s_pmw" % ch]) for ch in WEEKLY_CAP)
@@ -113,8 +117,6 @@ class SimSmoke(unittest.TestCase):
                     self.assertEqual(int(r["over_cap_%s" % ch]), 0, where)
                     self.assertLessEqual(int(r["max_week_%s" % ch]), cap, where)
                     self.assertLessEqual(int(r["max_7d_%s" % ch]), cap, where)
-            for k in ("opens_pmw", "clicks_pmw", "visits_pmw", "dismisses_pmw"):
-                self.assertGreaterEqual(float(r[k]), 0.0, where)
             self.assertLessEqual(float(r["clicks_pmw"]), float(r["opens_pmw"]) + 0.05, where)
             self.assertLessEqual(float(r["visits_after_open_pmw"]),
                                  float(r["visits_pmw"]) + 1e-9, where)
