@@ -5,6 +5,9 @@ notifd_packages=(
   libuv1-dev libhiredis-dev libjansson-dev libcurl4-openssl-dev libcmocka-dev
   libsystemd-dev libmicrohttpd-dev redis-server redis-tools
 )
+# What only the tests need: systemd-analyze (package systemd) checks the unit
+# (tests/integration/test_systemd_*.py fail without it).
+notifd_test_packages=(systemd)
 
 ensure_packages() {
   local missing=() p

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-ensure_packages "${notifd_packages[@]}"
+ensure_packages "${notifd_packages[@]}" "${notifd_test_packages[@]}"
 
 jobs=$(nproc 2>/dev/null || echo 2)
 

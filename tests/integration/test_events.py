@@ -20,12 +20,11 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import ROOT, EventSink, Notifd, Redis, wait_for
+from harness import EventSink, Notifd, Redis, wait_for
 
 DECISION_FIELDS = {"event_id", "type", "ts", "member", "channel", "opportunity", "send",
                    "message", "reason", "p_send", "propensity", "plan", "arm", "mode",
@@ -45,11 +44,6 @@ def decide(member, opportunity, ts=None):
     if ts is not None:
         r["ts"] = ts
     return r
-
-
-def publishes_events():
-    """True once the decide path calls the event sink (wired by the lead)."""
-    return subprocess.call(["grep", "-q", "events_publish", os.path.join(ROOT, "src", "decide.c")]) == 0
 
 
 def segments(spool_dir):
@@ -101,13 +95,8 @@ class EventsTestCase(unittest.TestCase):
             c.close()
 
     def require_events(self, timeout=3.0):
-        """Skips (with the reason) when the decide path does not publish yet."""
-        try:
-            wait_for(lambda: self.sink.events(), timeout=timeout, what="a first event")
-        except AssertionError:
-            if not publishes_events():
-                self.skipTest("src/decide.c does not call events_publish yet")
-            raise
+        """Fails when no event arrives: the decide path must publish."""
+        wait_for(lambda: self.sink.events(), timeout=timeout, what="a first event")
 
     def by_opportunity(self, events):
         out = {}
@@ -197,8 +186,6 @@ class DeliveryTest(EventsTestCase):
         reqs = [decide("m%d" % i, "e%d" % i) for i in range(30)]
         self.pipeline(reqs)
         wait_for(lambda: len(self.sink.requests()) >= 3, what="retried requests")
-        if not self.sink.requests()[0]["lines"] and not publishes_events():
-            self.skipTest("src/decide.c does not call events_publish yet")
         self.assertEqual(self.sink.events(), [], "a 503 must not count as delivered")
         self.sink.set(status=200)
         self.wait_all_arrived([r["opportunity"] for r in reqs])
@@ -238,8 +225,6 @@ class StopWhileDownTest(EventsTestCase):
     def test_sigterm_with_endpoint_dead_spools_and_next_start_replays(self):
         reqs = [decide("m%d" % (i % 40), "s%d" % i) for i in range(120)]
         self.pipeline(reqs)
-        if not publishes_events():
-            self.skipTest("src/decide.c does not call events_publish yet")
         self.notifd.signal(signal.SIGTERM)
         self.assertEqual(self.notifd.wait(), 0)
         on_disk = spooled_events(self.spool_dir)
@@ -305,12 +290,7 @@ class DeadLetterTest(EventsTestCase):
         rejected = [decide("m%d" % i, "r%d" % i) for i in range(10)]
         self.pipeline(rejected)
         dead = os.path.join(self.spool_dir, "dead-letter.ndjson")
-        try:
-            wait_for(lambda: os.path.exists(dead), timeout=5, what="the dead-letter file")
-        except AssertionError:
-            if not publishes_events():
-                self.skipTest("src/decide.c does not call events_publish yet")
-            raise
+        wait_for(lambda: os.path.exists(dead), timeout=5, what="the dead-letter file")
 
         def dead_opps():
             with open(dead, "rb") as f:
@@ -343,8 +323,6 @@ class SpoolLimitTest(EventsTestCase):
         for i in range(0, 200, 10):
             self.pipeline(reqs[i:i + 10])
             time.sleep(0.02)
-        if not publishes_events():
-            self.skipTest("src/decide.c does not call events_publish yet")
         wait_for(lambda: self.metric("notifd_events_dropped_total") > 0, what="drops")
         self.assertIn("EVENT SPOOL FULL", self.notifd.log_text())
         on_disk = sum(os.path.getsize(p) for p in segments(self.spool_dir))

@@ -90,18 +90,14 @@ class AgainstNotifdTest(NotifdTestCase):
         req = {"member": "ctl-1", "channel": "push", "opportunity": "o-1",
                "candidates": [{"id": "a", "score": 0.4}]}
         r = self.ctl("decide", "--ts", "1700000000", stdin=json.dumps(req))
-        if r.returncode == 1 and "unknown_op" in r.stderr:
-            self.assertIn('does not implement op "decide"', r.stderr)
-            return
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(any(l.startswith("reason: ") for l in r.stdout.splitlines()), r.stdout)
 
     def test_server_errors_exit_1_with_code_and_message(self):
-        # A decide without its fields is a bad_request whether or not decide
-        # is implemented yet (then it is unknown_op): either way ok:false.
+        # A decide without its fields is a bad_request.
         r = self.ctl("decide", stdin="{}")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertRegex(r.stderr, r"notifctl: decide failed: (bad_request|unknown_op): \S")
+        self.assertRegex(r.stderr, r"notifctl: decide failed: bad_request: \S")
 
     def test_bad_stdin_for_decide_is_usage(self):
         self.assertEqual(self.ctl("decide", stdin="not json").returncode, 2)

@@ -1,8 +1,10 @@
 """config/notifd.service and notifd's side of the systemd contract.
 
 - The unit is checked by `systemd-analyze verify` and `systemd-analyze
-  security --offline=yes` (exposure 2.0 or lower) when systemd-analyze is
-  installed; those tests skip otherwise.
+  security --offline=yes` (exposure 2.0 or lower). systemd-analyze is
+  required (scripts/test.sh installs the `systemd` package): without it
+  these tests fail, they do not skip.
+- test_systemd_nice.py checks that the unit lets planner.nice work.
 - The notify protocol is checked without systemd: notifd runs with
   NOTIFY_SOCKET pointing at a datagram socket this test reads, so READY=1,
   RELOADING=1 ... READY=1, STOPPING=1 and WATCHDOG=1 are seen as systemd
@@ -65,8 +67,11 @@ class UnitContentTest(unittest.TestCase):
         self.assertIn("@system-service", s["SystemCallFilter"])
 
 
-@unittest.skipUnless(ANALYZE, "systemd-analyze is not installed")
 class SystemdAnalyzeTest(unittest.TestCase):
+    def setUp(self):
+        self.assertIsNotNone(ANALYZE, "systemd-analyze is not installed (package systemd; "
+                             "scripts/test.sh installs it)")
+
     def test_verify_is_clean(self):
         # verify insists that ExecStart's binary exists: check a copy that
         # names the binary under test (the unit itself names /usr/bin).

@@ -34,6 +34,16 @@ static void phases_are_stable_and_spread(void **state)
         assert_in_range(buckets[b], 850, 1150);
 }
 
+/* Golden phases, computed once: a member's phase must be the same in the
+ * next release, or every plan's valid_until and every partition pass moves
+ * (the loop above only compares one build with itself). */
+static void phases_match_golden_values(void **state)
+{
+    (void)state;
+    assert_true(cadence_phase("m00000000", 9) == 0x1.c6abc1f9bafe2p-1); /* exact hex floats */
+    assert_true(cadence_phase("member-1", 8) == 0x1.c0ad6d1c3b488p-3);
+}
+
 static void next_is_strictly_after_and_at_the_phase(void **state)
 {
     (void)state;
@@ -184,6 +194,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(phases_are_stable_and_spread),
+        cmocka_unit_test(phases_match_golden_values),
         cmocka_unit_test(next_is_strictly_after_and_at_the_phase),
         cmocka_unit_test(a_plan_lasts_until_the_phase_after_half_an_interval_plus_grace),
         cmocka_unit_test(recent_plans_in_force_are_kept),

@@ -48,6 +48,25 @@ static void test_assignment_is_stable_and_depends_on_the_salt(void **state)
     assert_in_range(moved, 400, 600); /* another salt reshuffles about half */
 }
 
+/* Golden assignments, computed once: a member's arm must survive an
+ * upgrade, or a running experiment's arms get reshuffled mid-flight (the
+ * test above compares one build with itself, which cannot see that). */
+static void test_assignment_matches_golden_values(void **state)
+{
+    (void)state;
+    assert_true(experiments_position("s1", "m1", 2) == 0x1.0687305cce80ap-1); /* exact */
+    const double shares[] = {0.25, 0.10, 0.40};
+    /* Arms of m0..m39 under salt "s1"; -1 is control. */
+    static const int golden[40] = {2, 2, 1, 2, -1, 0, 2, 0, -1, 1, 0, 0, -1, 2, 2, 2, 0, 2, 0, 2,
+                                   -1, -1, 2, -1, 0, 2, 0, -1, 0, 1, 2, 2, 1, 2, 2, -1, 2, -1, -1,
+                                   2};
+    char id[32];
+    for (int i = 0; i < 40; i++) {
+        int n = snprintf(id, sizeof id, "m%d", i);
+        assert_int_equal(experiments_assign("s1", shares, 3, id, (size_t)n), golden[i]);
+    }
+}
+
 static void test_layers_with_different_salts_are_independent(void **state)
 {
     /* P(fast arm | slow arm) must equal P(fast arm): cross-tabulate. */
@@ -200,6 +219,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shares_hold_within_two_percent_over_100k_members),
         cmocka_unit_test(test_assignment_is_stable_and_depends_on_the_salt),
+        cmocka_unit_test(test_assignment_matches_golden_values),
         cmocka_unit_test(test_layers_with_different_salts_are_independent),
         cmocka_unit_test(test_arm_overrides_apply_to_their_layer_only),
         cmocka_unit_test(test_invalid_arms_are_reported_with_paths),

@@ -331,6 +331,16 @@ static void test_week_draw_is_stable_and_varies_by_week(void **state)
     assert_close(sum / 4000, 0.5, 0.02);
 }
 
+/* Golden draws, computed once: the week's draw rounds a fractional plan
+ * up or down, and must not move between releases (the test above only
+ * compares one build with itself). */
+static void test_week_draw_matches_golden_values(void **state)
+{
+    (void)state;
+    assert_true(pacing_week_draw(1, "member", 6, "push", 4, 2968) == 0x1.a27560575a859p-1);
+    assert_true(pacing_week_draw(99, "alice", 5, "email", 5, 2969) == 0x1.6cf7ddfa6fe36p-2);
+}
+
 static void test_weekly_cap_rounds_up_without_float_noise(void **state)
 {
     (void)state;
@@ -670,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_budget_rounds_fractional_plan_by_week_draw),
         cmocka_unit_test(test_fractional_plan_delivers_its_mean_over_many_weeks),
         cmocka_unit_test(test_week_draw_is_stable_and_varies_by_week),
+        cmocka_unit_test(test_week_draw_matches_golden_values),
         cmocka_unit_test(test_weekly_cap_rounds_up_without_float_noise),
         cmocka_unit_test(test_ewma_takes_first_week_then_blends),
         cmocka_unit_test(test_ewma_converges_to_a_steady_rate),

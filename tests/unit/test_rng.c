@@ -77,6 +77,25 @@ static void test_retried_decision_replays_same_draws(void **state)
         assert_true(rng_next_unit(&a) == rng_next_unit(&b));
 }
 
+/* Golden values, computed once and written down: the streams must not
+ * change between releases (a retried opportunity after an upgrade must
+ * replay the same coin), which comparing two streams of one build cannot
+ * see. A failure here means every decision's draws moved. */
+static void test_streams_match_golden_values(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 12345);
+    assert_true(rng_next_u64(&r) == 0xbe6a36374160d49bULL);
+    assert_true(rng_next_u64(&r) == 0x214aaa0637a688c6ULL);
+    assert_true(rng_next_u64(&r) == 0xf69d16de9954d388ULL);
+    rng_seed(&r, 0);
+    assert_true(rng_next_u64(&r) == 0x99ec5f36cb75f2b4ULL);
+    rng_seed_decision(&r, 7, "member-1", 8, "opp-42", 6);
+    assert_true(rng_next_u64(&r) == 0xbdb36e5505539ee6ULL);
+    assert_true(rng_next_unit(&r) == 0x1.109b88e4100a4p-1); /* exact hex float */
+}
+
 static void test_decision_seed_depends_on_every_input(void **state)
 {
     (void)state;
@@ -150,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_different_seeds_give_different_streams),
         cmocka_unit_test(test_seed_zero_is_not_stuck),
         cmocka_unit_test(test_retried_decision_replays_same_draws),
+        cmocka_unit_test(test_streams_match_golden_values),
         cmocka_unit_test(test_decision_seed_depends_on_every_input),
         cmocka_unit_test(test_decision_seed_keeps_field_boundaries),
         cmocka_unit_test(test_decision_seed_accepts_empty_null_fields),

@@ -98,6 +98,12 @@ typedef struct sim_counts {
     bool opted_out;                           /* of any channel */
     double plan_sum[SIM_MAX_CHANNELS];        /* planned per_week seen in decide replies */
     uint32_t plan_n[SIM_MAX_CHANNELS];
+    /* The hard cap, one member at a time (cohort means cannot see one
+     * member's breach): the most sends in one calendar week (member-local)
+     * and in any 7 days, and the sends that went past the cap of the plan
+     * in force (sim_run_params_t.cap_factor). */
+    uint32_t max_week[SIM_MAX_CHANNELS], max_7d[SIM_MAX_CHANNELS];
+    uint32_t over_cap[SIM_MAX_CHANNELS];
 } sim_counts_t;
 
 typedef struct sim_member {
@@ -133,6 +139,7 @@ typedef struct sim_member {
     int32_t cand_item[SIM_MAX_CANDIDATES];
     double cand_p[SIM_MAX_CANDIDATES];
     int reply_item;          /* -1: no send; -2: no reply (error) */
+    double reply_plan;       /* the reply's plan per_week for the channel, -1: none */
     int reply_reason;
     sim_counts_t counts;
 } sim_member_t;
@@ -213,6 +220,10 @@ typedef struct sim_run_params {
     const char *dump_path;   /* see sim_dump_members() */
     int dump_every;
     int redis_port;
+    /* The run's fast.cap_factor and fast.rolling_cap, to check each send
+     * against the cap of the plan in force (cap_factor 0: no check). */
+    double cap_factor;
+    bool rolling_cap;
 } sim_run_params_t;
 
 /* Aggregates of one cohort (index SIM_MAX_COHORTS = everyone). */
@@ -222,6 +233,8 @@ typedef struct sim_cohort_result {
     double opportunities, sends, sends_ch[SIM_MAX_CHANNELS];
     double opens, clicks, dismisses, visits, visits_caused, unsubs, opted_out;
     double plan_sum[SIM_MAX_CHANNELS], plan_n[SIM_MAX_CHANNELS]; /* hierarchical only */
+    /* Of any one member (sim_counts_t): maxima, and the sum of over_cap. */
+    double max_week[SIM_MAX_CHANNELS], max_7d[SIM_MAX_CHANNELS], over_cap[SIM_MAX_CHANNELS];
 } sim_cohort_result_t;
 
 typedef struct sim_result {

@@ -29,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "notifd/calendar.h"
+#include "notifd/decision.h"
 #include "sim.h"
 
 typedef struct driver {
@@ -181,6 +183,7 @@ static void send_decide(driver_t *d, sim_member_t *m, const sim_event_t *ev)
     m->decide_pending = true;
     m->decide = *ev;
     m->reply_item = -2;
+    m->reply_plan = -1.0;
     d->decides++;
 }
 
@@ -300,6 +303,7 @@ static void on_reply(void *arg, uint32_t tag, const char *line, size_t len)
     /* The plan in force (hierarchical mode): what the slow policy chose. */
     json_t *pw = json_object_get(json_object_get(r, "plan"), "per_week");
     json_t *planned = json_object_get(pw, channel_name(d, m->decide.channel));
+    m->reply_plan = json_is_number(planned) ? json_number_value(planned) : -1.0;
     if (json_is_number(planned) && measured(d, m->decide.ts)) {
         m->counts.plan_sum[m->decide.channel] += json_number_value(planned);
         m->counts.plan_n[m->decide.channel]++;
@@ -320,6 +324,39 @@ static int recent_volume(const sim_member_t *m, int c, int64_t t)
     for (int i = 0; i < SIM_RING; i++)
         v += m->delivered[c][i] > 0 && m->delivered[c][i] > t - SIM_WEEK;
     return v;
+}
+
+/* After a send at t (already in the ring): the member's sends on c in its
+ * calendar week and in the 7 days up to t, against the cap of the plan the
+ * reply named. notifd must never let either past the cap (the 7 days only
+ * with fast.rolling_cap, and for caps it keeps enough send times for). */
+/* The hard cap as README.md states it, ceil(per_week x cap_factor), with the
+ * same allowance for float noise; written out here, not taken from notifd's
+ * pacing_weekly_cap(), so a change there cannot move the check with it. */
+static uint32_t stated_cap(double per_week, double cap_factor)
+{
+    const double x = per_week * cap_factor;
+    return x > 0.0 ? (uint32_t)ceil(x - 1e-9 * fmax(1.0, x)) : 0;
+}
+
+static void note_cap(const driver_t *d, sim_member_t *m, int c, int64_t t)
+{
+    const int64_t week = calendar_week_index(t, m->tz_offset_min);
+    uint32_t in_week = 0, in_7d = (uint32_t)recent_volume(m, c, t);
+    for (int i = 0; i < SIM_RING; i++)
+        in_week += m->delivered[c][i] > 0 &&
+                   calendar_week_index(m->delivered[c][i], m->tz_offset_min) == week;
+    sim_counts_t *n = &m->counts;
+    if (in_week > n->max_week[c])
+        n->max_week[c] = in_week;
+    if (in_7d > n->max_7d[c])
+        n->max_7d[c] = in_7d;
+    if (m->reply_plan < 0.0 || !(d->rp->cap_factor > 0.0))
+        return;
+    const uint32_t cap = stated_cap(m->reply_plan, d->rp->cap_factor);
+    const bool rolling = d->rp->rolling_cap && cap <= DECISION_MAX_RECENT_SENDS;
+    if (in_week > cap || (rolling && in_7d > cap))
+        n->over_cap[c]++;
 }
 
 /* What the member does with the decide's outcome: the hidden truth. */
@@ -344,6 +381,8 @@ static void member_react(driver_t *d, sim_member_t *m)
     m->fatigue_ts = t;
     m->delivered[c][m->delivered_head[c]] = t;
     m->delivered_head[c] = (uint8_t)((m->delivered_head[c] + 1) % SIM_RING);
+    if (meas)
+        note_cap(d, m, c, t);
     double tired = 1.0 - exp(-m->phi * m->fatigue);
 
     /* A fixed number of draws in a fixed order, from the opportunity's own
@@ -445,6 +484,9 @@ static void aggregate(const driver_t *d, sim_result_t *out)
                 r->sends_ch[c] += n->sends[c];
                 r->plan_sum[c] += n->plan_sum[c];
                 r->plan_n[c] += n->plan_n[c];
+                r->max_week[c] = fmax(r->max_week[c], n->max_week[c]);
+                r->max_7d[c] = fmax(r->max_7d[c], n->max_7d[c]);
+                r->over_cap[c] += n->over_cap[c];
             }
             r->opens += n->opens;
             r->clicks += n->clicks;

@@ -105,6 +105,9 @@ int sim_report_csv(const char *path, const sim_result_t *runs, int n, char *err,
                "optout_rate,unsubs_per_member");
     for (int c = 0; n > 0 && c < runs[0].n_channels; c++)
         fprintf(f, ",plan_%s_mean", runs[0].channel[c]);
+    for (int c = 0; n > 0 && c < runs[0].n_channels; c++)
+        fprintf(f, ",max_week_%s,max_7d_%s,over_cap_%s", runs[0].channel[c], runs[0].channel[c],
+                runs[0].channel[c]);
     fprintf(f, "\n");
     for (int i = 0; i < n; i++) {
         const sim_result_t *r = &runs[i];
@@ -130,6 +133,9 @@ int sim_report_csv(const char *path, const sim_result_t *runs, int n, char *err,
                 else
                     fprintf(f, ",");
             }
+            /* One member's worst week and 7 days, and sends past the cap. */
+            for (int ch = 0; ch < r->n_channels; ch++)
+                fprintf(f, ",%.0f,%.0f,%.0f", c->max_week[ch], c->max_7d[ch], c->over_cap[ch]);
             fprintf(f, "\n");
         }
     }
