@@ -224,6 +224,7 @@ typedef struct sim_run_params {
      * against the cap of the plan in force (cap_factor 0: no check). */
     double cap_factor;
     bool rolling_cap;
+    double rolling_cap_factor;      /* the 7-day cap: ceil(plan x this), >= the weekly cap */
 } sim_run_params_t;
 
 /* Aggregates of one cohort (index SIM_MAX_COHORTS = everyone). */

@@ -328,8 +328,10 @@ static int recent_volume(const sim_member_t *m, int c, int64_t t)
 
 /* After a send at t (already in the ring): the member's sends on c in its
  * calendar week and in the 7 days up to t, against the cap of the plan the
- * reply named. notifd must never let either past the cap (the 7 days only
- * with fast.rolling_cap, and for caps it keeps enough send times for). */
+ * reply named. notifd must never let the week past the cap, nor the 7 days
+ * past the 7-day cap (ceil(plan x rolling_cap_factor), at least the weekly
+ * one; only with fast.rolling_cap, and for caps it keeps enough send times
+ * for). */
 /* The hard cap as README.md states it, ceil(per_week x cap_factor), with the
  * same allowance for float noise; written out here, not taken from notifd's
  * pacing_weekly_cap(), so a change there cannot move the check with it. */
@@ -354,8 +356,11 @@ static void note_cap(const driver_t *d, sim_member_t *m, int c, int64_t t)
     if (m->reply_plan < 0.0 || !(d->rp->cap_factor > 0.0))
         return;
     const uint32_t cap = stated_cap(m->reply_plan, d->rp->cap_factor);
-    const bool rolling = d->rp->rolling_cap && cap <= DECISION_MAX_RECENT_SENDS;
-    if (in_week > cap || (rolling && in_7d > cap))
+    uint32_t cap_7d = stated_cap(m->reply_plan, d->rp->rolling_cap_factor);
+    if (cap_7d < cap)
+        cap_7d = cap;
+    const bool rolling = d->rp->rolling_cap && cap_7d <= DECISION_MAX_RECENT_SENDS;
+    if (in_week > cap || (rolling && in_7d > cap_7d))
         n->over_cap[c]++;
 }
 
