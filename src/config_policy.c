@@ -46,7 +46,7 @@ static const char *const channel_prior_keys[] = {
 static const char *const ranker_keys[] = {"bias", "score", "open_rate", "features", NULL};
 static const char *const threshold_keys[] = {"target_send_rate", "initial", NULL};
 static const char *const quiet_keys[] = {"start", "end", NULL};
-static const char *const features_keys[] = {"half_life_days", NULL};
+static const char *const features_keys[] = {"half_life_days", "event_id_ttl_s", NULL};
 static const char *const experiments_keys[] = {"slow", "fast", NULL};
 static const char *const layer_keys[] = {"salt", "arms", NULL};
 static const char *const arm_keys[] = {"name", "share", "set", NULL};
@@ -104,6 +104,9 @@ void policy_config_defaults(policy_config_t *pc)
     fast_defaults(&pc->fast);
     /* The slow defaults depend on the channel list; see slow_defaults(). */
     pc->half_life_s = 28.0 * 86400.0;
+    /* Two days, as decisions' idempotency: a producer's retries of one
+     * event come within minutes, a replay of a spool within a day. */
+    pc->event_id_ttl_s = 2 * 86400;
 }
 
 static void slow_defaults(slow_config_t *s, const config_t *cfg)
@@ -765,6 +768,9 @@ void policy_config_parse(config_errors_t *errs, json_t *root, const config_t *cf
         double days = pc->half_life_s / 86400.0;
         if (config_get_double(errs, feat, "features", "half_life_days", 0.01, 3650.0, &days))
             pc->half_life_s = days * 86400.0;
+        long long ttl;
+        if (config_get_int(errs, feat, "features", "event_id_ttl_s", 60, 30LL * 86400, &ttl))
+            pc->event_id_ttl_s = ttl;
     }
     pc->attribution_window_s = pc->slow.priors.attribution_window_s;
     parse_experiments(errs, root, cfg, pc);

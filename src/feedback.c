@@ -25,6 +25,8 @@
 
 json_t *decide_plan_json(const config_t *cfg, const plan_t *plan);
 
+#define FEEDBACK_EVENT_ID_MAX 256
+
 static const char *const feedback_events[] = {
     "delivered", "open", "click", "dismiss", "unsubscribe", "resubscribe", "visit", NULL,
 };
@@ -66,6 +68,9 @@ static void on_feedback(redisReply *reply, void *privdata)
         }
         request_reply_error(req, PROTO_UNAVAILABLE,
                             "the feature store did not take the event; retry it");
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -1) {
+        /* A repeat of an event_id already recorded: counted once. */
+        request_reply_ok(req, json_pack("{s:b,s:b}", "recorded", 1, "duplicate", 1));
     } else {
         if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
             schedule_member(req->app, req->cfg, f->member, f->member_len, f->ts);
@@ -127,6 +132,23 @@ void op_feedback(request_t *req)
         snprintf(tz, sizeof tz, "%lld", (long long)json_integer_value(tzv));
     }
 
+    /* Optional: makes a producer's retries (and a replay) count once. */
+    json_t *eid = json_object_get(root, "event_id");
+    if (eid != NULL && !json_is_null(eid)) {
+        bool ok = json_is_string(eid) && json_string_length(eid) >= 1 &&
+                  json_string_length(eid) <= FEEDBACK_EVENT_ID_MAX;
+        for (size_t i = 0; ok && i < json_string_length(eid); i++)
+            ok = (unsigned char)json_string_value(eid)[i] >= 0x20;
+        if (!ok) {
+            request_reply_error(req, PROTO_BAD_REQUEST,
+                                "\"event_id\" must be a string of 1..256 bytes without control "
+                                "characters");
+            return;
+        }
+    } else {
+        eid = NULL;
+    }
+
     json_t *member = json_object_get(root, "member");
     feedback_ctx_t *f = calloc(1, sizeof *f);
     if (f == NULL || (f->member = malloc(json_string_length(member) + 1)) == NULL) {
@@ -140,20 +162,34 @@ void op_feedback(request_t *req)
     f->ts = ts;
     f->channel = channel;
 
-    char key[KEY_MAX], a_ts[24], a_hl[32], a_win[32], a_ttl[24];
+    char key[KEY_MAX], k_evt[KEY_MAX], a_ts[24], a_hl[32], a_win[32], a_ttl[24], a_evt[24];
     size_t kl = key_member(key, cfg->redis.prefix, "member", f->member, f->member_len, "", 0);
     snprintf(a_ts, sizeof a_ts, "%lld", (long long)ts);
     snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
     snprintf(a_win, sizeof a_win, "%.17g", cfg->policy.attribution_window_s);
     snprintf(a_ttl, sizeof a_ttl, "%lld", policy_member_ttl_s(cfg));
     const char *chname = channel >= 0 ? cfg->channels[channel] : "";
-    const char *argv[] = {key, a_ts, chname, event, a_hl, a_win, a_ttl, tz};
-    size_t lens[8];
-    for (int i = 0; i < 8; i++)
-        lens[i] = strlen(argv[i]);
-    lens[0] = kl;
-    if (store_eval(req->app->store, policy_state(req->app)->script_feedback, on_feedback, f, 1, 7,
-                   argv, lens) != 0) {
+    /* KEYS then ARGV; with an event_id its key goes second and its TTL last. */
+    const char *argv[10] = {key};
+    size_t lens[10] = {kl};
+    int nkeys = 1;
+    if (eid != NULL) {
+        char suffix[FEEDBACK_EVENT_ID_MAX + 2];
+        suffix[0] = ':';
+        memcpy(suffix + 1, json_string_value(eid), json_string_length(eid));
+        argv[1] = k_evt;
+        lens[1] = key_member(k_evt, cfg->redis.prefix, "evt", f->member, f->member_len, suffix,
+                             json_string_length(eid) + 1);
+        nkeys = 2;
+    }
+    snprintf(a_evt, sizeof a_evt, "%lld", (long long)cfg->policy.event_id_ttl_s);
+    const char *args[] = {a_ts, chname, event, a_hl, a_win, a_ttl, tz, a_evt};
+    for (int i = 0; i < 8; i++) {
+        argv[nkeys + i] = args[i];
+        lens[nkeys + i] = strlen(args[i]);
+    }
+    if (store_eval(req->app->store, policy_state(req->app)->script_feedback, on_feedback, f,
+                   nkeys, 8, argv, lens) != 0) {
         free(f->member);
         free(f);
         request_reply_error(req, PROTO_UNAVAILABLE,

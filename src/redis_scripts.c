@@ -256,9 +256,11 @@ const char redis_script_decide_skip[] =
 
 /*
  * feedback: records one member event into the feature hash.
- * KEYS: 1 member hash
+ * KEYS: 1 member hash, 2 (optional) the event id's key, P evt:{M}:<id>
  * ARGV: 1 ts, 2 channel ('' when none), 3 event, 4 half-life s,
- *       5 attribution window s, 6 member ttl s, 7 tz_offset_min ('' keep)
+ *       5 attribution window s, 6 member ttl s, 7 tz_offset_min ('' keep),
+ *       8 how long an event id is remembered, s (with KEYS[2])
+ * An event whose id was recorded within ARGV[8] changes nothing: -1.
  * A visit within the attribution window after the member's latest open (any
  * channel) counts as attributed (visit_attr), any other as organic
  * (visit_org): the estimator compares the two to find what messages add.
@@ -267,6 +269,9 @@ const char redis_script_decide_skip[] =
  */
 const char redis_script_feedback[] =
     LUA_DECAY
+    "if #KEYS > 1 and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then\n"
+    "  return -1\n"
+    "end\n"
     "local key = KEYS[1]\n"
     "local ts = tonumber(ARGV[1])\n"
     "local ch = ARGV[2]\n"

@@ -73,6 +73,7 @@ typedef struct policy_config {
     fast_config_t fast;           /* the base (control) fast layer */
     slow_config_t slow;           /* the base (control) slow layer */
     double half_life_s;           /* features.half_life_days */
+    int64_t event_id_ttl_s;       /* features.event_id_ttl_s: feedback event ids remembered */
     double attribution_window_s;  /* = slow.priors.attribution_window_s */
     experiment_layer_t fast_layer;
     experiment_layer_t slow_layer;

@@ -80,6 +80,34 @@ class DedupAcrossInstancesTest(NotifdTestCase):
         self.assertTrue(again.get("duplicate"), again)
 
 
+class FeedbackEventIdTest(NotifdTestCase):
+    def test_a_repeated_event_id_is_answered_duplicate_and_counted_once(self):
+        c = self.client()
+        ev = {"op": "feedback", "member": "f1", "channel": "push", "event": "open",
+              "ts": MONDAY + 3600, "event_id": "evt-1"}
+        first = c.request(ev)
+        self.assertEqual((first["ok"], first["recorded"], first.get("duplicate")),
+                         (True, True, None), first)
+        for _ in range(3):
+            again = c.request(ev)
+            self.assertEqual((again["recorded"], again.get("duplicate")), (True, True), again)
+        opens = lambda: float(self.redis.command("HGET", "t:member:{f1}", "push_open"))
+        self.assertAlmostEqual(opens(), 1.0, places=6)
+        # Another id, or none, counts.
+        r = c.request({**ev, "event_id": "evt-2"})
+        self.assertIsNone(r.get("duplicate"), r)
+        del ev["event_id"]
+        c.request(ev)
+        c.request(ev)
+        self.assertAlmostEqual(opens(), 4.0, places=6)
+        # The id is remembered for features.event_id_ttl_s (2 days).
+        ttl = self.redis.command("TTL", "t:evt:{f1}:evt-1")
+        self.assertTrue(2 * DAY - 60 <= ttl <= 2 * DAY, ttl)
+        for bad in ("", 7, "x" * 257, "a\nb"):
+            r = c.request({**ev, "event_id": bad})
+            self.assertEqual(r["error"]["code"], "bad_request", (bad, r))
+
+
 def week(ts):
     """The ISO week index notifd gives ts in UTC (weeks since 1970-01-05)."""
     return (ts - 4 * DAY) // (7 * DAY)
