@@ -27,7 +27,8 @@ static const char *const fast_keys[] = {
     "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
     "cap_factor", "rolling_cap", "rolling_cap_factor",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
-    "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", NULL,
+    "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms",
+    "unplanned_per_week", "unpaced_channels", NULL,
 };
 static const char *const slow_keys[] = {
     "default_plan", "actions", "message_cost", "weights", "priors", NULL,
@@ -96,6 +97,12 @@ static void fast_defaults(fast_config_t *f)
     f->threshold_target_send_rate = 0.1;
     f->threshold_initial = 0.5;
     f->plan_cache_ms = 0;
+    /* A channel no plan covers (in-app by default) gets at most one a day
+     * on average, paced and capped like a plan: no channel is unbounded
+     * unless fast.unpaced_channels says so. */
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)
+        f->unplanned_per_week[c] = 7.0;
+    f->unpaced_mask = 0;
 }
 
 void policy_config_defaults(policy_config_t *pc)
@@ -254,10 +261,56 @@ static void parse_ranker(config_errors_t *errs, json_t *fo, const char *path,
     }
 }
 
+/* fast.unplanned_per_week {channel: n} and fast.unpaced_channels [channel]. */
+static void parse_unplanned(config_errors_t *errs, json_t *fo, const char *path,
+                            const config_t *cfg, fast_config_t *f)
+{
+    char kp[160], ck[224];
+    json_t *o = config_get_object(errs, fo, path, "unplanned_per_week");
+    if (o != NULL) {
+        config_path_join(kp, sizeof kp, path, "unplanned_per_week");
+        const char *name;
+        json_t *v;
+        json_object_foreach(o, name, v) {
+            config_path_join(ck, sizeof ck, kp, name);
+            int c = config_channel_index(cfg, name, strlen(name));
+            double x;
+            if (c < 0)
+                config_errors_add(errs, ck, "is not a configured channel");
+            else if (!config_json_number(v, &x) || !(x >= 0) || x > ACTION_GRID_MAX_PER_WEEK)
+                config_errors_add(errs, ck, "must be a number of messages per week in [0, %g]",
+                                  ACTION_GRID_MAX_PER_WEEK);
+            else
+                f->unplanned_per_week[c] = x;
+        }
+    }
+    json_t *list = json_object_get(fo, "unpaced_channels");
+    if (list == NULL)
+        return;
+    config_path_join(kp, sizeof kp, path, "unpaced_channels");
+    if (!json_is_array(list)) {
+        config_errors_add(errs, kp, "must be a list of channel names");
+        return;
+    }
+    f->unpaced_mask = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        int c = json_is_string(v) ? config_channel_index(cfg, json_string_value(v),
+                                                         json_string_length(v))
+                                  : -1;
+        if (c < 0)
+            config_errors_add(errs, kp, "item %zu is not a configured channel", i);
+        else
+            f->unpaced_mask |= 1u << c;
+    }
+}
+
 static void parse_fast(config_errors_t *errs, json_t *fo, const char *path, const config_t *cfg,
                        fast_config_t *f)
 {
     config_check_known(errs, fo, path, fast_keys);
+    parse_unplanned(errs, fo, path, cfg, f);
     char kp[160];
     char s[32];
     if (config_get_string(errs, fo, path, "mode", s, sizeof s, false, false)) {

@@ -253,6 +253,15 @@ static void default_plan(const config_t *cfg, plan_t *plan)
     plan_make_default(plan, cfg->policy.slow.default_mask, cfg->policy.slow.default_per_week);
 }
 
+/* No channel goes unpaced by accident: what the plan leaves out is paced
+ * by the default plan, or fast.unplanned_per_week (plan_complete). */
+static void complete_plan(const config_t *cfg, const fast_config_t *fast, plan_t *plan)
+{
+    plan_complete(plan, (1u << cfg->n_channels) - 1u, cfg->policy.slow.default_mask,
+                  cfg->policy.slow.default_per_week, fast->unplanned_per_week,
+                  fast->unpaced_mask);
+}
+
 /* Redis is unavailable: answer now, per fast.on_store_error. */
 static void answer_degraded(decide_ctx_t *d)
 {
@@ -269,6 +278,7 @@ static void answer_degraded(decide_ctx_t *d)
     if (d->fast->on_store_error == STORE_ERROR_DEFAULT_PLAN && !threshold_mode(d)) {
         plan_t plan;
         default_plan(cfg, &plan);
+        complete_plan(cfg, d->fast, &plan);
         decision_input_t in = {
             .fast = d->fast, .seed = cfg->seed, .member = r->member, .member_len = r->member_len,
             .opportunity = r->opportunity, .opportunity_len = r->opportunity_len,
@@ -542,6 +552,8 @@ static void decide_and_record(decide_ctx_t *d)
     } else {
         plan = d->plan;
     }
+    if (!th_mode)
+        complete_plan(cfg, fast, &plan);
 
     threshold_state_t *th = NULL;
     if (th_mode) {

@@ -21,6 +21,16 @@ static void write_plan(json_writer_t *w, const config_t *cfg, const plan_t *plan
         }
     }
     jw_object_end(w);
+    if (plan->defaulted_mask != 0) {
+        /* Channels the plan left out, paced by the default plan or
+         * fast.unplanned_per_week. */
+        jw_key(w, "defaulted");
+        jw_array_begin(w);
+        for (int c = 0; c < cfg->n_channels; c++)
+            if (plan->defaulted_mask & (1u << c))
+                jw_cstring(w, cfg->channels[c]);
+        jw_array_end(w);
+    }
     jw_object_end(w);
 }
 

@@ -33,6 +33,8 @@ char *jw_take(json_writer_t *w, size_t *len);
 
 void jw_object_begin(json_writer_t *w);
 void jw_object_end(json_writer_t *w);
+void jw_array_begin(json_writer_t *w);
+void jw_array_end(json_writer_t *w);
 void jw_key(json_writer_t *w, const char *key);
 void jw_string(json_writer_t *w, const char *s, size_t len);
 void jw_cstring(json_writer_t *w, const char *s);

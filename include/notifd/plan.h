@@ -33,6 +33,15 @@ bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channe
  * passed, or it was computed more than PLAN_MAX_AHEAD_S after ts. */
 bool plan_in_force(const plan_t *plan, int64_t ts);
 
+/* Gives every channel of `channels` (a mask) that the plan leaves out a
+ * per-week value, so that no channel goes unpaced by accident: the default
+ * plan's (default_mask, default_per_week) where it has one, else
+ * unplanned_per_week[c]; channels in unpaced_mask stay out (best message
+ * whenever the guardrails allow). Marks what it filled in defaulted_mask. */
+void plan_complete(plan_t *plan, uint32_t channels, uint32_t default_mask,
+                   const double *default_per_week, const double *unplanned_per_week,
+                   uint32_t unpaced_mask);
+
 /* The default plan: per_week from config, source "default", version 0. */
 void plan_make_default(plan_t *out, uint32_t mask, const double *per_week);
 

@@ -50,6 +50,10 @@ typedef struct fast_config {
     double threshold_target_send_rate; /* threshold mode: share of opportunities */
     double threshold_initial;
     int plan_cache_ms;            /* 0: read the plan from Redis on every decide */
+    /* Channels outside the slow policy's grid are paced at this per-week
+     * value, capped like a plan, unless listed in unpaced_mask. */
+    double unplanned_per_week[NOTIFD_MAX_CHANNELS];
+    uint32_t unpaced_mask;        /* fast.unpaced_channels: best message whenever allowed */
 } fast_config_t;
 
 typedef struct slow_config {

@@ -31,6 +31,7 @@ typedef struct plan {
     char source[NOTIFD_SOURCE_MAX]; /* "planner", "default" or a writer's name */
     char arm[NOTIFD_ARM_NAME_MAX];  /* slow experiment arm, "" if none */
     uint32_t planned_mask;          /* bit c set: per_week[c] is planned */
+    uint32_t defaulted_mask;        /* ... by plan_complete(), not by the plan itself */
     double per_week[NOTIFD_MAX_CHANNELS];
 } plan_t;
 

@@ -69,7 +69,7 @@ static void begin_item(json_writer_t *w)
         w->has_items[w->depth - 1] = true;
 }
 
-void jw_object_begin(json_writer_t *w)
+static void open_container(json_writer_t *w, const char *bracket)
 {
     begin_item(w);
     if (w->depth >= JSON_WRITER_MAX_DEPTH) {
@@ -77,18 +77,23 @@ void jw_object_begin(json_writer_t *w)
         return;
     }
     w->has_items[w->depth++] = false;
-    put(w, "{", 1);
+    put(w, bracket, 1);
 }
 
-void jw_object_end(json_writer_t *w)
+static void close_container(json_writer_t *w, const char *bracket)
 {
     if (w->depth == 0 || w->after_key) {
         w->failed = true;
         return;
     }
     w->depth--;
-    put(w, "}", 1);
+    put(w, bracket, 1);
 }
+
+void jw_object_begin(json_writer_t *w) { open_container(w, "{"); }
+void jw_object_end(json_writer_t *w) { close_container(w, "}"); }
+void jw_array_begin(json_writer_t *w) { open_container(w, "["); }
+void jw_array_end(json_writer_t *w) { close_container(w, "]"); }
 
 /* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one:
  * overlong forms, surrogates and code points past U+10FFFF are invalid. */

@@ -85,6 +85,20 @@ bool plan_in_force(const plan_t *plan, int64_t ts)
     return plan->valid_until <= 0 || ts < plan->valid_until;
 }
 
+void plan_complete(plan_t *plan, uint32_t channels, uint32_t default_mask,
+                   const double *default_per_week, const double *unplanned_per_week,
+                   uint32_t unpaced_mask)
+{
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
+        const uint32_t bit = 1u << c;
+        if (!(channels & bit) || (plan->planned_mask & bit) || (unpaced_mask & bit))
+            continue;
+        plan->per_week[c] = (default_mask & bit) ? default_per_week[c] : unplanned_per_week[c];
+        plan->planned_mask |= bit;
+        plan->defaulted_mask |= bit;
+    }
+}
+
 void plan_make_default(plan_t *out, uint32_t mask, const double *per_week)
 {
     memset(out, 0, sizeof *out);

@@ -131,6 +131,38 @@ static void test_non_finite_real_is_null(void **state)
     free(ours);
 }
 
+static void test_arrays_nest_with_objects(void **state)
+{
+    (void)state;
+    json_writer_t w;
+    jw_init(&w);
+    jw_object_begin(&w);
+    jw_key(&w, "a");
+    jw_array_begin(&w);
+    jw_array_end(&w);
+    jw_key(&w, "b");
+    jw_array_begin(&w);
+    jw_cstring(&w, "x");
+    jw_cstring(&w, "y");
+    jw_array_end(&w);
+    jw_key(&w, "c");
+    jw_array_begin(&w);
+    jw_array_begin(&w);
+    jw_int(&w, 1);
+    jw_array_end(&w);
+    jw_object_begin(&w);
+    jw_object_end(&w);
+    jw_array_end(&w);
+    jw_object_end(&w);
+    char *ours = jw_take(&w, NULL);
+    assert_string_equal(ours, "{\"a\":[],\"b\":[\"x\",\"y\"],\"c\":[[1],{}]}");
+    free(ours);
+
+    jw_init(&w);
+    jw_array_end(&w); /* nothing open */
+    assert_null(jw_take(&w, NULL));
+}
+
 static void test_misuse_fails_instead_of_writing_bad_json(void **state)
 {
     (void)state;
@@ -163,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8_becomes_replacement_character),
         cmocka_unit_test(test_non_finite_real_is_null),
         cmocka_unit_test(test_misuse_fails_instead_of_writing_bad_json),
+        cmocka_unit_test(test_arrays_nest_with_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,73 @@
+/*
+ * test_plan.c - unit tests for the plan rules of src/core/plan.c: when a
+ * plan is in force, and how the channels a plan leaves out are paced.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "notifd/plan.h"
+
+#define DAY 86400
+
+static void test_a_plan_is_in_force_until_valid_until(void **state)
+{
+    (void)state;
+    plan_t p = {.computed_at = 1000, .valid_until = 1000 + 7 * DAY};
+    assert_true(plan_in_force(&p, 1000));
+    assert_true(plan_in_force(&p, 1000 + 7 * DAY - 1));
+    assert_false(plan_in_force(&p, 1000 + 7 * DAY));
+    p.valid_until = 0; /* never expires */
+    assert_true(plan_in_force(&p, 1000 + 700 * DAY));
+}
+
+static void test_a_plan_computed_far_after_ts_is_not_in_force(void **state)
+{
+    (void)state;
+    const int64_t ts = 1800000000;
+    plan_t p = {.computed_at = ts + PLAN_MAX_AHEAD_S, .valid_until = ts + 60 * DAY};
+    assert_true(plan_in_force(&p, ts)); /* a writer's clock a month ahead */
+    p.computed_at = ts + PLAN_MAX_AHEAD_S + 1;
+    assert_false(plan_in_force(&p, ts));
+    p.computed_at = 32503680000; /* year 3000, valid until then */
+    p.valid_until = 32503680000 + 7 * DAY;
+    assert_false(plan_in_force(&p, ts));
+}
+
+static void test_complete_fills_left_out_channels_and_marks_them(void **state)
+{
+    (void)state;
+    /* Channels 0 push, 1 email (planned), 2 in_app (outside the grid). */
+    const double defaults[3] = {1.0, 0.5, 0.0};
+    const double unplanned[3] = {7.0, 7.0, 4.0};
+    plan_t p = {.planned_mask = 0x1, .per_week = {2.0}};
+    plan_complete(&p, 0x7, 0x3, defaults, unplanned, 0);
+    assert_int_equal(p.planned_mask, 0x7);
+    assert_int_equal(p.defaulted_mask, 0x6);
+    assert_true(p.per_week[0] == 2.0); /* the plan's own value stays */
+    assert_true(p.per_week[1] == 0.5); /* the default plan's */
+    assert_true(p.per_week[2] == 4.0); /* fast.unplanned_per_week */
+
+    /* An unpaced channel stays out; a complete plan is left alone. */
+    plan_t q = {.planned_mask = 0x3, .per_week = {2.0, 1.0}};
+    plan_complete(&q, 0x7, 0x3, defaults, unplanned, 0x4);
+    assert_int_equal(q.planned_mask, 0x3);
+    assert_int_equal(q.defaulted_mask, 0);
+    /* Channels not configured are not touched. */
+    plan_t r = {.planned_mask = 0x1, .per_week = {2.0}};
+    plan_complete(&r, 0x1, 0x3, defaults, unplanned, 0);
+    assert_int_equal(r.planned_mask, 0x1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_plan_is_in_force_until_valid_until),
+        cmocka_unit_test(test_a_plan_computed_far_after_ts_is_not_in_force),
+        cmocka_unit_test(test_complete_fills_left_out_channels_and_marks_them),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
