@@ -4,25 +4,25 @@
  * Field names are matched against two small tables, one for per-channel
  * suffixes and one for member-wide names, so the contract with the writer
  * reads in one screen. Values are byte strings with lengths (not
- * NUL-terminated): plain decimals, which is what the Lua writer produces, are
- * parsed by a short exact fast path, anything else by strtod on a stack copy
+ * NUL-terminated), parsed and range-checked by stored_fields.h (number_parse
+ * underneath: a short exact fast path for plain decimals, strtod otherwise
  * (notifd never calls setlocale, so the decimal point is '.').
  */
 #include "notifd/features.h"
 
-#include "notifd/number_parse.h"
+#include "notifd/stored_fields.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* How a parsed number is stored and checked. */
-typedef enum field_kind {
-    KIND_COUNT, /* finite, >= 0 */
-    KIND_FLAG,  /* exactly 0 or 1 */
-    KIND_TIME,  /* unix seconds, finite, within +-2^53 */
-    KIND_TZ,    /* minutes east of UTC, integer in [-720, 840] */
-} field_kind_t;
+/* How a parsed number is checked (its range) and stored: a double, except
+ * STORED_UNSUB (bool), STORED_TIME (int64_t) and STORED_TZ_OFFSET (int). */
+typedef stored_field_t field_kind_t;
+#define KIND_COUNT STORED_COUNT
+#define KIND_FLAG STORED_UNSUB
+#define KIND_TIME STORED_TIME
+#define KIND_TZ STORED_TZ_OFFSET
 
 /* A string literal and its length, so matching never calls strlen. */
 #define LIT(s) s, sizeof(s) - 1
@@ -76,9 +76,6 @@ static const member_field_t member_fields[] = {
 /* ln 2, spelt out so the file does not depend on M_LN2 from <math.h>. */
 #define LN2 0.69314718055994530942
 
-/* Largest magnitude a time stamp may have and still be exact in a double. */
-#define TIME_LIMIT 9007199254740992.0
-
 void features_init(member_features_t *f)
 {
     memset(f, 0, sizeof(*f));
@@ -89,32 +86,24 @@ static bool bytes_equal(const char *a, size_t alen, const char *b, size_t blen)
     return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-/* Checks `v` for `kind` and stores it at `dst`; false if out of range. */
-static bool store_value(field_kind_t kind, double v, void *dst)
+/* Parses s[0..len) as `kind` into `dst`; false (counted) if unusable. */
+static bool store_value(field_kind_t kind, const char *s, size_t len, void *dst,
+                        stored_invalid_t *invalid)
 {
+    int64_t n;
     switch (kind) {
-    case KIND_COUNT:
-        if (v < 0.0)
-            return false;
-        *(double *)dst = v;
-        return true;
     case KIND_FLAG:
-        if (v != 0.0 && v != 1.0)
-            return false;
-        *(bool *)dst = v == 1.0;
-        return true;
+        return stored_parse_flag(kind, s, len, (bool *)dst, invalid);
     case KIND_TIME:
-        if (fabs(v) > TIME_LIMIT)
-            return false;
-        *(int64_t *)dst = (int64_t)floor(v);
-        return true;
+        return stored_parse_int(kind, s, len, (int64_t *)dst, invalid);
     case KIND_TZ:
-        if (v != floor(v) || v < -720.0 || v > 840.0)
+        if (!stored_parse_int(kind, s, len, &n, invalid))
             return false;
-        *(int *)dst = (int)v;
+        *(int *)dst = (int)n;
         return true;
+    default:
+        return stored_parse_real(kind, s, len, (double *)dst, invalid);
     }
-    return false;
 }
 
 /*
@@ -207,9 +196,7 @@ int features_parse_hash(member_features_t *f, const char *const *channel_names,
             has_bit = cf->has_bit;
         }
 
-        double v;
-        if (values[i] == NULL || !number_parse(values[i], value_lens[i], &v) ||
-            !store_value(kind, v, dst)) {
+        if (!store_value(kind, values[i], value_lens[i], dst, &f->invalid)) {
             bad++;
             continue;
         }
