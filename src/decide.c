@@ -36,7 +36,6 @@
 #include "notifd/member_overlay.h"
 #include "notifd/metrics.h"
 #include "notifd/number_format.h"
-#include "notifd/number_parse.h"
 #include "notifd/ops_policy.h"
 #include "notifd/plan.h"
 #include "notifd/plan_cache.h"
