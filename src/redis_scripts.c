@@ -112,11 +112,19 @@
  * two weeks past the member's last decide.
  */
 const char redis_script_decide_record[] =
+    /* A week counter as decide read it (stored_fields.h: an integer in
+     * 0..1e9); anything else is missing, 0, so the cap checked here is the
+     * one decided on. */
+    "local function counter(v)\n"
+    "  local n = tonumber(v or '0')\n"
+    "  if n == nil or n < 0 or n > 1e9 or n ~= math.floor(n) then return 0 end\n"
+    "  return n\n"
+    "end\n"
     "local ts = tonumber(ARGV[1])\n"
     "local sentf, oppf, sendsf = ARGV[2], ARGV[3], ARGV[13]\n"
     "local wk = redis.call('HMGET', KEYS[2], sentf, sendsf ~= '' and sendsf or sentf,\n"
     "                      oppf ~= '' and oppf or sentf)\n"
-    "local sent = tonumber(wk[1] or '0') or 0\n"
+    "local sent = counter(wk[1])\n"
     "local outcome, resp, sends = 'sent', ARGV[8], nil\n"
     "local cap = tonumber(ARGV[4])\n"
     "if cap >= 0 and sent >= cap then\n"
@@ -139,7 +147,7 @@ const char redis_script_decide_record[] =
     "if prev then return {'dup', prev} end\n"
     "local set, opps = {}, 0\n"
     "if oppf ~= '' then\n"
-    "  opps = (tonumber(wk[3] or '0') or 0) + 1\n"
+    "  opps = counter(wk[3]) + 1\n"
     "  set[1], set[2] = oppf, opps\n"
     "end\n"
     "local ndel = tonumber(ARGV[17])\n"
@@ -212,7 +220,16 @@ const char redis_script_decide_skip[] =
     "local prev = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])\n"
     "if prev then return {'dup', prev} end\n"
     "local opps = 0\n"
-    "if ARGV[3] ~= '' then opps = redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end\n"
+    "if ARGV[3] ~= '' then\n"
+    /* A counter HINCRBY refuses (not an integer) or one out of decide's
+     * range (stored_fields.h) starts again at 1 rather than failing every
+     * decide of the member. */
+    "  opps = redis.pcall('HINCRBY', KEYS[2], ARGV[3], 1)\n"
+    "  if type(opps) ~= 'number' or opps < 1 or opps > 1e9 then\n"
+    "    opps = 1\n"
+    "    redis.call('HSET', KEYS[2], ARGV[3], 1)\n"
+    "  end\n"
+    "end\n"
     "local ndel = tonumber(ARGV[5])\n"
     "if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 6, 5 + ndel)) end\n"
     "if #ARGV > 5 + ndel then redis.call('HSET', KEYS[2], unpack(ARGV, 6 + ndel)) end\n"

@@ -49,7 +49,7 @@ typedef enum stored_field {
     STORED_COUNT,            /* decayed feature counts: 0 .. 1e12 */
     STORED_TIME,             /* feature times (last_sent, first_seen, ...) */
     STORED_WEEK,             /* week indexes: first_week, ewma_week, <week>:... */
-    STORED_WEEK_OPP,         /* <ch>:<week>:opp: 0 .. 1e9 */
+    STORED_WEEK_OPP,         /* <ch>:<week>:opp: integer 0 .. 1e9 */
     STORED_WEEK_SENT,        /* <ch>:<week>:sent: integer 0 .. 1e9 */
     STORED_EWMA,             /* <ch>:ewma opportunities per week: 0 .. 1e9 */
     STORED_FIRST_FRAC,       /* <ch>:first_frac: 0 .. 1 */

@@ -64,6 +64,8 @@ class FirstWeekTest(HostileStoreCase):
             self.decide(m, "o2", ts=NOON + 3600)
             self.alive()
             self.assertGreaterEqual(self.invalid("week") - before, 1, poison)
+            self.assertIn("stored value out of range, treated as missing",
+                          self.notifd.log_text())
             # Missing: the member's first week is this one, as for a new member.
             got = self.redis.command("HGET", "t:week:{%s}" % m, "push:first_week")
             self.assertEqual(int(got), THIS_WEEK, poison)
@@ -83,6 +85,32 @@ class FirstWeekTest(HostileStoreCase):
         self.assertEqual(h["push:%d:opp" % (THIS_WEEK + 3)], "50")  # not deleted
         self.assertEqual(h["push:ewma"], "9")  # not refolded from absent weeks
         self.assertEqual(int(h["push:first_week"]), THIS_WEEK - 3)
+
+
+class RecordScriptTest(HostileStoreCase):
+    """The record scripts read the week's counters too: what decide took as
+    missing they must take as missing (0), not fail on every decide."""
+
+    def test_unusable_opportunity_counter_restarts_at_one(self):
+        for i, (poison, push) in enumerate([("1e308", 0), ("abc", 0), ("-7", 0), ("2.5", 0),
+                                            ("1e308", 100), ("abc", 100), ("-7", 100)]):
+            m = "opp%d" % i
+            self.set_plan(m, push_per_week=push)
+            opp = "push:%d:opp" % THIS_WEEK
+            self.redis.command("HSET", "t:week:{%s}" % m, opp, poison)
+            r = self.decide(m, "o1")
+            self.assertNotEqual(r["reason"], "degraded", (poison, r))
+            self.assertEqual(r["send"], push > 0, (poison, r))
+            self.assertEqual(self.redis.command("HGET", "t:week:{%s}" % m, opp), "1", poison)
+            self.assertNotEqual(self.decide(m, "o2", ts=NOON + 60)["reason"], "degraded")
+
+    def test_unusable_sent_counter_restarts_at_one(self):
+        m = "sent"
+        self.set_plan(m, push_per_week=100)
+        sent = "push:%d:sent" % THIS_WEEK
+        self.redis.command("HSET", "t:week:{%s}" % m, sent, "-5")
+        self.assertTrue(self.decide(m, "o1")["send"])
+        self.assertEqual(self.redis.command("HGET", "t:week:{%s}" % m, sent), "1")
 
 
 class MemberHashTest(HostileStoreCase):

@@ -78,6 +78,9 @@ static void test_counts_are_non_negative_and_bounded(void **state)
     assert_int_equal(inv.n[STORED_WEEK_SENT], 3);
     assert_true(stored_parse_int(STORED_WEEK_SENT, S("7"), &n, &inv));
     assert_int_equal(n, 7);
+    /* Week opportunity counters are HINCRBY's: integers. */
+    assert_false(stored_parse_real(STORED_WEEK_OPP, S("2.5"), &x, &inv));
+    assert_true(stored_parse_real(STORED_WEEK_OPP, S("12"), &x, &inv));
     assert_false(stored_parse_real(STORED_COUNT, S("-0.5"), &x, &inv));
     assert_false(stored_parse_real(STORED_COUNT, S("1e308"), &x, &inv));
     assert_true(stored_parse_real(STORED_COUNT, S("3.25"), &x, &inv));
