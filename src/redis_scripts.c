@@ -24,6 +24,22 @@
 #define LUA_STR_(x) #x
 #define LUA_STR(x) LUA_STR_(x)
 
+/* A member-hash time or decayed count as notifd's C readers take it
+ * (stored_fields.h): a time outside 0..1e11 is missing (nil), a count
+ * outside 0..1e12 is 0. The scripts must agree with them, or a value decide
+ * ignores would still steer (or, not being a number, fail) every write. */
+#define LUA_STORED                                                                         \
+    "local function stored_time(v)\n"                                                      \
+    "  local n = tonumber(v or '')\n"                                                      \
+    "  if n == nil or not (n >= 0 and n <= 1e11) then return nil end\n"                   \
+    "  return n\n"                                                                          \
+    "end\n"                                                                                 \
+    "local function stored_count(v)\n"                                                     \
+    "  local n = tonumber(v or '')\n"                                                      \
+    "  if n == nil or not (n >= 0 and n <= 1e12) then return 0 end\n"                     \
+    "  return n\n"                                                                          \
+    "end\n"
+
 /* rescale(key, ts, f): every count of a member hash times f, and
  * updated_at set to ts (the counts are then as of ts). */
 #define LUA_RESCALE                                                                        \
@@ -51,9 +67,10 @@
 /* decay(key, ts, hl): the weight of an event at ts in the hash's counts
  * (1 after bringing them to ts); add() and set_max() write one field. */
 #define LUA_DECAY                                                                          \
+    LUA_STORED                                                                             \
     LUA_RESCALE                                                                            \
     "local function decay(key, ts, hl)\n"                                                  \
-    "  local upd = tonumber(redis.call('HGET', key, 'updated_at') or '')\n"                \
+    "  local upd = stored_time(redis.call('HGET', key, 'updated_at'))\n"                   \
     "  if upd == nil then\n"                                                               \
     "    redis.call('HSET', key, 'updated_at', ts)\n"                                      \
     "    redis.call('HSETNX', key, 'first_seen', ts)\n"                                    \
@@ -65,10 +82,14 @@
     "  return 1\n"                                                                         \
     "end\n"                                                                                \
     "local function add(key, field, w)\n"                                                  \
-    "  redis.call('HINCRBYFLOAT', key, field, string.format('%.9g', w))\n"                 \
+    "  local wt = string.format('%.9g', w)\n"                                              \
+    "  local r = redis.pcall('HINCRBYFLOAT', key, field, wt)\n"                            \
+    "  if type(r) ~= 'string' or stored_count(r) ~= tonumber(r) then\n"                   \
+    "    redis.call('HSET', key, field, wt)\n" /* it was no count: start from this event */ \
+    "  end\n"                                                                               \
     "end\n"                                                                                \
     "local function set_max(key, field, ts)\n"                                             \
-    "  local old = tonumber(redis.call('HGET', key, field) or '')\n"                       \
+    "  local old = stored_time(redis.call('HGET', key, field))\n"                          \
     "  if old == nil or ts > old then redis.call('HSET', key, field, ts) end\n"             \
     "end\n"
 
@@ -112,6 +133,7 @@
  * two weeks past the member's last decide.
  */
 const char redis_script_decide_record[] =
+    LUA_STORED
     /* A week counter as decide read it (stored_fields.h: an integer in
      * 0..1e9); anything else is missing, 0, so the cap checked here is the
      * one decided on. */
@@ -172,7 +194,7 @@ const char redis_script_decide_record[] =
     /* The member's decayed sends, as feedback's decay() and add() would
      * leave them (see the top of this file). */
     "  local m = redis.call('HMGET', KEYS[4], 'updated_at', ARGV[15], ARGV[16])\n"
-    "  local upd, n = tonumber(m[1] or ''), tonumber(m[2] or '') or 0\n"
+    "  local upd, n = stored_time(m[1]), stored_count(m[2])\n"
     "  local w, mset = 1, {}\n"
     "  if upd == nil then\n"
     "    mset[1], mset[2] = 'updated_at', ARGV[1]\n"
@@ -189,7 +211,7 @@ const char redis_script_decide_record[] =
     "  end\n"
     "  mset[#mset + 1] = ARGV[15]\n"
     "  mset[#mset + 1] = string.format('%.17g', n + tonumber(string.format('%.9g', w)))\n"
-    "  local last = tonumber(m[3] or '')\n"
+    "  local last = stored_time(m[3])\n"
     "  if last == nil or ts > last then\n"
     "    mset[#mset + 1] = ARGV[16]\n"
     "    mset[#mset + 1] = ARGV[1]\n"

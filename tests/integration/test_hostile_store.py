@@ -113,6 +113,47 @@ class RecordScriptTest(HostileStoreCase):
         self.assertEqual(self.redis.command("HGET", "t:week:{%s}" % m, sent), "1")
 
 
+class FeedbackScriptTest(HostileStoreCase):
+    """The feedback script adds to the member's decayed counts: a count or
+    time decide and the planner take as missing, it takes as missing too."""
+
+    def feedback(self, member, event="open", ts=NOON):
+        r = self.client().request({"op": "feedback", "member": member, "channel": "push",
+                                   "event": event, "ts": ts})
+        self.assertTrue(r["ok"], r)
+
+    def test_unusable_count_starts_again_from_the_event(self):
+        for i, poison in enumerate(["abc", "1e308", "-5", "nan"]):
+            m = "fc%d" % i
+            self.redis.command("HSET", "t:member:{%s}" % m, "updated_at", NOON,
+                               "push_open", poison)
+            self.feedback(m)
+            self.assertEqual(float(self.redis.command("HGET", "t:member:{%s}" % m,
+                                                      "push_open")), 1.0, poison)
+
+    def test_unusable_updated_at_is_missing(self):
+        for i, poison in enumerate(["1e300", "-1e300", "abc"]):
+            m = "fu%d" % i
+            self.redis.command("HSET", "t:member:{%s}" % m, "updated_at", poison,
+                               "push_open", 2, "push_last_open", "1e300")
+            self.feedback(m)
+            h = dict(zip(*[iter(self.redis.command("HGETALL", "t:member:{%s}" % m))] * 2))
+            self.assertEqual(int(h["updated_at"]), NOON, poison)
+            self.assertEqual(float(h["push_open"]), 3.0, poison)  # counted as now
+            self.assertEqual(int(h["push_last_open"]), NOON, poison)
+
+    def test_a_send_with_unusable_member_counts_records_normally(self):
+        m = "fs"
+        self.set_plan(m, push_per_week=100)
+        self.redis.command("HSET", "t:member:{%s}" % m, "updated_at", "1e300",
+                           "push_sent", "-5", "push_last_sent", "1e300")
+        self.assertTrue(self.decide(m, "o1")["send"])
+        h = dict(zip(*[iter(self.redis.command("HGETALL", "t:member:{%s}" % m))] * 2))
+        self.assertEqual(float(h["push_sent"]), 1.0)
+        self.assertEqual(int(h["push_last_sent"]), NOON)
+        self.assertEqual(int(h["updated_at"]), NOON)
+
+
 class MemberHashTest(HostileStoreCase):
     """Row 12: one parser and one range per stored field."""
 
