@@ -3,8 +3,6 @@
  */
 #include "notifd/plan.h"
 
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 static bool field_is(const char *f, size_t len, const char *name)
