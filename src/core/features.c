@@ -16,57 +16,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* How a parsed number is checked (its range) and stored: a double, except
- * STORED_UNSUB (bool), STORED_TIME (int64_t) and STORED_TZ_OFFSET (int). */
-typedef stored_field_t field_kind_t;
-#define KIND_COUNT STORED_COUNT
-#define KIND_FLAG STORED_UNSUB
-#define KIND_TIME STORED_TIME
-#define KIND_TZ STORED_TZ_OFFSET
-
 /* A string literal and its length, so matching never calls strlen. */
 #define LIT(s) s, sizeof(s) - 1
 
 typedef struct channel_field {
     const char *suffix; /* after "<ch>_" */
     size_t suffix_len;
-    field_kind_t kind;
+    stored_field_t kind;
     size_t offset;      /* of the double / bool / int64_t in channel_features_t */
     uint32_t has_bit;   /* 0 when missing is the same as 0 */
 } channel_field_t;
 
 static const channel_field_t channel_fields[] = {
-    {LIT("sent"), KIND_COUNT, offsetof(channel_features_t, sent), 0},
-    {LIT("delivered"), KIND_COUNT, offsetof(channel_features_t, delivered), 0},
-    {LIT("open"), KIND_COUNT, offsetof(channel_features_t, open), 0},
-    {LIT("click"), KIND_COUNT, offsetof(channel_features_t, click), 0},
-    {LIT("dismiss"), KIND_COUNT, offsetof(channel_features_t, dismiss), 0},
-    {LIT("unsub_n"), KIND_COUNT, offsetof(channel_features_t, unsub_n), 0},
-    {LIT("unsub"), KIND_FLAG, offsetof(channel_features_t, unsub), FEATURES_HAS_UNSUB},
-    {LIT("last_sent"), KIND_TIME, offsetof(channel_features_t, last_sent),
+    {LIT("sent"), STORED_COUNT, offsetof(channel_features_t, sent), 0},
+    {LIT("delivered"), STORED_COUNT, offsetof(channel_features_t, delivered), 0},
+    {LIT("open"), STORED_COUNT, offsetof(channel_features_t, open), 0},
+    {LIT("click"), STORED_COUNT, offsetof(channel_features_t, click), 0},
+    {LIT("dismiss"), STORED_COUNT, offsetof(channel_features_t, dismiss), 0},
+    {LIT("unsub_n"), STORED_COUNT, offsetof(channel_features_t, unsub_n), 0},
+    {LIT("unsub"), STORED_UNSUB, offsetof(channel_features_t, unsub), FEATURES_HAS_UNSUB},
+    {LIT("last_sent"), STORED_TIME, offsetof(channel_features_t, last_sent),
      FEATURES_HAS_LAST_SENT},
-    {LIT("last_open"), KIND_TIME, offsetof(channel_features_t, last_open),
+    {LIT("last_open"), STORED_TIME, offsetof(channel_features_t, last_open),
      FEATURES_HAS_LAST_OPEN},
 };
 
 typedef struct member_field {
     const char *name;
     size_t name_len;
-    field_kind_t kind;
+    stored_field_t kind;
     size_t offset; /* in member_features_t */
     uint32_t has_bit;
 } member_field_t;
 
 static const member_field_t member_fields[] = {
-    {LIT("visit_org"), KIND_COUNT, offsetof(member_features_t, visit_org), 0},
-    {LIT("visit_attr"), KIND_COUNT, offsetof(member_features_t, visit_attr), 0},
-    {LIT("last_visit"), KIND_TIME, offsetof(member_features_t, last_visit),
+    {LIT("visit_org"), STORED_COUNT, offsetof(member_features_t, visit_org), 0},
+    {LIT("visit_attr"), STORED_COUNT, offsetof(member_features_t, visit_attr), 0},
+    {LIT("last_visit"), STORED_TIME, offsetof(member_features_t, last_visit),
      FEATURES_HAS_LAST_VISIT},
-    {LIT("first_seen"), KIND_TIME, offsetof(member_features_t, first_seen),
+    {LIT("first_seen"), STORED_TIME, offsetof(member_features_t, first_seen),
      FEATURES_HAS_FIRST_SEEN},
-    {LIT("updated_at"), KIND_TIME, offsetof(member_features_t, updated_at),
+    {LIT("updated_at"), STORED_TIME, offsetof(member_features_t, updated_at),
      FEATURES_HAS_UPDATED_AT},
-    {LIT("tz_offset_min"), KIND_TZ, offsetof(member_features_t, tz_offset_min),
+    {LIT("tz_offset_min"), STORED_TZ_OFFSET, offsetof(member_features_t, tz_offset_min),
      FEATURES_HAS_TZ},
 };
 
@@ -86,17 +78,19 @@ static bool bytes_equal(const char *a, size_t alen, const char *b, size_t blen)
     return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-/* Parses s[0..len) as `kind` into `dst`; false (counted) if unusable. */
-static bool store_value(field_kind_t kind, const char *s, size_t len, void *dst,
+/* Parses s[0..len) as stored field `kind` (its range: stored_fields.h)
+ * into `dst`: a double, except a flag (bool), a time (int64_t) and the time
+ * zone (int). False, and counted in `invalid`, if unusable. */
+static bool store_value(stored_field_t kind, const char *s, size_t len, void *dst,
                         stored_invalid_t *invalid)
 {
     int64_t n;
     switch (kind) {
-    case KIND_FLAG:
+    case STORED_UNSUB:
         return stored_parse_flag(kind, s, len, (bool *)dst, invalid);
-    case KIND_TIME:
+    case STORED_TIME:
         return stored_parse_int(kind, s, len, (int64_t *)dst, invalid);
-    case KIND_TZ:
+    case STORED_TZ_OFFSET:
         if (!stored_parse_int(kind, s, len, &n, invalid))
             return false;
         *(int *)dst = (int)n;
@@ -167,7 +161,7 @@ int features_parse_hash(member_features_t *f, const char *const *channel_names,
         if (name == NULL)
             continue;
 
-        field_kind_t kind;
+        stored_field_t kind;
         void *dst;
         uint32_t *has = NULL;
         uint32_t has_bit = 0;
