@@ -16,6 +16,7 @@
 
 #include "notifd/config.h"
 #include "notifd/config_reader.h"
+#include "notifd/stored_fields.h"
 
 void policy_config_defaults(policy_config_t *pc);
 void policy_config_parse(config_errors_t *errs, json_t *root, const config_t *cfg,
@@ -31,7 +32,7 @@ static const char *const fast_keys[] = {
     "unplanned_per_week", "unpaced_channels", NULL,
 };
 static const char *const slow_keys[] = {
-    "default_plan", "actions", "message_cost", "weights", "priors", NULL,
+    "default_plan", "actions", "message_cost", "weights", "priors", "max_per_week", NULL,
 };
 static const char *const weights_keys[] = {
     "incremental_visit", "open", "fatigue", "cross_fatigue", "optout", "channel_cost", NULL,
@@ -123,6 +124,7 @@ static void slow_defaults(slow_config_t *s, const config_t *cfg)
         names[c] = cfg->channels[c];
     slow_priors_defaults(&s->priors, names, cfg->n_channels);
     slow_weights_defaults(&s->weights);
+    s->max_per_week = STORED_PER_WEEK_DEFAULT;
     /* Default grid: push x email when both channels exist. */
     action_channel_spec_t specs[2];
     int n = 0;
@@ -606,10 +608,44 @@ static void parse_priors(config_errors_t *errs, json_t *so, const char *path,
     }
 }
 
+/* Every action and default per-week value within slow.max_per_week. */
+static void check_max_per_week(config_errors_t *errs, const char *path, const config_t *cfg,
+                               const slow_config_t *s)
+{
+    char kp[192];
+    for (int k = 0; k < s->grid.n_channels; k++) {
+        int c = s->grid.channel[k];
+        double top = s->grid.values[k][s->grid.n_values[k] - 1]; /* sorted */
+        if (top > s->max_per_week) {
+            config_path_join(kp, sizeof kp, path, "actions");
+            config_errors_add(errs, kp, "%s: %g messages per week is above slow.max_per_week (%g)",
+                              cfg->channels[c], top, s->max_per_week);
+        }
+        if ((s->default_mask & (1u << c)) && s->default_per_week[c] > s->max_per_week) {
+            char dp[160];
+            config_path_join(dp, sizeof dp, path, "default_plan");
+            config_path_join(kp, sizeof kp, dp, cfg->channels[c]);
+            config_errors_add(errs, kp, "%g messages per week is above slow.max_per_week (%g)",
+                              s->default_per_week[c], s->max_per_week);
+        }
+    }
+}
+
 static void parse_slow(config_errors_t *errs, json_t *so, const char *path, const config_t *cfg,
                        slow_config_t *s)
 {
     config_check_known(errs, so, path, slow_keys);
+    if (json_object_get(so, "max_per_week") != NULL) {
+        if (strcmp(path, "slow") != 0) {
+            char kp[192];
+            config_path_join(kp, sizeof kp, path, "max_per_week");
+            config_errors_add(errs, kp, "can only be set in the base slow section: stored "
+                                        "plans of every arm are read against it");
+        } else {
+            config_get_double(errs, so, path, "max_per_week", 1.0, STORED_PER_WEEK_LIMIT,
+                              &s->max_per_week);
+        }
+    }
     parse_actions(errs, so, path, cfg, s);
     parse_default_plan(errs, so, path, cfg, s);
     parse_weights(errs, so, path, cfg, s);
@@ -619,6 +655,7 @@ static void parse_slow(config_errors_t *errs, json_t *so, const char *path, cons
         config_errors_add(errs, path, "weights: %s", err);
     if (slow_priors_check(&s->priors, cfg->n_channels, err, sizeof err) != 0)
         config_errors_add(errs, path, "priors: %s", err);
+    check_max_per_week(errs, path, cfg, s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -755,6 +792,24 @@ static int parse_layer(config_errors_t *errs, json_t *lo, const char *path, cons
     return n;
 }
 
+/* A channel the base plans but an arm's grid leaves out would be unplanned
+ * for the arm's members, and an unplanned channel is not paced at all: its
+ * plans would say {email: 0} and push would go at every opportunity. */
+static void check_arm_channels(config_errors_t *errs, const char *path, const config_t *cfg,
+                               const slow_config_t *base, const slow_config_t *arm)
+{
+    uint32_t left_out = base->grid.planned_mask & ~arm->grid.planned_mask;
+    if (left_out == 0)
+        return;
+    char kp[192];
+    config_path_join(kp, sizeof kp, path, "actions");
+    for (int c = 0; c < cfg->n_channels; c++)
+        if (left_out & (1u << c))
+            config_errors_add(errs, kp, "leaves out %s, which slow.actions plans: the arm's "
+                                        "members would get it unpaced (give it a list, e.g. [0])",
+                              cfg->channels[c]);
+}
+
 static void parse_experiments(config_errors_t *errs, json_t *root, const config_t *cfg,
                               policy_config_t *pc)
 {
@@ -789,6 +844,7 @@ static void parse_experiments(config_errors_t *errs, json_t *root, const config_
             if (pc->slow_arms != NULL) {
                 pc->slow_arms[i] = pc->slow;
                 parse_slow(errs, sets[i], kp, cfg, &pc->slow_arms[i]);
+                check_arm_channels(errs, kp, cfg, &pc->slow, &pc->slow_arms[i]);
             }
             json_decref(sets[i]);
         }

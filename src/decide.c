@@ -36,7 +36,6 @@
 #include "notifd/member_overlay.h"
 #include "notifd/metrics.h"
 #include "notifd/number_format.h"
-#include "notifd/number_parse.h"
 #include "notifd/ops_policy.h"
 #include "notifd/plan.h"
 #include "notifd/plan_cache.h"
@@ -44,10 +43,11 @@
 #include "notifd/request.h"
 #include "notifd/schedule.h"
 #include "notifd/stored_answer.h"
+#include "notifd/stored_read.h"
 
 #define WEEK_TTL_S (21 * 86400)
 /* Week-hash fields to delete in one record: stale weeks of one channel. */
-#define MAX_STALE_FIELDS 8
+#define MAX_STALE_FIELDS STORED_MAX_STALE
 
 typedef struct decide_ctx {
     request_t *req;
@@ -73,8 +73,9 @@ typedef struct decide_ctx {
     char *scores_raw;               /* the recent-scores field as read */
     size_t scores_raw_len;
     /* Week-hash fields of this channel from weeks that no longer count. */
-    char stale[MAX_STALE_FIELDS][48];
+    char stale[MAX_STALE_FIELDS][STORED_STALE_FIELD_MAX];
     int n_stale;
+    stored_invalid_t invalid;       /* stored values the read found unusable */
     bool ranked;                    /* utility and select_prob are filled */
 
     char *body;                     /* the answer as decided, until recorded */
@@ -621,10 +622,27 @@ static void decide_and_record(decide_ctx_t *d)
 /* ------------------------------------------------------------------ */
 /* Read                                                               */
 
+/* Stored values the read treated as missing: counted, and logged now and
+ * then (a poisoned member is read on every one of its decides). */
+static void report_invalid(decide_ctx_t *d)
+{
+    if (stored_invalid_total(&d->invalid) == 0)
+        return;
+    metrics_observe_stored_invalid(d->app->metrics, &d->invalid);
+    static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+    for (int f = 0; f < STORED_FIELD_COUNT; f++)
+        if (d->invalid.n[f] > 0) {
+            log_limited(&rl, LOG_WARN, "stored value out of range, treated as missing",
+                        "field=%s", stored_field_name((stored_field_t)f));
+            break;
+        }
+}
+
 static void read_done(decide_ctx_t *d)
 {
     if (--d->outstanding > 0)
         return;
+    report_invalid(d);
     if (d->failed)
         answer_degraded(d);
     else
@@ -705,130 +723,39 @@ static void on_plan(redisReply *r, void *p)
         const char *names[NOTIFD_MAX_CHANNELS];
         for (int c = 0; c < cfg->n_channels; c++)
             names[c] = cfg->channels[c];
-        d->have_plan = plan_parse_hash(&d->plan, names, cfg->n_channels, f, fl, v, vl, n);
+        d->have_plan = plan_parse_hash(&d->plan, names, cfg->n_channels,
+                                       cfg->policy.slow.max_per_week, f, fl, v, vl, n,
+                                       &d->invalid);
         if (d->have_plan && d->fast->plan_cache_ms > 0)
             cache_plan(d);
     }
     read_done(d);
 }
 
-static bool reply_number(const redisReply *r, double *out)
+/* A reply element's bytes, or NULL when Redis had no string there. */
+static const char *reply_str(const redisReply *r, size_t *len)
 {
-    return r->type == REDIS_REPLY_STRING && number_parse(r->str, r->len, out);
+    *len = r->type == REDIS_REPLY_STRING ? r->len : 0;
+    return r->type == REDIS_REPLY_STRING ? r->str : NULL;
 }
 
 /* HMGET member: tz_offset_min, <ch>_unsub, <ch>_open, <ch>_click, <ch>_sent, <ch>_delivered */
 static void on_member(redisReply *r, void *p)
 {
     decide_ctx_t *d = p;
-    if (!reply_failed(d, r) && r->type == REDIS_REPLY_ARRAY && r->elements == 6) {
-        double x;
-        if (reply_number(r->element[0], &x) && fabs(x) <= 14 * 60)
-            d->tz = (int)x;
-        if (reply_number(r->element[1], &x))
-            d->unsubscribed = x != 0;
-        double opens = 0, clicks = 0, sent = 0, delivered = 0;
-        reply_number(r->element[2], &opens);
-        reply_number(r->element[3], &clicks);
-        reply_number(r->element[4], &sent);
-        reply_number(r->element[5], &delivered);
-        double base = sent > delivered ? sent : delivered;
-        double engaged = opens > clicks ? opens : clicks;
-        /* Below a couple of sends an open rate says nothing yet. */
-        d->open_rate = base >= 2.0 ? engaged / base : -1.0;
+    if (!reply_failed(d, r) && r->type == REDIS_REPLY_ARRAY &&
+        r->elements == STORED_MEMBER_FIELDS) {
+        const char *v[STORED_MEMBER_FIELDS];
+        size_t vl[STORED_MEMBER_FIELDS];
+        for (size_t i = 0; i < STORED_MEMBER_FIELDS; i++)
+            v[i] = reply_str(r->element[i], &vl[i]);
+        stored_member_t m;
+        stored_read_member(v, vl, &m, &d->invalid);
+        d->tz = m.tz_offset_min;
+        d->unsubscribed = m.unsubscribed;
+        d->open_rate = m.open_rate;
     }
     read_done(d);
-}
-
-/* "0.5,0.25,…": the recent best scores, newest first. */
-static void parse_scores(member_view_t *v, const char *s, size_t len)
-{
-    const char *end = s + len;
-    while (s < end && v->n_recent < v->max_recent && v->n_recent < PACING_MAX_RECENT) {
-        const char *comma = memchr(s, ',', (size_t)(end - s));
-        const char *stop = comma ? comma : end;
-        double x;
-        if (number_parse(s, (size_t)(stop - s), &x))
-            v->recent[v->n_recent++] = x;
-        s = comma ? comma + 1 : end;
-    }
-}
-
-/* "1795392000,1795300000,…": the channel's send times, newest first. */
-static void parse_sends(member_view_t *v, const char *s, size_t len)
-{
-    const char *end = s + len;
-    while (s < end && v->n_sends < DECISION_MAX_RECENT_SENDS) {
-        const char *comma = memchr(s, ',', (size_t)(end - s));
-        const char *stop = comma ? comma : end;
-        double x;
-        if (number_parse(s, (size_t)(stop - s), &x) && fabs(x) < 1e15)
-            v->sends[v->n_sends++] = (int64_t)x;
-        s = comma ? comma + 1 : end;
-    }
-}
-
-/* One "<ch>:<rest>" field of the week hash into the view. */
-static void week_field(decide_ctx_t *d, const char *rest, size_t rl, const redisReply *val,
-                       const char *f, size_t fl)
-{
-    member_view_t *v = &d->view;
-    opportunity_history_t *h = &v->history;
-    if (rl == 6 && memcmp(rest, "scores", 6) == 0) {
-        if (val->type == REDIS_REPLY_STRING && d->scores_raw == NULL) {
-            parse_scores(v, val->str, val->len);
-            d->scores_raw = malloc(val->len + 1);
-            if (d->scores_raw != NULL) {
-                memcpy(d->scores_raw, val->str, val->len);
-                d->scores_raw_len = val->len;
-            }
-        }
-        return;
-    }
-    if (rl == 5 && memcmp(rest, "sends", 5) == 0) {
-        if (val->type == REDIS_REPLY_STRING)
-            parse_sends(v, val->str, val->len);
-        return;
-    }
-    double x;
-    if (!reply_number(val, &x))
-        return;
-    if (rl == 4 && memcmp(rest, "ewma", 4) == 0) {
-        h->have_ewma = true;
-        h->ewma = x;
-    } else if (rl == 9 && memcmp(rest, "ewma_week", 9) == 0) {
-        h->have_ewma_week = true;
-        h->ewma_week = (int64_t)x;
-    } else if (rl == 10 && memcmp(rest, "first_week", 10) == 0) {
-        h->have_first_week = true;
-        h->first_week = (int64_t)x;
-    } else if (rl == 10 && memcmp(rest, "first_frac", 10) == 0) {
-        h->first_fraction = x;
-    } else {
-        /* "<week>:opp" or "<week>:sent" */
-        char *colon;
-        char buf[48];
-        if (rl >= sizeof buf)
-            return;
-        memcpy(buf, rest, rl);
-        buf[rl] = '\0';
-        long long wk = strtoll(buf, &colon, 10);
-        if (colon == buf || *colon != ':')
-            return;
-        const char *kind = colon + 1;
-        int slot = (int)(wk - (v->week - 2));
-        if (wk < v->week - 2) {
-            /* A week the EWMA has folded in: delete it with the record. */
-            if (d->n_stale < MAX_STALE_FIELDS && fl < sizeof d->stale[0]) {
-                memcpy(d->stale[d->n_stale], f, fl);
-                d->stale[d->n_stale++][fl] = '\0';
-            }
-        } else if (strcmp(kind, "opp") == 0 && slot >= 0 && slot <= 2) {
-            h->counts[slot] = x;
-        } else if (strcmp(kind, "sent") == 0 && wk == v->week) {
-            v->sent_this_week = (uint32_t)x;
-        }
-    }
 }
 
 static void on_week(redisReply *r, void *p)
@@ -839,12 +766,20 @@ static void on_week(redisReply *r, void *p)
         size_t chl = strlen(ch);
         /* The member's time zone arrived just before (HMGET member). */
         d->view.week = calendar_week_index(d->r.ts, d->tz);
+        stored_week_t w = {.view = &d->view};
         for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            const redisReply *f = r->element[i];
-            if (f->type != REDIS_REPLY_STRING || f->len <= chl + 1 ||
-                memcmp(f->str, ch, chl) != 0 || f->str[chl] != ':')
-                continue;
-            week_field(d, f->str + chl + 1, f->len - chl - 1, r->element[i + 1], f->str, f->len);
+            size_t fl, vl;
+            const char *f = reply_str(r->element[i], &fl);
+            const char *v = reply_str(r->element[i + 1], &vl);
+            stored_read_week_field(&w, ch, chl, f, fl, v, vl, &d->invalid);
+        }
+        _Static_assert(sizeof d->stale == sizeof w.stale, "stale field lists differ");
+        memcpy(d->stale, w.stale, sizeof d->stale);
+        d->n_stale = w.n_stale;
+        /* The scores list is passed through by the record (scores_text). */
+        if (w.scores != NULL && (d->scores_raw = malloc(w.scores_len + 1)) != NULL) {
+            memcpy(d->scores_raw, w.scores, w.scores_len);
+            d->scores_raw_len = w.scores_len;
         }
     }
     read_done(d);
@@ -855,8 +790,10 @@ static void on_sent(redisReply *r, void *p)
     decide_ctx_t *d = p;
     if (!reply_failed(d, r) && r->type == REDIS_REPLY_ARRAY && r->elements == d->r.n) {
         for (size_t i = 0; i < d->r.n; i++) {
+            size_t len;
+            const char *s = reply_str(r->element[i], &len);
             double x;
-            if (reply_number(r->element[i], &x))
+            if (s != NULL && stored_read_sent_time(s, len, &x, &d->invalid))
                 d->r.last_sent[i] = x;
         }
     }

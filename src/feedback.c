@@ -18,6 +18,7 @@
 #include "notifd/events.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
+#include "notifd/metrics.h"
 #include "notifd/ops_policy.h"
 #include "notifd/plan.h"
 #include "notifd/policy.h"
@@ -123,10 +124,12 @@ void op_feedback(request_t *req)
     char tz[16] = "";
     json_t *tzv = json_object_get(root, "tz_offset_min");
     if (tzv != NULL && !json_is_null(tzv)) {
-        if (!json_is_integer(tzv) || json_integer_value(tzv) < -14 * 60 ||
-            json_integer_value(tzv) > 14 * 60) {
+        /* The stored field's range (stored_fields.h), or every reader of
+         * the member would treat what was accepted here as missing. */
+        if (!json_is_integer(tzv) || json_integer_value(tzv) < STORED_TZ_MIN ||
+            json_integer_value(tzv) > STORED_TZ_MAX) {
             request_reply_error(req, PROTO_BAD_REQUEST,
-                                "\"tz_offset_min\" must be minutes east of UTC in -840..840");
+                                "\"tz_offset_min\" must be minutes east of UTC in -720..840");
             return;
         }
         snprintf(tz, sizeof tz, "%lld", (long long)json_integer_value(tzv));
@@ -228,8 +231,11 @@ static void on_plan_read(redisReply *reply, void *privdata)
     for (int c = 0; c < cfg->n_channels; c++)
         names[c] = cfg->channels[c];
     plan_t plan;
-    bool stored = plan_parse_hash(&plan, names, cfg->n_channels, f, fl, v, vl, n) &&
+    stored_invalid_t invalid = {{0}};
+    bool stored = plan_parse_hash(&plan, names, cfg->n_channels, cfg->policy.slow.max_per_week,
+                                  f, fl, v, vl, n, &invalid) &&
                   plan_in_force(&plan, ts);
+    metrics_observe_stored_invalid(req->app->metrics, &invalid);
     if (!stored)
         plan_make_default(&plan, cfg->policy.slow.default_mask, cfg->policy.slow.default_per_week);
     json_t *pj = decide_plan_json(cfg, &plan);

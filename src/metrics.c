@@ -93,6 +93,9 @@ struct metrics {
     _Atomic uint64_t stored_answers_corrupt;
     _Atomic uint64_t invalid_observations;
 
+    /* stored values read back out of range (stored_fields.h) */
+    _Atomic uint64_t stored_invalid[STORED_FIELD_COUNT];
+
     /* Redis */
     histogram_t redis_rtt;
     _Atomic int redis_state;
@@ -277,6 +280,16 @@ void metrics_planner_pass_started(void *mp)
         return;
     ADD(m->passes_started, 1);
     ADD(m->passes_running, 1);
+}
+
+void metrics_observe_stored_invalid(void *mp, const stored_invalid_t *invalid)
+{
+    metrics_t *m = mp;
+    if (m == NULL || invalid == NULL)
+        return;
+    for (int f = 0; f < STORED_FIELD_COUNT; f++)
+        if (invalid->n[f] > 0)
+            ADD(m->stored_invalid[f], invalid->n[f]);
 }
 
 void metrics_planner_member_planned(void *mp, uint64_t count)
@@ -668,6 +681,11 @@ static void render_decisions(metrics_t *m, growbuf_t *b)
             "Retried opportunities whose stored answer in Redis was not one JSON object on one "
             "line; answered internal instead of replaying it.",
             GET(m->stored_answers_corrupt));
+    family(b, "notifd_stored_invalid_total", "counter",
+           "Values read from Redis out of their field's range, treated as missing, by field.");
+    for (int f = 0; f < STORED_FIELD_COUNT; f++)
+        gb_printf(b, "notifd_stored_invalid_total{field=\"%s\"} %" PRIu64 "\n",
+                  stored_field_name((stored_field_t)f), GET(m->stored_invalid[f]));
 }
 
 static void render_redis(metrics_t *m, growbuf_t *b)

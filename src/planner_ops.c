@@ -21,12 +21,14 @@
 #include "notifd/features.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
+#include "notifd/metrics.h"
 #include "notifd/ops_policy.h"
 #include "notifd/planner.h"
 #include "notifd/policy.h"
 #include "notifd/cadence.h"
 #include "notifd/schedule.h"
 #include "notifd/slow_policy.h"
+#include "notifd/stored_fields.h"
 
 json_t *decide_plan_json(const config_t *cfg, const plan_t *plan);
 
@@ -189,6 +191,7 @@ static void on_features(redisReply *reply, void *privdata)
         for (int c = 0; c < cfg->n_channels; c++)
             names[c] = cfg->channels[c];
         features_parse_hash(&r->features, names, cfg->n_channels, f, fl, v, vl, n);
+        metrics_observe_stored_invalid(r->req->app->metrics, &r->features.invalid);
         r->have_features = true;
     }
     if (--r->outstanding == 0) {
@@ -205,12 +208,11 @@ static void on_version(redisReply *reply, void *privdata)
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         replan_fail(r, reply);
     } else if (reply->type == REDIS_REPLY_STRING) {
-        char buf[32];
-        size_t n = reply->len < sizeof buf - 1 ? reply->len : sizeof buf - 1;
-        memcpy(buf, reply->str, n);
-        buf[n] = '\0';
-        long long v = strtoll(buf, NULL, 10);
-        r->old_version = v > 0 ? v : 0;
+        /* Out of range (stored_fields.h): as if there were none, so the
+         * next version is 1, never an overflow past INT64_MAX. */
+        int64_t v = 0;
+        stored_parse_int(STORED_PLAN_VERSION, reply->str, reply->len, &v, NULL);
+        r->old_version = v;
     }
     if (--r->outstanding == 0) {
         if (r->failed)

@@ -17,6 +17,7 @@
 #include "notifd/metrics.h"
 #include "notifd/slow_policy.h"
 #include "notifd/store.h"
+#include "notifd/stored_fields.h"
 #include "planner_internal.h"
 
 
@@ -253,9 +254,9 @@ static bool stored_plan_current(const part_ctx_t *p, const redisReply *stored)
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
         if (field_is(f, "computed_at", 11))
-            have_at = planner_str_i64(v->str, v->len, &at);
+            have_at = stored_parse_int(STORED_PLAN_TIME, v->str, v->len, &at, NULL);
         else if (field_is(f, "valid_until", 11))
-            have_until = planner_str_i64(v->str, v->len, &until);
+            have_until = stored_parse_int(STORED_PLAN_TIME, v->str, v->len, &until, NULL);
     }
     return have_at && have_until &&
            cadence_plan_current(p->cfg->planner.interval_s, at, until, p->as_of);
@@ -279,7 +280,8 @@ static bool stored_plan_covered(const part_ctx_t *p, const redisReply *stored,
         if (f->type != REDIS_REPLY_STRING)
             continue;
         if (field_is(f, "version", 7)) {
-            if (v->type != REDIS_REPLY_STRING || !planner_str_i64(v->str, v->len, version))
+            if (v->type != REDIS_REPLY_STRING ||
+                !stored_parse_int(STORED_PLAN_VERSION, v->str, v->len, version, NULL))
                 covered = false; /* not ours: let the script sort it out */
             continue;
         }
@@ -341,6 +343,7 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
     member_features_t mf;
     features_init(&mf);
     features_parse_hash(&mf, p->channel_names, cfg->n_channels, f, fl, v, vl, n);
+    metrics_observe_stored_invalid(p->pl->app->metrics, &mf.invalid);
     /* The member's slow experiment arm, or the base parameters (control). */
     const char *arm_name = "control";
     const slow_config_t *slow = policy_slow_for(&cfg->policy, id, s->len, NULL, &arm_name);

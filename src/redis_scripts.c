@@ -24,6 +24,22 @@
 #define LUA_STR_(x) #x
 #define LUA_STR(x) LUA_STR_(x)
 
+/* A member-hash time or decayed count as notifd's C readers take it
+ * (stored_fields.h): a time outside 0..1e11 is missing (nil), a count
+ * outside 0..1e12 is 0. The scripts must agree with them, or a value decide
+ * ignores would still steer (or, not being a number, fail) every write. */
+#define LUA_STORED                                                                         \
+    "local function stored_time(v)\n"                                                      \
+    "  local n = tonumber(v or '')\n"                                                      \
+    "  if n == nil or not (n >= 0 and n <= 1e11) then return nil end\n"                   \
+    "  return n\n"                                                                          \
+    "end\n"                                                                                 \
+    "local function stored_count(v)\n"                                                     \
+    "  local n = tonumber(v or '')\n"                                                      \
+    "  if n == nil or not (n >= 0 and n <= 1e12) then return 0 end\n"                     \
+    "  return n\n"                                                                          \
+    "end\n"
+
 /* rescale(key, ts, f): every count of a member hash times f, and
  * updated_at set to ts (the counts are then as of ts). */
 #define LUA_RESCALE                                                                        \
@@ -64,10 +80,11 @@
 /* decay(key, ts, hl): the weight of an event at ts in the hash's counts
  * (1 after bringing them to ts); add() and set_max() write one field. */
 #define LUA_DECAY                                                                          \
+    LUA_STORED                                                                             \
     LUA_RESCALE                                                                            \
     LUA_FROM_FUTURE                                                                        \
     "local function decay(key, ts, hl)\n"                                                  \
-    "  local upd = tonumber(redis.call('HGET', key, 'updated_at') or '')\n"                \
+    "  local upd = stored_time(redis.call('HGET', key, 'updated_at'))\n"                   \
     "  if upd == nil then\n"                                                               \
     "    redis.call('HSET', key, 'updated_at', ts)\n"                                      \
     "    redis.call('HSETNX', key, 'first_seen', ts)\n"                                    \
@@ -83,10 +100,14 @@
     "  return 1\n"                                                                         \
     "end\n"                                                                                \
     "local function add(key, field, w)\n"                                                  \
-    "  redis.call('HINCRBYFLOAT', key, field, string.format('%.9g', w))\n"                 \
+    "  local wt = string.format('%.9g', w)\n"                                              \
+    "  local r = redis.pcall('HINCRBYFLOAT', key, field, wt)\n"                            \
+    "  if type(r) ~= 'string' or stored_count(r) ~= tonumber(r) then\n"                   \
+    "    redis.call('HSET', key, field, wt)\n" /* it was no count: start from this event */ \
+    "  end\n"                                                                               \
     "end\n"                                                                                \
     "local function set_max(key, field, ts, hl)\n"                                         \
-    "  local old = tonumber(redis.call('HGET', key, field) or '')\n"                       \
+    "  local old = stored_time(redis.call('HGET', key, field))\n"                          \
     "  if old == nil or ts > old or from_future(old, ts, hl) then\n"                       \
     "    redis.call('HSET', key, field, ts)\n"                                             \
     "  end\n"                                                                              \
@@ -134,6 +155,15 @@
  * two weeks past the member's last decide.
  */
 const char redis_script_decide_record[] =
+    LUA_STORED
+    /* A week counter as decide read it (stored_fields.h: an integer in
+     * 0..1e9); anything else is missing, 0, so the cap checked here is the
+     * one decided on. */
+    "local function counter(v)\n"
+    "  local n = tonumber(v or '0')\n"
+    "  if n == nil or n < 0 or n > 1e9 or n ~= math.floor(n) then return 0 end\n"
+    "  return n\n"
+    "end\n"
     "local ts = tonumber(ARGV[1])\n"
     /* Dedup, re-checked here: another instance may have sent this message
      * to the member since notifd read the sent set. A retry of this very
@@ -148,7 +178,7 @@ const char redis_script_decide_record[] =
     "local sentf, oppf, sendsf = ARGV[2], ARGV[3], ARGV[13]\n"
     "local wk = redis.call('HMGET', KEYS[2], sentf, sendsf ~= '' and sendsf or sentf,\n"
     "                      oppf ~= '' and oppf or sentf)\n"
-    "local sent = tonumber(wk[1] or '0') or 0\n"
+    "local sent = counter(wk[1])\n"
     "local outcome, resp, sends = 'sent', ARGV[8], nil\n"
     "local cap = tonumber(ARGV[4])\n"
     "if cap >= 0 and sent >= cap then\n"
@@ -171,7 +201,7 @@ const char redis_script_decide_record[] =
     "if prev then return {'dup', prev} end\n"
     "local set, opps = {}, 0\n"
     "if oppf ~= '' then\n"
-    "  opps = (tonumber(wk[3] or '0') or 0) + 1\n"
+    "  opps = counter(wk[3]) + 1\n"
     "  set[1], set[2] = oppf, opps\n"
     "end\n"
     "local ndel = tonumber(ARGV[17])\n"
@@ -195,7 +225,7 @@ const char redis_script_decide_record[] =
     /* The member's decayed sends, as feedback's decay() and add() would
      * leave them (see the top of this file). */
     "  local m = redis.call('HMGET', KEYS[4], 'updated_at', ARGV[15], ARGV[16])\n"
-    "  local upd, n = tonumber(m[1] or ''), tonumber(m[2] or '') or 0\n"
+    "  local upd, n = stored_time(m[1]), stored_count(m[2])\n"
     "  local hl = tonumber(ARGV[10])\n"
     "  local w, mset = 1, {}\n"
     LUA_FROM_FUTURE
@@ -216,7 +246,7 @@ const char redis_script_decide_record[] =
     "  end\n"
     "  mset[#mset + 1] = ARGV[15]\n"
     "  mset[#mset + 1] = string.format('%.17g', n + tonumber(string.format('%.9g', w)))\n"
-    "  local last = tonumber(m[3] or '')\n"
+    "  local last = stored_time(m[3])\n"
     "  if last == nil or ts > last or from_future(last, ts, hl) then\n"
     "    mset[#mset + 1] = ARGV[16]\n"
     "    mset[#mset + 1] = ARGV[1]\n"
@@ -247,7 +277,16 @@ const char redis_script_decide_skip[] =
     "local prev = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])\n"
     "if prev then return {'dup', prev} end\n"
     "local opps = 0\n"
-    "if ARGV[3] ~= '' then opps = redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end\n"
+    "if ARGV[3] ~= '' then\n"
+    /* A counter HINCRBY refuses (not an integer) or one out of decide's
+     * range (stored_fields.h) starts again at 1 rather than failing every
+     * decide of the member. */
+    "  opps = redis.pcall('HINCRBY', KEYS[2], ARGV[3], 1)\n"
+    "  if type(opps) ~= 'number' or opps < 1 or opps > 1e9 then\n"
+    "    opps = 1\n"
+    "    redis.call('HSET', KEYS[2], ARGV[3], 1)\n"
+    "  end\n"
+    "end\n"
     "local ndel = tonumber(ARGV[5])\n"
     "if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 6, 5 + ndel)) end\n"
     "if #ARGV > 5 + ndel then redis.call('HSET', KEYS[2], unpack(ARGV, 6 + ndel)) end\n"

@@ -9,6 +9,7 @@
  * to a given time, and measures how long the member has been observed on the
  * same decayed scale. It does no I/O and allocates nothing.
  *
+ * Ranges are those of stored_fields.h (one per field, shared with decide).
  * Field names (the contract shared with the writer), per channel <ch>:
  *   <ch>_sent <ch>_delivered <ch>_open <ch>_click <ch>_dismiss <ch>_unsub_n
  *       decayed counts, >= 0
@@ -36,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "notifd/stored_fields.h"
 #include "notifd/types.h"
 
 /* Bits of channel_features_t.has. */
@@ -77,6 +79,7 @@ typedef struct member_features {
     int tz_offset_min;  /* valid with FEATURES_HAS_TZ */
     uint32_t has;       /* FEATURES_HAS_* member-wide bits */
     int n_bad;          /* fields present but unparsable, treated as missing */
+    stored_invalid_t invalid; /* the same, per stored field (stored_fields.h) */
 } member_features_t;
 
 /* A member with no history: all counts 0, nothing known, no channels. */

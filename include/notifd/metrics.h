@@ -34,6 +34,7 @@
 #include "notifd/protocol.h"
 #include "notifd/server.h"
 #include "notifd/store.h"
+#include "notifd/stored_fields.h"
 #include "notifd/types.h"
 
 typedef struct metrics metrics_t;
@@ -107,6 +108,12 @@ void metrics_planner_pass_started(void *m);
 /* `count` more members were planned and stored during the current pass;
  * call per batch so a long pass shows progress in
  * notifd_planner_members_planned_total. */
+/* ---- stored state (stored_fields.h) -------------------------------------- */
+
+/* Adds one read's unusable stored values to
+ * notifd_stored_invalid_total{field=<stored_field_name>}; any thread. */
+void metrics_observe_stored_invalid(void *m, const stored_invalid_t *invalid);
+
 void metrics_planner_member_planned(void *m, uint64_t count);
 /* A pass ended after `seconds`. `planned` is the pass total (published as
  * the notifd_planner_last_pass_members gauge; it is NOT added to the counter

@@ -15,13 +15,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "notifd/stored_fields.h"
 #include "notifd/types.h"
 
-/* Parses HGETALL field/value pairs (not NUL-terminated). Returns true when at
- * least one configured channel has a valid, non-negative per-week number. */
+/* Parses HGETALL field/value pairs (not NUL-terminated). Every number goes
+ * through stored_fields.h: one out of its range is missing and counted in
+ * `invalid` (may be NULL). Returns true when at least one configured
+ * channel has a per-week value (a plain decimal in [0, max_per_week]) and
+ * no value the plan depends on was unusable: a configured channel's
+ * per-week value or valid_until that is present but out of range makes the
+ * whole hash "no plan", so the default plan applies until the planner
+ * rewrites it (rather than an unpaced channel or a plan that never ends). */
 bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channels,
-                     const char *const *fields, const size_t *field_lens,
-                     const char *const *values, const size_t *value_lens, size_t n_pairs);
+                     double max_per_week, const char *const *fields,
+                     const size_t *field_lens, const char *const *values,
+                     const size_t *value_lens, size_t n_pairs, stored_invalid_t *invalid);
 
 /* How far after a decision's ts a plan may have been computed and still be
  * in force: writers' clocks differ, but a plan from months ahead was made

@@ -62,6 +62,10 @@ typedef struct slow_config {
     action_grid_t grid;                         /* slow.actions: the planned channels */
     slow_priors_t priors;
     slow_weights_t weights;
+    /* slow.max_per_week: no action, default plan or stored plan may ask for
+     * more messages a week on a channel (a stored plan above it is not a
+     * plan, stored_fields.h). Base only: arms share it. */
+    double max_per_week;
 } slow_config_t;
 
 /* One experiment layer (experiments.slow or experiments.fast): arms with

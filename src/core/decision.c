@@ -179,24 +179,36 @@ double decision_round_score(double x)
     size_t n = number_format_g(buf, x, DECISION_SCORE_DIGITS);
     return number_parse(buf, n, &r) ? r : x;
 }
+/* Week indexes beyond this (a hostile or corrupt store: real ones are a
+ * few 10^5) fold nothing, so no week arithmetic below can overflow. */
+#define FOLD_WEEK_LIMIT ((int64_t)1 << 40)
+
+static bool week_sane(int64_t w) { return w > -FOLD_WEEK_LIMIT && w < FOLD_WEEK_LIMIT; }
+
+/* A week's opportunity count as the EWMA takes it: anything but a finite
+ * count >= 0 is no opportunity. */
+static double sane_count(double x) { return x >= 0 && isfinite(x) ? x : 0.0; }
 
 void decision_fold_history(const opportunity_history_t *h, int64_t week, double alpha,
                            opportunity_fold_t *out)
 {
     *out = (opportunity_fold_t){0};
-    bool have = h->have_ewma;
-    double ewma = h->ewma;
-    if (!h->have_first_week) {
+    bool have = h->have_ewma && h->ewma >= 0 && isfinite(h->ewma);
+    double ewma = have ? h->ewma : 0.0;
+    bool have_ewma_week = h->have_ewma_week && week_sane(h->ewma_week);
+    if (!h->have_first_week || !week_sane(h->first_week) || !week_sane(week)) {
         out->expected = have ? ewma : -1.0;
         return;
     }
-    int64_t last = h->have_ewma_week ? h->ewma_week : h->first_week - 1;
+    /* Weeks after `week` (first_week or ewma_week from the future, as an
+     * out-of-order ts sees them) leave nothing to fold: from > week - 1. */
+    int64_t last = have_ewma_week ? h->ewma_week : h->first_week - 1;
     int64_t from = last + 1 > week - 2 ? last + 1 : week - 2;
     bool value_changed = false;
     for (int64_t wk = from; wk <= week - 1; wk++) {
         if (wk < h->first_week)
             continue;
-        double count = h->counts[wk - (week - 2)];
+        double count = sane_count(h->counts[wk - (week - 2)]);
         if (wk == h->first_week) {
             double seen = h->first_fraction > 0 && h->first_fraction <= 1 ? h->first_fraction : 1.0;
             if (seen < 0.25) {
@@ -210,7 +222,7 @@ void decision_fold_history(const opportunity_history_t *h, int64_t week, double 
         value_changed = true;
         last = wk;
     }
-    if (!h->have_ewma_week || last != h->ewma_week) {
+    if (!have_ewma_week || last != h->ewma_week) {
         if (last >= h->first_week) {
             out->store_ewma_week = true;
             out->ewma_week = last;

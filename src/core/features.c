@@ -4,25 +4,17 @@
  * Field names are matched against two small tables, one for per-channel
  * suffixes and one for member-wide names, so the contract with the writer
  * reads in one screen. Values are byte strings with lengths (not
- * NUL-terminated): plain decimals, which is what the Lua writer produces, are
- * parsed by a short exact fast path, anything else by strtod on a stack copy
+ * NUL-terminated), parsed and range-checked by stored_fields.h (number_parse
+ * underneath: a short exact fast path for plain decimals, strtod otherwise
  * (notifd never calls setlocale, so the decimal point is '.').
  */
 #include "notifd/features.h"
 
-#include "notifd/number_parse.h"
+#include "notifd/stored_fields.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* How a parsed number is stored and checked. */
-typedef enum field_kind {
-    KIND_COUNT, /* finite, >= 0 */
-    KIND_FLAG,  /* exactly 0 or 1 */
-    KIND_TIME,  /* unix seconds, finite, within +-2^53 */
-    KIND_TZ,    /* minutes east of UTC, integer in [-720, 840] */
-} field_kind_t;
 
 /* A string literal and its length, so matching never calls strlen. */
 #define LIT(s) s, sizeof(s) - 1
@@ -30,43 +22,43 @@ typedef enum field_kind {
 typedef struct channel_field {
     const char *suffix; /* after "<ch>_" */
     size_t suffix_len;
-    field_kind_t kind;
+    stored_field_t kind;
     size_t offset;      /* of the double / bool / int64_t in channel_features_t */
     uint32_t has_bit;   /* 0 when missing is the same as 0 */
 } channel_field_t;
 
 static const channel_field_t channel_fields[] = {
-    {LIT("sent"), KIND_COUNT, offsetof(channel_features_t, sent), 0},
-    {LIT("delivered"), KIND_COUNT, offsetof(channel_features_t, delivered), 0},
-    {LIT("open"), KIND_COUNT, offsetof(channel_features_t, open), 0},
-    {LIT("click"), KIND_COUNT, offsetof(channel_features_t, click), 0},
-    {LIT("dismiss"), KIND_COUNT, offsetof(channel_features_t, dismiss), 0},
-    {LIT("unsub_n"), KIND_COUNT, offsetof(channel_features_t, unsub_n), 0},
-    {LIT("unsub"), KIND_FLAG, offsetof(channel_features_t, unsub), FEATURES_HAS_UNSUB},
-    {LIT("last_sent"), KIND_TIME, offsetof(channel_features_t, last_sent),
+    {LIT("sent"), STORED_COUNT, offsetof(channel_features_t, sent), 0},
+    {LIT("delivered"), STORED_COUNT, offsetof(channel_features_t, delivered), 0},
+    {LIT("open"), STORED_COUNT, offsetof(channel_features_t, open), 0},
+    {LIT("click"), STORED_COUNT, offsetof(channel_features_t, click), 0},
+    {LIT("dismiss"), STORED_COUNT, offsetof(channel_features_t, dismiss), 0},
+    {LIT("unsub_n"), STORED_COUNT, offsetof(channel_features_t, unsub_n), 0},
+    {LIT("unsub"), STORED_UNSUB, offsetof(channel_features_t, unsub), FEATURES_HAS_UNSUB},
+    {LIT("last_sent"), STORED_TIME, offsetof(channel_features_t, last_sent),
      FEATURES_HAS_LAST_SENT},
-    {LIT("last_open"), KIND_TIME, offsetof(channel_features_t, last_open),
+    {LIT("last_open"), STORED_TIME, offsetof(channel_features_t, last_open),
      FEATURES_HAS_LAST_OPEN},
 };
 
 typedef struct member_field {
     const char *name;
     size_t name_len;
-    field_kind_t kind;
+    stored_field_t kind;
     size_t offset; /* in member_features_t */
     uint32_t has_bit;
 } member_field_t;
 
 static const member_field_t member_fields[] = {
-    {LIT("visit_org"), KIND_COUNT, offsetof(member_features_t, visit_org), 0},
-    {LIT("visit_attr"), KIND_COUNT, offsetof(member_features_t, visit_attr), 0},
-    {LIT("last_visit"), KIND_TIME, offsetof(member_features_t, last_visit),
+    {LIT("visit_org"), STORED_COUNT, offsetof(member_features_t, visit_org), 0},
+    {LIT("visit_attr"), STORED_COUNT, offsetof(member_features_t, visit_attr), 0},
+    {LIT("last_visit"), STORED_TIME, offsetof(member_features_t, last_visit),
      FEATURES_HAS_LAST_VISIT},
-    {LIT("first_seen"), KIND_TIME, offsetof(member_features_t, first_seen),
+    {LIT("first_seen"), STORED_TIME, offsetof(member_features_t, first_seen),
      FEATURES_HAS_FIRST_SEEN},
-    {LIT("updated_at"), KIND_TIME, offsetof(member_features_t, updated_at),
+    {LIT("updated_at"), STORED_TIME, offsetof(member_features_t, updated_at),
      FEATURES_HAS_UPDATED_AT},
-    {LIT("tz_offset_min"), KIND_TZ, offsetof(member_features_t, tz_offset_min),
+    {LIT("tz_offset_min"), STORED_TZ_OFFSET, offsetof(member_features_t, tz_offset_min),
      FEATURES_HAS_TZ},
 };
 
@@ -75,9 +67,6 @@ static const member_field_t member_fields[] = {
 
 /* ln 2, spelt out so the file does not depend on M_LN2 from <math.h>. */
 #define LN2 0.69314718055994530942
-
-/* Largest magnitude a time stamp may have and still be exact in a double. */
-#define TIME_LIMIT 9007199254740992.0
 
 void features_init(member_features_t *f)
 {
@@ -89,32 +78,26 @@ static bool bytes_equal(const char *a, size_t alen, const char *b, size_t blen)
     return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-/* Checks `v` for `kind` and stores it at `dst`; false if out of range. */
-static bool store_value(field_kind_t kind, double v, void *dst)
+/* Parses s[0..len) as stored field `kind` (its range: stored_fields.h)
+ * into `dst`: a double, except a flag (bool), a time (int64_t) and the time
+ * zone (int). False, and counted in `invalid`, if unusable. */
+static bool store_value(stored_field_t kind, const char *s, size_t len, void *dst,
+                        stored_invalid_t *invalid)
 {
+    int64_t n;
     switch (kind) {
-    case KIND_COUNT:
-        if (v < 0.0)
+    case STORED_UNSUB:
+        return stored_parse_flag(kind, s, len, (bool *)dst, invalid);
+    case STORED_TIME:
+        return stored_parse_int(kind, s, len, (int64_t *)dst, invalid);
+    case STORED_TZ_OFFSET:
+        if (!stored_parse_int(kind, s, len, &n, invalid))
             return false;
-        *(double *)dst = v;
+        *(int *)dst = (int)n;
         return true;
-    case KIND_FLAG:
-        if (v != 0.0 && v != 1.0)
-            return false;
-        *(bool *)dst = v == 1.0;
-        return true;
-    case KIND_TIME:
-        if (fabs(v) > TIME_LIMIT)
-            return false;
-        *(int64_t *)dst = (int64_t)floor(v);
-        return true;
-    case KIND_TZ:
-        if (v != floor(v) || v < -720.0 || v > 840.0)
-            return false;
-        *(int *)dst = (int)v;
-        return true;
+    default:
+        return stored_parse_real(kind, s, len, (double *)dst, invalid);
     }
-    return false;
 }
 
 /*
@@ -178,7 +161,7 @@ int features_parse_hash(member_features_t *f, const char *const *channel_names,
         if (name == NULL)
             continue;
 
-        field_kind_t kind;
+        stored_field_t kind;
         void *dst;
         uint32_t *has = NULL;
         uint32_t has_bit = 0;
@@ -207,9 +190,7 @@ int features_parse_hash(member_features_t *f, const char *const *channel_names,
             has_bit = cf->has_bit;
         }
 
-        double v;
-        if (values[i] == NULL || !number_parse(values[i], value_lens[i], &v) ||
-            !store_value(kind, v, dst)) {
+        if (!store_value(kind, values[i], value_lens[i], dst, &f->invalid)) {
             bad++;
             continue;
         }

@@ -3,30 +3,11 @@
  */
 #include "notifd/plan.h"
 
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 static bool field_is(const char *f, size_t len, const char *name)
 {
     return strlen(name) == len && memcmp(f, name, len) == 0;
-}
-
-/* Numbers arrive as Redis strings; anything that is not entirely a finite
- * number is treated as missing rather than as zero. */
-static bool parse_number(const char *v, size_t len, double *out)
-{
-    char buf[64];
-    if (len == 0 || len >= sizeof buf)
-        return false;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    char *end;
-    double x = strtod(buf, &end);
-    if (*end != '\0' || !isfinite(x))
-        return false;
-    *out = x;
-    return true;
 }
 
 static void copy_text(char *dst, size_t cap, const char *v, size_t len)
@@ -37,45 +18,58 @@ static void copy_text(char *dst, size_t cap, const char *v, size_t len)
 }
 
 bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channels,
-                     const char *const *fields, const size_t *field_lens,
-                     const char *const *values, const size_t *value_lens, size_t n_pairs)
+                     double max_per_week, const char *const *fields,
+                     const size_t *field_lens, const char *const *values,
+                     const size_t *value_lens, size_t n_pairs, stored_invalid_t *invalid)
 {
     memset(out, 0, sizeof *out);
     out->action = -1;
+    bool unusable = false;
     for (size_t i = 0; i < n_pairs; i++) {
         const char *f = fields[i], *v = values[i];
         size_t fl = field_lens[i], vl = value_lens[i];
-        double x;
+        int64_t n;
+        if (f == NULL)
+            continue;
         if (field_is(f, fl, "version")) {
-            if (parse_number(v, vl, &x))
-                out->version = (int64_t)x;
+            if (stored_parse_int(STORED_PLAN_VERSION, v, vl, &n, invalid))
+                out->version = n;
         } else if (field_is(f, fl, "action")) {
-            if (parse_number(v, vl, &x))
-                out->action = (int)x;
+            /* -1 is how a writer says "no action index". */
+            if (!(vl == 2 && v != NULL && memcmp(v, "-1", 2) == 0) &&
+                stored_parse_int(STORED_PLAN_ACTION, v, vl, &n, invalid))
+                out->action = (int)n;
         } else if (field_is(f, fl, "computed_at")) {
-            if (parse_number(v, vl, &x))
-                out->computed_at = (int64_t)x;
+            if (stored_parse_int(STORED_PLAN_TIME, v, vl, &n, invalid))
+                out->computed_at = n;
         } else if (field_is(f, fl, "valid_until")) {
-            if (parse_number(v, vl, &x))
-                out->valid_until = (int64_t)x;
+            if (stored_parse_int(STORED_PLAN_TIME, v, vl, &n, invalid))
+                out->valid_until = n;
+            else
+                unusable = true;
         } else if (field_is(f, fl, "source")) {
-            copy_text(out->source, sizeof out->source, v, vl);
+            if (v != NULL)
+                copy_text(out->source, sizeof out->source, v, vl);
         } else if (field_is(f, fl, "arm")) {
-            copy_text(out->arm, sizeof out->arm, v, vl);
+            if (v != NULL)
+                copy_text(out->arm, sizeof out->arm, v, vl);
         } else if (fl > 9 && memcmp(f + fl - 9, "_per_week", 9) == 0) {
             for (int c = 0; c < n_channels && c < NOTIFD_MAX_CHANNELS; c++) {
-                if (strlen(channel_names[c]) == fl - 9 &&
-                    memcmp(f, channel_names[c], fl - 9) == 0 && parse_number(v, vl, &x) &&
-                    x >= 0) {
+                if (strlen(channel_names[c]) != fl - 9 || memcmp(f, channel_names[c], fl - 9) != 0)
+                    continue;
+                double x;
+                if (stored_parse_per_week(v, vl, max_per_week, &x, invalid)) {
                     out->per_week[c] = x;
                     out->planned_mask |= 1u << c;
+                } else {
+                    unusable = true;
                 }
             }
         }
     }
     if (out->source[0] == '\0')
         memcpy(out->source, "unknown", 8);
-    return out->planned_mask != 0;
+    return out->planned_mask != 0 && !unusable;
 }
 
 bool plan_in_force(const plan_t *plan, int64_t ts)

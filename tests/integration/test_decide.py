@@ -513,7 +513,7 @@ class RecordTest(NotifdTestCase):
 
     def test_a_send_adds_to_the_members_decayed_sends(self):
         half_life = 28 * DAY
-        set_plan(self.redis, "fs", 200, valid_until=MONDAY + 400 * DAY)
+        set_plan(self.redis, "fs", 100, valid_until=MONDAY + 400 * DAY)  # slow.max_per_week
         t1 = MONDAY + 10 * 3600
         c = self.client()
         sends = []

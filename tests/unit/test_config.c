@@ -25,6 +25,7 @@
 
 #include "notifd/config.h"
 #include "notifd/log.h"
+#include "notifd/stored_fields.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -788,10 +789,46 @@ static void test_release_of_null_is_a_no_op(void **state)
     config_release(NULL);
 }
 
+/* slow.max_per_week bounds every per-week value notifd will plan or honour. */
+static void test_max_per_week_defaults_to_100_and_covers_the_default_grid(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok("{}");
+    assert_true(cfg->policy.slow.max_per_week == STORED_PER_WEEK_DEFAULT);
+    config_release(cfg);
+    cfg = load_ok("{'slow': {'max_per_week': 200, 'actions': {'push': [0, 150], 'email': [0]}}}");
+    assert_true(cfg->policy.slow.max_per_week == 200);
+    config_release(cfg);
+    expect_error("{'slow': {'actions': {'push': [0, 1, 150], 'email': [0, 1]}}}",
+                 "slow.actions: push: 150 messages per week is above slow.max_per_week (100)");
+    expect_error("{'slow': {'max_per_week': 20, 'default_plan': {'email': 21}}}",
+                 "slow.default_plan.email: 21 messages per week is above slow.max_per_week (20)");
+    expect_error_prefix("{'slow': {'max_per_week': 0}}", "slow.max_per_week: ");
+    expect_error_prefix("{'slow': {'max_per_week': 1001}}", "slow.max_per_week: ");
+    expect_error("{'experiments': {'slow': {'salt': 's', 'arms': [{'name': 'a', 'share': 0.5, "
+                 "'set': {'slow.max_per_week': 5}}]}}}",
+                 "experiments.slow.arms[0].set.slow.max_per_week: can only be set in the base "
+                 "slow section: stored plans of every arm are read against it");
+}
+
+static void test_a_slow_arm_must_plan_every_channel_the_base_plans(void **state)
+{
+    (void)state;
+    expect_error("{'experiments': {'slow': {'salt': 's', 'arms': [{'name': 'a', 'share': 0.5, "
+                 "'set': {'slow.actions': {'email': [0, 1]}}}]}}}",
+                 "experiments.slow.arms[0].set.slow.actions: leaves out push, which slow.actions "
+                 "plans: the arm's members would get it unpaced (give it a list, e.g. [0])");
+    config_release(load_ok("{'experiments': {'slow': {'salt': 's', 'arms': [{'name': 'a', "
+                           "'share': 0.5, 'set': {'slow.actions': {'push': [0, 2], "
+                           "'email': [0]}}}]}}}"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_config_has_documented_defaults),
+        cmocka_unit_test(test_max_per_week_defaults_to_100_and_covers_the_default_grid),
+        cmocka_unit_test(test_a_slow_arm_must_plan_every_channel_the_base_plans),
         cmocka_unit_test(test_default_channels_are_push_email_in_app),
         cmocka_unit_test(test_generation_is_stamped),
         cmocka_unit_test(test_shipped_default_config_file_loads),

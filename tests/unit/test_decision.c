@@ -4,6 +4,7 @@
  * opportunity EWMA fold.
  */
 #include <math.h>
+#include <stdint.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,6 +317,65 @@ static void test_fold_is_idempotent_within_a_week_and_folds_two_missed_weeks(voi
     assert_int_equal(f.ewma_week, 10);
 }
 
+/* Defence in depth: whatever the history says, the fold reads only
+ * counts[0..2] (ASan would see anything else), and what it stores is
+ * finite. first_week - 1 and friends overflowed on INT64_MIN. */
+static void test_fold_survives_any_week_numbers(void **state)
+{
+    (void)state;
+    const int64_t weeks[] = {INT64_MIN, INT64_MIN + 1, -((int64_t)1 << 40), -3, -1, 0, 9, 10,
+                             11, 12, 5000, (int64_t)1 << 40, INT64_MAX - 1, INT64_MAX};
+    const size_t n = sizeof weeks / sizeof weeks[0];
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = 0; b < n; b++)
+            for (size_t c = 0; c < n; c++) {
+                opportunity_history_t h = {.have_first_week = true, .first_week = weeks[a],
+                                           .have_ewma_week = weeks[b] != 0,
+                                           .ewma_week = weeks[b], .have_ewma = true,
+                                           .ewma = 4.0, .first_fraction = 0.5,
+                                           .counts = {1, 2, 3}};
+                opportunity_fold_t f;
+                decision_fold_history(&h, weeks[c], 0.3, &f);
+                assert_true(isfinite(f.expected));
+                assert_true(!f.store_ewma || (isfinite(f.ewma) && f.ewma >= 0));
+                assert_true(!f.store_ewma_week || f.ewma_week < weeks[c]);
+            }
+}
+
+static void test_fold_ignores_a_first_week_from_the_future(void **state)
+{
+    (void)state;
+    /* An out-of-order ts sees the member's first week after its own:
+     * nothing to fold, nothing to store, the stored EWMA stands. */
+    opportunity_history_t h = {.have_first_week = true, .first_week = 20, .have_ewma = true,
+                               .ewma = 6.0, .counts = {5, 5, 5}};
+    opportunity_fold_t f;
+    decision_fold_history(&h, 11, 0.3, &f);
+    assert_false(f.store_ewma);
+    assert_false(f.store_ewma_week);
+    assert_true(fabs(f.expected - 6.0) < 1e-12);
+    /* Likewise an EWMA folded up to a week after this one. */
+    h = (opportunity_history_t){.have_first_week = true, .first_week = 2, .have_ewma = true,
+                                .ewma = 6.0, .have_ewma_week = true, .ewma_week = 15,
+                                .counts = {0, 0, 0}};
+    decision_fold_history(&h, 11, 0.3, &f);
+    assert_false(f.store_ewma);
+    assert_false(f.store_ewma_week);
+    assert_true(fabs(f.expected - 6.0) < 1e-12);
+}
+
+static void test_fold_takes_unusable_counts_and_ewma_as_none(void **state)
+{
+    (void)state;
+    opportunity_history_t h = {.have_first_week = true, .first_week = 2, .have_ewma = true,
+                               .ewma = NAN, .counts = {NAN, -5, INFINITY}};
+    opportunity_fold_t f;
+    decision_fold_history(&h, 11, 0.5, &f);
+    assert_true(f.store_ewma);
+    assert_true(f.ewma == 0.0); /* two weeks of no opportunities, no prior EWMA */
+    assert_true(f.expected == 0.0);
+}
+
 static void test_reason_names_are_the_contract(void **state)
 {
     assert_string_equal(decision_reason_name(REASON_SEND), "send");
@@ -331,6 +391,9 @@ static void test_reason_names_are_the_contract(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fold_survives_any_week_numbers),
+        cmocka_unit_test(test_fold_ignores_a_first_week_from_the_future),
+        cmocka_unit_test(test_fold_takes_unusable_counts_and_ewma_as_none),
         cmocka_unit_test(test_unsubscribed_comes_before_quiet_hours),
         cmocka_unit_test(test_quiet_hours_gives_retry_at_in_member_time),
         cmocka_unit_test(test_no_candidates),

@@ -140,6 +140,28 @@ static void test_bad_numbers_are_missing_and_counted(void **state)
     assert_float_equal(f.ch[1].open, 3, 0);
 }
 
+/* The planner and decide read the same fields with the same ranges
+ * (stored_fields.h): what one takes as missing the other does too. */
+static void test_ranges_are_the_stored_fields_and_counted_per_field(void **state)
+{
+    (void)state;
+    const char *kv[] = {"tz_offset_min", "-840", "push_last_sent", "1e300", "updated_at", "-1",
+                        "push_unsub", "0.5", "visit_org", "1e308", "email_open", "2"};
+    member_features_t f;
+    assert_int_equal(parse_pairs(&f, kv, 6), 5);
+    assert_int_equal(f.invalid.n[STORED_TZ_OFFSET], 1);
+    assert_int_equal(f.invalid.n[STORED_TIME], 2);
+    assert_int_equal(f.invalid.n[STORED_UNSUB], 1);
+    assert_int_equal(f.invalid.n[STORED_COUNT], 1);
+    assert_int_equal(f.has, 0);
+    assert_int_equal(f.ch[0].has, 0);
+    assert_float_equal(f.visit_org, 0, 0);
+    const char *ok[] = {"tz_offset_min", "-720", "push_last_sent", "99999999999"};
+    assert_int_equal(parse_pairs(&f, ok, 2), 0);
+    assert_int_equal(f.tz_offset_min, -720);
+    assert_true(f.ch[0].last_sent == 99999999999);
+}
+
 static void test_numbers_parse_exactly_as_strtod(void **state)
 {
     (void)state;
@@ -347,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_ignores_unknown_fields),
         cmocka_unit_test(test_values_need_not_be_nul_terminated),
         cmocka_unit_test(test_bad_numbers_are_missing_and_counted),
+        cmocka_unit_test(test_ranges_are_the_stored_fields_and_counted_per_field),
         cmocka_unit_test(test_numbers_parse_exactly_as_strtod),
         cmocka_unit_test(test_channel_names_may_contain_underscores),
         cmocka_unit_test(test_longest_channel_name_wins_an_ambiguous_field),
