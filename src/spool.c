@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 typedef struct spool_segment {
     uint64_t seq;
     uint64_t size;
@@ -61,22 +63,43 @@ bool spool_parse_segment_name(const char *name, uint64_t *seq)
     return true;
 }
 
-size_t spool_split_batch(const char *buf, size_t len, size_t off, size_t max_lines,
-                         size_t *n_lines, bool *torn)
+bool spool_line_is_event(const char *line, size_t len, size_t max_len)
 {
-    size_t end = off, n = 0;
-    *torn = false;
-    while (end < len && n < max_lines) {
-        const char *nl = memchr(buf + end, '\n', len - end);
-        if (nl == NULL) {
-            *torn = true;
+    if (len > max_len)
+        return false; /* checked first: a huge line is never parsed */
+    json_error_t err;
+    /* No flags: trailing bytes after the object are an error, and jansson
+     * rejects invalid UTF-8 and overly deep nesting on its own. */
+    json_t *v = json_loadb(line, len, 0, &err);
+    bool ok = json_is_object(v);
+    json_decref(v);
+    return ok;
+}
+
+spool_run_t spool_next_run(const char *buf, size_t len, size_t off, const spool_run_limits_t *lim,
+                           size_t *end, size_t *n_lines)
+{
+    size_t at = off, n = 0;
+    spool_run_t kind = SPOOL_RUN_END;
+    while (at < len) {
+        const char *nl = memchr(buf + at, '\n', len - at);
+        size_t stop = nl ? (size_t)(nl - buf) : len;    /* the line without its newline */
+        size_t next = nl ? stop + 1 : len;
+        spool_run_t this = spool_line_is_event(buf + at, stop - at, lim->max_line_bytes)
+                               ? SPOOL_RUN_EVENTS
+                               : SPOOL_RUN_BAD;
+        if (kind != SPOOL_RUN_END && this != kind)
             break;
-        }
-        end = (size_t)(nl - buf) + 1;
+        if (this == SPOOL_RUN_EVENTS && n > 0 &&
+            (n >= lim->max_lines || next - off > lim->max_bytes))
+            break; /* a batch always takes its first line, however long */
+        kind = this;
+        at = next;
         n++;
     }
+    *end = at;
     *n_lines = n;
-    return end;
+    return kind;
 }
 
 /* mkdir -p: the default spool_dir ("var/spool") is relative and usually

@@ -4,7 +4,8 @@
  *
  * Layout of events.spool_dir:
  *   events-<20-digit sequence>.ndjson   segments, one JSON event per line
- *   dead-letter.ndjson                  batches the endpoint rejected (4xx)
+ *   dead-letter.ndjson                  batches the endpoint rejected (4xx), and
+ *                                       spool lines that are not an event
  *   quarantine-events-<seq>.ndjson      a segment that could not be read
  * Anything else in the directory is ignored.
  *
@@ -22,7 +23,8 @@
  * - spool_bytes() is the size of every segment on disk (not counting the
  *   dead-letter file), the number checked against the size limit.
  *
- * Plain blocking file I/O, no network, no globals: the event sink calls it
+ * Plain blocking file I/O (and jansson, to check replayed lines), no
+ * network, no globals: the event sink calls it
  * from its own thread, and the unit tests drive it directly. Not
  * thread-safe; one owner at a time.
  */
@@ -85,12 +87,29 @@ void spool_segment_name(char *out, size_t cap, uint64_t seq);
 /* True when `name` is a segment name; its sequence number into *seq. */
 bool spool_parse_segment_name(const char *name, uint64_t *seq);
 
-/* The next batch of a segment read into memory: from `off`, up to
- * `max_lines` complete ('\n'-terminated) lines. Returns the end offset and
- * the number of lines in *n_lines. Bytes after the last '\n' of the buffer
- * are a torn line (a crash mid-append); when the batch reaches them *torn is
- * set and they are not included. */
-size_t spool_split_batch(const char *buf, size_t len, size_t off, size_t max_lines,
-                         size_t *n_lines, bool *torn);
+/* True when `line` (without its newline) is what a spool line must be: one
+ * JSON object and nothing else, at most `max_len` bytes. Anything else in a
+ * segment (a torn write, a hand edit, disk garbage) is never sent on. */
+bool spool_line_is_event(const char *line, size_t len, size_t max_len);
+
+/* What replay does with the next stretch of a segment read into memory. */
+typedef enum spool_run {
+    SPOOL_RUN_END,                  /* nothing left */
+    SPOOL_RUN_EVENTS,               /* valid lines: the next batch to POST */
+    SPOOL_RUN_BAD,                  /* consecutive invalid lines: for the dead-letter file */
+} spool_run_t;
+
+typedef struct spool_run_limits {
+    size_t max_lines;               /* most lines in an EVENTS run (events.batch_max) */
+    size_t max_bytes;               /* most bytes in an EVENTS run, unless its first line is longer */
+    size_t max_line_bytes;          /* a longer line is invalid */
+} spool_run_limits_t;
+
+/* From `off`: the longest run of lines of one kind within the limits (BAD
+ * runs have no limit). Sets *end to the offset after it (newlines
+ * included) and *n_lines. Bytes after the last '\n' (a crash mid-append) are
+ * a line like any other: delivered when they are a whole event, else bad. */
+spool_run_t spool_next_run(const char *buf, size_t len, size_t off, const spool_run_limits_t *lim,
+                           size_t *end, size_t *n_lines);
 
 #endif

@@ -81,7 +81,11 @@ class EventsTestCase(unittest.TestCase):
         self.workdir = tempfile.mkdtemp(prefix="notifd-events-")
         self.addCleanup(shutil.rmtree, self.workdir, True)
         self.spool_dir = os.path.join(self.workdir, "spool")
+        self.prepare()
         self.notifd = self.new_notifd().start()
+
+    def prepare(self):
+        """Runs before notifd starts (e.g. to leave a spool for it)."""
 
     def new_notifd(self):
         ev = {"url": self.sink.url, "spool_dir": self.spool_dir, "flush_ms": 50,
@@ -359,6 +363,74 @@ class SpoolLimitTest(EventsTestCase):
         arrived = set(self.by_opportunity(self.sink.events()))
         self.assertEqual(len(arrived) + dropped, 200,
                          "arrived %d + dropped %d != published 200" % (len(arrived), dropped))
+
+
+def spool_event(opp):
+    """One line as notifd writes it to a spool segment."""
+    return json.dumps({"type": "decision", "member": "m", "channel": "push", "opportunity": opp,
+                       "event_id": "%032x" % (0xabc000 + int(opp[1:]))},
+                      separators=(",", ":")).encode()
+
+
+def write_segment(spool_dir, seq, lines, newline_at_end=True):
+    os.makedirs(spool_dir, exist_ok=True)
+    data = b"\n".join(lines) + (b"\n" if newline_at_end else b"")
+    with open(os.path.join(spool_dir, "events-%020d.ndjson" % seq), "wb") as f:
+        f.write(data)
+
+
+class SpoolReplayValidationTest(EventsTestCase):
+    """A spool is read back as hostile input: each line must be one JSON
+    object (within events.queue_max_bytes); the others go to the dead-letter
+    file, one by one, and the valid lines around them are delivered. The
+    sink validates like a strict receiver: one bad line fails a whole POST."""
+
+    events = {"batch_max": 500, "queue_max_bytes": 1 << 20}
+
+    def prepare(self):
+        self.sink.set(validate=True)
+        name = self._testMethodName
+        if name == "test_garbage_line_is_dead_lettered_alone":
+            self.valid = [spool_event("g%d" % i) for i in range(499)]
+            self.bad = [b"\x00\xffnot json {\"type\": at all"]
+            write_segment(self.spool_dir, 7, self.valid[:250] + self.bad + self.valid[250:])
+        elif name == "test_oversized_and_torn_lines_are_dead_lettered":
+            big = json.dumps({"type": "decision", "opportunity": "big",
+                              "event_id": "f" * 32, "pad": "x" * (3 << 19)}).encode()  # 1.5 MiB, valid JSON
+            torn = spool_event("t9999")[:40]
+            self.valid = [spool_event("t%d" % i) for i in range(30)]
+            self.bad = [big, torn]
+            write_segment(self.spool_dir, 3, self.valid[:10] + [big] + self.valid[10:20] + [torn],
+                          newline_at_end=False)
+            # A whole last event without its newline is still an event.
+            write_segment(self.spool_dir, 4, self.valid[20:], newline_at_end=False)
+
+    def dead_letters(self):
+        try:
+            with open(os.path.join(self.spool_dir, "dead-letter.ndjson"), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def check_replay(self):
+        want = {json.loads(l)["opportunity"] for l in self.valid}
+        got = self.wait_all_arrived(want)
+        self.assertEqual(set(got), want, "only the valid lines reach the endpoint")
+        wait_for(lambda: not segments(self.spool_dir), what="the replayed spool to be removed")
+        self.assertEqual(self.dead_letters(), b"".join(l + b"\n" for l in self.bad),
+                         "the dead-letter file must hold exactly the bad lines")
+        self.assertTrue(all(r["status"] == 200 for r in self.sink.requests()),
+                        "a batch with a bad line reached the endpoint")
+        wait_for(lambda: self.metric("notifd_events_dead_lettered_total") == len(self.bad),
+                 what="dead_lettered_total == %d" % len(self.bad))
+        self.assertEqual(self.metric("notifd_events_dropped_total"), 0)
+        self.assertIn("event spool lines are not events", self.notifd.log_text())
+
+    def test_garbage_line_is_dead_lettered_alone(self):
+        self.check_replay()
+
+    def test_oversized_and_torn_lines_are_dead_lettered(self):
+        self.check_replay()
 
 
 if __name__ == "__main__":
