@@ -31,8 +31,12 @@
  * nothing is in flight, no retry is pending and the spool is empty; it goes
  * to the spool instead when the endpoint is down (a retry is pending), when
  * the spool already holds events (so that replay order stays write order),
- * or when a request is in flight and half of events.queue_max waits in
- * memory (the endpoint is too slow). The spool is always sent before
+ * or when a request is in flight and half of events.queue_max events, or
+ * half of events.queue_max_bytes of them, wait in memory (the endpoint is
+ * too slow). A batch also becomes ready, and is cut, at an eighth of
+ * events.queue_max_bytes, so a few large events (a decide with hundreds
+ * of candidates makes a 64 KB event) spill as early as many small ones.
+ * The spool is always sent before
  * memory, so events reach the endpoint in publish order except around
  * retries. Exactly one batch is in flight: ordering stays simple and one
  * keep-alive connection is plenty for batches of hundreds of events.
@@ -45,10 +49,17 @@
  * batch is logged and appended to dead-letter.ndjson, and delivery goes on.
  *
  * Accounting: `depth` counts events held in memory (inbox, pending, the
- * current batch when it came from memory). events_publish() refuses events
- * beyond events.queue_max, which can only build up while the spool refuses
- * writes (events.spool_max_bytes reached, or write(2) failing, e.g. ENOSPC):
- * those are the only events ever dropped, and each one is counted.
+ * current batch when it came from memory) and `depth_bytes` their NDJSON
+ * size. events_publish() refuses events beyond events.queue_max or
+ * events.queue_max_bytes, which can only build up while the spool refuses
+ * writes (events.spool_max_bytes reached, or write(2) failing, e.g. ENOSPC)
+ * or cannot keep up with publishing: those are the only events ever
+ * dropped, with one larger than events.queue_max_bytes on its own, and
+ * each one is counted.
+ *
+ * Replay treats the spool as untrusted input: every line must be one JSON
+ * object of at most events.queue_max_bytes (spool_next_run); other lines
+ * go to the dead-letter file and the valid ones around them are sent.
  */
 #include "notifd/events.h"
 
