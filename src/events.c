@@ -483,7 +483,11 @@ static bool replay_open_oldest(events_t *ev)
         uint64_t seq;
         if (ev->spool == NULL || !spool_oldest(ev->spool, &seq))
             return false;
-        int rc = spool_read(ev->spool, seq, &ev->replay_buf, &ev->replay_len);
+        /* A segment this config could have written holds SEGMENT_BYTES
+         * plus at most one batch, itself at most events.queue_max_bytes
+         * (one large event). A larger one is not read into memory. */
+        size_t max = SEGMENT_BYTES + (size_t)ev->cfg.queue_max_bytes;
+        int rc = spool_read(ev->spool, seq, max, &ev->replay_buf, &ev->replay_len);
         char *grown = NULL;
         if (rc == 0 && ev->replay_len > 0 && ev->replay_buf[ev->replay_len - 1] != '\n') {
             grown = realloc(ev->replay_buf, ev->replay_len + 2);
@@ -498,8 +502,8 @@ static bool replay_open_oldest(events_t *ev)
         }
         if (rc != 0) {
             log_error("cannot read an event spool segment; quarantined",
-                      "dir=\"%s\" seq=%" PRIu64 " error=\"%s\"", ev->spool_path, seq,
-                      strerror(-rc));
+                      "dir=\"%s\" seq=%" PRIu64 " error=\"%s\" max_bytes=%zu", ev->spool_path,
+                      seq, strerror(-rc), max);
             spool_quarantine(ev->spool, seq);
             publish_spool_gauges(ev);
             continue;

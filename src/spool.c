@@ -326,7 +326,7 @@ bool spool_oldest(spool_t *sp, uint64_t *seq)
     return true;
 }
 
-int spool_read(spool_t *sp, uint64_t seq, char **buf, size_t *len)
+int spool_read(spool_t *sp, uint64_t seq, size_t max_bytes, char **buf, size_t *len)
 {
     char name[SPOOL_SEGMENT_NAME_MAX];
     spool_segment_name(name, sizeof name, seq);
@@ -338,6 +338,10 @@ int spool_read(spool_t *sp, uint64_t seq, char **buf, size_t *len)
         int e = -errno;
         close(fd);
         return e;
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        return -EFBIG;
     }
     size_t size = (size_t)st.st_size, got = 0;
     char *b = malloc(size + 1);

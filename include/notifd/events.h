@@ -19,7 +19,9 @@
  *   is larger than events.queue_max_bytes; it is then counted (dropped) and
  *   logged.
  * - Memory holds at most events.queue_max_bytes of events, plus one batch
- *   being rendered (an eighth of that) and one spool segment being replayed.
+ *   being rendered (an eighth of that, or one larger event) and one spool
+ *   segment being replayed (at most 4 MiB + events.queue_max_bytes; a
+ *   larger one is quarantined unread).
  *
  * All functions run on the loop thread and accept an app whose sink is NULL
  * (not started, or already stopped): publish then just frees the event.

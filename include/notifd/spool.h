@@ -63,8 +63,10 @@ int spool_append(spool_t *sp, const char *data, size_t len, bool sync, int64_t m
  * false when the spool is empty. */
 bool spool_oldest(spool_t *sp, uint64_t *seq);
 
-/* Reads a whole segment into a malloc'd buffer. 0 or -errno. */
-int spool_read(spool_t *sp, uint64_t seq, char **buf, size_t *len);
+/* Reads a whole segment into a malloc'd buffer (NUL-terminated, not
+ * counted in *len). 0 or -errno; -EFBIG, without reading, for a segment
+ * larger than `max_bytes` (one this process could not have written). */
+int spool_read(spool_t *sp, uint64_t seq, size_t max_bytes, char **buf, size_t *len);
 
 /* Deletes a delivered segment. 0 or -errno (the index forgets it anyway, so
  * a segment that cannot be unlinked is not replayed twice by this process). */

@@ -406,6 +406,16 @@ class SpoolReplayValidationTest(EventsTestCase):
             # A whole last event without its newline is still an event.
             write_segment(self.spool_dir, 4, self.valid[20:], newline_at_end=False)
 
+        elif name == "test_segment_larger_than_this_config_writes_is_quarantined":
+            # 4 MiB (a segment) + 1 MiB (queue_max_bytes) at most; this one is 5.5 MiB.
+            pad = "x" * (100 << 10)
+            huge = [json.dumps({"type": "decision", "opportunity": "h%d" % i, "pad": pad,
+                                "event_id": "%032x" % i}).encode() for i in range(56)]
+            write_segment(self.spool_dir, 5, huge)
+            self.valid = [spool_event("k%d" % i) for i in range(10)]
+            self.bad = []
+            write_segment(self.spool_dir, 6, self.valid)
+
     def dead_letters(self):
         try:
             with open(os.path.join(self.spool_dir, "dead-letter.ndjson"), "rb") as f:
@@ -425,13 +435,20 @@ class SpoolReplayValidationTest(EventsTestCase):
         wait_for(lambda: self.metric("notifd_events_dead_lettered_total") == len(self.bad),
                  what="dead_lettered_total == %d" % len(self.bad))
         self.assertEqual(self.metric("notifd_events_dropped_total"), 0)
-        self.assertIn("event spool lines are not events", self.notifd.log_text())
+        if self.bad:
+            self.assertIn("event spool lines are not events", self.notifd.log_text())
 
     def test_garbage_line_is_dead_lettered_alone(self):
         self.check_replay()
 
     def test_oversized_and_torn_lines_are_dead_lettered(self):
         self.check_replay()
+
+    def test_segment_larger_than_this_config_writes_is_quarantined(self):
+        self.check_replay()
+        self.assertTrue(os.path.exists(os.path.join(
+            self.spool_dir, "quarantine-events-%020d.ndjson" % 5)))
+        self.assertIn("File too large", self.notifd.log_text())
 
 
 def proc_rss_kib(pid):

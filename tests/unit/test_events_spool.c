@@ -76,7 +76,7 @@ static char *read_segment(spool_t *sp, uint64_t seq)
 {
     char *buf;
     size_t len;
-    assert_int_equal(spool_read(sp, seq, &buf, &len), 0);
+    assert_int_equal(spool_read(sp, seq, SIZE_MAX, &buf, &len), 0);
     assert_int_equal(strlen(buf), len);
     return buf;
 }
@@ -325,6 +325,21 @@ static void test_quarantine_moves_a_segment_aside(void **state)
     spool_close(sp);
 }
 
+static void test_read_refuses_a_segment_over_the_bound_without_reading_it(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_append(sp, "{\"a\":1}\n{}\n", 11, false, -1), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(spool_read(sp, 1, 10, &buf, &len), -EFBIG);
+    assert_null(buf);
+    assert_int_equal(spool_read(sp, 1, 11, &buf, &len), 0);
+    assert_int_equal(len, 11);
+    free(buf);
+    spool_close(sp);
+}
+
 static void test_a_spool_line_must_be_one_json_object(void **state)
 {
     (void)state;
@@ -466,6 +481,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dead_letters_append_and_do_not_count_as_spool, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_moves_a_segment_aside, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_read_refuses_a_segment_over_the_bound_without_reading_it, setup, teardown),
         cmocka_unit_test(test_a_spool_line_must_be_one_json_object),
         cmocka_unit_test(test_a_spool_line_nested_too_deep_is_not_an_event),
         cmocka_unit_test(test_runs_split_valid_lines_by_count_and_bytes),
