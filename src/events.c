@@ -1104,8 +1104,9 @@ void events_publish(app_t *app, json_t *event)
     n->len = strlen(line);
     n->t_ms = now_ms();
     int64_t bytes = (int64_t)n->len + 1;
-    /* Checked once the size is known; a little racy against the worker
-     * draining, which only errs towards keeping the event. */
+    /* Checked once the size is known. Only this thread adds to depth_bytes,
+     * so the bound holds; a read that misses the worker's latest drain only
+     * errs towards dropping. */
     if (atomic_load_explicit(&ev->depth_bytes, memory_order_relaxed) + bytes >
         ev->queue_max_bytes) {
         free(line);
@@ -1113,7 +1114,7 @@ void events_publish(app_t *app, json_t *event)
         drop_published(ev, bytes > ev->queue_max_bytes
                                ? "the event alone is larger than events.queue_max_bytes"
                                : "events.queue_max_bytes reached: the endpoint and the spool "
-                                 "both refuse");
+                                 "refuse or do not keep up");
         return;
     }
     pthread_mutex_lock(&ev->mu);

@@ -26,7 +26,7 @@ import threading
 import time
 import unittest
 
-from harness import ROOT, EventSink, Notifd, Redis, wait_for
+from harness import ROOT, EventSink, Notifd, Redis, sanitizer_report, wait_for
 
 DECISION_FIELDS = {"event_id", "type", "ts", "member", "channel", "opportunity", "send",
                    "message", "reason", "p_send", "propensity", "plan", "arm", "mode",
@@ -93,8 +93,14 @@ class EventsTestCase(unittest.TestCase):
               "batch_max": 20, "timeout_ms": 5000, "retry_min_ms": 50, "retry_max_ms": 300}
         ev.update(self.events)
         n = Notifd(self.redis.port, {"events": ev}, workdir=self.workdir)
+        self.addCleanup(self.check_sanitizer, n)  # cleanups run last first: after stop
         self.addCleanup(n.stop)
         return n
+
+    def check_sanitizer(self, n):
+        report = sanitizer_report(n.log_text())
+        if report:
+            raise AssertionError("notifd's sanitizer report:\n" + report)
 
     def pipeline(self, reqs, chunk=100):
         c = self.notifd.client()
