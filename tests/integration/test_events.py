@@ -542,11 +542,12 @@ class QueueBytesTest(EventsTestCase):
         self.assertEqual(self.metric("notifd_events_queued_total"), 1220)
         # Memory: the queue (queue_max_bytes), a batch being written or sent
         # (an eighth of it), a spool segment being replayed (4 MiB plus a
-        # batch), and slack for the allocator. Without the byte bound the
-        # 1200 events (78 MB) all stay in memory. Under AddressSanitizer
+        # batch), and slack for the allocator (free lists in two threads'
+        # arenas): about 20 MiB here. Without the byte bound the 1200 events
+        # (78 MB) all stay in memory: +108 MiB. Under AddressSanitizer
         # freed memory sits in its quarantine, and under a wrapper (valgrind)
         # the process is the wrapper's, so RSS says nothing there.
-        bound_kib = (3 * self.QUEUE_MAX_BYTES + (16 << 20)) // 1024
+        bound_kib = (4 * self.QUEUE_MAX_BYTES + (16 << 20)) // 1024
         if os.environ.get("NOTIFD_SANITIZED") != "1" and not NOTIFD_WRAPPER:
             self.assertLess(peak_kib - baseline_kib, bound_kib,
                             "RSS grew from %d to %d KiB" % (baseline_kib, peak_kib))
