@@ -72,6 +72,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +86,7 @@
 #define IDLE_POLL_MS 1000           /* safety net: the worker re-checks at least this often */
 #define SPILL_RETRY_MS 1000         /* after a failed spool write, try again this much later */
 #define RESPONSE_SNIPPET 200        /* bytes of an error response kept for the log */
+#define SPILL_EVENTS_MAX 4096       /* events per spool write: bounds its iovec array */
 
 /* Local counters; the first six are also the registry's metrics_event_t. */
 enum {
@@ -390,12 +392,12 @@ static bool spool_pending(const events_t *ev)
 
 /* Appends one batch of NDJSON to the spool. Returns true when it is on disk;
  * otherwise logs (rate-limited) and the caller keeps the events. */
-static bool spool_write(events_t *ev, const char *data, size_t len, size_t n)
+static bool spool_write(events_t *ev, struct iovec *iov, int iovcnt, size_t n)
 {
     spool_t *sp = get_spool(ev);
     if (sp == NULL)
         return false;
-    int rc = spool_append(sp, data, len, ev->cfg.fsync, ev->cfg.spool_max_bytes);
+    int rc = spool_appendv(sp, iov, iovcnt, ev->cfg.fsync, ev->cfg.spool_max_bytes);
     if (rc == SPOOL_FULL) {
         if (!atomic_exchange(&ev->spool_full, true))
             log_error("EVENT SPOOL FULL: events.spool_max_bytes reached; events now wait in "
@@ -420,19 +422,40 @@ static bool spool_write(events_t *ev, const char *data, size_t len, size_t n)
     return true;
 }
 
-/* Moves the oldest ready batch of `pending` to disk. */
-static bool spill_one(events_t *ev)
+/* Moves the oldest events of `pending` to disk in one write and one sync
+ * (group commit): when publishing outpaces fdatasync, each write takes all
+ * that piled up during the last one, so the spool keeps up where one sync
+ * per batch would fall behind and memory would fill up. The lines are
+ * written from where they are, not copied. Takes at most what still fits
+ * under events.spool_max_bytes, but always one event, so that a full spool
+ * is still reported as full. */
+static bool spill_pending(events_t *ev)
 {
-    size_t len, n;
-    char *buf = list_render(&ev->pending, (size_t)ev->cfg.batch_max, batch_bytes_max(&ev->cfg),
-                            &len, &n);
-    if (buf == NULL)
+    spool_t *sp = get_spool(ev);
+    if (sp == NULL || ev->pending.count == 0)
         return false;
-    bool ok = spool_write(ev, buf, len, n);
-    free(buf);
+    uint64_t room = UINT64_MAX;
+    if (ev->cfg.spool_max_bytes >= 0) {
+        uint64_t used = spool_bytes(sp), max = (uint64_t)ev->cfg.spool_max_bytes;
+        room = max > used ? max - used : 0;
+    }
+    size_t cap = ev->pending.count < SPILL_EVENTS_MAX ? ev->pending.count : SPILL_EVENTS_MAX;
+    struct iovec *iov = malloc(2 * cap * sizeof *iov);
+    if (iov == NULL)
+        return false;
+    size_t n = 0, bytes = 0;
+    for (ev_node_t *x = ev->pending.head; x != NULL && n < cap; x = x->next, n++) {
+        if (n > 0 && bytes + x->len + 1 > room)
+            break;
+        iov[2 * n] = (struct iovec){x->line, x->len};
+        iov[2 * n + 1] = (struct iovec){(void *)"\n", 1};
+        bytes += x->len + 1;
+    }
+    bool ok = spool_write(ev, iov, (int)(2 * n), n);
+    free(iov);
     if (ok) {
         list_pop_free(&ev->pending, n);
-        set_depth(ev, -(int64_t)n, -(int64_t)len);
+        set_depth(ev, -(int64_t)n, -(int64_t)bytes);
     }
     return ok;
 }
@@ -448,7 +471,8 @@ static void cur_to_spool(events_t *ev, bool last_chance)
         replay_reset(ev);
         return;
     }
-    if (spool_write(ev, ev->cur.data, ev->cur.len, ev->cur.count)) {
+    struct iovec one = {ev->cur.data, ev->cur.len};
+    if (spool_write(ev, &one, 1, ev->cur.count)) {
         set_depth(ev, -(int64_t)ev->cur.count, -(int64_t)ev->cur.len);
         batch_clear(ev);
     } else if (last_chance) {
@@ -727,7 +751,7 @@ static bool must_spill(const events_t *ev)
 static void spill_ready(events_t *ev, uint64_t now)
 {
     while (now >= ev->spill_retry_at_ms && batch_ready(ev, now) && must_spill(ev))
-        if (!spill_one(ev)) {
+        if (!spill_pending(ev)) {
             ev->spill_retry_at_ms = now + SPILL_RETRY_MS;
             break;
         }
@@ -827,7 +851,7 @@ static void finish(events_t *ev)
     size_t spooled_before = (size_t)atomic_load(&ev->counts[EVC_SPOOLED]);
     cur_to_spool(ev, true);
     while (ev->pending.count > 0) {
-        if (!spill_one(ev)) {
+        if (!spill_pending(ev)) {
             size_t n = ev->pending.count;
             log_error("events lost at stop: cannot spool them", "events=%zu dir=\"%s\"", n,
                       ev->spool_path);

@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 typedef struct spool spool_t;
 
@@ -57,6 +58,11 @@ void spool_close(spool_t *sp);
  * `max_bytes` >= 0 and the spool would grow beyond it. Returns 0, SPOOL_FULL
  * or -errno (the spool is unchanged on any failure). */
 int spool_append(spool_t *sp, const char *data, size_t len, bool sync, int64_t max_bytes);
+
+/* The same for data in pieces (one write(2) per IOV_MAX pieces, one sync):
+ * the sink writes many queued events at once without copying them. The
+ * iovec array is consumed (modified). */
+int spool_appendv(spool_t *sp, struct iovec *iov, int iovcnt, bool sync, int64_t max_bytes);
 
 /* The oldest segment, sealing it first if it is the active one (so the
  * caller can read it whole while new appends go to a new segment). Returns

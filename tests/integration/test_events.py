@@ -528,6 +528,7 @@ class QueueBytesTest(EventsTestCase):
         self.pipeline(reqs, chunk=20)
         wait_for(lambda: self.metric("notifd_events_queue_depth") < 100,
                  what="the queue to spill to the spool")
+        self.assertEqual(self.metric("notifd_events_dropped_total"), 0)
         self.assertTrue(segments(self.spool_dir), "nothing was spooled")
         self.assertGreater(self.metric("notifd_events_spooled_total"), 0)
         self.assertLessEqual(self.metric("notifd_events_queue_bytes"), self.QUEUE_MAX_BYTES)
@@ -538,6 +539,17 @@ class QueueBytesTest(EventsTestCase):
                  what="all 1220 events at the sink")
         wait_for(lambda: not segments(self.spool_dir), what="the replayed spool to be removed")
         peak_kib = sampler.stop()
+        # In publish order (the event_id's second half counts publishes),
+        # the spooled ones included.
+        with open(self.sink.received_path, "rb") as f:
+            ids = re.findall(rb'"event_id":"[0-9a-f]{16}([0-9a-f]{16})"', f.read())
+        seen, order = set(), []
+        for i in ids:
+            if i not in seen:
+                seen.add(i)
+                order.append(int(i, 16))
+        self.assertEqual(len(order), 1220)
+        self.assertEqual(order, sorted(order), "events arrived out of publish order")
         self.assertEqual(self.metric("notifd_events_dropped_total"), 0)
         self.assertEqual(self.metric("notifd_events_queued_total"), 1220)
         # Memory: the queue (queue_max_bytes), a batch being written or sent

@@ -340,6 +340,55 @@ static void test_read_refuses_a_segment_over_the_bound_without_reading_it(void *
     spool_close(sp);
 }
 
+/* Thousands of pieces (more than one writev(2) takes) land whole and in
+ * order; a write that fails part-way through them leaves nothing. */
+static void test_appendv_writes_many_pieces_in_order_or_nothing(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    enum { N = 3000 };
+    static char lines[N][16];
+    struct iovec iov[2 * N];
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(lines[i], sizeof lines[i], "{\"i\":%d}", i);
+        iov[2 * i] = (struct iovec){lines[i], (size_t)n};
+        iov[2 * i + 1] = (struct iovec){"\n", 1};
+        total += (size_t)n + 1;
+    }
+    assert_int_equal(spool_appendv(sp, iov, 2 * N, false, -1), 0);
+    assert_int_equal(spool_bytes(sp), total);
+    uint64_t seq;
+    assert_true(spool_oldest(sp, &seq));
+    char *buf = read_segment(sp, seq);
+    const char *p = buf;
+    for (int i = 0; i < N; i++) {
+        size_t n = strlen(lines[i]);
+        assert_memory_equal(p, lines[i], n);
+        assert_int_equal(p[n], '\n');
+        p += n + 1;
+    }
+    free(buf);
+
+    /* Again into a fresh segment, with room for about half of it. */
+    for (int i = 0; i < N; i++) {
+        iov[2 * i] = (struct iovec){lines[i], strlen(lines[i])};
+        iov[2 * i + 1] = (struct iovec){"\n", 1};
+    }
+    struct rlimit saved;
+    with_file_size_limit(total / 2, &saved);
+    int rc = spool_appendv(sp, iov, 2 * N, true, -1);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    assert_int_equal(rc, -EFBIG);
+    assert_int_equal(spool_bytes(sp), total);
+    spool_close(sp);
+    /* On disk too: the first segment, and no trace of the failed one. */
+    sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_segments(sp), 1);
+    assert_int_equal(spool_bytes(sp), total);
+    spool_close(sp);
+}
+
 static void test_a_spool_line_must_be_one_json_object(void **state)
 {
     (void)state;
@@ -483,6 +532,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quarantine_moves_a_segment_aside, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_read_refuses_a_segment_over_the_bound_without_reading_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_appendv_writes_many_pieces_in_order_or_nothing,
+                                        setup, teardown),
         cmocka_unit_test(test_a_spool_line_must_be_one_json_object),
         cmocka_unit_test(test_a_spool_line_nested_too_deep_is_not_an_event),
         cmocka_unit_test(test_runs_split_valid_lines_by_count_and_bytes),
