@@ -86,15 +86,15 @@ spool_run_t spool_next_run(const char *buf, size_t len, size_t off, const spool_
         const char *nl = memchr(buf + at, '\n', len - at);
         size_t stop = nl ? (size_t)(nl - buf) : len;    /* the line without its newline */
         size_t next = nl ? stop + 1 : len;
-        spool_run_t this = spool_line_is_event(buf + at, stop - at, lim->max_line_bytes)
-                               ? SPOOL_RUN_EVENTS
-                               : SPOOL_RUN_BAD;
-        if (kind != SPOOL_RUN_END && this != kind)
+        spool_run_t line_kind = spool_line_is_event(buf + at, stop - at, lim->max_line_bytes)
+                                    ? SPOOL_RUN_EVENTS
+                                    : SPOOL_RUN_BAD;
+        if (kind != SPOOL_RUN_END && line_kind != kind)
             break;
-        if (this == SPOOL_RUN_EVENTS && n > 0 &&
+        if (line_kind == SPOOL_RUN_EVENTS && n > 0 &&
             (n >= lim->max_lines || next - off > lim->max_bytes))
             break; /* a batch always takes its first line, however long */
-        kind = this;
+        kind = line_kind;
         at = next;
         n++;
     }
