@@ -40,7 +40,7 @@ static const char *const planner_keys[] = {
 };
 static const char *const events_keys[] = {
     "url", "spool_dir", "batch_max", "flush_ms", "timeout_ms", "queue_max",
-    "spool_max_bytes", "fsync", "retry_min_ms", "retry_max_ms", NULL,
+    "queue_max_bytes", "spool_max_bytes", "fsync", "retry_min_ms", "retry_max_ms", NULL,
 };
 static const char *const limits_keys[] = {
     "max_line_bytes", "max_connections", "max_output_bytes", "max_pipeline",
@@ -151,6 +151,7 @@ static void defaults(config_t *cfg)
     cfg->events.flush_ms = 200;
     cfg->events.timeout_ms = 5000;
     cfg->events.queue_max = 100000;
+    cfg->events.queue_max_bytes = (int64_t)64 << 20;
     cfg->events.spool_max_bytes = (int64_t)1 << 30;
     cfg->events.fsync = 1;
     cfg->events.retry_min_ms = 100;
@@ -280,6 +281,10 @@ static void parse_events(config_errors_t *errs, json_t *root, config_t *cfg)
         e->timeout_ms = (int)x;
     if (config_get_int(errs, o, "events", "queue_max", 1, 100000000, &x))
         e->queue_max = (int)x;
+    /* At least 1 MiB: a batch is an eighth of it, and an event larger than
+     * all of it is dropped (docs/events.md). */
+    if (config_get_int(errs, o, "events", "queue_max_bytes", 1LL << 20, 1LL << 40, &x))
+        e->queue_max_bytes = x;
     if (config_get_int(errs, o, "events", "spool_max_bytes", 0, LLONG_MAX, &x))
         e->spool_max_bytes = x;
     json_t *fs = json_object_get(o, "fsync");

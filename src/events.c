@@ -31,8 +31,12 @@
  * nothing is in flight, no retry is pending and the spool is empty; it goes
  * to the spool instead when the endpoint is down (a retry is pending), when
  * the spool already holds events (so that replay order stays write order),
- * or when a request is in flight and half of events.queue_max waits in
- * memory (the endpoint is too slow). The spool is always sent before
+ * or when a request is in flight and half of events.queue_max events, or
+ * half of events.queue_max_bytes of them, wait in memory (the endpoint is
+ * too slow). A batch also becomes ready, and is cut, at an eighth of
+ * events.queue_max_bytes, so a few large events (a decide with hundreds
+ * of candidates makes a 64 KB event) spill as early as many small ones.
+ * The spool is always sent before
  * memory, so events reach the endpoint in publish order except around
  * retries. Exactly one batch is in flight: ordering stays simple and one
  * keep-alive connection is plenty for batches of hundreds of events.
@@ -45,10 +49,17 @@
  * batch is logged and appended to dead-letter.ndjson, and delivery goes on.
  *
  * Accounting: `depth` counts events held in memory (inbox, pending, the
- * current batch when it came from memory). events_publish() refuses events
- * beyond events.queue_max, which can only build up while the spool refuses
- * writes (events.spool_max_bytes reached, or write(2) failing, e.g. ENOSPC):
- * those are the only events ever dropped, and each one is counted.
+ * current batch when it came from memory) and `depth_bytes` their NDJSON
+ * size. events_publish() refuses events beyond events.queue_max or
+ * events.queue_max_bytes, which can only build up while the spool refuses
+ * writes (events.spool_max_bytes reached, or write(2) failing, e.g. ENOSPC)
+ * or cannot keep up with publishing: those are the only events ever
+ * dropped, with one larger than events.queue_max_bytes on its own, and
+ * each one is counted.
+ *
+ * Replay treats the spool as untrusted input: every line must be one JSON
+ * object of at most events.queue_max_bytes (spool_next_run); other lines
+ * go to the dead-letter file and the valid ones around them are sent.
  */
 #include "notifd/events.h"
 
@@ -61,6 +72,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,6 +86,7 @@
 #define IDLE_POLL_MS 1000           /* safety net: the worker re-checks at least this often */
 #define SPILL_RETRY_MS 1000         /* after a failed spool write, try again this much later */
 #define RESPONSE_SNIPPET 200        /* bytes of an error response kept for the log */
+#define SPILL_EVENTS_MAX 4096       /* events per spool write: bounds its iovec array */
 
 /* Local counters; the first six are also the registry's metrics_event_t. */
 enum {
@@ -105,6 +118,7 @@ typedef struct sink_settings {
     int flush_ms;
     int timeout_ms;
     int queue_max;
+    int64_t queue_max_bytes;
     int retry_min_ms;
     int retry_max_ms;
     int64_t spool_max_bytes;
@@ -122,6 +136,7 @@ typedef struct ev_node {
 typedef struct ev_list {
     ev_node_t *head, *tail;
     size_t count;
+    size_t bytes;                   /* NDJSON size: the lines and their newlines */
 } ev_list_t;
 
 typedef enum batch_source { FROM_MEMORY, FROM_SPOOL } batch_source_t;
@@ -146,6 +161,7 @@ typedef struct events {
     uint64_t next_id;               /* second half */
     bool url_set;
     int queue_max;
+    int64_t queue_max_bytes;
     bool stop_called;
     void (*done)(void *arg);
     void *done_arg;
@@ -162,9 +178,11 @@ typedef struct events {
     bool closed;                    /* the worker took its last look at the inbox */
     bool idle;                      /* worker sleeps with nothing pending: wake on publish */
     size_t wake_count;              /* inbox size at which a batch becomes full */
+    size_t wake_bytes;              /* inbox bytes at which a batch becomes full */
 
     /* ---- any thread ---- */
     _Atomic int64_t depth;
+    _Atomic int64_t depth_bytes;    /* NDJSON bytes of the `depth` events */
     _Atomic uint64_t counts[EVC_COUNT];
     _Atomic int64_t spool_bytes;
     _Atomic int64_t spool_segs;
@@ -199,7 +217,7 @@ typedef struct events {
     char curl_err[CURL_ERROR_SIZE];
     char resp[RESPONSE_SNIPPET + 1];
     size_t resp_len;
-    log_ratelimit_t rl_fail, rl_reject, rl_spool_full, rl_spool_err;
+    log_ratelimit_t rl_fail, rl_reject, rl_spool_full, rl_spool_err, rl_bad_line;
 } events_t;
 
 static uint64_t now_ms(void)
@@ -218,10 +236,23 @@ static void count(events_t *ev, int kind, uint64_t n)
         metrics_events_add(ev->metrics, (metrics_event_t)kind, n);
 }
 
-static void set_depth(events_t *ev, int64_t delta)
+/* Events (and their bytes) entering (+) or leaving (-) memory. */
+static void set_depth(events_t *ev, int64_t delta, int64_t delta_bytes)
 {
     int64_t d = atomic_fetch_add_explicit(&ev->depth, delta, memory_order_relaxed) + delta;
+    int64_t b = atomic_fetch_add_explicit(&ev->depth_bytes, delta_bytes, memory_order_relaxed) +
+                delta_bytes;
     metrics_events_set_queue_depth(ev->metrics, d);
+    metrics_events_set_queue_bytes(ev->metrics, b);
+}
+
+/* The most NDJSON bytes in one batch: an eighth of the memory bound, so
+ * the batch in flight, its rendered copy and a segment being replayed stay
+ * small next to it (docs/events.md, "Memory"). A single larger event is
+ * still a batch of one. */
+static size_t batch_bytes_max(const sink_settings_t *s)
+{
+    return (size_t)(s->queue_max_bytes / 8);
 }
 
 static void publish_spool_gauges(events_t *ev)
@@ -241,6 +272,7 @@ static void settings_from_config(sink_settings_t *s, const config_t *cfg)
     s->flush_ms = e->flush_ms;
     s->timeout_ms = e->timeout_ms;
     s->queue_max = e->queue_max;
+    s->queue_max_bytes = e->queue_max_bytes;
     s->retry_min_ms = e->retry_min_ms;
     s->retry_max_ms = e->retry_max_ms;
     s->spool_max_bytes = e->spool_max_bytes;
@@ -260,6 +292,7 @@ static void list_push(ev_list_t *l, ev_node_t *n)
         l->head = n;
     l->tail = n;
     l->count++;
+    l->bytes += n->len + 1;
 }
 
 /* Moves all of `from` to the end of `to`. O(1): the loop thread waits for
@@ -274,7 +307,8 @@ static void list_splice(ev_list_t *to, ev_list_t *from)
         to->head = from->head;
     to->tail = from->tail;
     to->count += from->count;
-    *from = (ev_list_t){NULL, NULL, 0};
+    to->bytes += from->bytes;
+    *from = (ev_list_t){NULL, NULL, 0, 0};
 }
 
 static void list_pop_free(ev_list_t *l, size_t n)
@@ -285,17 +319,24 @@ static void list_pop_free(ev_list_t *l, size_t n)
         if (l->head == NULL)
             l->tail = NULL;
         l->count--;
+        l->bytes -= x->len + 1;
         free(x->line);
         free(x);
     }
 }
 
-/* NDJSON text of the first `max` events of `l` (left in place). */
-static char *list_render(const ev_list_t *l, size_t max, size_t *len, size_t *n_out)
+/* NDJSON text of the first events of `l` (left in place): at most `max`
+ * of them and `max_bytes` of text, but always the first one. */
+static char *list_render(const ev_list_t *l, size_t max, size_t max_bytes, size_t *len,
+                         size_t *n_out)
 {
     size_t total = 0, n = 0;
-    for (const ev_node_t *x = l->head; x && n < max; x = x->next, n++)
+    for (const ev_node_t *x = l->head; x && n < max; x = x->next, n++) {
+        if (n > 0 && total + x->len + 1 > max_bytes)
+            break;
         total += x->len + 1;
+    }
+    max = n;
     char *buf = malloc(total + 1);
     if (buf == NULL)
         return NULL;
@@ -351,12 +392,12 @@ static bool spool_pending(const events_t *ev)
 
 /* Appends one batch of NDJSON to the spool. Returns true when it is on disk;
  * otherwise logs (rate-limited) and the caller keeps the events. */
-static bool spool_write(events_t *ev, const char *data, size_t len, size_t n)
+static bool spool_write(events_t *ev, struct iovec *iov, int iovcnt, size_t n)
 {
     spool_t *sp = get_spool(ev);
     if (sp == NULL)
         return false;
-    int rc = spool_append(sp, data, len, ev->cfg.fsync, ev->cfg.spool_max_bytes);
+    int rc = spool_appendv(sp, iov, iovcnt, ev->cfg.fsync, ev->cfg.spool_max_bytes);
     if (rc == SPOOL_FULL) {
         if (!atomic_exchange(&ev->spool_full, true))
             log_error("EVENT SPOOL FULL: events.spool_max_bytes reached; events now wait in "
@@ -381,18 +422,40 @@ static bool spool_write(events_t *ev, const char *data, size_t len, size_t n)
     return true;
 }
 
-/* Moves the oldest ready batch of `pending` to disk. */
-static bool spill_one(events_t *ev)
+/* Moves the oldest events of `pending` to disk in one write and one sync
+ * (group commit): when publishing outpaces fdatasync, each write takes all
+ * that piled up during the last one, so the spool keeps up where one sync
+ * per batch would fall behind and memory would fill up. The lines are
+ * written from where they are, not copied. Takes at most what still fits
+ * under events.spool_max_bytes, but always one event, so that a full spool
+ * is still reported as full. */
+static bool spill_pending(events_t *ev)
 {
-    size_t len, n;
-    char *buf = list_render(&ev->pending, (size_t)ev->cfg.batch_max, &len, &n);
-    if (buf == NULL)
+    spool_t *sp = get_spool(ev);
+    if (sp == NULL || ev->pending.count == 0)
         return false;
-    bool ok = spool_write(ev, buf, len, n);
-    free(buf);
+    uint64_t room = UINT64_MAX;
+    if (ev->cfg.spool_max_bytes >= 0) {
+        uint64_t used = spool_bytes(sp), max = (uint64_t)ev->cfg.spool_max_bytes;
+        room = max > used ? max - used : 0;
+    }
+    size_t cap = ev->pending.count < SPILL_EVENTS_MAX ? ev->pending.count : SPILL_EVENTS_MAX;
+    struct iovec *iov = malloc(2 * cap * sizeof *iov);
+    if (iov == NULL)
+        return false;
+    size_t n = 0, bytes = 0;
+    for (ev_node_t *x = ev->pending.head; x != NULL && n < cap; x = x->next, n++) {
+        if (n > 0 && bytes + x->len + 1 > room)
+            break;
+        iov[2 * n] = (struct iovec){x->line, x->len};
+        iov[2 * n + 1] = (struct iovec){(void *)"\n", 1};
+        bytes += x->len + 1;
+    }
+    bool ok = spool_write(ev, iov, (int)(2 * n), n);
+    free(iov);
     if (ok) {
         list_pop_free(&ev->pending, n);
-        set_depth(ev, -(int64_t)n);
+        set_depth(ev, -(int64_t)n, -(int64_t)bytes);
     }
     return ok;
 }
@@ -408,69 +471,105 @@ static void cur_to_spool(events_t *ev, bool last_chance)
         replay_reset(ev);
         return;
     }
-    if (spool_write(ev, ev->cur.data, ev->cur.len, ev->cur.count)) {
-        set_depth(ev, -(int64_t)ev->cur.count);
+    struct iovec one = {ev->cur.data, ev->cur.len};
+    if (spool_write(ev, &one, 1, ev->cur.count)) {
+        set_depth(ev, -(int64_t)ev->cur.count, -(int64_t)ev->cur.len);
         batch_clear(ev);
     } else if (last_chance) {
         log_error("events lost at stop: cannot spool them", "events=%zu", ev->cur.count);
         count(ev, EVC_DROPPED, ev->cur.count);
-        set_depth(ev, -(int64_t)ev->cur.count);
+        set_depth(ev, -(int64_t)ev->cur.count, -(int64_t)ev->cur.len);
         batch_clear(ev);
     }
 }
 
-static void dead_letter(events_t *ev)
+/* Appends `n` events (NDJSON) to the dead-letter file; if that fails they
+ * are lost, and said so. */
+static void dead_letter(events_t *ev, const char *data, size_t len, size_t n)
 {
     spool_t *sp = get_spool(ev);
-    int rc = sp ? spool_dead_letter(sp, ev->cur.data, ev->cur.len, ev->cfg.fsync) : -EIO;
+    int rc = sp ? spool_dead_letter(sp, data, len, ev->cfg.fsync) : -EIO;
     if (rc == 0) {
-        count(ev, EVC_DEAD_LETTERED, ev->cur.count);
+        count(ev, EVC_DEAD_LETTERED, n);
         return;
     }
     log_error("cannot write the dead-letter file; rejected events lost",
-              "dir=\"%s\" error=\"%s\" events=%zu", ev->spool_path, strerror(-rc),
-              ev->cur.count);
-    count(ev, EVC_DROPPED, ev->cur.count);
+              "dir=\"%s\" error=\"%s\" events=%zu", ev->spool_path, strerror(-rc), n);
+    count(ev, EVC_DROPPED, n);
 }
 
-/* The next batch of the spool, oldest segment first. Segments that turn out
- * empty (or hold only a torn last line) are removed on the way. */
-static bool next_replay_batch(events_t *ev)
+/* Reads the oldest segment into replay_buf, '\n'-terminated: a last line
+ * without its newline (a crash mid-append) is then a line like the others,
+ * and is either a whole event or bad. False when the spool is empty. */
+static bool replay_open_oldest(events_t *ev)
 {
     for (;;) {
-        if (!ev->replaying) {
-            uint64_t seq;
-            if (ev->spool == NULL || !spool_oldest(ev->spool, &seq))
-                return false;
-            int rc = spool_read(ev->spool, seq, &ev->replay_buf, &ev->replay_len);
-            if (rc != 0) {
-                log_error("cannot read an event spool segment; quarantined",
-                          "dir=\"%s\" seq=%" PRIu64 " error=\"%s\"", ev->spool_path, seq,
-                          strerror(-rc));
-                spool_quarantine(ev->spool, seq);
-                publish_spool_gauges(ev);
-                continue;
+        uint64_t seq;
+        if (ev->spool == NULL || !spool_oldest(ev->spool, &seq))
+            return false;
+        /* A segment this config could have written holds SEGMENT_BYTES
+         * plus at most one batch, itself at most events.queue_max_bytes
+         * (one large event). A larger one is not read into memory. */
+        size_t max = SEGMENT_BYTES + (size_t)ev->cfg.queue_max_bytes;
+        int rc = spool_read(ev->spool, seq, max, &ev->replay_buf, &ev->replay_len);
+        char *grown = NULL;
+        if (rc == 0 && ev->replay_len > 0 && ev->replay_buf[ev->replay_len - 1] != '\n') {
+            grown = realloc(ev->replay_buf, ev->replay_len + 2);
+            if (grown == NULL) {
+                rc = -ENOMEM;
+                replay_reset(ev);
+            } else {
+                ev->replay_buf = grown;
+                ev->replay_buf[ev->replay_len++] = '\n';
+                ev->replay_buf[ev->replay_len] = '\0';
             }
-            ev->replaying = true;
-            ev->replay_seq = seq;
-            ev->replay_off = 0;
-            log_info("replaying event spool segment", "seq=%" PRIu64 " bytes=%zu", seq,
-                     ev->replay_len);
         }
-        size_t n;
-        bool torn;
-        size_t end = spool_split_batch(ev->replay_buf, ev->replay_len, ev->replay_off,
-                                       (size_t)ev->cfg.batch_max, &n, &torn);
-        if (n == 0) {
-            if (torn) {
-                log_warn("event spool segment ends with a torn line (a crash mid-write); "
-                         "skipped", "seq=%" PRIu64 " bytes=%zu", ev->replay_seq,
-                         ev->replay_len - ev->replay_off);
-                count(ev, EVC_DROPPED, 1);
-            }
+        if (rc != 0) {
+            log_error("cannot read an event spool segment; quarantined",
+                      "dir=\"%s\" seq=%" PRIu64 " error=\"%s\" max_bytes=%zu", ev->spool_path,
+                      seq, strerror(-rc), max);
+            spool_quarantine(ev->spool, seq);
+            publish_spool_gauges(ev);
+            continue;
+        }
+        ev->replaying = true;
+        ev->replay_seq = seq;
+        ev->replay_off = 0;
+        log_info("replaying event spool segment", "seq=%" PRIu64 " bytes=%zu%s", seq,
+                 ev->replay_len, grown ? " last_line_unterminated=true" : "");
+        return true;
+    }
+}
+
+/* The next batch of the spool, oldest segment first. Every line is checked
+ * (spool_next_run): lines that are not one JSON object, or longer than
+ * events.queue_max_bytes, go to the dead-letter file on the way, so one bad
+ * line never takes a valid batch down with it. Delivered and emptied
+ * segments are removed on the way too. */
+static bool next_replay_batch(events_t *ev)
+{
+    spool_run_limits_t lim = {(size_t)ev->cfg.batch_max, batch_bytes_max(&ev->cfg),
+                              (size_t)ev->cfg.queue_max_bytes};
+    for (;;) {
+        if (!ev->replaying && !replay_open_oldest(ev))
+            return false;
+        size_t end, n;
+        spool_run_t run = spool_next_run(ev->replay_buf, ev->replay_len, ev->replay_off, &lim,
+                                         &end, &n);
+        if (run == SPOOL_RUN_END) {
             spool_remove(ev->spool, ev->replay_seq);
             replay_reset(ev);
             publish_spool_gauges(ev);
+            continue;
+        }
+        if (run == SPOOL_RUN_BAD) {
+            log_limited(&ev->rl_bad_line, LOG_WARN,
+                        "event spool lines are not events; written to the dead-letter file",
+                        "seq=%" PRIu64 " offset=%zu lines=%zu bytes=%zu file=\"%s/%s\"",
+                        ev->replay_seq, ev->replay_off, n, end - ev->replay_off,
+                        ev->spool_path, SPOOL_DEAD_LETTER_NAME);
+            dead_letter(ev, ev->replay_buf + ev->replay_off, end - ev->replay_off, n);
+            ev->replay_off = end;
             continue;
         }
         ev->cur = (batch_t){ev->replay_buf + ev->replay_off, end - ev->replay_off, n,
@@ -547,12 +646,12 @@ static void batch_done(events_t *ev)
     if (from_spool)
         ev->replay_off = ev->cur.spool_end;
     else
-        set_depth(ev, -(int64_t)ev->cur.count);
+        set_depth(ev, -(int64_t)ev->cur.count, -(int64_t)ev->cur.len);
     batch_clear(ev);
     if (from_spool && ev->replay_off == ev->replay_len) {
         /* Remove a delivered segment at once, so a stop right now does not
-         * replay it again at the next start. (A torn tail is left for
-         * next_replay_batch to report.) */
+         * replay it again at the next start. (Bad lines after the last
+         * batch are left for next_replay_batch to dead-letter.) */
         spool_remove(ev->spool, ev->replay_seq);
         replay_reset(ev);
         publish_spool_gauges(ev);
@@ -584,7 +683,7 @@ static void on_complete(events_t *ev, CURLcode res, long status)
                     "url=%s status=%ld events=%zu file=\"%s/%s\" response=\"%s\"", ev->cfg.url,
                     status, ev->cur.count, ev->spool_path, SPOOL_DEAD_LETTER_NAME, ev->resp);
         endpoint_up(ev);
-        dead_letter(ev);
+        dead_letter(ev, ev->cur.data, ev->cur.len, ev->cur.count);
         batch_done(ev);
         return;
     }
@@ -636,6 +735,7 @@ static bool batch_ready(const events_t *ev, uint64_t now)
     if (ev->pending.count == 0)
         return false;
     return ev->stopping || ev->pending.count >= (size_t)ev->cfg.batch_max ||
+           ev->pending.bytes >= batch_bytes_max(&ev->cfg) ||
            now - ev->pending.head->t_ms >= (uint64_t)ev->cfg.flush_ms;
 }
 
@@ -644,13 +744,14 @@ static bool batch_ready(const events_t *ev, uint64_t now)
 static bool must_spill(const events_t *ev)
 {
     return ev->cfg.url[0] == '\0' || ev->down || spool_pending(ev) ||
-           (ev->in_flight && ev->pending.count >= (size_t)ev->cfg.queue_max / 2);
+           (ev->in_flight && (ev->pending.count >= (size_t)ev->cfg.queue_max / 2 ||
+                              ev->pending.bytes >= (size_t)(ev->cfg.queue_max_bytes / 2)));
 }
 
 static void spill_ready(events_t *ev, uint64_t now)
 {
     while (now >= ev->spill_retry_at_ms && batch_ready(ev, now) && must_spill(ev))
-        if (!spill_one(ev)) {
+        if (!spill_pending(ev)) {
             ev->spill_retry_at_ms = now + SPILL_RETRY_MS;
             break;
         }
@@ -659,7 +760,8 @@ static void spill_ready(events_t *ev, uint64_t now)
 static void take_memory_batch(events_t *ev)
 {
     size_t len, n;
-    char *buf = list_render(&ev->pending, (size_t)ev->cfg.batch_max, &len, &n);
+    char *buf = list_render(&ev->pending, (size_t)ev->cfg.batch_max, batch_bytes_max(&ev->cfg),
+                            &len, &n);
     if (buf == NULL)
         return;
     list_pop_free(&ev->pending, n);
@@ -749,13 +851,14 @@ static void finish(events_t *ev)
     size_t spooled_before = (size_t)atomic_load(&ev->counts[EVC_SPOOLED]);
     cur_to_spool(ev, true);
     while (ev->pending.count > 0) {
-        if (!spill_one(ev)) {
+        if (!spill_pending(ev)) {
             size_t n = ev->pending.count;
             log_error("events lost at stop: cannot spool them", "events=%zu dir=\"%s\"", n,
                       ev->spool_path);
+            size_t bytes = ev->pending.bytes;
             count(ev, EVC_DROPPED, n);
             list_pop_free(&ev->pending, n);
-            set_depth(ev, -(int64_t)n);
+            set_depth(ev, -(int64_t)n, -(int64_t)bytes);
         }
     }
     replay_reset(ev);
@@ -830,6 +933,8 @@ static void *worker_main(void *arg)
         ev->idle = ev->pending.count == 0;
         size_t bm = (size_t)ev->cfg.batch_max;
         ev->wake_count = ev->pending.count < bm ? bm - ev->pending.count : 1;
+        size_t bb = batch_bytes_max(&ev->cfg);
+        ev->wake_bytes = ev->pending.bytes < bb ? bb - ev->pending.bytes : 1;
         pthread_mutex_unlock(&ev->mu);
         if (more)
             continue;
@@ -901,6 +1006,8 @@ int events_start(app_t *app)
     ev->url_set = cfg->events.url[0] != '\0';
     ev->queue_max = cfg->events.queue_max;
     ev->wake_count = (size_t)cfg->events.batch_max;
+    ev->wake_bytes = batch_bytes_max(&ev->cfg);
+    ev->queue_max_bytes = cfg->events.queue_max_bytes;
     ev->idle = true;
     snprintf(ev->spool_path, sizeof ev->spool_path, "%s", cfg->events.spool_dir);
     snprintf(ev->user_agent, sizeof ev->user_agent, "notifd/%s", NOTIFD_VERSION);
@@ -910,6 +1017,7 @@ int events_start(app_t *app)
     ev->rl_reject = (log_ratelimit_t)LOG_RATELIMIT_INIT(10000, 5);
     ev->rl_spool_full = (log_ratelimit_t)LOG_RATELIMIT_INIT(10000, 1);
     ev->rl_spool_err = (log_ratelimit_t)LOG_RATELIMIT_INIT(10000, 3);
+    ev->rl_bad_line = (log_ratelimit_t)LOG_RATELIMIT_INIT(10000, 5);
 
     /* With an endpoint configured, the spool must be usable from the start
      * (an outage must not be the first time we find out it is not), and an
@@ -967,6 +1075,7 @@ void events_apply_config(app_t *app, const config_t *next)
                  "running=\"%s\"", ev->spool_path);
     ev->url_set = next->events.url[0] != '\0';
     ev->queue_max = next->events.queue_max;
+    ev->queue_max_bytes = next->events.queue_max_bytes;
     pthread_mutex_lock(&ev->mu);
     settings_from_config(&ev->next, next);
     ev->next_pending = true;
@@ -977,8 +1086,9 @@ void events_apply_config(app_t *app, const config_t *next)
 static void drop_published(events_t *ev, const char *why)
 {
     count(ev, EVC_DROPPED, 1);
-    log_limited(&ev->rl_publish, LOG_ERROR, "decision event dropped", "reason=\"%s\" queue_max=%d",
-                why, ev->queue_max);
+    log_limited(&ev->rl_publish, LOG_ERROR, "decision event dropped",
+                "reason=\"%s\" queue_max=%d queue_max_bytes=%" PRId64, why, ev->queue_max,
+                ev->queue_max_bytes);
 }
 
 void events_publish(app_t *app, json_t *event)
@@ -1017,6 +1127,20 @@ void events_publish(app_t *app, json_t *event)
     n->line = line;
     n->len = strlen(line);
     n->t_ms = now_ms();
+    int64_t bytes = (int64_t)n->len + 1;
+    /* Checked once the size is known. Only this thread adds to depth_bytes,
+     * so the bound holds; a read that misses the worker's latest drain only
+     * errs towards dropping. */
+    if (atomic_load_explicit(&ev->depth_bytes, memory_order_relaxed) + bytes >
+        ev->queue_max_bytes) {
+        free(line);
+        free(n);
+        drop_published(ev, bytes > ev->queue_max_bytes
+                               ? "the event alone is larger than events.queue_max_bytes"
+                               : "events.queue_max_bytes reached: the endpoint and the spool "
+                                 "refuse or do not keep up");
+        return;
+    }
     pthread_mutex_lock(&ev->mu);
     if (ev->closed) {
         pthread_mutex_unlock(&ev->mu);
@@ -1026,11 +1150,13 @@ void events_publish(app_t *app, json_t *event)
         return;
     }
     list_push(&ev->inbox, n);
-    bool wake = ev->idle || ev->inbox.count == ev->wake_count;
+    bool wake = ev->idle || ev->inbox.count == ev->wake_count ||
+                (ev->inbox.bytes >= ev->wake_bytes &&
+                 ev->inbox.bytes - (size_t)bytes < ev->wake_bytes);
     if (wake)
         ev->idle = false;
     pthread_mutex_unlock(&ev->mu);
-    set_depth(ev, 1);
+    set_depth(ev, 1, bytes);
     count(ev, EVC_QUEUED, 1);
     if (wake)
         curl_multi_wakeup(ev->multi);
@@ -1065,6 +1191,8 @@ void events_stats(app_t *app, json_t *obj)
         json_object_set_new(o, counter_names[k],
                             json_integer(ev ? (json_int_t)atomic_load(&ev->counts[k]) : 0));
     json_object_set_new(o, "queue_depth", json_integer(ev ? (json_int_t)atomic_load(&ev->depth) : 0));
+    json_object_set_new(o, "queue_bytes",
+                        json_integer(ev ? (json_int_t)atomic_load(&ev->depth_bytes) : 0));
     json_object_set_new(o, "spool_bytes",
                         json_integer(ev ? (json_int_t)atomic_load(&ev->spool_bytes) : 0));
     json_object_set_new(o, "spool_segments",

@@ -119,7 +119,7 @@ struct metrics {
 
     /* events */
     _Atomic uint64_t events[METRICS_EVENT_COUNT];
-    _Atomic int64_t events_spool_bytes, events_queue_depth;
+    _Atomic int64_t events_spool_bytes, events_queue_depth, events_queue_bytes;
 
     /* Rarely-changing text, behind a lock the hot path never takes. */
     pthread_mutex_t text_lock;
@@ -351,6 +351,13 @@ void metrics_events_set_queue_depth(void *mp, int64_t depth)
     metrics_t *m = mp;
     if (m != NULL)
         SET(m->events_queue_depth, depth);
+}
+
+void metrics_events_set_queue_bytes(void *mp, int64_t bytes)
+{
+    metrics_t *m = mp;
+    if (m != NULL)
+        SET(m->events_queue_bytes, bytes);
 }
 
 /* ---- published loop state ------------------------------------------------ */
@@ -754,6 +761,9 @@ static void render_events(metrics_t *m, growbuf_t *b)
         counter(b, event_families[k].name, event_families[k].help, GET(m->events[k]));
     gauge(b, "notifd_events_queue_depth", "Decision events waiting in memory.",
           GET(m->events_queue_depth));
+    gauge(b, "notifd_events_queue_bytes",
+          "Bytes of decision events waiting in memory (bounded by events.queue_max_bytes).",
+          GET(m->events_queue_bytes));
     gauge(b, "notifd_events_spool_bytes", "Bytes of decision events in events.spool_dir.",
           GET(m->events_spool_bytes));
 }

@@ -18,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 typedef struct spool_segment {
     uint64_t seq;
@@ -61,22 +64,43 @@ bool spool_parse_segment_name(const char *name, uint64_t *seq)
     return true;
 }
 
-size_t spool_split_batch(const char *buf, size_t len, size_t off, size_t max_lines,
-                         size_t *n_lines, bool *torn)
+bool spool_line_is_event(const char *line, size_t len, size_t max_len)
 {
-    size_t end = off, n = 0;
-    *torn = false;
-    while (end < len && n < max_lines) {
-        const char *nl = memchr(buf + end, '\n', len - end);
-        if (nl == NULL) {
-            *torn = true;
+    if (len > max_len)
+        return false; /* checked first: a huge line is never parsed */
+    json_error_t err;
+    /* No flags: trailing bytes after the object are an error, and jansson
+     * rejects invalid UTF-8 and overly deep nesting on its own. */
+    json_t *v = json_loadb(line, len, 0, &err);
+    bool ok = json_is_object(v);
+    json_decref(v);
+    return ok;
+}
+
+spool_run_t spool_next_run(const char *buf, size_t len, size_t off, const spool_run_limits_t *lim,
+                           size_t *end, size_t *n_lines)
+{
+    size_t at = off, n = 0;
+    spool_run_t kind = SPOOL_RUN_END;
+    while (at < len) {
+        const char *nl = memchr(buf + at, '\n', len - at);
+        size_t stop = nl ? (size_t)(nl - buf) : len;    /* the line without its newline */
+        size_t next = nl ? stop + 1 : len;
+        spool_run_t line_kind = spool_line_is_event(buf + at, stop - at, lim->max_line_bytes)
+                                    ? SPOOL_RUN_EVENTS
+                                    : SPOOL_RUN_BAD;
+        if (kind != SPOOL_RUN_END && line_kind != kind)
             break;
-        }
-        end = (size_t)(nl - buf) + 1;
+        if (line_kind == SPOOL_RUN_EVENTS && n > 0 &&
+            (n >= lim->max_lines || next - off > lim->max_bytes))
+            break; /* a batch always takes its first line, however long */
+        kind = line_kind;
+        at = next;
         n++;
     }
+    *end = at;
     *n_lines = n;
-    return end;
+    return kind;
 }
 
 /* mkdir -p: the default spool_dir ("var/spool") is relative and usually
@@ -217,37 +241,65 @@ void spool_close(spool_t *sp)
     free(sp);
 }
 
-/* Writes all of `data` at the end of `fd`, syncing if asked; on any failure
- * truncates back to where the file ended before, so no partial line stays. */
-static int append_all(int fd, const char *data, size_t len, bool sync)
+/* Pieces per writev(2): Linux's IOV_MAX (which <limits.h> shows only to
+ * X/Open builds). */
+#define WRITEV_MAX 1024
+
+/* Writes all of `iov` at the end of `fd` (consuming `iov`), syncing if
+ * asked; on any failure truncates back to where the file ended before, so
+ * no partial line stays. */
+static int append_all(int fd, struct iovec *iov, int iovcnt, bool sync)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
         return -errno;
     off_t before = st.st_size;
-    size_t done = 0;
     int err = 0;
-    while (done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            err = -errno;
+    for (;;) {
+        while (iovcnt > 0 && iov->iov_len == 0) {
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt == 0)
+            break;
+        ssize_t w = writev(fd, iov, iovcnt < WRITEV_MAX ? iovcnt : WRITEV_MAX);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            err = w < 0 ? -errno : -EIO;
             break;
         }
-        done += (size_t)w;
+        for (size_t left = (size_t)w; left > 0;) {
+            size_t k = left < iov->iov_len ? left : iov->iov_len;
+            iov->iov_base = (char *)iov->iov_base + k;
+            iov->iov_len -= k;
+            left -= k;
+            if (iov->iov_len == 0) {
+                iov++;
+                iovcnt--;
+            }
+        }
     }
     if (err == 0 && sync && fdatasync(fd) != 0)
         err = -errno;
     if (err != 0 && ftruncate(fd, before) != 0) {
         /* Nothing better to do: the caller reports err and keeps the data;
-         * a replay skips the torn tail. */
+         * a replay dead-letters the torn tail. */
     }
     return err;
 }
 
 int spool_append(spool_t *sp, const char *data, size_t len, bool sync, int64_t max_bytes)
 {
+    struct iovec one = {(void *)data, len};
+    return spool_appendv(sp, &one, 1, sync, max_bytes);
+}
+
+int spool_appendv(spool_t *sp, struct iovec *iov, int iovcnt, bool sync, int64_t max_bytes)
+{
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
     if (max_bytes >= 0 && sp->bytes + len > (uint64_t)max_bytes)
         return SPOOL_FULL;
     bool created = false;
@@ -270,7 +322,7 @@ int spool_append(spool_t *sp, const char *data, size_t len, bool sync, int64_t m
         sp->active_seq = seq;
         created = true;
     }
-    int rc = append_all(sp->active_fd, data, len, sync);
+    int rc = append_all(sp->active_fd, iov, iovcnt, sync);
     if (rc == 0 && created && sync && fsync(sp->dir_fd) != 0)
         rc = -errno;
     spool_segment_t *s = index_find(sp, sp->active_seq);
@@ -303,7 +355,7 @@ bool spool_oldest(spool_t *sp, uint64_t *seq)
     return true;
 }
 
-int spool_read(spool_t *sp, uint64_t seq, char **buf, size_t *len)
+int spool_read(spool_t *sp, uint64_t seq, size_t max_bytes, char **buf, size_t *len)
 {
     char name[SPOOL_SEGMENT_NAME_MAX];
     spool_segment_name(name, sizeof name, seq);
@@ -315,6 +367,10 @@ int spool_read(spool_t *sp, uint64_t seq, char **buf, size_t *len)
         int e = -errno;
         close(fd);
         return e;
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        return -EFBIG;
     }
     size_t size = (size_t)st.st_size, got = 0;
     char *b = malloc(size + 1);
@@ -370,7 +426,8 @@ int spool_dead_letter(spool_t *sp, const char *data, size_t len, bool sync)
                     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0)
         return -errno;
-    int rc = append_all(fd, data, len, sync);
+    struct iovec one = {(void *)data, len};
+    int rc = append_all(fd, &one, 1, sync);
     close(fd);
     return rc;
 }

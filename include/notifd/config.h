@@ -75,7 +75,8 @@ typedef struct config_events {
     int batch_max;
     int flush_ms;
     int timeout_ms;
-    int queue_max;
+    int queue_max;                  /* most events in memory ... */
+    int64_t queue_max_bytes;        /* ... and most bytes of them */
     int64_t spool_max_bytes;
     int fsync;                      /* 0 never, 1 per batch */
     int retry_min_ms;               /* delivery retry backoff starts here, doubles ... */

@@ -13,9 +13,15 @@
  *   a mutex that the worker holds for pointer swaps.
  * - Every event carries an "event_id" that is unique and the same on every
  *   redelivery (it is assigned once, at publish), so receivers deduplicate.
- * - An event is lost only when both the in-memory queue (events.queue_max)
- *   and the spool (events.spool_max_bytes, or a failing disk) are full, and
- *   then it is counted (dropped) and logged.
+ * - An event is lost only when both the in-memory queue (events.queue_max
+ *   events, events.queue_max_bytes bytes) and the spool
+ *   (events.spool_max_bytes, or a failing disk) are full, or when it alone
+ *   is larger than events.queue_max_bytes; it is then counted (dropped) and
+ *   logged.
+ * - Memory holds at most events.queue_max_bytes of events, plus one batch
+ *   being rendered (an eighth of that, or one larger event) and one spool
+ *   segment being replayed (at most 4 MiB + events.queue_max_bytes; a
+ *   larger one is quarantined unread).
  *
  * All functions run on the loop thread and accept an app whose sink is NULL
  * (not started, or already stopped): publish then just frees the event.
@@ -34,7 +40,8 @@
 int events_start(app_t *app);
 
 /* A new config snapshot is about to be installed: url, batch_max, flush_ms,
- * timeout_ms, queue_max, spool_max_bytes, fsync and the retry backoff take
+ * timeout_ms, queue_max, queue_max_bytes, spool_max_bytes, fsync and the
+ * retry backoff take
  * effect at once; a changed spool_dir at the next restart. */
 void events_apply_config(app_t *app, const config_t *next);
 
@@ -56,7 +63,8 @@ void events_publish(app_t *app, json_t *event);
 void events_stop(app_t *app, void (*done)(void *arg), void *arg);
 
 /* Adds "events": {queued, sent, retried, spooled, dead_lettered, dropped,
- * disabled, queue_depth, spool_bytes, spool_segments, endpoint} to a stats
+ * disabled, queue_depth, queue_bytes, spool_bytes, spool_segments,
+ * spool_full, endpoint} to a stats
  * body. The same counters go to the metrics registry as they happen. */
 void events_stats(app_t *app, json_t *obj);
 

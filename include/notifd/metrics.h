@@ -139,6 +139,7 @@ typedef enum metrics_event {
 void metrics_events_add(void *m, metrics_event_t kind, uint64_t n);
 void metrics_events_set_spool_bytes(void *m, int64_t bytes);
 void metrics_events_set_queue_depth(void *m, int64_t depth);
+void metrics_events_set_queue_bytes(void *m, int64_t bytes);
 
 /* ---- loop-thread state, copied for the admin thread ---------------------- */
 

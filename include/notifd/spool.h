@@ -4,7 +4,8 @@
  *
  * Layout of events.spool_dir:
  *   events-<20-digit sequence>.ndjson   segments, one JSON event per line
- *   dead-letter.ndjson                  batches the endpoint rejected (4xx)
+ *   dead-letter.ndjson                  batches the endpoint rejected (4xx), and
+ *                                       spool lines that are not an event
  *   quarantine-events-<seq>.ndjson      a segment that could not be read
  * Anything else in the directory is ignored.
  *
@@ -22,7 +23,8 @@
  * - spool_bytes() is the size of every segment on disk (not counting the
  *   dead-letter file), the number checked against the size limit.
  *
- * Plain blocking file I/O, no network, no globals: the event sink calls it
+ * Plain blocking file I/O (and jansson, to check replayed lines), no
+ * network, no globals: the event sink calls it
  * from its own thread, and the unit tests drive it directly. Not
  * thread-safe; one owner at a time.
  */
@@ -32,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 typedef struct spool spool_t;
 
@@ -56,13 +59,20 @@ void spool_close(spool_t *sp);
  * or -errno (the spool is unchanged on any failure). */
 int spool_append(spool_t *sp, const char *data, size_t len, bool sync, int64_t max_bytes);
 
+/* The same for data in pieces (one write(2) per IOV_MAX pieces, one sync):
+ * the sink writes many queued events at once without copying them. The
+ * iovec array is consumed (modified). */
+int spool_appendv(spool_t *sp, struct iovec *iov, int iovcnt, bool sync, int64_t max_bytes);
+
 /* The oldest segment, sealing it first if it is the active one (so the
  * caller can read it whole while new appends go to a new segment). Returns
  * false when the spool is empty. */
 bool spool_oldest(spool_t *sp, uint64_t *seq);
 
-/* Reads a whole segment into a malloc'd buffer. 0 or -errno. */
-int spool_read(spool_t *sp, uint64_t seq, char **buf, size_t *len);
+/* Reads a whole segment into a malloc'd buffer (NUL-terminated, not
+ * counted in *len). 0 or -errno; -EFBIG, without reading, for a segment
+ * larger than `max_bytes` (one this process could not have written). */
+int spool_read(spool_t *sp, uint64_t seq, size_t max_bytes, char **buf, size_t *len);
 
 /* Deletes a delivered segment. 0 or -errno (the index forgets it anyway, so
  * a segment that cannot be unlinked is not replayed twice by this process). */
@@ -85,12 +95,29 @@ void spool_segment_name(char *out, size_t cap, uint64_t seq);
 /* True when `name` is a segment name; its sequence number into *seq. */
 bool spool_parse_segment_name(const char *name, uint64_t *seq);
 
-/* The next batch of a segment read into memory: from `off`, up to
- * `max_lines` complete ('\n'-terminated) lines. Returns the end offset and
- * the number of lines in *n_lines. Bytes after the last '\n' of the buffer
- * are a torn line (a crash mid-append); when the batch reaches them *torn is
- * set and they are not included. */
-size_t spool_split_batch(const char *buf, size_t len, size_t off, size_t max_lines,
-                         size_t *n_lines, bool *torn);
+/* True when `line` (without its newline) is what a spool line must be: one
+ * JSON object and nothing else, at most `max_len` bytes. Anything else in a
+ * segment (a torn write, a hand edit, disk garbage) is never sent on. */
+bool spool_line_is_event(const char *line, size_t len, size_t max_len);
+
+/* What replay does with the next stretch of a segment read into memory. */
+typedef enum spool_run {
+    SPOOL_RUN_END,                  /* nothing left */
+    SPOOL_RUN_EVENTS,               /* valid lines: the next batch to POST */
+    SPOOL_RUN_BAD,                  /* consecutive invalid lines: for the dead-letter file */
+} spool_run_t;
+
+typedef struct spool_run_limits {
+    size_t max_lines;               /* most lines in an EVENTS run (events.batch_max) */
+    size_t max_bytes;               /* most bytes in an EVENTS run, unless its first line is longer */
+    size_t max_line_bytes;          /* a longer line is invalid */
+} spool_run_limits_t;
+
+/* From `off`: the longest run of lines of one kind within the limits (BAD
+ * runs have no limit). Sets *end to the offset after it (newlines
+ * included) and *n_lines. Bytes after the last '\n' (a crash mid-append) are
+ * a line like any other: delivered when they are a whole event, else bad. */
+spool_run_t spool_next_run(const char *buf, size_t len, size_t off, const spool_run_limits_t *lim,
+                           size_t *end, size_t *n_lines);
 
 #endif

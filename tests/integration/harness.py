@@ -328,10 +328,12 @@ class EventSink:
     def url(self):
         return "http://127.0.0.1:%d/events" % self.port
 
-    def set(self, status=200, sleep=0):
+    def set(self, status=200, sleep=0, validate=False):
+        """validate: answer 400 to a body with any line that is not a JSON
+        object, as a strict receiver would (and record nothing of it)."""
         tmp = self.control_path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"status": status, "sleep": sleep}, f)
+            json.dump({"status": status, "sleep": sleep, "validate": validate}, f)
         os.replace(tmp, self.control_path)
 
     def start(self):
@@ -378,6 +380,13 @@ class EventSink:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _is_json_object(line):
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 def _event_sink_main(port, workdir):
     """The EventSink process (python3 harness.py event-sink PORT DIR)."""
     import http.server
@@ -405,6 +414,8 @@ def _event_sink_main(port, workdir):
                 time.sleep(control["sleep"])
             status = int(control.get("status", 200))
             lines = [l for l in body.split(b"\n") if l.strip()]
+            if control.get("validate") and not all(_is_json_object(l) for l in lines):
+                status = 400
             with lock:
                 if 200 <= status < 300:
                     received.write(b"".join(l + b"\n" for l in lines))

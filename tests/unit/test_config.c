@@ -629,6 +629,19 @@ static void test_events_fsync_rejects_other_values(void **state)
     expect_error("{'events': {'fsync': true}}", "events.fsync: must be \"batch\" or \"never\"");
 }
 
+static void test_events_queue_max_bytes_defaults_to_64_mib_and_is_bounded(void **state)
+{
+    (void)state;
+    config_t *def = load_ok("{}");
+    config_t *set = load_ok("{'events': {'queue_max_bytes': 2097152}}");
+    assert_int_equal(def->events.queue_max_bytes, 64 << 20);
+    assert_int_equal(set->events.queue_max_bytes, 2 << 20);
+    config_release(def);
+    config_release(set);
+    expect_error("{'events': {'queue_max_bytes': 1000}}",
+                 "events.queue_max_bytes: must be an integer in 1048576..1099511627776, not 1000");
+}
+
 /* ---- secrets ------------------------------------------------------------ */
 
 static void test_missing_password_file_is_reported(void **state)
@@ -884,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_events_url_null_disables_events),
         cmocka_unit_test(test_events_fsync_accepts_batch_and_never),
         cmocka_unit_test(test_events_fsync_rejects_other_values),
+        cmocka_unit_test(test_events_queue_max_bytes_defaults_to_64_mib_and_is_bounded),
         cmocka_unit_test(test_missing_password_file_is_reported),
         cmocka_unit_test(test_password_file_is_read_and_trimmed),
         cmocka_unit_test(test_auth_token_file_is_read),

@@ -5,7 +5,9 @@
  * sealing of segments found at open, the size limit, all-or-nothing appends
  * when write(2) fails part-way (provoked with RLIMIT_FSIZE, which makes
  * write return EFBIG exactly like ENOSPC would stop it), the dead-letter
- * file, and the batch splitter with a torn last line.
+ * file, and replay's line checks: which lines are events (one JSON object
+ * within a size bound) and how a segment splits into batches and runs of
+ * bad lines, a torn last line included.
  *
  * Each test works in its own fresh temporary directory; nothing touches the
  * network.
@@ -74,7 +76,7 @@ static char *read_segment(spool_t *sp, uint64_t seq)
 {
     char *buf;
     size_t len;
-    assert_int_equal(spool_read(sp, seq, &buf, &len), 0);
+    assert_int_equal(spool_read(sp, seq, SIZE_MAX, &buf, &len), 0);
     assert_int_equal(strlen(buf), len);
     return buf;
 }
@@ -323,39 +325,188 @@ static void test_quarantine_moves_a_segment_aside(void **state)
     spool_close(sp);
 }
 
-static void test_split_batches_whole_lines(void **state)
+static void test_read_refuses_a_segment_over_the_bound_without_reading_it(void **state)
 {
-    (void)state;
-    const char *buf = "a\nbb\nccc\ndddd\n";
-    size_t len = strlen(buf), n;
-    bool torn;
-    size_t end = spool_split_batch(buf, len, 0, 3, &n, &torn);
-    assert_int_equal(n, 3);
-    assert_int_equal(end, 9); /* after "ccc\n" */
-    assert_false(torn);
-    end = spool_split_batch(buf, len, end, 3, &n, &torn);
-    assert_int_equal(n, 1);
-    assert_int_equal(end, len);
-    assert_false(torn);
-    end = spool_split_batch(buf, len, end, 3, &n, &torn);
-    assert_int_equal(n, 0);
-    assert_false(torn);
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_append(sp, "{\"a\":1}\n{}\n", 11, false, -1), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(spool_read(sp, 1, 10, &buf, &len), -EFBIG);
+    assert_null(buf);
+    assert_int_equal(spool_read(sp, 1, 11, &buf, &len), 0);
+    assert_int_equal(len, 11);
+    free(buf);
+    spool_close(sp);
 }
 
-static void test_split_leaves_out_a_torn_last_line(void **state)
+/* Thousands of pieces (more than one writev(2) takes) land whole and in
+ * order; a write that fails part-way through them leaves nothing. */
+static void test_appendv_writes_many_pieces_in_order_or_nothing(void **state)
+{
+    fixture_t *f = *state;
+    spool_t *sp = open_spool(f->dir, 1 << 20);
+    enum { N = 3000 };
+    static char lines[N][16];
+    struct iovec iov[2 * N];
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(lines[i], sizeof lines[i], "{\"i\":%d}", i);
+        iov[2 * i] = (struct iovec){lines[i], (size_t)n};
+        iov[2 * i + 1] = (struct iovec){"\n", 1};
+        total += (size_t)n + 1;
+    }
+    assert_int_equal(spool_appendv(sp, iov, 2 * N, false, -1), 0);
+    assert_int_equal(spool_bytes(sp), total);
+    uint64_t seq;
+    assert_true(spool_oldest(sp, &seq));
+    char *buf = read_segment(sp, seq);
+    const char *p = buf;
+    for (int i = 0; i < N; i++) {
+        size_t n = strlen(lines[i]);
+        assert_memory_equal(p, lines[i], n);
+        assert_int_equal(p[n], '\n');
+        p += n + 1;
+    }
+    free(buf);
+
+    /* Again into a fresh segment, with room for about half of it. */
+    for (int i = 0; i < N; i++) {
+        iov[2 * i] = (struct iovec){lines[i], strlen(lines[i])};
+        iov[2 * i + 1] = (struct iovec){"\n", 1};
+    }
+    struct rlimit saved;
+    with_file_size_limit(total / 2, &saved);
+    int rc = spool_appendv(sp, iov, 2 * N, true, -1);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    assert_int_equal(rc, -EFBIG);
+    assert_int_equal(spool_bytes(sp), total);
+    spool_close(sp);
+    /* On disk too: the first segment, and no trace of the failed one. */
+    sp = open_spool(f->dir, 1 << 20);
+    assert_int_equal(spool_segments(sp), 1);
+    assert_int_equal(spool_bytes(sp), total);
+    spool_close(sp);
+}
+
+static void test_a_spool_line_must_be_one_json_object(void **state)
 {
     (void)state;
-    const char *buf = "a\nbb\n{\"torn";
-    size_t len = strlen(buf), n;
-    bool torn;
-    size_t end = spool_split_batch(buf, len, 0, 10, &n, &torn);
-    assert_int_equal(n, 2);
-    assert_int_equal(end, 5);
-    assert_true(torn);
-    end = spool_split_batch(buf, len, end, 10, &n, &torn);
+    static const char *const good[] = {"{}", "{\"type\":\"decision\",\"n\":[1,2]}", " {} \r"};
+    static const char *const bad[] = {
+        "", "   ", "[]", "42", "\"text\"", "null", "{", "{\"a\":1", "{} {}", "{}x",
+        "{\"a\":\"\xff\xfe\"}", /* invalid UTF-8 */
+        "garbage",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        assert_true(spool_line_is_event(good[i], strlen(good[i]), 1024));
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_false(spool_line_is_event(bad[i], strlen(bad[i]), 1024));
+    /* A NUL byte inside the line is not the end of it. */
+    assert_false(spool_line_is_event("{}\0{}", 5, 1024));
+    /* The size bound counts the line without its newline. */
+    assert_true(spool_line_is_event("{\"a\":1}", 7, 7));
+    assert_false(spool_line_is_event("{\"a\":1}", 7, 6));
+}
+
+static void test_a_spool_line_nested_too_deep_is_not_an_event(void **state)
+{
+    (void)state;
+    enum { DEPTH = 100000 };
+    char *line = malloc(2 * DEPTH + 16);
+    size_t n = 0;
+    line[n++] = '{';
+    line[n++] = '"';
+    line[n++] = 'a';
+    line[n++] = '"';
+    line[n++] = ':';
+    for (int i = 0; i < DEPTH; i++)
+        line[n++] = '[';
+    for (int i = 0; i < DEPTH; i++)
+        line[n++] = ']';
+    line[n++] = '}';
+    assert_false(spool_line_is_event(line, n, 1 << 20));
+    free(line);
+}
+
+static const spool_run_limits_t WIDE = {100, 1 << 20, 1 << 20};
+
+static void test_runs_split_valid_lines_by_count_and_bytes(void **state)
+{
+    (void)state;
+    const char *buf = "{}\n{\"a\":1}\n{\"bb\":22}\n{}\n";
+    size_t len = strlen(buf), end, n;
+    spool_run_limits_t lim = {3, 1 << 20, 1 << 20};
+    assert_int_equal(spool_next_run(buf, len, 0, &lim, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(n, 3);
+    assert_int_equal(end, 21); /* after {"bb":22}\n */
+    assert_int_equal(spool_next_run(buf, len, end, &lim, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(n, 1);
+    assert_int_equal(end, len);
+    assert_int_equal(spool_next_run(buf, len, end, &lim, &end, &n), SPOOL_RUN_END);
     assert_int_equal(n, 0);
-    assert_int_equal(end, 5);
-    assert_true(torn);
+
+    /* By bytes: 11 bytes hold "{}\n{\"a\":1}\n" (3 + 8) but not the third line. */
+    lim = (spool_run_limits_t){100, 11, 1 << 20};
+    assert_int_equal(spool_next_run(buf, len, 0, &lim, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(n, 2);
+    assert_int_equal(end, 11);
+    /* A first line longer than the batch bound is still a batch of one. */
+    lim = (spool_run_limits_t){100, 2, 1 << 20};
+    assert_int_equal(spool_next_run(buf, len, 3, &lim, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(n, 1);
+    assert_int_equal(end, 11);
+}
+
+static void test_runs_set_bad_lines_apart_from_the_valid_ones(void **state)
+{
+    (void)state;
+    const char *buf = "{\"i\":1}\n{\"i\":2}\nnot json\n[1]\n{\"i\":3}\n";
+    size_t len = strlen(buf), end, n;
+    assert_int_equal(spool_next_run(buf, len, 0, &WIDE, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(n, 2);
+    assert_int_equal(end, 16);
+    /* Consecutive bad lines make one run, newlines included. */
+    assert_int_equal(spool_next_run(buf, len, end, &WIDE, &end, &n), SPOOL_RUN_BAD);
+    assert_int_equal(n, 2);
+    assert_int_equal(end, 29);
+    assert_memory_equal(buf + 16, "not json\n[1]\n", 13);
+    assert_int_equal(spool_next_run(buf, len, end, &WIDE, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(n, 1);
+    assert_int_equal(end, len);
+}
+
+static void test_runs_treat_an_oversized_line_as_bad(void **state)
+{
+    (void)state;
+    const char *buf = "{}\n{\"pad\":\"xxxxxxxxxxxxxxxx\"}\n{}\n";
+    size_t len = strlen(buf), end, n;
+    spool_run_limits_t lim = {100, 1 << 20, 10};
+    assert_int_equal(spool_next_run(buf, len, 0, &lim, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(n, 1);
+    assert_int_equal(spool_next_run(buf, len, end, &lim, &end, &n), SPOOL_RUN_BAD);
+    assert_int_equal(n, 1);
+    assert_int_equal(spool_next_run(buf, len, end, &lim, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(end, len);
+}
+
+static void test_runs_judge_an_unterminated_last_line_like_any_other(void **state)
+{
+    (void)state;
+    /* A crash mid-append leaves a torn tail: bad. */
+    const char *torn = "{}\n{\"type\":\"dec";
+    size_t len = strlen(torn), end, n;
+    assert_int_equal(spool_next_run(torn, len, 0, &WIDE, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(end, 3);
+    assert_int_equal(spool_next_run(torn, len, end, &WIDE, &end, &n), SPOOL_RUN_BAD);
+    assert_int_equal(n, 1);
+    assert_int_equal(end, len);
+    /* A whole event that only lacks its newline is delivered. */
+    const char *whole = "{}\n{\"a\":1}";
+    len = strlen(whole);
+    assert_int_equal(spool_next_run(whole, len, 0, &WIDE, &end, &n), SPOOL_RUN_EVENTS);
+    assert_int_equal(n, 2);
+    assert_int_equal(end, len);
 }
 
 int main(void)
@@ -379,8 +530,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dead_letters_append_and_do_not_count_as_spool, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_moves_a_segment_aside, setup, teardown),
-        cmocka_unit_test(test_split_batches_whole_lines),
-        cmocka_unit_test(test_split_leaves_out_a_torn_last_line),
+        cmocka_unit_test_setup_teardown(
+            test_read_refuses_a_segment_over_the_bound_without_reading_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_appendv_writes_many_pieces_in_order_or_nothing,
+                                        setup, teardown),
+        cmocka_unit_test(test_a_spool_line_must_be_one_json_object),
+        cmocka_unit_test(test_a_spool_line_nested_too_deep_is_not_an_event),
+        cmocka_unit_test(test_runs_split_valid_lines_by_count_and_bytes),
+        cmocka_unit_test(test_runs_set_bad_lines_apart_from_the_valid_ones),
+        cmocka_unit_test(test_runs_treat_an_oversized_line_as_bad),
+        cmocka_unit_test(test_runs_judge_an_unterminated_last_line_like_any_other),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
