@@ -136,11 +136,15 @@ json_t *decide_plan_json(const config_t *cfg, const plan_t *plan);
 json_t *decide_plan_json(const config_t *cfg, const plan_t *plan)
 {
     json_t *per_week = json_object();
-    for (int c = 0; c < cfg->n_channels; c++)
+    json_t *defaulted = plan->defaulted_mask ? json_array() : NULL;
+    for (int c = 0; c < cfg->n_channels; c++) {
         if (plan_has_channel(plan, c))
             json_object_set_new(per_week, cfg->channels[c], json_real(plan->per_week[c]));
-    return json_pack("{s:I,s:s,s:o}", "version", (json_int_t)plan->version, "source",
-                     plan->source, "per_week", per_week);
+        if (defaulted != NULL && (plan->defaulted_mask & (1u << c)))
+            json_array_append_new(defaulted, json_string(cfg->channels[c]));
+    }
+    return json_pack("{s:I,s:s,s:o,s:o*}", "version", (json_int_t)plan->version, "source",
+                     plan->source, "per_week", per_week, "defaulted", defaulted);
 }
 
 static char *body_text(decide_ctx_t *d, const decision_t *dec, decision_reason_t reason,

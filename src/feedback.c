@@ -238,6 +238,10 @@ static void on_plan_read(redisReply *reply, void *privdata)
     metrics_observe_stored_invalid(req->app->metrics, &invalid);
     if (!stored)
         plan_make_default(&plan, cfg->policy.slow.default_mask, cfg->policy.slow.default_per_week);
+    /* As a decide would pace it: what the plan leaves out, defaulted. */
+    plan_complete(&plan, (1u << cfg->n_channels) - 1u, cfg->policy.slow.default_mask,
+                  cfg->policy.slow.default_per_week, cfg->policy.fast.unplanned_per_week,
+                  cfg->policy.fast.unpaced_mask);
     json_t *pj = decide_plan_json(cfg, &plan);
     if (stored) {
         json_object_set_new(pj, "action", json_integer(plan.action));

@@ -352,18 +352,43 @@ class DecideBehaviourTest(NotifdTestCase):
     def test_external_plan_is_honoured_and_expired_plan_falls_back(self):
         set_plan(self.redis, "ann", 9, version=4, source="crm", valid_until=MONDAY + DAY)
         r = self.decide(ts=MONDAY + 12 * 3600)
+        # in_app, which the slow policy does not plan, is paced at
+        # fast.unplanned_per_week, and the answer says so.
         self.assertEqual(r["plan"], {"version": 4, "source": "crm",
-                                     "per_week": {"push": 9.0, "email": 1.0}})
+                                     "per_week": {"push": 9.0, "email": 1.0, "in_app": 7.0},
+                                     "defaulted": ["in_app"]})
         r = self.decide(opp="later", ts=MONDAY + 2 * DAY + 12 * 3600)
         self.assertEqual(r["plan"]["source"], "default")
         p = self.client().request({"op": "plan", "member": "nobody"})
         self.assertEqual(p["plan"]["source"], "default")
 
-    def test_in_app_is_unplanned_and_sends_the_best_message(self):
-        r = self.decide(channel="in_app", opp="ia")
-        self.assertTrue(r["send"])
-        self.assertEqual(r["message"], "msg-4")  # the highest score
-        self.assertEqual(r["p_send"], 1.0)
+    def test_in_app_is_paced_at_the_unplanned_rate(self):
+        # No channel is unbounded: in_app, outside the slow policy's grid,
+        # is paced and capped at fast.unplanned_per_week (7).
+        sends = 0
+        for i in range(40):
+            r = self.decide(channel="in_app", opp="ia%d" % i, ts=MONDAY + 9 * 3600 + 60 * i,
+                            cands=candidates(5, "ia%d" % i))
+            self.assertEqual(r["plan"]["per_week"]["in_app"], 7.0, r)
+            self.assertEqual(r["plan"]["defaulted"], ["in_app"], r)
+            self.assertLess(r["p_send"], 1.0, r)
+            sends += r["send"]
+        self.assertLessEqual(sends, 7)
+
+
+class UnpacedChannelTest(NotifdTestCase):
+    overrides = {"fast": {"unpaced_channels": ["in_app"]}}
+
+    def test_an_unpaced_channel_sends_the_best_message(self):
+        c = self.client()
+        for i in range(10):
+            r = c.request({"op": "decide", "member": "ann", "channel": "in_app",
+                           "opportunity": "ia%d" % i, "ts": MONDAY + 9 * 3600 + i,
+                           "candidates": candidates(5, "ia%d" % i)})
+            self.assertTrue(r["send"], r)
+            self.assertEqual(r["message"], "ia%d-4" % i)  # the highest score
+            self.assertEqual(r["p_send"], 1.0)
+            self.assertNotIn("in_app", r["plan"]["per_week"])
 
     def test_bad_requests_are_explained(self):
         c = self.client()

@@ -168,7 +168,8 @@ class DeliveryTest(EventsTestCase):
         for e in decisions:
             self.assertLessEqual(DECISION_FIELDS, set(e), "missing: %s" % (DECISION_FIELDS - set(e)))
             self.assertEqual(e["channel"], "push")
-            self.assertEqual(set(e["plan"]), {"version", "source", "per_week"})
+            self.assertLessEqual({"version", "source", "per_week"}, set(e["plan"]))
+            self.assertLessEqual(set(e["plan"]), {"version", "source", "per_week", "defaulted"})
             self.assertEqual(set(e["arm"]), {"slow", "fast"})
             self.assertEqual([c["id"] for c in e["candidates"]], ["msg-0", "msg-1", "msg-2"])
             for c in e["candidates"]:

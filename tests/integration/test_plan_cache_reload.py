@@ -56,7 +56,7 @@ class PlanCacheReloadTest(NotifdTestCase):
         new = c.pipeline([self.decide("new-%d" % i, ts + 60 + i) for i in range(IN_FLIGHT)])
         for r in new:
             self.assertTrue(r["ok"], r)
-            self.assertEqual(r["plan"]["per_week"], {"push": 0, "email": 5}, r)
+            self.assertEqual(r["plan"]["per_week"], {"push": 0, "email": 5, "in_app": 7}, r)
         self.assertEqual(sum(r["send"] for r in new), 0)
 
 

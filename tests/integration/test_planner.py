@@ -227,7 +227,10 @@ class PlannerOpsTest(NotifdTestCase):
                        "candidates": [{"id": "c1", "score": 0.5}]})
         self.assertEqual(d["plan"]["version"], 3)
         self.assertEqual(d["plan"]["source"], "planner")
-        self.assertEqual(d["plan"]["per_week"], e["plan"]["per_week"])
+        # (The decide also shows in_app, paced at fast.unplanned_per_week.)
+        self.assertEqual(d["plan"]["defaulted"], ["in_app"])
+        self.assertEqual({k: v for k, v in d["plan"]["per_week"].items() if k != "in_app"},
+                         e["plan"]["per_week"])
 
     def test_feedback_schedules_the_member_in_the_partition_the_planner_walks(self):
         c = self.client()
