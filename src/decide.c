@@ -762,6 +762,40 @@ static void on_member(redisReply *r, void *p)
     read_done(d);
 }
 
+static void on_optout_copied(redisReply *reply, void *privdata)
+{
+    (void)reply; /* lost: the next decide of the member copies it again */
+    (void)privdata;
+}
+
+static void copy_optout(const decide_ctx_t *d)
+{
+    const config_t *cfg = d->req->cfg;
+    const char *ch = cfg->channels[d->r.channel];
+    char key[KEY_MAX];
+    size_t kl = key_member(key, cfg->redis.prefix, "optout", d->r.member, d->r.member_len, "", 0);
+    (void)store_command(d->app->store, on_optout_copied, NULL, 4,
+                        (const char *[]){"HSET", key, ch, "1"},
+                        (size_t[]){4, kl, strlen(ch), 1});
+}
+
+/* HGET P optout:{M} <ch>: an opt-out kept until a resubscribe. The member
+ * hash's flag (read just before) counts too: an opt-out recorded before
+ * the durable key existed is copied into it, once. */
+static void on_optout(redisReply *r, void *p)
+{
+    decide_ctx_t *d = p;
+    if (!reply_failed(d, r)) {
+        bool durable = false;
+        if (r->type == REDIS_REPLY_STRING)
+            stored_parse_flag(STORED_UNSUB, r->str, r->len, &durable, &d->invalid);
+        if (d->unsubscribed && !durable)
+            copy_optout(d);
+        d->unsubscribed = d->unsubscribed || durable;
+    }
+    read_done(d);
+}
+
 static void on_week(redisReply *r, void *p)
 {
     decide_ctx_t *d = p;
@@ -851,6 +885,10 @@ static void start_read(decide_ctx_t *d)
                          key_field(f_deliv, sizeof f_deliv, chname, "_delivered")};
         read_send(d, on_member, 8, argv, lens);
     }
+    /* The durable opt-out (no TTL): it outlives the member hash. */
+    kl = key_member(key, prefix, "optout", r->member, r->member_len, "", 0);
+    read_send(d, on_optout, 3, (const char *[]){"HGET", key, chname},
+              (size_t[]){4, kl, strlen(chname)});
     kl = key_member(key, prefix, "week", r->member, r->member_len, "", 0);
     read_send(d, on_week, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
     if (r->n > 0 && d->fast->dedup_days > 0) {

@@ -165,25 +165,27 @@ void op_feedback(request_t *req)
     f->ts = ts;
     f->channel = channel;
 
-    char key[KEY_MAX], k_evt[KEY_MAX], a_ts[24], a_hl[32], a_win[32], a_ttl[24], a_evt[24];
+    char key[KEY_MAX], k_opt[KEY_MAX], k_evt[KEY_MAX], a_ts[24], a_hl[32], a_win[32], a_ttl[24];
+    char a_evt[24];
     size_t kl = key_member(key, cfg->redis.prefix, "member", f->member, f->member_len, "", 0);
     snprintf(a_ts, sizeof a_ts, "%lld", (long long)ts);
     snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
     snprintf(a_win, sizeof a_win, "%.17g", cfg->policy.attribution_window_s);
     snprintf(a_ttl, sizeof a_ttl, "%lld", policy_member_ttl_s(cfg));
     const char *chname = channel >= 0 ? cfg->channels[channel] : "";
-    /* KEYS then ARGV; with an event_id its key goes second and its TTL last. */
-    const char *argv[10] = {key};
-    size_t lens[10] = {kl};
-    int nkeys = 1;
+    /* KEYS then ARGV; with an event_id its key goes third and its TTL last. */
+    const char *argv[11] = {key, k_opt};
+    size_t lens[11] = {kl, key_member(k_opt, cfg->redis.prefix, "optout", f->member,
+                                      f->member_len, "", 0)};
+    int nkeys = 2;
     if (eid != NULL) {
         char suffix[FEEDBACK_EVENT_ID_MAX + 2];
         suffix[0] = ':';
         memcpy(suffix + 1, json_string_value(eid), json_string_length(eid));
-        argv[1] = k_evt;
-        lens[1] = key_member(k_evt, cfg->redis.prefix, "evt", f->member, f->member_len, suffix,
+        argv[2] = k_evt;
+        lens[2] = key_member(k_evt, cfg->redis.prefix, "evt", f->member, f->member_len, suffix,
                              json_string_length(eid) + 1);
-        nkeys = 2;
+        nkeys = 3;
     }
     snprintf(a_evt, sizeof a_evt, "%lld", (long long)cfg->policy.event_id_ttl_s);
     const char *args[] = {a_ts, chname, event, a_hl, a_win, a_ttl, tz, a_evt};

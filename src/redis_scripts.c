@@ -295,10 +295,12 @@ const char redis_script_decide_skip[] =
 
 /*
  * feedback: records one member event into the feature hash.
- * KEYS: 1 member hash, 2 (optional) the event id's key, P evt:{M}:<id>
+ * KEYS: 1 member hash, 2 the member's opt-outs (P optout:{M}, no TTL: an
+ *       unsubscribe holds until a resubscribe, however long the member is
+ *       quiet), 3 (optional) the event id's key, P evt:{M}:<id>
  * ARGV: 1 ts, 2 channel ('' when none), 3 event, 4 half-life s,
  *       5 attribution window s, 6 member ttl s, 7 tz_offset_min ('' keep),
- *       8 how long an event id is remembered, s (with KEYS[2])
+ *       8 how long an event id is remembered, s (with KEYS[3])
  * An event whose id was recorded within ARGV[8] changes nothing: -1.
  * A visit within the attribution window after the member's latest open (any
  * channel) counts as attributed (visit_attr), any other as organic
@@ -308,7 +310,7 @@ const char redis_script_decide_skip[] =
  */
 const char redis_script_feedback[] =
     LUA_DECAY
-    "if #KEYS > 1 and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then\n"
+    "if #KEYS > 2 and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[8]) then\n"
     "  return -1\n"
     "end\n"
     "local key = KEYS[1]\n"
@@ -326,8 +328,11 @@ const char redis_script_feedback[] =
     "elseif ev == 'dismiss' then add(key, ch .. '_dismiss', wt)\n"
     "elseif ev == 'unsubscribe' then\n"
     "  redis.call('HSET', key, ch .. '_unsub', 1)\n"
+    "  redis.call('HSET', KEYS[2], ch, 1)\n"
     "  add(key, ch .. '_unsub_n', wt)\n"
-    "elseif ev == 'resubscribe' then redis.call('HSET', key, ch .. '_unsub', 0)\n"
+    "elseif ev == 'resubscribe' then\n"
+    "  redis.call('HSET', key, ch .. '_unsub', 0)\n"
+    "  redis.call('HDEL', KEYS[2], ch)\n"
     "elseif ev == 'visit' then\n"
     "  local lo = tonumber(redis.call('HGET', key, 'last_open') or '')\n"
     "  if lo ~= nil and ts >= lo and ts - lo <= tonumber(ARGV[5]) then\n"

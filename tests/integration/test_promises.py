@@ -108,6 +108,54 @@ class FeedbackEventIdTest(NotifdTestCase):
             self.assertEqual(r["error"]["code"], "bad_request", (bad, r))
 
 
+class DurableOptOutTest(NotifdTestCase):
+    overrides = {"fast": {**PLAIN_COIN, "prior_opportunities_per_week": 0.5}}
+
+    def decide(self, c, member, opp):
+        return c.request({"op": "decide", "member": member, "channel": "push",
+                          "opportunity": opp, "ts": MONDAY + 9 * 3600,
+                          "candidates": [{"id": "x-" + opp, "score": 0.5}]})
+
+    def expire_every_key_with_a_ttl(self, member):
+        """What Redis does to a quiet member once the TTLs pass."""
+        gone = 0
+        for k in self.redis.command("KEYS", "t:*{%s}*" % member):
+            if self.redis.command("TTL", k) >= 0:
+                self.redis.command("DEL", k)
+                gone += 1
+        return gone
+
+    def test_an_unsubscribe_holds_until_a_resubscribe_whatever_expires(self):
+        c = self.client()
+        self.assertTrue(self.decide(c, "u1", "o1")["send"])
+        r = c.request({"op": "feedback", "member": "u1", "channel": "push",
+                       "event": "unsubscribe", "ts": MONDAY + 9 * 3600 + 10})
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(self.decide(c, "u1", "o2")["reason"], "unsubscribed")
+        self.assertGreater(self.expire_every_key_with_a_ttl("u1"), 2)
+        self.assertEqual(self.decide(c, "u1", "o3")["reason"], "unsubscribed")
+        # Only push: email is not opted out.
+        e = c.request({"op": "decide", "member": "u1", "channel": "email", "opportunity": "e1",
+                       "ts": MONDAY + 9 * 3600, "candidates": [{"id": "e", "score": 0.5}]})
+        self.assertNotEqual(e["reason"], "unsubscribed", e)
+        c.request({"op": "feedback", "member": "u1", "channel": "push",
+                   "event": "resubscribe", "ts": MONDAY + 9 * 3600 + 20})
+        self.assertNotEqual(self.decide(c, "u1", "o4")["reason"], "unsubscribed")
+        self.expire_every_key_with_a_ttl("u1")
+        self.assertNotEqual(self.decide(c, "u1", "o5")["reason"], "unsubscribed")
+
+    def test_an_opt_out_kept_only_in_the_member_hash_is_made_durable(self):
+        # Recorded before the durable key existed.
+        self.redis.command("HSET", "t:member:{u2}", "push_unsub", 1, "updated_at", MONDAY)
+        self.redis.command("EXPIRE", "t:member:{u2}", 3600)
+        c = self.client()
+        self.assertEqual(self.decide(c, "u2", "o1")["reason"], "unsubscribed")
+        self.assertEqual(self.redis.command("HGET", "t:optout:{u2}", "push"), "1")
+        self.assertEqual(self.redis.command("TTL", "t:optout:{u2}"), -1)
+        self.expire_every_key_with_a_ttl("u2")
+        self.assertEqual(self.decide(c, "u2", "o2")["reason"], "unsubscribed")
+
+
 def week(ts):
     """The ISO week index notifd gives ts in UTC (weeks since 1970-01-05)."""
     return (ts - 4 * DAY) // (7 * DAY)
