@@ -31,6 +31,7 @@
 #include "notifd/decide_body.h"
 #include "notifd/decision.h"
 #include "notifd/events.h"
+#include "notifd/hash.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
 #include "notifd/member_overlay.h"
@@ -599,7 +600,8 @@ static void decide_and_record(decide_ctx_t *d)
                                    &d->capped_len);
 
     overlay_effect_t effect = {
-        .channel = r->channel, .week = d->view.week, .ts = r->ts,
+        .channel = r->channel, .channel_key = d->view.channel_key, .week = d->view.week,
+        .ts = r->ts,
         .counted_opp = dec.reached_coin, .sent = dec.send,
         .store_ewma = fold.store_ewma, .ewma = fold.ewma,
         .store_ewma_week = fold.store_ewma_week, .ewma_week = fold.ewma_week,
@@ -941,6 +943,8 @@ void op_decide(request_t *req)
                               &d->fast_arm_name);
     policy_slow_for(&cfg->policy, d->r.member, d->r.member_len, &d->slow_arm, &d->slow_arm_name);
     d->view.channel = d->r.channel;
+    d->view.channel_key = hash_bytes(0, cfg->channels[d->r.channel],
+                                     strlen(cfg->channels[d->r.channel]));
     /* Only quality pacing keeps and reads the recent best scores. */
     if (!threshold_mode(d) && d->fast->pacing.strategy == PACING_QUALITY)
         d->view.max_recent = (size_t)d->fast->quality_history;

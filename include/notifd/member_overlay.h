@@ -32,6 +32,10 @@
 typedef struct overlay_effect {
     uint64_t seq;              /* the record's position in the command stream */
     int channel;
+    /* The channel's name as a hash: a reload may reorder the channels, and
+     * a decision in flight across it must not take another channel's
+     * record for its own (0 when the caller does not care). */
+    uint64_t channel_key;
     int64_t week;              /* the member-local week it counted in */
     int64_t ts;
     bool counted_opp;          /* the week's opportunity count went up */
@@ -53,6 +57,7 @@ typedef struct overlay_effect {
  * read from Redis; overlay_apply brings it up to date. */
 typedef struct member_view {
     int channel;
+    uint64_t channel_key;            /* as overlay_effect_t.channel_key */
     int64_t week;
     opportunity_history_t history;   /* counts[0..2]: weeks W-2..W */
     uint32_t sent_this_week;

@@ -35,7 +35,7 @@ void overlay_apply(const overlay_effect_t *e, member_view_t *v, const ranker_can
                 !(last_sent[i] >= (double)e->ts))
                 last_sent[i] = (double)e->ts;
     }
-    if (e->channel != v->channel)
+    if (e->channel != v->channel || e->channel_key != v->channel_key)
         return;
     opportunity_history_t *h = &v->history;
     int64_t slot = e->week - (v->week - 2);

@@ -57,6 +57,17 @@ static void test_apply_counts_sends_scores_and_ewma(void **state)
     assert_true(v.history.counts[2] == 1.0);
     assert_int_equal(v.sent_this_week, 1);
     assert_true(v.recent[0] == 0.9);
+
+    /* Nor does a record made when the channels were in another order (a
+     * reload between two decisions in flight): same index, other name. */
+    v.channel_key = 0x1111;
+    overlay_effect_t reordered = {.channel = 0, .channel_key = 0x2222, .week = 100,
+                                  .counted_opp = true, .sent = true};
+    overlay_apply(&reordered, &v, NULL, 0, NULL);
+    assert_int_equal(v.sent_this_week, 1);
+    reordered.channel_key = 0x1111;
+    overlay_apply(&reordered, &v, NULL, 0, NULL);
+    assert_int_equal(v.sent_this_week, 2);
 }
 
 /* A send's time joins its channel's send times (for the rolling cap), newest
