@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "notifd/cadence.h"
+#include "notifd/number_parse.h"
 #include "notifd/features.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
@@ -216,16 +217,7 @@ static bool maybe_send_renew(part_ctx_t *p)
 
 bool planner_str_i64(const char *s, size_t len, int64_t *out)
 {
-    if (len == 0 || len > 18)
-        return false;
-    int64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
+    return number_parse_digits(s, len, 18, out);
 }
 
 static void member_failed(part_ctx_t *p, member_slot_t *s, const char *why)

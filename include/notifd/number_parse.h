@@ -13,7 +13,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 bool number_parse(const char *s, size_t len, double *out);
+
+/* A whole byte string of 1..max_digits decimal digits (max_digits <= 18, so
+ * no overflow) as an integer; false for anything else (signs, blanks). */
+bool number_parse_digits(const char *s, size_t len, size_t max_digits, int64_t *out);
 
 #endif

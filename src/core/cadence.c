@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "notifd/hash.h"
+#include "notifd/number_parse.h"
 
 #define CADENCE_HASH_SEED 0x636164656e6365ull /* "cadence" */
 
@@ -82,15 +83,9 @@ int cadence_window(bool have_cursor, int64_t cursor, int64_t as_of, int64_t inte
 
 bool cadence_cursor_parse(const char *s, size_t len, int64_t *out)
 {
-    if (len == 0 || len > 11) /* CADENCE_TS_MAX has 12 digits */
-        return false;
-    int64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v >= CADENCE_TS_MAX)
+    int64_t v;
+    /* CADENCE_TS_MAX has 12 digits */
+    if (!number_parse_digits(s, len, 11, &v) || v >= CADENCE_TS_MAX)
         return false;
     *out = v;
     return true;

@@ -57,6 +57,20 @@ static bool parse_plain_decimal(const char *s, size_t len, double *out)
     return true;
 }
 
+bool number_parse_digits(const char *s, size_t len, size_t max_digits, int64_t *out)
+{
+    if (len == 0 || len > max_digits || max_digits > 18)
+        return false;
+    int64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
 bool number_parse(const char *s, size_t len, double *out)
 {
     if (parse_plain_decimal(s, len, out))

@@ -35,6 +35,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def proc_rss_kib(pid):
+    """A process's resident set size in KiB (0 when unknown)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

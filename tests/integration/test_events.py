@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from harness import (NOTIFD_WRAPPER, EventSink, Notifd, Redis, sanitizer_report,
+from harness import (NOTIFD_WRAPPER, EventSink, Notifd, Redis, proc_rss_kib, sanitizer_report,
                      wait_for)
 
 DECISION_FIELDS = {"event_id", "type", "ts", "member", "channel", "opportunity", "send",
@@ -436,13 +436,6 @@ class SpoolReplayValidationTest(EventsTestCase):
             self.spool_dir, "quarantine-events-%020d.ndjson" % 5)))
         self.assertIn("File too large", self.notifd.log_text())
 
-
-def proc_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class RssSampler(threading.Thread):

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import Client, NotifdTestCase, wait_for
+from harness import Client, NotifdTestCase, proc_rss_kib, wait_for
 
 MONDAY = 1795392000
 DAY = 86400
@@ -26,13 +26,6 @@ def decide_req(i, member=None, ts=None):
 def proc_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
-
-def proc_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class LoadThread(threading.Thread):
