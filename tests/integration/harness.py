@@ -219,8 +219,8 @@ class Notifd:
         except OSError:
             return False
 
-    def client(self):
-        return Client(self.port)
+    def client(self, timeout=None):
+        return Client(self.port, timeout)
 
     def request(self, obj):
         """One request over its own short-lived connection."""
@@ -304,8 +304,8 @@ class NotifdTestCase(unittest.TestCase):
         self.addCleanup(self.notifd.close)
         self.notifd.start()
 
-    def client(self):
-        c = self.notifd.client()
+    def client(self, timeout=None):
+        c = self.notifd.client(timeout)
         self.addCleanup(c.close)
         return c
 
