@@ -99,6 +99,8 @@ class TsWindowTest(NotifdTestCase):
 class FutureStoredTimesTest(NotifdTestCase):
     """Values written from another era (before the window existed, or by a
     bad clock) must not erase the present."""
+    # Passes run when the test says (planner_run), not on the timer.
+    overrides = {"planner": {"enabled": False}}
 
     def test_a_future_updated_at_does_not_zero_new_events(self):
         c = self.client()
