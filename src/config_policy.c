@@ -79,13 +79,13 @@ static void fast_defaults(fast_config_t *f)
      * notifd-sim this cut the opt-outs that volume causes by about 60%
      * (docs/fast-policy.md). */
     f->rolling_cap = true;
-    /* The 7-day window holds ceil(1.5 x plan), not the plan itself: a week's
-     * sends fall at random moments, so the last 7 days often hold a few
-     * more than the plan; a window capped at the plan then pushed each
-     * week's sends later, week after week, until they bunched at the end
-     * of the week, and a fractional plan went over its mean
-     * (tests/integration/plan_delivery.py). 1.5 still stops a week's plan
-     * from landing next to the previous one's across the boundary. */
+    /* The 7-day window holds the weekly cap plus the whole part of half
+     * the plan (decision_rolling_cap), not the plan itself: a week's sends
+     * fall at random moments, so the last 7 days often hold a few more than
+     * the plan; a window capped at the plan then pushed each week's sends
+     * later, week after week, until they bunched at the end of the week
+     * (tests/integration/plan_delivery.py). A plan of 1 still never gets
+     * two sends in 7 days. */
     f->rolling_cap_factor = 1.5;
     f->quiet_hours.enabled = false;
     f->dedup_days = 7;

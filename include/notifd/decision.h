@@ -118,6 +118,11 @@ typedef struct opportunity_fold {
     int64_t ewma_week;
 } opportunity_fold_t;
 
+/* The cap over any 7 days: the weekly cap plus the whole part of
+ * per_week * (factor - 1). A plan of 5 may see 7 sends in some 7 days
+ * (sends fall at random moments within each week), a plan of 1 never 2. */
+int64_t decision_rolling_cap(int64_t weekly_cap, double per_week, double factor);
+
 /* Significant digits the recent best scores are stored with. */
 #define DECISION_SCORE_DIGITS 5
 /* x rounded as the recent-scores list stores it (DECISION_SCORE_DIGITS

@@ -120,9 +120,7 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
         /* A cap over the last 7 days, whatever the calendar says. Only
          * caps the kept send times can prove are enforced this way. */
         if (fast->rolling_cap) {
-            int64_t rolling = (int64_t)pacing_weekly_cap(per_week, fast->rolling_cap_factor);
-            if (rolling < out->cap)
-                rolling = out->cap;
+            int64_t rolling = decision_rolling_cap(out->cap, per_week, fast->rolling_cap_factor);
             if (rolling <= DECISION_MAX_RECENT_SENDS) {
                 out->rolling_cap = rolling;
                 if ((int64_t)decision_sends_in_window(in->recent_sends, in->n_recent_sends,
@@ -168,6 +166,16 @@ size_t decision_sends_in_window(const int64_t *times, size_t n, int64_t ts)
     for (size_t i = 0; times != NULL && i < n; i++)
         count += times[i] > ts - DECISION_ROLLING_WINDOW_S && times[i] < ts + DECISION_ROLLING_WINDOW_S;
     return count;
+}
+
+int64_t decision_rolling_cap(int64_t weekly_cap, double per_week, double factor)
+{
+    double extra = per_week * (factor - 1.0);
+    if (!(extra > 0.0))
+        return weekly_cap;
+    if (extra > 1e6)
+        extra = 1e6;
+    return weekly_cap + (int64_t)floor(extra + 1e-9);
 }
 
 double decision_round_score(double x)

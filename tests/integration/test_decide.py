@@ -62,9 +62,9 @@ class PacingTest(NotifdTestCase):
         for m in members:
             for w in (0, 1):
                 self.assertLessEqual(len(sends.get((m, w), [])), cap, m)
-            # fast.rolling_cap (on by default): ceil(5 * rolling_cap_factor
-            # 1.5) = 8 over any 7 days.
-            rolling = 8
+            # fast.rolling_cap (on by default): 5 + floor(5 * (1.5 - 1)) = 7
+            # over any 7 days.
+            rolling = 7
             ts = sorted(times.get(m, []))
             for i in range(len(ts) - rolling):
                 self.assertGreaterEqual(ts[i + rolling] - ts[i], WEEK, (m, ts))

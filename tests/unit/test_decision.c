@@ -187,6 +187,18 @@ static void test_sends_in_window_bounds(void **state)
     assert_int_equal(decision_sends_in_window(t + 3, 4, ts), 1);
 }
 
+static void test_rolling_cap_adds_the_whole_part_of_the_plans_slack(void **state)
+{
+    (void)state;
+    assert_int_equal(decision_rolling_cap(5, 5.0, 1.5), 7);  /* 5 + floor(2.5) */
+    assert_int_equal(decision_rolling_cap(1, 1.0, 1.5), 1);  /* never two in 7 days */
+    assert_int_equal(decision_rolling_cap(2, 2.0, 1.5), 3);
+    assert_int_equal(decision_rolling_cap(2, 1.5, 1.5), 2);  /* 2 + floor(0.75) */
+    assert_int_equal(decision_rolling_cap(1, 0.5, 1.5), 1);
+    assert_int_equal(decision_rolling_cap(8, 5.0, 1.0), 8);  /* factor 1: the weekly cap */
+    assert_int_equal(decision_rolling_cap(3, 2.0, 3.0), 7);  /* 3 + floor(4) */
+}
+
 static void test_coin_probability_and_propensities(void **state)
 {
     fixture_t fx;
@@ -402,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_rolling_cap_counts_the_last_seven_days),
         cmocka_unit_test(test_sends_in_window_bounds),
         cmocka_unit_test(test_coin_probability_and_propensities),
+        cmocka_unit_test(test_rolling_cap_adds_the_whole_part_of_the_plans_slack),
         cmocka_unit_test(test_same_inputs_same_decision),
         cmocka_unit_test(test_unplanned_channel_sends_the_best_message),
         cmocka_unit_test(test_threshold_mode_sends_iff_best_clears_the_threshold),
