@@ -42,7 +42,8 @@ static const char *const events_keys[] = {
     "url", "spool_dir", "batch_max", "flush_ms", "timeout_ms", "queue_max",
     "queue_max_bytes", "spool_max_bytes", "fsync", "retry_min_ms", "retry_max_ms", NULL,
 };
-static const char *const feedback_keys[] = {"spool_dir", "queue_max", "spool_max_bytes", NULL};
+static const char *const feedback_keys[] = {"spool_dir", "queue_max", "spool_max_bytes",
+                                             "live_id_ttl_s", NULL};
 static const char *const limits_keys[] = {
     "max_line_bytes", "max_connections", "max_output_bytes", "max_pipeline",
     "idle_timeout_s", "max_candidates", "ts_window_s", "admin_max_connections",
@@ -161,6 +162,7 @@ static void defaults(config_t *cfg)
     snprintf(cfg->feedback.spool_dir, sizeof cfg->feedback.spool_dir, "var/feedback-spool");
     cfg->feedback.queue_max = 10000;
     cfg->feedback.spool_max_bytes = (int64_t)1 << 30;
+    cfg->feedback.live_id_ttl_s = 60;
 
     cfg->limits.max_line_bytes = 64 * 1024;
     cfg->limits.max_connections = 10000;
@@ -323,6 +325,8 @@ static void parse_feedback(config_errors_t *errs, json_t *root, config_t *cfg)
         f->queue_max = (int)x;
     if (config_get_int(errs, o, "feedback", "spool_max_bytes", 0, LLONG_MAX, &x))
         f->spool_max_bytes = x;
+    if (config_get_int(errs, o, "feedback", "live_id_ttl_s", 0, 86400, &x))
+        f->live_id_ttl_s = x;
 }
 
 static void parse_limits(config_errors_t *errs, json_t *root, config_t *cfg)

@@ -125,7 +125,8 @@ int feedback_send(app_t *app, const config_t *cfg, const feedback_fields_t *f,
                              f->event_id_len + 1);
         nkeys = 3;
     }
-    snprintf(a_evt, sizeof a_evt, "%lld", (long long)cfg->policy.event_id_ttl_s);
+    snprintf(a_evt, sizeof a_evt, "%lld",
+             (long long)(f->event_id_ttl_s > 0 ? f->event_id_ttl_s : cfg->policy.event_id_ttl_s));
     const char *args[] = {a_ts, chname, f->event, a_hl, a_win, a_ttl, f->tz, a_evt};
     for (int i = 0; i < 8; i++) {
         argv[nkeys + i] = args[i];
@@ -187,6 +188,7 @@ static void reply_queued(request_t *req, const feedback_fields_t *f)
 typedef struct feedback_ctx {
     request_t *req;
     feedback_fields_t f;            /* points into req->root, alive until the answer */
+    char live_id[FEEDBACK_QUEUED_ID_MAX];
 } feedback_ctx_t;
 
 static void on_feedback(redisReply *reply, void *privdata)
@@ -227,6 +229,17 @@ void op_feedback(request_t *req)
         free(ctx);
         request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
         return;
+    }
+    /* An event sent without an id gets one Redis keeps for a short while
+     * (feedback.live_id_ttl_s): when the connection drops with the command
+     * unanswered, Redis may still run it (a stalled Redis runs what it had
+     * received when it wakes), and the queued copy, with the same id, then
+     * counts once. */
+    if (ctx->f.event_id == NULL && req->cfg->feedback.live_id_ttl_s > 0 &&
+        feedback_queue_live_id(req->app, ctx->live_id, sizeof ctx->live_id)) {
+        ctx->f.event_id = ctx->live_id;
+        ctx->f.event_id_len = strlen(ctx->live_id);
+        ctx->f.event_id_ttl_s = req->cfg->feedback.live_id_ttl_s;
     }
     /* While anything waits in the queue, new events join it, so events of
      * one member are applied in the order they were accepted. */

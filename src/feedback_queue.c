@@ -448,6 +448,15 @@ bool feedback_queue_busy(app_t *app)
            (q->count > 0 || q->source != ROUND_IDLE || spool_segments(q->spool) > 0);
 }
 
+bool feedback_queue_live_id(app_t *app, char *out, size_t cap)
+{
+    fbq_t *q = queue_of(app);
+    if (q == NULL)
+        return false;
+    feedback_queued_event_id(out, cap, q->instance, ++q->next_id);
+    return true;
+}
+
 int feedback_queue_put(app_t *app, const config_t *cfg, const feedback_fields_t *f,
                        const char **why)
 {

@@ -88,6 +88,7 @@ typedef struct config_feedback {
     char spool_dir[CONFIG_PATH_MAX];
     int queue_max;                  /* most queued events in memory */
     int64_t spool_max_bytes;        /* 0: memory only */
+    int64_t live_id_ttl_s;          /* ids for live events without one; 0: none */
 } config_feedback_t;
 
 typedef struct config {

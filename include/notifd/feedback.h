@@ -28,6 +28,7 @@ typedef struct feedback_fields {
     const char *message;            /* NULL: none */
     const char *event_id;           /* NULL: none */
     size_t event_id_len;
+    int64_t event_id_ttl_s;         /* how long Redis keeps the id; 0: features.event_id_ttl_s */
 } feedback_fields_t;
 
 /* Validates a feedback request (or a queued record: they have the same

@@ -43,6 +43,10 @@ bool feedback_queue_busy(app_t *app);
 int feedback_queue_put(app_t *app, const config_t *cfg, const feedback_fields_t *f,
                        const char **why);
 
+/* A fresh generated id ("q:<run>:<n>") into `out` (FEEDBACK_QUEUED_ID_MAX
+ * bytes); false when the queue is not running. */
+bool feedback_queue_live_id(app_t *app, char *out, size_t cap);
+
 /* SIGTERM, after the store is closed: what is in memory goes to the spool
  * (what cannot is logged with its count), and the queue is freed. */
 void feedback_queue_stop(app_t *app);

@@ -79,7 +79,8 @@ class FeedbackQueueTest(NotifdTestCase):
                 i = 0
                 while not stop.is_set():
                     m = "s%d" % (i % 25)
-                    r = cl.request(fb(m, event_id="e-%d" % i))
+                    # Half with a producer event_id, half without.
+                    r = cl.request(fb(m, event_id="e-%d" % i) if i % 2 else fb(m))
                     answers.append(r)
                     sent[m] = sent.get(m, 0) + 1
                     i += 1
