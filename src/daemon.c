@@ -90,6 +90,8 @@ bool daemon_reload(app_t *app)
     if (cur->limits.admin_max_connections != next->limits.admin_max_connections ||
         cur->limits.admin_idle_timeout_s != next->limits.admin_idle_timeout_s)
         log_warn("limits.admin_* changed; they take effect at the next restart", "%s", "");
+    if (strcmp(cur->feedback.spool_dir, next->feedback.spool_dir) != 0)
+        log_warn("feedback.spool_dir changed; it takes effect at the next restart", "%s", "");
     log_set_level((log_level_t)next->log_level);
     server_apply_config(app->server, next);
     store_configure(app->store, next);

@@ -76,6 +76,7 @@ typedef struct fbq {
 
 typedef struct replay_cmd {
     fbq_t *q;
+    config_t *cfg;                  /* the snapshot rec was parsed under (channel indexes) */
     json_t *rec;
     feedback_fields_t f;            /* points into rec */
     round_source_t source;
@@ -247,13 +248,14 @@ static void on_replayed(redisReply *reply, void *privdata)
         pop_answered(q, c);
     } else {
         long long result = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
-        if (feedback_applied(q->app, q->app->config, &c->f, result))
+        if (feedback_applied(q->app, c->cfg, &c->f, result))
             add_count(q, METRICS_FEEDBACK_REPLAYED, &q->n.replayed, 1);
         else
             q->n.duplicates++;
         pop_answered(q, c);
     }
     json_decref(c->rec);
+    config_release(c->cfg);
     free(c);
     if (q->stopped)
         maybe_free(q);
@@ -281,7 +283,9 @@ static int send_record(fbq_t *q, const char *line, size_t len, round_source_t so
         free(c);
         return 0;
     }
+    c->cfg = config_acquire(q->app->config);
     if (feedback_send(q->app, cfg, &c->f, on_replayed, c) != 0) {
+        config_release(c->cfg);
         json_decref(c->rec);
         free(c);
         return -1;
