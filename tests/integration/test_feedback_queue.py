@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 import unittest
+import urllib.request
 
 from harness import Client, Notifd, NotifdTestCase, Redis, wait_for
 
@@ -57,6 +58,11 @@ class FeedbackQueueTest(NotifdTestCase):
                          (62, 62, 0, 0), s)
         for m in members:
             self.assertEqual(self.opens(m), 3.0, m)
+        url = "http://127.0.0.1:%d/metrics" % self.notifd.admin_port
+        metrics = dict(l.split(" ", 1) for l in urllib.request.urlopen(url, timeout=5).read()
+                       .decode().splitlines() if l.startswith("notifd_feedback_"))
+        self.assertEqual(float(metrics["notifd_feedback_queued_total"]), 62)
+        self.assertEqual(float(metrics["notifd_feedback_replayed_total"]), 62)
         self.assertEqual(self.redis.command("HGET", "t:member:{order}", "push_unsub"), "0")
         self.assertIsNone(self.redis.command("HGET", "t:optout:{order}", "push"))
         # Back to normal: recorded at once.
