@@ -151,7 +151,8 @@ class FeedbackQueueTest(NotifdTestCase):
                 self.assert_queued(r)
         wait_for(lambda: self.stats()["spooled"] == n, what="the queue spooled")
         self.redis.start()
-        wait_for(lambda: self.stats()["replayed"] > 0, what="the replay to start")
+        before = wait_for(lambda: (lambda s: s["replayed"] > 0 and s)(self.stats()),
+                          interval=0.005, what="the replay to start")
         self.redis.proc.send_signal(signal.SIGSTOP)
         try:
             time.sleep(1)
@@ -161,7 +162,8 @@ class FeedbackQueueTest(NotifdTestCase):
         # Some were applied by an attempt whose answer was lost, and are
         # duplicates on the next: applied, and not twice.
         self.assertGreaterEqual(s["replayed"] + s["duplicates"], n, s)
-        self.assertGreater(s["duplicates"], 0, s)
+        if before["replayed"] < n:  # the stall did cut the replay short
+            self.assertGreater(s["duplicates"], 0, s)
         for i in range(10):
             self.assertEqual(self.opens("r%d" % i), n / 10)
 
