@@ -124,8 +124,9 @@ class FeedbackQueueTest(NotifdTestCase):
         for r in c.pipeline([fb("t%d" % (i % 7)) for i in range(70)]):
             self.assert_queued(r)
         c.close()
+        # Whatever the 100 ms spill had not written yet, the stop writes.
         self.notifd.stop()
-        self.assertIn("feedback", self.notifd.log_text())
+        self.assertEqual(self.notifd.proc.returncode, 0)
         spool = os.path.join(self.notifd.dir, "var", "feedback-spool")
         self.assertTrue([f for f in os.listdir(spool) if f.startswith("events-")],
                         os.listdir(spool))
