@@ -206,17 +206,22 @@ class FeedbackSpoolBadLinesTest(NotifdTestCase):
             f.write('{"member":"g","channel":"nope","event":"open","ts":%d}\n' % NOON)
             f.write(good % 2 + "\n")
             f.write(good % 2 + "\n")  # a repeat of its id: counted once
+            # Redis refuses this one for good (its member key is a string).
+            f.write('{"member":"wt","channel":"push","event":"open","ts":%d}\n' % NOON)
+        self.redis.command("SET", "t:member:{wt}", "not a hash")
         again = Notifd(self.redis.port, {}, workdir=self.notifd.dir)
         self.addCleanup(again.close)
         again.start()
         s = wait_for(lambda: (lambda s: s["spool_segments"] == 0 and s)(
             again.request({"op": "stats"})["feedback_queue"]), timeout=15, what="replayed")
-        self.assertEqual((s["replayed"], s["duplicates"], s["dead_lettered"]), (2, 1, 2), s)
+        self.assertEqual((s["replayed"], s["duplicates"], s["dead_lettered"]), (2, 1, 3), s)
         self.assertEqual(float(self.redis.command("HGET", "t:member:{g}", "push_open")), 2.0)
         with open(os.path.join(spool, "dead-letter.ndjson")) as f:
             dead = f.read().splitlines()
         self.assertEqual(dead[0], "not json at all")
         self.assertIn('"nope"', dead[1])
+        self.assertIn('"wt"', dead[2])
+        self.assertIn("queued feedback refused for good", again.log_text())
 
 
 if __name__ == "__main__":
