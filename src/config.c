@@ -26,7 +26,7 @@ void policy_config_parse(config_errors_t *errs, json_t *root, const config_t *cf
 void policy_config_free(policy_config_t *pc);
 
 static const char *const top_level_keys[] = {
-    "listen", "admin_listen", "redis", "auth_token_file", "planner", "events", "limits",
+    "listen", "admin_listen", "redis", "auth_token_file", "planner", "events", "feedback", "limits",
     "log_level", "log_sample_every", "seed", "shutdown_grace_s", "channels",
     "fast", "slow", "features", "experiments", NULL,
 };
@@ -42,6 +42,8 @@ static const char *const events_keys[] = {
     "url", "spool_dir", "batch_max", "flush_ms", "timeout_ms", "queue_max",
     "queue_max_bytes", "spool_max_bytes", "fsync", "retry_min_ms", "retry_max_ms", NULL,
 };
+static const char *const feedback_keys[] = {"spool_dir", "queue_max", "spool_max_bytes",
+                                             "live_id_ttl_s", NULL};
 static const char *const limits_keys[] = {
     "max_line_bytes", "max_connections", "max_output_bytes", "max_pipeline",
     "idle_timeout_s", "max_candidates", "ts_window_s", "admin_max_connections",
@@ -156,6 +158,11 @@ static void defaults(config_t *cfg)
     cfg->events.fsync = 1;
     cfg->events.retry_min_ms = 100;
     cfg->events.retry_max_ms = 30000;
+
+    snprintf(cfg->feedback.spool_dir, sizeof cfg->feedback.spool_dir, "var/feedback-spool");
+    cfg->feedback.queue_max = 10000;
+    cfg->feedback.spool_max_bytes = (int64_t)1 << 30;
+    cfg->feedback.live_id_ttl_s = 60;
 
     cfg->limits.max_line_bytes = 64 * 1024;
     cfg->limits.max_connections = 10000;
@@ -304,6 +311,24 @@ static void parse_events(config_errors_t *errs, json_t *root, config_t *cfg)
         config_errors_add(errs, "events.retry_min_ms", "must not exceed events.retry_max_ms");
 }
 
+static void parse_feedback(config_errors_t *errs, json_t *root, config_t *cfg)
+{
+    json_t *o = config_get_object(errs, root, "", "feedback");
+    if (o == NULL)
+        return;
+    config_check_known(errs, o, "feedback", feedback_keys);
+    config_feedback_t *f = &cfg->feedback;
+    long long x;
+    config_get_string(errs, o, "feedback", "spool_dir", f->spool_dir, sizeof f->spool_dir,
+                      false, false);
+    if (config_get_int(errs, o, "feedback", "queue_max", 1, 10000000, &x))
+        f->queue_max = (int)x;
+    if (config_get_int(errs, o, "feedback", "spool_max_bytes", 0, LLONG_MAX, &x))
+        f->spool_max_bytes = x;
+    if (config_get_int(errs, o, "feedback", "live_id_ttl_s", 0, 86400, &x))
+        f->live_id_ttl_s = x;
+}
+
 static void parse_limits(config_errors_t *errs, json_t *root, config_t *cfg)
 {
     json_t *o = config_get_object(errs, root, "", "limits");
@@ -382,6 +407,10 @@ static void parse_root(config_errors_t *errs, json_t *root, config_t *cfg)
                       sizeof cfg->auth_token_file, true, false);
     parse_planner(errs, root, cfg);
     parse_events(errs, root, cfg);
+    parse_feedback(errs, root, cfg);
+    /* Both spools name their segments alike: one directory each. */
+    if (strcmp(cfg->feedback.spool_dir, cfg->events.spool_dir) == 0)
+        config_errors_add(errs, "feedback.spool_dir", "must differ from events.spool_dir");
     parse_limits(errs, root, cfg);
     parse_channels(errs, root, cfg);
 

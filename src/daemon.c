@@ -21,6 +21,7 @@
 
 #include "notifd/admin.h"
 #include "notifd/events.h"
+#include "notifd/feedback_queue.h"
 #include "notifd/log.h"
 #include "notifd/metrics.h"
 #include "notifd/ops.h"
@@ -89,6 +90,8 @@ bool daemon_reload(app_t *app)
     if (cur->limits.admin_max_connections != next->limits.admin_max_connections ||
         cur->limits.admin_idle_timeout_s != next->limits.admin_idle_timeout_s)
         log_warn("limits.admin_* changed; they take effect at the next restart", "%s", "");
+    if (strcmp(cur->feedback.spool_dir, next->feedback.spool_dir) != 0)
+        log_warn("feedback.spool_dir changed; it takes effect at the next restart", "%s", "");
     log_set_level((log_level_t)next->log_level);
     server_apply_config(app->server, next);
     store_configure(app->store, next);
@@ -117,6 +120,9 @@ static void daemon_finish(app_t *app)
     d->finished = true;
     admin_stop(app); /* joins the HTTP thread before store and server go away */
     store_close(app->store); /* fails any request still waiting on Redis */
+    /* After the store: the feedback it failed just now was queued; all of
+     * the queue goes to the spool. */
+    feedback_queue_stop(app);
     server_close(app->server);
     /* After the store: requests failed just now may still publish events.
      * A no-op when on_drained already stopped the sink; on the grace path it
@@ -217,7 +223,7 @@ int daemon_run(const char *config_path, config_t *cfg)
     }
     store_set_rtt_observer(app->store, metrics_observe_redis_rtt, app->metrics);
     store_configure(app->store, cfg);
-    if (events_start(app) != 0)
+    if (events_start(app) != 0 || feedback_queue_start(app) != 0)
         return 1;
 
     int rc = server_listen(app->server, cfg);

@@ -7,6 +7,10 @@
  * also decays older counts. Both policies read those features: the decide
  * path for opt-outs, time zone and open rate; the planner for everything.
  *
+ * Feedback that Redis cannot take (not ready, a dropped connection, an
+ * outage error) goes to the feedback queue (feedback_queue.c) and is
+ * answered {"recorded": false, "queued": true}.
+ *
  * plan returns the member's stored plan, or the default plan with
  * source "default" when none is in force.
  */
@@ -16,6 +20,9 @@
 #include <time.h>
 
 #include "notifd/events.h"
+#include "notifd/feedback.h"
+#include "notifd/feedback_queue.h"
+#include "notifd/feedback_retry.h"
 #include "notifd/keys.h"
 #include "notifd/log.h"
 #include "notifd/metrics.h"
@@ -26,115 +33,56 @@
 
 json_t *decide_plan_json(const config_t *cfg, const plan_t *plan);
 
-#define FEEDBACK_EVENT_ID_MAX 256
-
 static const char *const feedback_events[] = {
     "delivered", "open", "click", "dismiss", "unsubscribe", "resubscribe", "visit", NULL,
 };
 
-typedef struct feedback_ctx {
-    request_t *req;
-    char *member;
-    size_t member_len;
-    int64_t ts;
-    int channel;
-} feedback_ctx_t;
-
-static void publish_event(feedback_ctx_t *f)
+bool feedback_parse(const json_t *root, const config_t *cfg, int64_t now, int64_t ts_window,
+                    feedback_fields_t *out, const char **why)
 {
-    request_t *req = f->req;
-    const config_t *cfg = req->cfg;
-    if (cfg->events.url[0] == '\0')
-        return;
-    /* Copies, not references: the request tree lives in the request's arena
-     * (json_arena.h) and the event outlives the request. */
-    json_t *msg = json_object_get(req->root, "message");
-    json_t *ev = json_pack("{s:s,s:I,s:s%,s:s?,s:s?,s:s?}", "type", "feedback", "ts",
-                           (json_int_t)f->ts, "member", f->member, f->member_len, "channel",
-                           f->channel >= 0 ? cfg->channels[f->channel] : NULL, "event",
-                           json_string_value(json_object_get(req->root, "event")), "message",
-                           json_string_value(msg));
-    if (ev != NULL)
-        events_publish(req->app, ev);
-}
-
-static void on_feedback(redisReply *reply, void *privdata)
-{
-    feedback_ctx_t *f = privdata;
-    request_t *req = f->req;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        if (reply != NULL) {
-            static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-            log_limited(&rl, LOG_ERROR, "feedback write failed", "error=\"%s\"", reply->str);
-        }
-        request_reply_error(req, PROTO_UNAVAILABLE,
-                            "the feature store did not take the event; retry it");
-    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == -1) {
-        /* A repeat of an event_id already recorded: counted once. */
-        request_reply_ok(req, json_pack("{s:b,s:b}", "recorded", 1, "duplicate", 1));
-    } else {
-        if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
-            schedule_member(req->app, req->cfg, f->member, f->member_len, f->ts);
-        publish_event(f);
-        request_reply_ok(req, json_pack("{s:b}", "recorded", 1));
-    }
-    free(f->member);
-    free(f);
-}
-
-void op_feedback(request_t *req)
-{
-    json_t *root = req->root;
-    const config_t *cfg = req->cfg;
-    const char *why = ops_check_member(json_object_get(root, "member"));
-    if (why != NULL) {
-        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
-        return;
-    }
+    memset(out, 0, sizeof *out);
+    json_t *member = json_object_get(root, "member");
+    if ((*why = ops_check_member(member)) != NULL)
+        return false;
+    out->member = json_string_value(member);
+    out->member_len = json_string_length(member);
     const char *event = json_string_value(json_object_get(root, "event"));
-    bool known = false;
     for (const char *const *e = feedback_events; event != NULL && *e != NULL; e++)
-        known |= strcmp(*e, event) == 0;
-    if (!known) {
-        request_reply_error(req, PROTO_BAD_REQUEST,
-                            "\"event\" must be one of delivered, open, click, dismiss, "
-                            "unsubscribe, resubscribe, visit");
-        return;
+        if (strcmp(*e, event) == 0)
+            out->event = *e;
+    if (out->event == NULL) {
+        *why = "\"event\" must be one of delivered, open, click, dismiss, unsubscribe, "
+               "resubscribe, visit";
+        return false;
     }
     json_t *ch = json_object_get(root, "channel");
-    int channel = json_is_string(ch) ? config_channel_index(cfg, json_string_value(ch),
-                                                            json_string_length(ch))
-                                     : -1;
+    out->channel = json_is_string(ch) ? config_channel_index(cfg, json_string_value(ch),
+                                                             json_string_length(ch))
+                                      : -1;
     bool visit = strcmp(event, "visit") == 0;
-    if (channel < 0 && !(visit && (ch == NULL || json_is_null(ch)))) {
-        request_reply_error(req, PROTO_BAD_REQUEST,
-                            "\"channel\" must be a configured channel (optional only for visit)");
-        return;
+    if (out->channel < 0 && !(visit && (ch == NULL || json_is_null(ch)))) {
+        *why = "\"channel\" must be a configured channel (optional only for visit)";
+        return false;
     }
     json_t *msg = json_object_get(root, "message");
     if (msg != NULL && !json_is_null(msg) && !json_is_string(msg)) {
-        request_reply_error(req, PROTO_BAD_REQUEST, "\"message\" must be a string id");
-        return;
+        *why = "\"message\" must be a string id";
+        return false;
     }
-    int64_t ts;
-    if (!ops_get_ts(root, cfg, &ts, &why)) {
-        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
-        return;
-    }
-    char tz[16] = "";
+    out->message = json_string_value(msg);
+    if (!ops_get_ts_at(root, now, ts_window, &out->ts, why))
+        return false;
     json_t *tzv = json_object_get(root, "tz_offset_min");
     if (tzv != NULL && !json_is_null(tzv)) {
         /* The stored field's range (stored_fields.h), or every reader of
          * the member would treat what was accepted here as missing. */
         if (!json_is_integer(tzv) || json_integer_value(tzv) < STORED_TZ_MIN ||
             json_integer_value(tzv) > STORED_TZ_MAX) {
-            request_reply_error(req, PROTO_BAD_REQUEST,
-                                "\"tz_offset_min\" must be minutes east of UTC in -720..840");
-            return;
+            *why = "\"tz_offset_min\" must be minutes east of UTC in -720..840";
+            return false;
         }
-        snprintf(tz, sizeof tz, "%lld", (long long)json_integer_value(tzv));
+        snprintf(out->tz, sizeof out->tz, "%lld", (long long)json_integer_value(tzv));
     }
-
     /* Optional: makes a producer's retries (and a replay) count once. */
     json_t *eid = json_object_get(root, "event_id");
     if (eid != NULL && !json_is_null(eid)) {
@@ -143,62 +91,162 @@ void op_feedback(request_t *req)
         for (size_t i = 0; ok && i < json_string_length(eid); i++)
             ok = (unsigned char)json_string_value(eid)[i] >= 0x20;
         if (!ok) {
-            request_reply_error(req, PROTO_BAD_REQUEST,
-                                "\"event_id\" must be a string of 1..256 bytes without control "
-                                "characters");
-            return;
+            *why = "\"event_id\" must be a string of 1..256 bytes without control characters";
+            return false;
         }
-    } else {
-        eid = NULL;
+        out->event_id = json_string_value(eid);
+        out->event_id_len = json_string_length(eid);
     }
+    return true;
+}
 
-    json_t *member = json_object_get(root, "member");
-    feedback_ctx_t *f = calloc(1, sizeof *f);
-    if (f == NULL || (f->member = malloc(json_string_length(member) + 1)) == NULL) {
-        free(f);
-        request_reply_error(req, PROTO_INTERNAL, "out of memory");
-        return;
-    }
-    f->req = req;
-    f->member_len = json_string_length(member);
-    memcpy(f->member, json_string_value(member), f->member_len + 1);
-    f->ts = ts;
-    f->channel = channel;
-
+int feedback_send(app_t *app, const config_t *cfg, const feedback_fields_t *f,
+                  store_reply_fn fn, void *privdata)
+{
     char key[KEY_MAX], k_opt[KEY_MAX], k_evt[KEY_MAX], a_ts[24], a_hl[32], a_win[32], a_ttl[24];
     char a_evt[24];
     size_t kl = key_member(key, cfg->redis.prefix, "member", f->member, f->member_len, "", 0);
-    snprintf(a_ts, sizeof a_ts, "%lld", (long long)ts);
+    snprintf(a_ts, sizeof a_ts, "%lld", (long long)f->ts);
     snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
     snprintf(a_win, sizeof a_win, "%.17g", cfg->policy.attribution_window_s);
     snprintf(a_ttl, sizeof a_ttl, "%lld", policy_member_ttl_s(cfg));
-    const char *chname = channel >= 0 ? cfg->channels[channel] : "";
+    const char *chname = f->channel >= 0 ? cfg->channels[f->channel] : "";
     /* KEYS then ARGV; with an event_id its key goes third and its TTL last. */
     const char *argv[11] = {key, k_opt};
     size_t lens[11] = {kl, key_member(k_opt, cfg->redis.prefix, "optout", f->member,
                                       f->member_len, "", 0)};
     int nkeys = 2;
-    if (eid != NULL) {
+    if (f->event_id != NULL) {
         char suffix[FEEDBACK_EVENT_ID_MAX + 2];
         suffix[0] = ':';
-        memcpy(suffix + 1, json_string_value(eid), json_string_length(eid));
+        memcpy(suffix + 1, f->event_id, f->event_id_len);
         argv[2] = k_evt;
         lens[2] = key_member(k_evt, cfg->redis.prefix, "evt", f->member, f->member_len, suffix,
-                             json_string_length(eid) + 1);
+                             f->event_id_len + 1);
         nkeys = 3;
     }
-    snprintf(a_evt, sizeof a_evt, "%lld", (long long)cfg->policy.event_id_ttl_s);
-    const char *args[] = {a_ts, chname, event, a_hl, a_win, a_ttl, tz, a_evt};
+    snprintf(a_evt, sizeof a_evt, "%lld",
+             (long long)(f->event_id_ttl_s > 0 ? f->event_id_ttl_s : cfg->policy.event_id_ttl_s));
+    const char *args[] = {a_ts, chname, f->event, a_hl, a_win, a_ttl, f->tz, a_evt};
     for (int i = 0; i < 8; i++) {
         argv[nkeys + i] = args[i];
         lens[nkeys + i] = strlen(args[i]);
     }
-    if (store_eval(req->app->store, policy_state(req->app)->script_feedback, on_feedback, f,
-                   nkeys, 8, argv, lens) != 0) {
-        free(f->member);
-        free(f);
-        request_reply_error(req, PROTO_UNAVAILABLE,
-                            "the feature store is unavailable; retry the event later");
+    return store_eval(app->store, policy_state(app)->script_feedback, fn, privdata, nkeys, 8,
+                      argv, lens);
+}
+
+bool feedback_applied(app_t *app, const config_t *cfg, const feedback_fields_t *f,
+                      long long result)
+{
+    if (result == -1)
+        return false; /* a repeat of an event_id already recorded: counted once */
+    if (result == 1)
+        schedule_member(app, cfg, f->member, f->member_len, f->ts);
+    if (cfg->events.url[0] == '\0')
+        return true;
+    /* Copies, not references: the fields point into a request's arena
+     * (json_arena.h) or a queue record, and the event outlives both. */
+    json_t *ev = json_pack("{s:s,s:I,s:s%,s:s?,s:s,s:s?}", "type", "feedback", "ts",
+                           (json_int_t)f->ts, "member", f->member, f->member_len, "channel",
+                           f->channel >= 0 ? cfg->channels[f->channel] : NULL, "event",
+                           f->event, "message", f->message);
+    if (ev != NULL)
+        events_publish(app, ev);
+    return true;
+}
+
+json_t *feedback_record(const config_t *cfg, const feedback_fields_t *f, const char *event_id)
+{
+    json_t *r = json_pack("{s:s%,s:s,s:I}", "member", f->member, f->member_len, "event",
+                          f->event, "ts", (json_int_t)f->ts);
+    if (r == NULL)
+        return NULL;
+    if (f->channel >= 0)
+        json_object_set_new(r, "channel", json_string(cfg->channels[f->channel]));
+    if (f->tz[0] != '\0')
+        json_object_set_new(r, "tz_offset_min", json_integer(strtoll(f->tz, NULL, 10)));
+    if (f->message != NULL)
+        json_object_set_new(r, "message", json_string(f->message));
+    if (f->event_id != NULL)
+        json_object_set_new(r, "event_id", json_stringn(f->event_id, f->event_id_len));
+    else
+        json_object_set_new(r, "event_id", json_string(event_id));
+    return r;
+}
+
+/* The answer for an event the feedback queue took. */
+static void reply_queued(request_t *req, const feedback_fields_t *f)
+{
+    const char *why = NULL;
+    if (feedback_queue_put(req->app, req->cfg, f, &why) == 0)
+        request_reply_ok(req, json_pack("{s:b,s:b}", "recorded", 0, "queued", 1));
+    else
+        request_reply_error(req, PROTO_UNAVAILABLE, "%s", why);
+}
+
+typedef struct feedback_ctx {
+    request_t *req;
+    feedback_fields_t f;            /* points into req->root, alive until the answer */
+    char live_id[FEEDBACK_QUEUED_ID_MAX];
+} feedback_ctx_t;
+
+static void on_feedback(redisReply *reply, void *privdata)
+{
+    feedback_ctx_t *ctx = privdata;
+    request_t *req = ctx->req;
+    if (reply == NULL ||
+        (reply->type == REDIS_REPLY_ERROR && feedback_error_is_outage(reply->str, reply->len))) {
+        /* The connection dropped (or Redis cannot write now): the event
+         * waits in the queue and is applied when Redis is back. */
+        reply_queued(req, &ctx->f);
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+        log_limited(&rl, LOG_ERROR, "feedback write failed", "error=\"%s\"", reply->str);
+        request_reply_error(req, PROTO_INTERNAL, "the feature store refused the event: %s",
+                            reply->str);
+    } else {
+        long long result = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
+        if (feedback_applied(req->app, req->cfg, &ctx->f, result))
+            request_reply_ok(req, json_pack("{s:b}", "recorded", 1));
+        else
+            request_reply_ok(req, json_pack("{s:b,s:b}", "recorded", 1, "duplicate", 1));
+    }
+    free(ctx);
+}
+
+void op_feedback(request_t *req)
+{
+    feedback_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+        request_reply_error(req, PROTO_INTERNAL, "out of memory");
+        return;
+    }
+    ctx->req = req;
+    const char *why;
+    if (!feedback_parse(req->root, req->cfg, (int64_t)time(NULL), req->cfg->limits.ts_window_s,
+                        &ctx->f, &why)) {
+        free(ctx);
+        request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
+        return;
+    }
+    /* An event sent without an id gets one Redis keeps for a short while
+     * (feedback.live_id_ttl_s): when the connection drops with the command
+     * unanswered, Redis may still run it (a stalled Redis runs what it had
+     * received when it wakes), and the queued copy, with the same id, then
+     * counts once. */
+    if (ctx->f.event_id == NULL && req->cfg->feedback.live_id_ttl_s > 0 &&
+        feedback_queue_live_id(req->app, ctx->live_id, sizeof ctx->live_id)) {
+        ctx->f.event_id = ctx->live_id;
+        ctx->f.event_id_len = strlen(ctx->live_id);
+        ctx->f.event_id_ttl_s = req->cfg->feedback.live_id_ttl_s;
+    }
+    /* While anything waits in the queue, new events join it, so events of
+     * one member are applied in the order they were accepted. */
+    if (feedback_queue_busy(req->app) ||
+        feedback_send(req->app, req->cfg, &ctx->f, on_feedback, ctx) != 0) {
+        reply_queued(req, &ctx->f);
+        free(ctx);
     }
 }
 

@@ -75,6 +75,22 @@ static const struct {
                                "Decision events lost because queue and spool were full."},
 };
 
+static const struct {
+    const char *name;
+    const char *help;
+} feedback_families[METRICS_FEEDBACK_COUNT] = {
+    [METRICS_FEEDBACK_QUEUED] = {"notifd_feedback_queued_total",
+                                 "Feedback events queued because Redis could not take them."},
+    [METRICS_FEEDBACK_REPLAYED] = {"notifd_feedback_replayed_total",
+                                   "Queued feedback events applied once Redis was back."},
+    [METRICS_FEEDBACK_SPOOLED] = {"notifd_feedback_spooled_total",
+                                  "Queued feedback events written to feedback.spool_dir."},
+    [METRICS_FEEDBACK_DEAD_LETTERED] = {"notifd_feedback_dead_lettered_total",
+                                        "Queued feedback events Redis refused for good."},
+    [METRICS_FEEDBACK_REFUSED] = {"notifd_feedback_refused_total",
+                                  "Feedback answered unavailable: queue and spool full."},
+};
+
 struct metrics {
     struct timespec started_mono;
     int64_t started_unix;
@@ -120,6 +136,9 @@ struct metrics {
     /* events */
     _Atomic uint64_t events[METRICS_EVENT_COUNT];
     _Atomic int64_t events_spool_bytes, events_queue_depth, events_queue_bytes;
+    /* feedback queue */
+    _Atomic uint64_t feedback[METRICS_FEEDBACK_COUNT];
+    _Atomic int64_t feedback_queue_depth, feedback_spool_bytes;
 
     /* Rarely-changing text, behind a lock the hot path never takes. */
     pthread_mutex_t text_lock;
@@ -337,6 +356,32 @@ void metrics_events_add(void *mp, metrics_event_t kind, uint64_t n)
         return;
     }
     ADD(m->events[kind], n);
+}
+
+void metrics_feedback_add(void *mp, metrics_feedback_t kind, uint64_t n)
+{
+    metrics_t *m = mp;
+    if (m == NULL)
+        return;
+    if ((int)kind < 0 || kind >= METRICS_FEEDBACK_COUNT) {
+        ADD(m->invalid_observations, 1);
+        return;
+    }
+    ADD(m->feedback[kind], n);
+}
+
+void metrics_feedback_set_queue_depth(void *mp, int64_t depth)
+{
+    metrics_t *m = mp;
+    if (m != NULL)
+        SET(m->feedback_queue_depth, depth);
+}
+
+void metrics_feedback_set_spool_bytes(void *mp, int64_t bytes)
+{
+    metrics_t *m = mp;
+    if (m != NULL)
+        SET(m->feedback_spool_bytes, bytes);
 }
 
 void metrics_events_set_spool_bytes(void *mp, int64_t bytes)
@@ -768,6 +813,16 @@ static void render_events(metrics_t *m, growbuf_t *b)
           GET(m->events_spool_bytes));
 }
 
+static void render_feedback(metrics_t *m, growbuf_t *b)
+{
+    for (int k = 0; k < METRICS_FEEDBACK_COUNT; k++)
+        counter(b, feedback_families[k].name, feedback_families[k].help, GET(m->feedback[k]));
+    gauge(b, "notifd_feedback_queue_depth", "Queued feedback events waiting in memory.",
+          GET(m->feedback_queue_depth));
+    gauge(b, "notifd_feedback_spool_bytes", "Bytes of queued feedback in feedback.spool_dir.",
+          GET(m->feedback_spool_bytes));
+}
+
 size_t metrics_render(metrics_t *m, char **out)
 {
     *out = NULL;
@@ -784,6 +839,7 @@ size_t metrics_render(metrics_t *m, char **out)
     render_redis(m, &b);
     render_planner(m, &b);
     render_events(m, &b);
+    render_feedback(m, &b);
     if (b.oom) {
         free(b.p);
         return 0;

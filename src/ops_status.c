@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "notifd/events.h"
+#include "notifd/feedback_queue.h"
 #include "notifd/ops.h"
 #include "notifd/policy.h"
 #include "notifd/version.h"
@@ -126,5 +127,6 @@ void op_stats(request_t *req)
     json_object_set_new(body, "errors", errors);
     json_object_set_new(body, "redis", redis);
     events_stats(app, body);
+    feedback_queue_stats(app, body);
     request_reply_ok(req, body);
 }

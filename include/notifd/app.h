@@ -56,6 +56,7 @@ typedef struct app {
     void *planner;                /* slow-policy worker (planner.c), may be NULL */
     void *metrics;                /* metrics registry (metrics.c), may be NULL */
     void *events;                 /* decision-event sink (events.c), may be NULL */
+    void *feedback_queue;         /* feedback waiting for Redis (feedback_queue.c), may be NULL */
     void *admin;                  /* admin HTTP endpoint (admin.c), NULL when off */
 } app_t;
 

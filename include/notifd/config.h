@@ -83,6 +83,14 @@ typedef struct config_events {
     int retry_max_ms;               /* ... up to here */
 } config_events_t;
 
+/* Feedback accepted while Redis cannot take it (docs/feedback-queue.md). */
+typedef struct config_feedback {
+    char spool_dir[CONFIG_PATH_MAX];
+    int queue_max;                  /* most queued events in memory */
+    int64_t spool_max_bytes;        /* 0: memory only */
+    int64_t live_id_ttl_s;          /* ids for live events without one; 0: none */
+} config_feedback_t;
+
 typedef struct config {
     atomic_int refs;
     uint64_t generation;            /* 1 for the first load, +1 per reload */
@@ -96,6 +104,7 @@ typedef struct config {
     char *auth_token;               /* NULL: no authentication */
     config_planner_t planner;
     config_events_t events;
+    config_feedback_t feedback;
     config_limits_t limits;
     int log_level;                  /* log_level_t */
     int log_sample_every;           /* log one request in N at debug level; 0 = none */

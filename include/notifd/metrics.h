@@ -141,6 +141,21 @@ void metrics_events_set_spool_bytes(void *m, int64_t bytes);
 void metrics_events_set_queue_depth(void *m, int64_t depth);
 void metrics_events_set_queue_bytes(void *m, int64_t bytes);
 
+/* ---- the feedback queue (feedback_queue.c) ------------------------------ */
+
+typedef enum metrics_feedback {
+    METRICS_FEEDBACK_QUEUED = 0,    /* accepted while Redis could not take it */
+    METRICS_FEEDBACK_REPLAYED,      /* applied from the queue */
+    METRICS_FEEDBACK_SPOOLED,       /* written to feedback.spool_dir */
+    METRICS_FEEDBACK_DEAD_LETTERED, /* refused by Redis for good, set aside */
+    METRICS_FEEDBACK_REFUSED,       /* answered unavailable: memory and spool full */
+    METRICS_FEEDBACK_COUNT
+} metrics_feedback_t;
+
+void metrics_feedback_add(void *m, metrics_feedback_t kind, uint64_t n);
+void metrics_feedback_set_queue_depth(void *m, int64_t depth);
+void metrics_feedback_set_spool_bytes(void *m, int64_t bytes);
+
 /* ---- loop-thread state, copied for the admin thread ---------------------- */
 
 void metrics_publish_store(void *m, store_state_t state, const char *last_error,

@@ -29,6 +29,10 @@ REQUIRED_FAMILIES = {
     "notifd_events_sent_total": "counter",
     "notifd_events_spool_bytes": "gauge",
     "notifd_events_dropped_total": "counter",
+    "notifd_feedback_queued_total": "counter",
+    "notifd_feedback_replayed_total": "counter",
+    "notifd_feedback_refused_total": "counter",
+    "notifd_feedback_spool_bytes": "gauge",
 }
 
 

@@ -361,6 +361,31 @@ static void test_admin_limits_are_read_and_checked(void **state)
                  "limits.admin_idle_timeout_s: must be an integer in 1..3600, not 0");
 }
 
+static void test_feedback_queue_keys_have_defaults_and_ranges(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok("{}");
+    assert_string_equal(cfg->feedback.spool_dir, "var/feedback-spool");
+    assert_int_equal(cfg->feedback.queue_max, 10000);
+    assert_int_equal(cfg->feedback.spool_max_bytes, 1LL << 30);
+    assert_int_equal(cfg->feedback.live_id_ttl_s, 60);
+    config_release(cfg);
+    cfg = load_ok("{'feedback': {'spool_dir': 'q', 'queue_max': 1, 'spool_max_bytes': 0, "
+                  "'live_id_ttl_s': 0}}");
+    assert_string_equal(cfg->feedback.spool_dir, "q");
+    assert_int_equal(cfg->feedback.queue_max, 1);
+    assert_int_equal(cfg->feedback.spool_max_bytes, 0);
+    assert_int_equal(cfg->feedback.live_id_ttl_s, 0);
+    config_release(cfg);
+    expect_error_prefix("{'feedback': {'queue_max': 0}}", "feedback.queue_max:");
+    expect_error_prefix("{'feedback': {'spool_max_bytes': -1}}", "feedback.spool_max_bytes:");
+    expect_error_prefix("{'feedback': {'live_id_ttl_s': 86401}}", "feedback.live_id_ttl_s:");
+    expect_error_prefix("{'feedback': {'queue_mx': 3}}", "feedback.queue_mx:");
+    /* The two spools name their segments alike. */
+    expect_error("{'events': {'spool_dir': 'x'}, 'feedback': {'spool_dir': 'x'}}",
+                 "feedback.spool_dir: must differ from events.spool_dir");
+}
+
 static void test_planner_interval_zero_is_out_of_range(void **state)
 {
     (void)state;
@@ -867,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_int_range_bounds_are_inclusive),
         cmocka_unit_test(test_max_line_bytes_below_minimum),
         cmocka_unit_test(test_admin_limits_are_read_and_checked),
+        cmocka_unit_test(test_feedback_queue_keys_have_defaults_and_ranges),
         cmocka_unit_test(test_planner_interval_zero_is_out_of_range),
         cmocka_unit_test(test_planner_nice_is_a_nice_value),
         cmocka_unit_test(test_number_above_range),
