@@ -32,7 +32,8 @@ static const char *const top_level_keys[] = {
 };
 static const char *const redis_keys[] = {
     "host", "port", "unix", "prefix", "password_file", "timeout_ms",
-    "connect_timeout_ms", "reconnect_min_ms", "reconnect_max_ms", NULL,
+    "connect_timeout_ms", "reconnect_min_ms", "reconnect_max_ms", "max_in_flight",
+    "max_queued", "probe_interval_ms", NULL,
 };
 static const char *const planner_keys[] = {
     "interval_s", "batch_size", "lease_ms", "jitter", "enabled", "poll_s",
@@ -134,8 +135,11 @@ static void defaults(config_t *cfg)
     snprintf(cfg->redis.host, sizeof cfg->redis.host, "127.0.0.1");
     cfg->redis.port = 6379;
     snprintf(cfg->redis.prefix, sizeof cfg->redis.prefix, "notif:");
-    cfg->redis.timeout_ms = 50;
+    cfg->redis.timeout_ms = 1000;
     cfg->redis.connect_timeout_ms = 1000;
+    cfg->redis.max_in_flight = 1024;
+    cfg->redis.max_queued = 65536;
+    cfg->redis.probe_interval_ms = 1000;
     cfg->redis.reconnect_min_ms = 100;
     cfg->redis.reconnect_max_ms = 5000;
 
@@ -230,6 +234,12 @@ static void parse_redis(config_errors_t *errs, json_t *root, config_t *cfg)
         r->timeout_ms = (int)x;
     if (config_get_int(errs, o, "redis", "connect_timeout_ms", 1, 60000, &x))
         r->connect_timeout_ms = (int)x;
+    if (config_get_int(errs, o, "redis", "max_in_flight", 1, 1000000, &x))
+        r->max_in_flight = (int)x;
+    if (config_get_int(errs, o, "redis", "max_queued", 16, 10000000, &x))
+        r->max_queued = (int)x;
+    if (config_get_int(errs, o, "redis", "probe_interval_ms", 0, 600000, &x))
+        r->probe_interval_ms = (int)x;
     if (config_get_int(errs, o, "redis", "reconnect_min_ms", 1, 600000, &x))
         r->reconnect_min_ms = (int)x;
     if (config_get_int(errs, o, "redis", "reconnect_max_ms", 1, 600000, &x))

@@ -28,7 +28,7 @@ static const char *const fast_keys[] = {
     "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
     "cap_factor", "rolling_cap", "rolling_cap_factor",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
-    "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms",
+    "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", "deadline_ms",
     "unplanned_per_week", "unpaced_channels", NULL,
 };
 static const char *const slow_keys[] = {
@@ -98,6 +98,7 @@ static void fast_defaults(fast_config_t *f)
     f->threshold_target_send_rate = 0.1;
     f->threshold_initial = 0.5;
     f->plan_cache_ms = 0;
+    f->deadline_ms = 1000;
     /* A channel no plan covers (in-app by default) gets at most one a day
      * on average, paced and capped like a plan: no channel is unbounded
      * unless fast.unpaced_channels says so. */
@@ -410,6 +411,8 @@ static void parse_fast(config_errors_t *errs, json_t *fo, const char *path, cons
     }
     if (config_get_int(errs, fo, path, "plan_cache_ms", 0, 3600000, &x))
         f->plan_cache_ms = (int)x;
+    if (config_get_int(errs, fo, path, "deadline_ms", 0, 600000, &x))
+        f->deadline_ms = (int)x;
 
     const char *why = pacing_params_check(&f->pacing);
     if (why != NULL)

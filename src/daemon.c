@@ -104,6 +104,9 @@ bool daemon_reload(app_t *app)
     return true;
 }
 
+static bool store_is_congested(void *store) { return store_congested(store); }
+static void on_store_drained(void *server) { server_gate_opened(server); }
+
 static void close_handle(uv_handle_t *h)
 {
     if (!uv_is_closing(h))
@@ -222,6 +225,10 @@ int daemon_run(const char *config_path, config_t *cfg)
         return 1;
     }
     store_set_rtt_observer(app->store, metrics_observe_redis_rtt, app->metrics);
+    /* Back-pressure: producers are not read while notifd's Redis queue is
+     * more than half full (store.h). */
+    server_set_gate(app->server, store_is_congested, app->store);
+    store_set_drain_observer(app->store, on_store_drained, app->server);
     store_configure(app->store, cfg);
     if (events_start(app) != 0 || feedback_queue_start(app) != 0)
         return 1;

@@ -18,16 +18,21 @@
  * records its read could not see changed (member_overlay.h), so pacing
  * spends a plan's budget once however requests are pipelined.
  *
- * If Redis is not ready or a command fails or times out, the answer comes
- * at once per fast.on_store_error: "skip" (reason degraded) or decide on
- * the default plan without counters; nothing waits for Redis to come back.
+ * If Redis is not ready or a command fails, the answer comes at once per
+ * fast.on_store_error: "skip" (reason degraded) or decide on the default
+ * plan without counters; nothing waits for Redis to come back. A decide
+ * still unanswered after fast.deadline_ms is answered the same way, alone:
+ * its context stays until its outstanding replies are in (they change
+ * nothing then), and its commands still queued in the store are never sent.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "notifd/deadline_list.h"
 #include "notifd/decide_body.h"
 #include "notifd/decision.h"
 #include "notifd/events.h"
@@ -79,6 +84,12 @@ typedef struct decide_ctx {
     stored_invalid_t invalid;       /* stored values the read found unusable */
     bool ranked;                    /* utility and select_prob are filled */
 
+    deadline_entry_t deadline;      /* fast.deadline_ms, in the policy's deadline list */
+    uint64_t deadline_ns;           /* 0: none */
+    bool record_out;                /* the record script's reply is awaited */
+    bool answered;                  /* replied (by the deadline): only waiting to be freed */
+    int cause;                      /* metrics_degraded_cause_t, when degraded */
+
     char *body;                     /* the answer as decided, until recorded */
     size_t body_len;
     char *capped_body;              /* the answer if the cap stops the send */
@@ -105,6 +116,9 @@ static void leave_overlay(decide_ctx_t *d)
 
 static void decide_ctx_free(decide_ctx_t *d)
 {
+    policy_state_t *ps = policy_state(d->app);
+    if (ps->deadlines != NULL)
+        deadline_list_remove(ps->deadlines, &d->deadline);
     leave_overlay(d);
     free(d->body);
     free(d->capped_body);
@@ -217,17 +231,31 @@ static void account(decide_ctx_t *d, const char *body, size_t len, decision_reas
                              (double)(uv_hrtime() - d->req->start_ns) / 1e9);
 }
 
+/* After the reply: the request is gone. The context goes too, unless
+ * replies to its commands are still due (an answer by the deadline). */
+static void decide_done(decide_ctx_t *d)
+{
+    d->req = NULL;
+    d->answered = true;
+    policy_state_t *ps = policy_state(d->app);
+    if (ps->deadlines != NULL)
+        deadline_list_remove(ps->deadlines, &d->deadline);
+    leave_overlay(d);
+    if (d->outstanding == 0 && !d->record_out)
+        decide_ctx_free(d);
+}
+
 /* Answers with a decision computed by this request. */
 static void finish(decide_ctx_t *d, const char *body, size_t len, decision_reason_t reason)
 {
     if (body == NULL) {
         request_reply_error(d->req, PROTO_INTERNAL, "out of memory");
-        decide_ctx_free(d);
+        decide_done(d);
         return;
     }
     account(d, body, len, reason);
     request_reply_ok_text(d->req, body, len, NULL);
-    decide_ctx_free(d);
+    decide_done(d);
 }
 
 /* Answers with a decision stored by an earlier request for the same
@@ -244,14 +272,14 @@ static void finish_duplicate(decide_ctx_t *d, const char *text, size_t len)
         metrics_stored_answer_corrupt(d->app->metrics);
         request_reply_error(d->req, PROTO_INTERNAL,
                             "stored answer for this opportunity is corrupt");
-        decide_ctx_free(d);
+        decide_done(d);
         return;
     }
     metrics_observe_decision(d->app->metrics, d->r.channel, threshold_mode(d) ? 1 : 0,
                              METRICS_REASON_DUPLICATE,
                              (double)(uv_hrtime() - d->req->start_ns) / 1e9);
     request_reply_ok_text(d->req, text, len, "\"duplicate\":true");
-    decide_ctx_free(d);
+    decide_done(d);
 }
 
 static void default_plan(const config_t *cfg, plan_t *plan)
@@ -268,15 +296,27 @@ static void complete_plan(const config_t *cfg, const fast_config_t *fast, plan_t
                   fast->unpaced_mask);
 }
 
-/* Redis is unavailable: answer now, per fast.on_store_error. */
+/* Why the store refused a command of this decide. */
+static int store_refusal_cause(const decide_ctx_t *d)
+{
+    const store_t *st = d->app->store;
+    if (store_state(st) != STORE_READY)
+        return METRICS_DEGRADED_NOT_READY;
+    return store_queue_full(st) ? METRICS_DEGRADED_QUEUE_FULL : METRICS_DEGRADED_INTERNAL;
+}
+
+/* Redis is unavailable, refused, or too late: answer now, per
+ * fast.on_store_error, and count the cause (d->cause). */
 static void answer_degraded(decide_ctx_t *d)
 {
     leave_overlay(d);
     const config_t *cfg = d->req->cfg;
     const decide_request_t *r = &d->r;
     static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-    log_limited(&rl, LOG_WARN, "decide degraded: redis unavailable", "policy=%s",
+    log_limited(&rl, LOG_WARN, "decide degraded", "cause=%s policy=%s",
+                metrics_degraded_cause_name(d->cause),
                 d->fast->on_store_error == STORE_ERROR_SKIP ? "skip" : "default_plan");
+    metrics_observe_degraded(d->app->metrics, d->cause);
     decision_t dec = {.chosen = -1, .propensity = 1.0};
     size_t len = 0;
     char *body;
@@ -312,12 +352,31 @@ static void decide_and_record(decide_ctx_t *d);
 static void on_record(redisReply *reply, void *privdata)
 {
     decide_ctx_t *d = privdata;
+    d->record_out = false;
+    if (d->answered) {
+        /* Answered by the deadline. A record that arrives anyway changed
+         * Redis as decided: it is logged, and the producer was told
+         * degraded (docs/operations.md). */
+        if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+            reply->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(reply->element[0]->str, "ok") == 0 && d->chosen >= 0) {
+            static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+            log_limited(&rl, LOG_WARN, "decide recorded a send after its deadline answer",
+                        "%s", "");
+        }
+        decide_ctx_free(d);
+        return;
+    }
     bool ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
               reply->element[0]->type == REDIS_REPLY_STRING;
     if (!ok) {
+        d->cause = METRICS_DEGRADED_CONNECTION;
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
             static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
             log_limited(&rl, LOG_ERROR, "decide record failed", "error=\"%s\"", reply->str);
+            d->cause = METRICS_DEGRADED_ERROR_REPLY;
+        } else if (reply != NULL) {
+            d->cause = METRICS_DEGRADED_INTERNAL;
         }
         answer_degraded(d);
         return;
@@ -525,11 +584,15 @@ static bool send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
 #undef ARG
 #undef ARGS
     policy_state_t *ps = policy_state(d->app);
-    int rc = store_eval(d->app->store, full ? ps->script_record : ps->script_skip, on_record, d,
-                        nkeys, argc - nkeys, argv, lens);
+    int rc = store_eval_until(d->app->store, d->deadline_ns,
+                              full ? ps->script_record : ps->script_skip, on_record, d, nkeys,
+                              argc - nkeys, argv, lens);
     free(scores);
-    if (rc != 0)
+    if (rc != 0) {
+        d->cause = store_refusal_cause(d);
         return false;
+    }
+    d->record_out = true;
     effect->seq = store_position(d->app->store);
     return true;
 }
@@ -614,6 +677,7 @@ static void decide_and_record(decide_ctx_t *d)
         .msg = dec.chosen >= 0 ? r->candidates[dec.chosen].id : NULL,
         .msg_len = dec.chosen >= 0 ? r->candidates[dec.chosen].id_len : 0,
     };
+    d->cause = METRICS_DEGRADED_INTERNAL;
     if (d->body == NULL || (dec.send && d->capped_body == NULL) ||
         !send_record(d, &dec, &fold, &effect)) {
         answer_degraded(d);
@@ -648,6 +712,10 @@ static void read_done(decide_ctx_t *d)
 {
     if (--d->outstanding > 0)
         return;
+    if (d->answered) {
+        decide_ctx_free(d);
+        return;
+    }
     report_invalid(d);
     if (d->failed)
         answer_degraded(d);
@@ -655,12 +723,20 @@ static void read_done(decide_ctx_t *d)
         decide_and_record(d);
 }
 
+/* True when the reply is not to be read: a failure (the decide degrades)
+ * or a decide answered already by its deadline. */
 static bool reply_failed(decide_ctx_t *d, redisReply *r)
 {
+    if (d->answered)
+        return true;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        if (!d->failed)
+            d->cause = METRICS_DEGRADED_CONNECTION;
         if (r != NULL) {
             static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
             log_limited(&rl, LOG_ERROR, "decide read failed", "error=\"%s\"", r->str);
+            if (!d->failed)
+                d->cause = METRICS_DEGRADED_ERROR_REPLY;
         }
         d->failed = true;
         return true;
@@ -846,7 +922,10 @@ static void read_send(decide_ctx_t *d, store_reply_fn fn, int argc, const char *
                       const size_t *lens)
 {
     d->outstanding++;
-    if (d->failed || store_command(d->app->store, fn, d, argc, argv, lens) != 0) {
+    if (d->failed ||
+        store_command_until(d->app->store, d->deadline_ns, fn, d, argc, argv, lens) != 0) {
+        if (!d->failed)
+            d->cause = store_refusal_cause(d);
         d->failed = true;
         d->outstanding--;
     }
@@ -901,6 +980,8 @@ static void start_read(decide_ctx_t *d)
         const char **argv = heap ? malloc((r->n + 2) * sizeof *argv) : sargv;
         size_t *lens = heap ? malloc((r->n + 2) * sizeof *lens) : slens;
         if (argv == NULL || lens == NULL) {
+            if (!d->failed)
+                d->cause = METRICS_DEGRADED_INTERNAL;
             d->failed = true;
         } else {
             kl = key_member(key, prefix, "sent", r->member, r->member_len, "", 0);
@@ -920,6 +1001,28 @@ static void start_read(decide_ctx_t *d)
         }
     }
     read_done(d); /* drop the sending reference */
+}
+
+/* fast.deadline_ms passed: answer degraded now. Commands of this decide
+ * still queued in the store expire unsent (their deadline is the same). */
+static void on_deadline(deadline_entry_t *e)
+{
+    decide_ctx_t *d = (decide_ctx_t *)((char *)e - offsetof(decide_ctx_t, deadline));
+    if (d->answered)
+        return;
+    d->cause = METRICS_DEGRADED_DEADLINE;
+    answer_degraded(d);
+}
+
+static void arm_deadline(decide_ctx_t *d)
+{
+    if (d->fast->deadline_ms <= 0)
+        return;
+    policy_state_t *ps = policy_state(d->app);
+    if (ps->deadlines == NULL && (ps->deadlines = deadline_list_new(d->app->loop)) == NULL)
+        return;
+    d->deadline_ns = d->req->start_ns + (uint64_t)d->fast->deadline_ms * 1000000u;
+    deadline_list_add(ps->deadlines, &d->deadline, d->deadline_ns, on_deadline);
 }
 
 void op_decide(request_t *req)
@@ -948,5 +1051,6 @@ void op_decide(request_t *req)
     /* Only quality pacing keeps and reads the recent best scores. */
     if (!threshold_mode(d) && d->fast->pacing.strategy == PACING_QUALITY)
         d->view.max_recent = (size_t)d->fast->quality_history;
+    arm_deadline(d);
     start_read(d);
 }

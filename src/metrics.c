@@ -108,6 +108,7 @@ struct metrics {
     histogram_t decide_seconds[METRICS_MODE_COUNT];
     _Atomic uint64_t stored_answers_corrupt;
     _Atomic uint64_t invalid_observations;
+    _Atomic uint64_t degraded[METRICS_DEGRADED_COUNT];
 
     /* stored values read back out of range (stored_fields.h) */
     _Atomic uint64_t stored_invalid[STORED_FIELD_COUNT];
@@ -116,8 +117,9 @@ struct metrics {
     histogram_t redis_rtt;
     _Atomic int redis_state;
     _Atomic uint64_t redis_commands, redis_replies, redis_errors, redis_timeouts,
-        redis_disconnects, redis_reconnects, redis_rejected;
-    _Atomic int64_t redis_pending;
+        redis_disconnects, redis_reconnects, redis_rejected, redis_queue_full, redis_resent,
+        redis_expired, redis_noscript, redis_readonly, redis_probes, redis_congestions;
+    _Atomic int64_t redis_pending, redis_in_flight, redis_queued;
 
     /* server */
     _Atomic int64_t conn_open;
@@ -231,6 +233,32 @@ void metrics_observe_decision(void *mp, int channel, int mode, int reason, doubl
     }
     ADD(m->decisions[channel][mode][reason], 1);
     histogram_observe(&m->decide_seconds[mode], seconds);
+}
+
+static const char *const degraded_cause_names[METRICS_DEGRADED_COUNT] = {
+    [METRICS_DEGRADED_NOT_READY] = "not_ready",
+    [METRICS_DEGRADED_QUEUE_FULL] = "queue_full",
+    [METRICS_DEGRADED_DEADLINE] = "deadline",
+    [METRICS_DEGRADED_ERROR_REPLY] = "error_reply",
+    [METRICS_DEGRADED_CONNECTION] = "connection",
+    [METRICS_DEGRADED_INTERNAL] = "internal",
+};
+
+const char *metrics_degraded_cause_name(int cause)
+{
+    return cause >= 0 && cause < METRICS_DEGRADED_COUNT ? degraded_cause_names[cause] : "?";
+}
+
+void metrics_observe_degraded(void *mp, int cause)
+{
+    metrics_t *m = mp;
+    if (m == NULL)
+        return;
+    if (cause < 0 || cause >= METRICS_DEGRADED_COUNT) {
+        ADD(m->invalid_observations, 1);
+        return;
+    }
+    ADD(m->degraded[cause], 1);
 }
 
 void metrics_stored_answer_corrupt(void *mp)
@@ -422,6 +450,15 @@ void metrics_publish_store(void *mp, store_state_t state, const char *last_error
     SET(m->redis_reconnects, c->reconnects);
     SET(m->redis_rejected, c->rejected);
     SET(m->redis_pending, c->pending);
+    SET(m->redis_in_flight, c->in_flight);
+    SET(m->redis_queued, c->queued);
+    SET(m->redis_queue_full, c->queue_full);
+    SET(m->redis_resent, c->resent);
+    SET(m->redis_expired, c->expired);
+    SET(m->redis_noscript, c->noscript);
+    SET(m->redis_readonly, c->readonly);
+    SET(m->redis_probes, c->probes);
+    SET(m->redis_congestions, c->congestions);
     pthread_mutex_lock(&m->text_lock);
     snprintf(m->redis_last_error, sizeof m->redis_last_error, "%s",
              last_error != NULL ? last_error : "");
@@ -733,6 +770,11 @@ static void render_decisions(metrics_t *m, growbuf_t *b)
             "Retried opportunities whose stored answer in Redis was not one JSON object on one "
             "line; answered internal instead of replaying it.",
             GET(m->stored_answers_corrupt));
+    family(b, "notifd_decide_degraded_total", "counter",
+           "Decisions answered degraded (fast.on_store_error), by cause.");
+    for (int c = 0; c < METRICS_DEGRADED_COUNT; c++)
+        gb_printf(b, "notifd_decide_degraded_total{cause=\"%s\"} %" PRIu64 "\n",
+                  degraded_cause_names[c], GET(m->degraded[c]));
     family(b, "notifd_stored_invalid_total", "counter",
            "Values read from Redis out of their field's range, treated as missing, by field.");
     for (int f = 0; f < STORED_FIELD_COUNT; f++)
@@ -756,16 +798,43 @@ static void render_redis(metrics_t *m, growbuf_t *b)
     counter(b, "notifd_redis_errors_total", "Redis error replies and failed commands.",
             GET(m->redis_errors));
     counter(b, "notifd_redis_timeouts_total",
-            "Connections dropped because a command exceeded redis.timeout_ms.",
+            "Connections dropped because Redis answered nothing for redis.timeout_ms while "
+            "commands were outstanding.",
             GET(m->redis_timeouts));
     counter(b, "notifd_redis_disconnects_total", "Redis connections lost.",
             GET(m->redis_disconnects));
     counter(b, "notifd_redis_reconnects_total", "Successful Redis reconnects after the first.",
             GET(m->redis_reconnects));
     counter(b, "notifd_redis_rejected_total",
-            "Commands refused at once because Redis was not ready (decisions degrade).",
+            "Commands refused at once because Redis was not ready or the queue was full "
+            "(decisions degrade).",
             GET(m->redis_rejected));
-    gauge(b, "notifd_redis_pending", "Redis commands awaiting a reply.", GET(m->redis_pending));
+    counter(b, "notifd_redis_queue_full_total",
+            "Commands refused because redis.max_queued commands already waited.",
+            GET(m->redis_queue_full));
+    counter(b, "notifd_redis_resent_total",
+            "Commands left unanswered by a lost connection and sent again on the next one.",
+            GET(m->redis_resent));
+    counter(b, "notifd_redis_expired_total",
+            "Commands failed unsent because their deadline passed while they waited.",
+            GET(m->redis_expired));
+    counter(b, "notifd_redis_noscript_total",
+            "EVALSHA answered NOSCRIPT (script cache flushed) and resent as EVAL.",
+            GET(m->redis_noscript));
+    counter(b, "notifd_redis_readonly_total",
+            "READONLY replies: a replica answered writes; the connection was rebuilt.",
+            GET(m->redis_readonly));
+    counter(b, "notifd_redis_probes_total", "PINGs sent on an idle Redis connection.",
+            GET(m->redis_probes));
+    counter(b, "notifd_redis_congestions_total",
+            "Times the command queue passed half of redis.max_queued (producers not read).",
+            GET(m->redis_congestions));
+    gauge(b, "notifd_redis_pending", "Redis commands accepted and not yet answered.",
+          GET(m->redis_pending));
+    gauge(b, "notifd_redis_in_flight", "Redis commands written and not yet answered.",
+          GET(m->redis_in_flight));
+    gauge(b, "notifd_redis_queued", "Redis commands waiting in notifd for the in-flight window.",
+          GET(m->redis_queued));
     family(b, "notifd_redis_rtt_seconds", "histogram", "Round-trip time of answered Redis commands.");
     histogram_render(b, "notifd_redis_rtt_seconds", "", &m->redis_rtt);
 }

@@ -2,6 +2,7 @@
  * policy.c - lifecycle of the policy layers (see policy.h).
  */
 #include "notifd/policy.h"
+#include "notifd/deadline_list.h"
 #include "notifd/member_overlay.h"
 #include "notifd/plan_cache.h"
 
@@ -67,6 +68,7 @@ void policy_stop(app_t *app)
     if (ps != NULL) {
         overlay_table_free(ps->overlay); /* empty by now: every decision has answered */
         plan_cache_free(ps->plan_cache);
+        deadline_list_close(ps->deadlines);
     }
     free(app->policy);
     app->policy = NULL;

@@ -90,6 +90,8 @@ struct server {
     int handles_open;
     void (*on_drained)(void *);
     void *drained_arg;
+    bool (*gate_closed)(void *);
+    void *gate_arg;
     server_counters_t counters;
 };
 
@@ -331,19 +333,29 @@ static void conn_pause(conn_t *c)
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
+static bool gate_closed(const server_t *srv)
+{
+    return srv->gate_closed != NULL && srv->gate_closed(srv->gate_arg);
+}
+
 /* Parses and dispatches buffered lines while the connection is within its
- * bounds; pauses reading when it is not, resumes when it is back under the
- * resume mark. */
+ * bounds and the gate is open; pauses reading when not, resumes when it is
+ * back under the resume mark (or the gate opens: server_gate_opened). */
 static void conn_process(conn_t *c)
 {
     server_t *srv = c->srv;
     if (c->closing || c->lingering)
         return;
-    if (c->paused && !conn_under_resume_mark(c))
+    if (c->paused && (!conn_under_resume_mark(c) || gate_closed(srv)))
         return;
     c->paused = false;
     while (!c->closing && !c->close_after_replies) {
         if (conn_over_bounds(c)) {
+            conn_pause(c);
+            return;
+        }
+        if (gate_closed(srv)) {
+            srv->counters.gate_pauses++;
             conn_pause(c);
             return;
         }
@@ -805,6 +817,25 @@ void server_close(server_t *srv)
 }
 
 const server_counters_t *server_counters(const server_t *srv) { return &srv->counters; }
+
+void server_set_gate(server_t *srv, bool (*closed)(void *), void *arg)
+{
+    srv->gate_closed = closed;
+    srv->gate_arg = arg;
+}
+
+void server_gate_opened(server_t *srv)
+{
+    /* A request processed below may close the gate again: the rest stay
+     * paused then, and the next opening resumes them. */
+    conn_t *c = srv->conns;
+    while (c != NULL && !gate_closed(srv)) {
+        conn_t *next = c->next;
+        if (c->paused)
+            conn_process(c);
+        c = next;
+    }
+}
 
 bool conn_is_authenticated(const conn_t *conn) { return conn->authenticated; }
 void conn_set_authenticated(conn_t *conn) { conn->authenticated = true; }

@@ -40,8 +40,11 @@ typedef struct config_redis {
     char prefix[CONFIG_PREFIX_MAX];
     char password_file[CONFIG_PATH_MAX];
     char *password;                 /* read from password_file; NULL if none */
-    int timeout_ms;                 /* per-command timeout */
+    int timeout_ms;                 /* no reply this long while commands are out: Redis is down */
     int connect_timeout_ms;
+    int max_in_flight;              /* commands written and not yet answered */
+    int max_queued;                 /* commands waiting in notifd for the window */
+    int probe_interval_ms;          /* PING an idle connection this often; 0 = never */
     int reconnect_min_ms;           /* backoff starts here, doubles ... */
     int reconnect_max_ms;           /* ... up to here */
 } config_redis_t;

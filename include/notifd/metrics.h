@@ -83,6 +83,20 @@ void metrics_observe_decision(void *m, int channel, int mode, int reason, double
  * fit to replay: notifd_stored_answers_corrupt_total. */
 void metrics_stored_answer_corrupt(void *m);
 
+/* Why a decision was answered `degraded` (fast.on_store_error):
+ * notifd_decide_degraded_total{cause}. */
+typedef enum metrics_degraded_cause {
+    METRICS_DEGRADED_NOT_READY = 0,   /* Redis down or reconnecting: refused at once */
+    METRICS_DEGRADED_QUEUE_FULL,      /* redis.max_queued commands already wait */
+    METRICS_DEGRADED_DEADLINE,        /* fast.deadline_ms passed */
+    METRICS_DEGRADED_ERROR_REPLY,     /* Redis answered an error (OOM, MISCONF, ...) */
+    METRICS_DEGRADED_CONNECTION,      /* the connection was lost and the command not resent */
+    METRICS_DEGRADED_INTERNAL,        /* out of memory in notifd */
+    METRICS_DEGRADED_COUNT
+} metrics_degraded_cause_t;
+const char *metrics_degraded_cause_name(int cause);
+void metrics_observe_degraded(void *m, int cause);
+
 /* Names of the configured channels, used as label values. Called by admin.c
  * from the loop thread when a config generation is first seen. Counters are
  * kept per channel index: a reload that renames channel 1 continues its

@@ -28,6 +28,7 @@ typedef struct policy_state {
     uint64_t slow_arm_decisions[EXPERIMENT_MAX_ARMS + 1][REASON_COUNT];
     struct overlay_table *overlay; /* decide.c: effects of decisions in flight */
     struct plan_cache *plan_cache; /* decide.c: plans for fast.plan_cache_ms, lazily made */
+    struct deadline_list *deadlines; /* decide.c: fast.deadline_ms, lazily made */
 } policy_state_t;
 
 /* Registers scripts and starts the planner worker; 0 or -1. Call after

@@ -50,6 +50,7 @@ typedef struct fast_config {
     double threshold_target_send_rate; /* threshold mode: share of opportunities */
     double threshold_initial;
     int plan_cache_ms;            /* 0: read the plan from Redis on every decide */
+    int deadline_ms;              /* a decide unanswered this long degrades alone; 0: none */
     /* Channels outside the slow policy's grid are paced at this per-week
      * value, capped like a plan, unless listed in unpaced_mask. */
     double unplanned_per_week[NOTIFD_MAX_CHANNELS];

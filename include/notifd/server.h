@@ -54,6 +54,7 @@ typedef struct server_counters {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t read_pauses;       /* back-pressure engaged */
+    uint64_t gate_pauses;       /* of those, because the gate was closed (Redis queue full) */
     int64_t connections;        /* open now */
 } server_counters_t;
 
@@ -70,6 +71,12 @@ void server_drain(server_t *srv, void (*on_drained)(void *arg), void *arg);
 /* Closes everything now (grace period over) and frees the server once
  * libuv has closed its handles. */
 void server_close(server_t *srv);
+/* Back-pressure from behind the server: while `closed(arg)` is true no
+ * connection's requests are parsed and sockets are not read (the kernel's
+ * buffers, then TCP flow control, hold the producers back). Call
+ * server_gate_opened() when it turns false. */
+void server_set_gate(server_t *srv, bool (*closed)(void *arg), void *arg);
+void server_gate_opened(server_t *srv);
 const server_counters_t *server_counters(const server_t *srv);
 
 /* Hands a reply (a complete line with its '\n', malloc'd) to the slot; the
