@@ -116,6 +116,7 @@ struct store {
      * queue: after those of the same connection already put back, before
      * everything that was never written. */
     pending_cmd_t *requeue_after;
+    uint64_t position;           /* callers' commands accepted so far (store_position) */
     bool pumping;
     bool congested;
     void (*drain_fn)(void *);
@@ -510,7 +511,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     st->counters.replies++;
     uint64_t rtt = now - p->sent_ns;
     st->counters.rtt_us_sum += rtt / 1000u;
-    if (st->rtt_fn && !p->internal)
+    if (st->rtt_fn)
         st->rtt_fn(st->rtt_arg, (double)rtt / 1e9);
     if (reply->type == REDIS_REPLY_ERROR) {
         /* Redis lost its script cache (SCRIPT FLUSH, a restart without
@@ -586,6 +587,7 @@ static int accept_cmd(store_t *st, uint64_t deadline_ns, int script, store_reply
         watchdog_ensure(st);
     }
     st->counters.commands++;
+    st->position++;
     counts_changed(st);
     return 0;
 }
@@ -609,6 +611,7 @@ static bool send_internal(store_t *st, store_reply_fn fn, void *privdata, int ar
         cmd_release(st, p);
         return false;
     }
+    st->counters.commands++;
     counts_changed(st);
     return true;
 }
@@ -1032,7 +1035,7 @@ void store_configure(store_t *st, const config_t *cfg)
 }
 
 store_state_t store_state(const store_t *st) { return st->state; }
-uint64_t store_position(const store_t *st) { return st->counters.commands; }
+uint64_t store_position(const store_t *st) { return st->position; }
 const char *store_last_error(const store_t *st) { return st->last_error; }
 const store_counters_t *store_counters(const store_t *st) { return &st->counters; }
 

@@ -18,7 +18,7 @@ PAUSE_MS = 3000
 
 
 class PlanCacheReloadTest(NotifdTestCase):
-    overrides = {"fast": {"plan_cache_ms": 600000},
+    overrides = {"fast": {"plan_cache_ms": 600000, "deadline_ms": 0},
                  "channels": ["push", "email", "in_app"],
                  "redis": {"timeout_ms": 5000}}
 
