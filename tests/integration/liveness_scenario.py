@@ -442,6 +442,8 @@ def main(argv=None):
                     help="least wall-clock time per virtual day (default 0; 1 with --stall-at)")
     ap.add_argument("--notifd", default=None, metavar="PATH",
                     help="the notifd binary (default: $NOTIFD_BIN or build/notifd)")
+    ap.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                    help="the shipped config the run starts from (default: config/notifd.json)")
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--max-log-lines", type=int, default=40,
                     help="most 'connection dropped' lines printed (first and last halves)")
@@ -455,8 +457,8 @@ def main(argv=None):
     day_s = a.day_s if a.day_s is not None else (0.0 if a.stall_at is None else 1.0)
     res = run(members=a.members, weeks=a.weeks, neighbours=a.neighbours, stall_at=a.stall_at,
               stall_s=a.stall_s, day_s=day_s, notifd_bin=a.notifd, seed=a.seed,
-              progress=progress)
-    print("notifd: %s" % harness.NOTIFD_BIN)
+              progress=progress, config_path=a.config)
+    print("notifd: %s, config: %s" % (harness.NOTIFD_BIN, a.config))
     print("members %d, weeks %d, neighbours %d, day %gs, stall %s"
           % (a.members, a.weeks, a.neighbours, day_s,
              "none" if a.stall_at is None else "%gs at %gs" % (a.stall_s, a.stall_at)))

@@ -18,7 +18,8 @@ and rides out a Redis stall (the scenario is in liveness_scenario.py).
 Scale: the issue's full scale by default (about 10 s unpaced on 2 cores with
 the neighbours; the paced stall run takes 21 s); NOTIFD_LIVENESS_MEMBERS and
 NOTIFD_LIVENESS_WEEKS change it (the stall lands on day 8.5 of the paced
-run, so the stall test needs at least 2 weeks).
+run, so the stall test needs at least 2 weeks). NOTIFD_LIVENESS_CONFIG
+names another shipped config (default config/notifd.json of this tree).
 
 Not run under NOTIFD_WRAPPER (valgrind), and test 1 not under sanitizers:
 a daemon slowed tenfold is not what the latency promise is about.
@@ -31,6 +32,8 @@ import liveness_scenario as ls
 
 MEMBERS = int(os.environ.get("NOTIFD_LIVENESS_MEMBERS", ls.ISSUE_MEMBERS))
 WEEKS = int(os.environ.get("NOTIFD_LIVENESS_WEEKS", ls.ISSUE_WEEKS))
+# The shipped config the runs start from (another tree's, to test its binary).
+CONFIG = os.environ.get("NOTIFD_LIVENESS_CONFIG", ls.DEFAULT_CONFIG)
 NEIGHBOURS = 2
 # The stall run: a virtual day per second; Redis stopped 8.5 s in (day 8,
 # after the second week's planner pass at 7 s) for 5 s.
@@ -53,7 +56,7 @@ class LivenessAcceptance(unittest.TestCase):
     @unittest.skipIf(os.environ.get("NOTIFD_SANITIZED") == "1",
                      "sanitized builds are too slow for the zero-degraded promise")
     def test_two_cpu_bound_neighbours_degrade_nothing(self):
-        res = ls.run(members=MEMBERS, weeks=WEEKS, neighbours=NEIGHBOURS)
+        res = ls.run(members=MEMBERS, weeks=WEEKS, neighbours=NEIGHBOURS, config_path=CONFIG)
         info = describe(res)
         self.assertEqual(res.decides, MEMBERS * WEEKS * 7 * len(ls.SLOTS), info)
         self.assertGreater(res.feedback, 0, info)
@@ -70,7 +73,7 @@ class LivenessAcceptance(unittest.TestCase):
         if WEEKS * 7 * DAY_S < STALL_AT + STALL_S + 2 * DAY_S:
             self.skipTest("the run is too short to hold the stall (NOTIFD_LIVENESS_WEEKS)")
         res = ls.run(members=MEMBERS, weeks=WEEKS, neighbours=NEIGHBOURS,
-                     stall_at=STALL_AT, stall_s=STALL_S, day_s=DAY_S)
+                     stall_at=STALL_AT, stall_s=STALL_S, day_s=DAY_S, config_path=CONFIG)
         info = describe(res)
         self.assertIsNotNone(res.stall, "the stall never happened\n" + info)
         self.assertGreater(res.sent_after_stall, 0, "the run ended inside the stall\n" + info)
