@@ -161,6 +161,39 @@ class SlowRedisTest(MisbehaviourCase):
         self.assertGreaterEqual(sample(fams, "notifd_redis_timeouts_total"), 1)
 
 
+class DeadlineTest(MisbehaviourCase):
+    overrides = {"redis": {"timeout_ms": 1000}, "fast": {"deadline_ms": 200}}
+
+    def test_a_decide_past_its_deadline_degrades_alone(self):
+        """Redis sleeps 0.7 s (alive: under redis.timeout_ms). Decides
+        waiting for it are answered degraded at 200 ms, each alone: the
+        connection stays, and feedback sent at the same moment is recorded
+        when Redis wakes, not failed."""
+        c = self.client(timeout=10)
+        fc = self.client(timeout=10)
+        self.assertNotEqual(c.request(decide_req(1))["reason"], "degraded")
+        sleeper = threading.Thread(target=lambda: self.redis.command("DEBUG", "SLEEP", "0.7"),
+                                   daemon=True)
+        sleeper.start()
+        time.sleep(0.1)
+        fc.send({"op": "feedback", "member": "late", "channel": "push", "event": "open",
+                 "ts": NOON, "event_id": "late-1"})
+        t0 = time.monotonic()
+        replies = c.pipeline([decide_req(i) for i in range(2, 12)])
+        waited = time.monotonic() - t0
+        self.assertEqual([r["reason"] for r in replies], ["degraded"] * 10)
+        self.assertLess(waited, 0.55)
+        a = fc.read_line()
+        self.assertEqual((a["ok"], a["recorded"]), (True, True), a)
+        sleeper.join(5)
+        self.assertEqual(self.opens("late"), 1.0)
+        self.assertNotEqual(c.request(decide_req(20))["reason"], "degraded")
+        fams = self.metrics()
+        self.assertEqual(self.degraded(fams, "deadline"), 10)
+        self.assertEqual(sample(fams, "notifd_redis_disconnects_total"), 0)
+        self.assertEqual(sample(fams, "notifd_redis_timeouts_total"), 0)
+
+
 class RestartTest(MisbehaviourCase):
     def test_restart_degrades_while_down_and_recovers_with_feedback_applied(self):
         load = self.start_load()
