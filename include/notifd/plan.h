@@ -2,7 +2,7 @@
  * plan.h - the pacing plan as stored in Redis (`P plan:{M}`, a HASH) and
  * as shown in responses.
  *
- * The hash is a contract (DESIGN.md): version, action, computed_at,
+ * The hash is a contract (docs/stored-state.md): version, action, computed_at,
  * valid_until, source, arm, and <channel>_per_week for every planned
  * channel. Any writer that follows it is honoured like the planner
  * ("stickiness"), so parsing is lenient about extra fields and strict about

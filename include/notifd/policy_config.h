@@ -3,8 +3,8 @@
  * decide path), slow.* (the planner) and features.* (how feedback decays).
  *
  * The fast and slow sections are separate structs on purpose: an experiment
- * arm overrides one layer without touching the other (the seed's
- * "independent evolution"), so each layer's parameters can be copied and
+ * arm overrides one layer without touching the other (the two layers
+ * evolve independently: docs/slow-policy.md), so each layer's parameters can be copied and
  * overridden as a unit. Every field is filled with its default first; parsing
  * only overrides keys that are present, which is also how arm overrides are
  * applied on top of the base config.

@@ -2,7 +2,7 @@
  * protocol.h - the producer protocol's wire format: request parsing, error
  * codes and reply encoding (one compact JSON object per line).
  *
- * Error codes are a contract (DESIGN.md): clients switch on them, so they
+ * Error codes are a contract (README.md, "Producer protocol"): clients switch on them, so they
  * never change; the message is for people and says what to do.
  */
 #ifndef NOTIFD_PROTOCOL_H

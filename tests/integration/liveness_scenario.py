@@ -1,4 +1,4 @@
-"""Liveness under load (issue 20, item 5): the scenario a new user tried,
+"""Liveness under load (README.md, failure table): the scenario a new user tried,
 against the real notifd binary and a real redis-server, in virtual time.
 
 - the shipped default config (config/notifd.json), with only what a test

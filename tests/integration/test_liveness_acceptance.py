@@ -1,4 +1,4 @@
-"""Acceptance for issue 20, item 5: notifd stays live under CPU contention
+"""Acceptance of Redis liveness (docs/operations.md): notifd stays live under CPU contention
 and rides out a Redis stall (the scenario is in liveness_scenario.py).
 
 1. The issue's run, as a new user made it: the shipped default config, one

@@ -3,7 +3,7 @@
  * (src/core/utility.c) and for planning one member end to end
  * (src/core/slow_policy.c).
  *
- * The property tests are the ones issue 4 asks for. Each runs over 10,000
+ * The property tests pin the utility's shape (docs/slow-policy.md). Each runs over 10,000
  * deterministic pseudo-random members (fixed seed; half with the default
  * weights, half with random non-negative weights) and over a sweep of the
  * varied parameter, on the default 2-channel grid, and checks what

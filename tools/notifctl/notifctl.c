@@ -1,6 +1,6 @@
 /*
  * notifctl.c - the operator CLI: one request over the producer protocol
- * (TCP, newline-delimited JSON; see DESIGN.md), one answer printed.
+ * (TCP, newline-delimited JSON; see README.md), one answer printed.
  *
  * It is a plain blocking client with a deadline: every connect, write and
  * read waits in poll() for at most what is left of --timeout-ms, so a hung

@@ -3,7 +3,7 @@
  *
  * notifd never sees anything defined here: it only sees what a producer
  * would send it (opportunities with candidate scores) and what members do
- * (feedback events). The model is the seed's story told mechanically, with
+ * (feedback events). The model is the story of docs/simulation.md told mechanically, with
  * every constant in one of the two tables below or in sim.h, and is written
  * to favour neither policy:
  *
