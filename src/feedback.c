@@ -31,7 +31,7 @@
 #include "notifd/policy.h"
 #include "notifd/schedule.h"
 
-json_t *decide_plan_json(const config_t *cfg, const plan_t *plan);
+
 
 static const char *const feedback_events[] = {
     "delivered", "open", "click", "dismiss", "unsubscribe", "resubscribe", "visit", NULL,

@@ -30,7 +30,7 @@
 #include "notifd/slow_policy.h"
 #include "notifd/stored_fields.h"
 
-json_t *decide_plan_json(const config_t *cfg, const plan_t *plan);
+
 
 /* ------------------------------------------------------------------ */
 /* replan                                                             */

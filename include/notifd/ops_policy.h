@@ -6,6 +6,7 @@
 #define NOTIFD_OPS_POLICY_H
 
 #include "notifd/ops.h"
+#include "notifd/plan.h"
 #include "notifd/request.h"
 
 void op_decide(request_t *req);
@@ -16,5 +17,10 @@ void op_planner_run(request_t *req);
 
 /* ts from the request or the wall clock (see ops_get_ts_at in request.h). */
 bool ops_get_ts(const json_t *root, const config_t *cfg, int64_t *ts, const char **why);
+
+/* A plan as answers show it: version, source, per_week of every channel it
+ * holds, and `defaulted` when channels came from the default plan
+ * (decide_answer.c; decide, plan and replan answer with it). */
+json_t *decide_plan_json(const config_t *cfg, const plan_t *plan);
 
 #endif
