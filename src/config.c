@@ -16,14 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "notifd/config_policy.h"
 #include "notifd/config_reader.h"
 #include "notifd/log.h"
 
-/* Implemented in config_policy.c. */
-void policy_config_defaults(policy_config_t *pc);
-void policy_config_parse(config_errors_t *errs, json_t *root, const config_t *cfg,
-                         policy_config_t *pc);
-void policy_config_free(policy_config_t *pc);
 
 static const char *const top_level_keys[] = {
     "listen", "admin_listen", "redis", "auth_token_file", "planner", "events", "feedback", "limits",

@@ -15,13 +15,10 @@
 #include <string.h>
 
 #include "notifd/config.h"
+#include "notifd/config_policy.h"
 #include "notifd/config_reader.h"
 #include "notifd/stored_fields.h"
 
-void policy_config_defaults(policy_config_t *pc);
-void policy_config_parse(config_errors_t *errs, json_t *root, const config_t *cfg,
-                         policy_config_t *pc);
-void policy_config_free(policy_config_t *pc);
 
 static const char *const fast_keys[] = {
     "mode", "pacing", "pacing_profile", "prior_opportunities_per_week",

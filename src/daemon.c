@@ -104,6 +104,11 @@ bool daemon_reload(app_t *app)
     return true;
 }
 
+static void observe_redis_rtt(void *metrics, double seconds)
+{
+    metrics_observe_redis_rtt(metrics, seconds);
+}
+
 static bool store_is_congested(void *store) { return store_congested(store); }
 static void on_store_drained(void *server) { server_gate_opened(server); }
 
@@ -224,7 +229,7 @@ int daemon_run(const char *config_path, config_t *cfg)
         log_error("cannot start", "reason=\"out of memory or policy start failed\"");
         return 1;
     }
-    store_set_rtt_observer(app->store, metrics_observe_redis_rtt, app->metrics);
+    store_set_rtt_observer(app->store, observe_redis_rtt, app->metrics);
     /* Back-pressure: producers are not read while notifd's Redis queue is
      * more than half full (store.h). */
     server_set_gate(app->server, store_is_congested, app->store);

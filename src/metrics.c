@@ -193,9 +193,8 @@ static void histogram_observe(histogram_t *h, double seconds)
 
 /* ---- observations -------------------------------------------------------- */
 
-void metrics_observe_request(void *mp, op_id_t op, bool ok, proto_error_t code, double seconds)
+void metrics_observe_request(metrics_t *m, op_id_t op, bool ok, proto_error_t code, double seconds)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     if ((int)op < 0 || op > OP_COUNT || (!ok && ((int)code < 0 || code >= PROTO_ERROR_COUNT))) {
@@ -221,9 +220,8 @@ int metrics_reason_from_name(const char *name)
     return -1;
 }
 
-void metrics_observe_decision(void *mp, int channel, int mode, int reason, double seconds)
+void metrics_observe_decision(metrics_t *m, int channel, int mode, int reason, double seconds)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     if (channel < 0 || channel >= NOTIFD_MAX_CHANNELS || mode < 0 || mode >= METRICS_MODE_COUNT ||
@@ -249,9 +247,8 @@ const char *metrics_degraded_cause_name(int cause)
     return cause >= 0 && cause < METRICS_DEGRADED_COUNT ? degraded_cause_names[cause] : "?";
 }
 
-void metrics_observe_degraded(void *mp, int cause)
+void metrics_observe_degraded(metrics_t *m, int cause)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     if (cause < 0 || cause >= METRICS_DEGRADED_COUNT) {
@@ -261,16 +258,14 @@ void metrics_observe_degraded(void *mp, int cause)
     ADD(m->degraded[cause], 1);
 }
 
-void metrics_stored_answer_corrupt(void *mp)
+void metrics_stored_answer_corrupt(metrics_t *m)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         ADD(m->stored_answers_corrupt, 1);
 }
 
-void metrics_set_channel_names(void *mp, const char names[][NOTIFD_CHANNEL_NAME_MAX], int n)
+void metrics_set_channel_names(metrics_t *m, const char names[][NOTIFD_CHANNEL_NAME_MAX], int n)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     if (n < 0)
@@ -284,9 +279,8 @@ void metrics_set_channel_names(void *mp, const char names[][NOTIFD_CHANNEL_NAME_
     pthread_mutex_unlock(&m->text_lock);
 }
 
-void metrics_observe_arm_decision(void *mp, int layer, int arm, int reason)
+void metrics_observe_arm_decision(metrics_t *m, int layer, int arm, int reason)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     if (layer < 0 || layer > 1 || arm < -1 || arm >= EXPERIMENT_MAX_ARMS || reason < 0 ||
@@ -297,9 +291,8 @@ void metrics_observe_arm_decision(void *mp, int layer, int arm, int reason)
     ADD(m->arm_decisions[layer][arm + 1][reason], 1);
 }
 
-void metrics_set_arm_names(void *mp, int layer, const char names[][EXPERIMENT_NAME_MAX], int n)
+void metrics_set_arm_names(metrics_t *m, int layer, const char names[][EXPERIMENT_NAME_MAX], int n)
 {
-    metrics_t *m = mp;
     if (m == NULL || layer < 0 || layer > 1)
         return;
     if (n < 0)
@@ -313,25 +306,22 @@ void metrics_set_arm_names(void *mp, int layer, const char names[][EXPERIMENT_NA
     pthread_mutex_unlock(&m->text_lock);
 }
 
-void metrics_observe_redis_rtt(void *mp, double seconds)
+void metrics_observe_redis_rtt(metrics_t *m, double seconds)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         histogram_observe(&m->redis_rtt, seconds);
 }
 
-void metrics_planner_pass_started(void *mp)
+void metrics_planner_pass_started(metrics_t *m)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     ADD(m->passes_started, 1);
     ADD(m->passes_running, 1);
 }
 
-void metrics_observe_stored_invalid(void *mp, const stored_invalid_t *invalid)
+void metrics_observe_stored_invalid(metrics_t *m, const stored_invalid_t *invalid)
 {
-    metrics_t *m = mp;
     if (m == NULL || invalid == NULL)
         return;
     for (int f = 0; f < STORED_FIELD_COUNT; f++)
@@ -339,16 +329,14 @@ void metrics_observe_stored_invalid(void *mp, const stored_invalid_t *invalid)
             ADD(m->stored_invalid[f], invalid->n[f]);
 }
 
-void metrics_planner_member_planned(void *mp, uint64_t count)
+void metrics_planner_member_planned(metrics_t *m, uint64_t count)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         ADD(m->members_planned, count);
 }
 
-void metrics_planner_pass_finished(void *mp, double seconds, uint64_t planned, uint64_t failed)
+void metrics_planner_pass_finished(metrics_t *m, double seconds, uint64_t planned, uint64_t failed)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     uint64_t ns = seconds_to_ns(seconds);
@@ -367,16 +355,14 @@ void metrics_planner_pass_finished(void *mp, double seconds, uint64_t planned, u
     SET(m->last_pass_end_unix, (int64_t)time(NULL));
 }
 
-void metrics_planner_partition_failed(void *mp)
+void metrics_planner_partition_failed(metrics_t *m)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         ADD(m->partitions_failed, 1);
 }
 
-void metrics_events_add(void *mp, metrics_event_t kind, uint64_t n)
+void metrics_events_add(metrics_t *m, metrics_event_t kind, uint64_t n)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     if ((int)kind < 0 || kind >= METRICS_EVENT_COUNT) {
@@ -386,9 +372,8 @@ void metrics_events_add(void *mp, metrics_event_t kind, uint64_t n)
     ADD(m->events[kind], n);
 }
 
-void metrics_feedback_add(void *mp, metrics_feedback_t kind, uint64_t n)
+void metrics_feedback_add(metrics_t *m, metrics_feedback_t kind, uint64_t n)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     if ((int)kind < 0 || kind >= METRICS_FEEDBACK_COUNT) {
@@ -398,47 +383,41 @@ void metrics_feedback_add(void *mp, metrics_feedback_t kind, uint64_t n)
     ADD(m->feedback[kind], n);
 }
 
-void metrics_feedback_set_queue_depth(void *mp, int64_t depth)
+void metrics_feedback_set_queue_depth(metrics_t *m, int64_t depth)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         SET(m->feedback_queue_depth, depth);
 }
 
-void metrics_feedback_set_spool_bytes(void *mp, int64_t bytes)
+void metrics_feedback_set_spool_bytes(metrics_t *m, int64_t bytes)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         SET(m->feedback_spool_bytes, bytes);
 }
 
-void metrics_events_set_spool_bytes(void *mp, int64_t bytes)
+void metrics_events_set_spool_bytes(metrics_t *m, int64_t bytes)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         SET(m->events_spool_bytes, bytes);
 }
 
-void metrics_events_set_queue_depth(void *mp, int64_t depth)
+void metrics_events_set_queue_depth(metrics_t *m, int64_t depth)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         SET(m->events_queue_depth, depth);
 }
 
-void metrics_events_set_queue_bytes(void *mp, int64_t bytes)
+void metrics_events_set_queue_bytes(metrics_t *m, int64_t bytes)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         SET(m->events_queue_bytes, bytes);
 }
 
 /* ---- published loop state ------------------------------------------------ */
 
-void metrics_publish_store(void *mp, store_state_t state, const char *last_error,
+void metrics_publish_store(metrics_t *m, store_state_t state, const char *last_error,
                            const store_counters_t *c)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     SET(m->redis_state, (int)state);
@@ -465,9 +444,8 @@ void metrics_publish_store(void *mp, store_state_t state, const char *last_error
     pthread_mutex_unlock(&m->text_lock);
 }
 
-void metrics_publish_server(void *mp, const server_counters_t *c)
+void metrics_publish_server(metrics_t *m, const server_counters_t *c)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     SET(m->conn_open, c->connections);
@@ -481,10 +459,9 @@ void metrics_publish_server(void *mp, const server_counters_t *c)
     SET(m->read_pauses, c->read_pauses);
 }
 
-void metrics_publish_config(void *mp, uint64_t generation, uint64_t reloads_ok,
+void metrics_publish_config(metrics_t *m, uint64_t generation, uint64_t reloads_ok,
                             uint64_t reloads_failed)
 {
-    metrics_t *m = mp;
     if (m == NULL)
         return;
     SET(m->config_generation, generation);
@@ -492,9 +469,8 @@ void metrics_publish_config(void *mp, uint64_t generation, uint64_t reloads_ok,
     SET(m->reloads_failed, reloads_failed);
 }
 
-void metrics_publish_stopping(void *mp, bool stopping)
+void metrics_publish_stopping(metrics_t *m, bool stopping)
 {
-    metrics_t *m = mp;
     if (m != NULL)
         SET(m->stopping, stopping);
 }

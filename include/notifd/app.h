@@ -33,6 +33,14 @@ typedef enum op_id {
     OP_UNKNOWN = OP_COUNT
 } op_id_t;
 
+/* Each module's state, opaque outside it: the compiler checks who gets what. */
+struct policy_state;
+struct planner;
+struct metrics;
+struct events;
+struct fbq;
+struct admin;
+
 typedef struct app_counters {
     uint64_t requests[OP_COUNT + 1][2];       /* [op][0 ok, 1 error] */
     uint64_t errors[PROTO_ERROR_COUNT];
@@ -52,12 +60,12 @@ typedef struct app {
     bool stopping;
     int exit_code;
     app_counters_t counters;
-    void *policy;                 /* fast-path state (decide.c), may be NULL */
-    void *planner;                /* slow-policy worker (planner.c), may be NULL */
-    void *metrics;                /* metrics registry (metrics.c), may be NULL */
-    void *events;                 /* decision-event sink (events.c), may be NULL */
-    void *feedback_queue;         /* feedback waiting for Redis (feedback_queue.c), may be NULL */
-    void *admin;                  /* admin HTTP endpoint (admin.c), NULL when off */
+    struct policy_state *policy;  /* fast-path state (policy.h), may be NULL */
+    struct planner *planner;      /* slow-policy worker (planner.h), may be NULL */
+    struct metrics *metrics;      /* metrics registry (metrics.h), may be NULL */
+    struct events *events;        /* decision-event sink (events.c), may be NULL */
+    struct fbq *feedback_queue;   /* feedback waiting for Redis (feedback_queue.c), may be NULL */
+    struct admin *admin;          /* admin HTTP endpoint (admin.c), NULL when off */
 } app_t;
 
 /* A reference to the current config snapshot; release with config_release. */

@@ -19,8 +19,8 @@
  * calls from a loop timer; the admin thread reads only the copies.
  *
  * Every function accepts a NULL registry and does nothing, so modules can be
- * tested without one. The `void *m` parameters are for call sites that hold
- * app->metrics (a void pointer, so app.h need not include this header).
+ * tested without one. app.h declares `struct metrics` without including
+ * this header, so app->metrics is a metrics_t * to the compiler.
  */
 #ifndef NOTIFD_METRICS_H
 #define NOTIFD_METRICS_H
@@ -44,7 +44,7 @@ void metrics_free(metrics_t *m);
 
 /* ---- requests (ops.c) ---------------------------------------------------- */
 
-void metrics_observe_request(void *m, op_id_t op, bool ok, proto_error_t code, double seconds);
+void metrics_observe_request(metrics_t *m, op_id_t op, bool ok, proto_error_t code, double seconds);
 
 /* ---- decisions (decide path) --------------------------------------------- */
 
@@ -77,11 +77,11 @@ int metrics_reason_from_name(const char *name);
  * notifd_decide_duration_seconds{mode}. `channel` is the configured channel
  * index; an out-of-range channel, mode or reason is counted in
  * notifd_metrics_invalid_observations_total instead, so a caller bug shows. */
-void metrics_observe_decision(void *m, int channel, int mode, int reason, double seconds);
+void metrics_observe_decision(metrics_t *m, int channel, int mode, int reason, double seconds);
 
 /* A retried opportunity's stored answer (P idem:{M}:<opportunity>) was not
  * fit to replay: notifd_stored_answers_corrupt_total. */
-void metrics_stored_answer_corrupt(void *m);
+void metrics_stored_answer_corrupt(metrics_t *m);
 
 /* Why a decision was answered `degraded` (fast.on_store_error):
  * notifd_decide_degraded_total{cause}. */
@@ -95,30 +95,30 @@ typedef enum metrics_degraded_cause {
     METRICS_DEGRADED_COUNT
 } metrics_degraded_cause_t;
 const char *metrics_degraded_cause_name(int cause);
-void metrics_observe_degraded(void *m, int cause);
+void metrics_observe_degraded(metrics_t *m, int cause);
 
 /* Names of the configured channels, used as label values. Called by admin.c
  * from the loop thread when a config generation is first seen. Counters are
  * kept per channel index: a reload that renames channel 1 continues its
  * series under the new name. */
-void metrics_set_channel_names(void *m, const char names[][NOTIFD_CHANNEL_NAME_MAX], int n);
+void metrics_set_channel_names(metrics_t *m, const char names[][NOTIFD_CHANNEL_NAME_MAX], int n);
 
 /* Decisions by experiment arm: layer 0 = fast, 1 = slow; arm -1 = control.
  * Arm names come from the config in force (set by admin.c on each new
  * generation); counts are kept by arm position. */
-void metrics_observe_arm_decision(void *m, int layer, int arm, int reason);
-void metrics_set_arm_names(void *m, int layer, const char names[][EXPERIMENT_NAME_MAX], int n);
+void metrics_observe_arm_decision(metrics_t *m, int layer, int arm, int reason);
+void metrics_set_arm_names(metrics_t *m, int layer, const char names[][EXPERIMENT_NAME_MAX], int n);
 
 /* ---- Redis (store.c observer) -------------------------------------------- */
 
 /* Signature matches store_set_rtt_observer(): pass the registry as `arg`. */
-void metrics_observe_redis_rtt(void *m, double seconds);
+void metrics_observe_redis_rtt(metrics_t *m, double seconds);
 
 /* ---- planner progress (planner thread) ----------------------------------- */
 
 /* A pass began: notifd_planner_passes_started_total, and the
  * notifd_planner_passes_running gauge goes up until pass_finished. */
-void metrics_planner_pass_started(void *m);
+void metrics_planner_pass_started(metrics_t *m);
 /* `count` more members were planned and stored during the current pass;
  * call per batch so a long pass shows progress in
  * notifd_planner_members_planned_total. */
@@ -126,17 +126,17 @@ void metrics_planner_pass_started(void *m);
 
 /* Adds one read's unusable stored values to
  * notifd_stored_invalid_total{field=<stored_field_name>}; any thread. */
-void metrics_observe_stored_invalid(void *m, const stored_invalid_t *invalid);
+void metrics_observe_stored_invalid(metrics_t *m, const stored_invalid_t *invalid);
 
-void metrics_planner_member_planned(void *m, uint64_t count);
+void metrics_planner_member_planned(metrics_t *m, uint64_t count);
 /* A pass ended after `seconds`. `planned` is the pass total (published as
  * the notifd_planner_last_pass_members gauge; it is NOT added to the counter
  * again, member_planned already did), `failed` is added to
  * notifd_planner_members_failed_total. */
-void metrics_planner_pass_finished(void *m, double seconds, uint64_t planned, uint64_t failed);
+void metrics_planner_pass_finished(metrics_t *m, double seconds, uint64_t planned, uint64_t failed);
 /* A pass left a partition (or part of one) because a key of it is broken:
  * notifd_planner_partitions_failed_total. */
-void metrics_planner_partition_failed(void *m);
+void metrics_planner_partition_failed(metrics_t *m);
 
 /* ---- decision events (event sink) ---------------------------------------- */
 
@@ -150,10 +150,10 @@ typedef enum metrics_event {
     METRICS_EVENT_COUNT
 } metrics_event_t;
 
-void metrics_events_add(void *m, metrics_event_t kind, uint64_t n);
-void metrics_events_set_spool_bytes(void *m, int64_t bytes);
-void metrics_events_set_queue_depth(void *m, int64_t depth);
-void metrics_events_set_queue_bytes(void *m, int64_t bytes);
+void metrics_events_add(metrics_t *m, metrics_event_t kind, uint64_t n);
+void metrics_events_set_spool_bytes(metrics_t *m, int64_t bytes);
+void metrics_events_set_queue_depth(metrics_t *m, int64_t depth);
+void metrics_events_set_queue_bytes(metrics_t *m, int64_t bytes);
 
 /* ---- the feedback queue (feedback_queue.c) ------------------------------ */
 
@@ -166,18 +166,18 @@ typedef enum metrics_feedback {
     METRICS_FEEDBACK_COUNT
 } metrics_feedback_t;
 
-void metrics_feedback_add(void *m, metrics_feedback_t kind, uint64_t n);
-void metrics_feedback_set_queue_depth(void *m, int64_t depth);
-void metrics_feedback_set_spool_bytes(void *m, int64_t bytes);
+void metrics_feedback_add(metrics_t *m, metrics_feedback_t kind, uint64_t n);
+void metrics_feedback_set_queue_depth(metrics_t *m, int64_t depth);
+void metrics_feedback_set_spool_bytes(metrics_t *m, int64_t bytes);
 
 /* ---- loop-thread state, copied for the admin thread ---------------------- */
 
-void metrics_publish_store(void *m, store_state_t state, const char *last_error,
+void metrics_publish_store(metrics_t *m, store_state_t state, const char *last_error,
                            const store_counters_t *c);
-void metrics_publish_server(void *m, const server_counters_t *c);
-void metrics_publish_config(void *m, uint64_t generation, uint64_t reloads_ok,
+void metrics_publish_server(metrics_t *m, const server_counters_t *c);
+void metrics_publish_config(metrics_t *m, uint64_t generation, uint64_t reloads_ok,
                             uint64_t reloads_failed);
-void metrics_publish_stopping(void *m, bool stopping);
+void metrics_publish_stopping(metrics_t *m, bool stopping);
 
 /* Readiness as /readyz reports it: true when Redis is READY, a config is
  * loaded and the daemon is not stopping. Otherwise writes why into `why`. */

@@ -43,7 +43,7 @@ void policy_forget_plans(app_t *app);
 /* Stops the planner worker and frees policy state (loop thread, at stop). */
 void policy_stop(app_t *app);
 
-static inline policy_state_t *policy_state(app_t *app) { return (policy_state_t *)app->policy; }
+static inline policy_state_t *policy_state(app_t *app) { return app->policy; }
 
 /* How long a member's feature hash lives without activity: long enough that
  * decay, not expiry, is what forgets (eight half-lives leave 0.4%), and at
