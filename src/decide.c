@@ -45,12 +45,6 @@
 #include "notifd/schedule.h"
 #include "notifd/stored_answer.h"
 
-/* Decision reasons index the metrics registry's reason labels directly. */
-_Static_assert((int)REASON_DEGRADED == METRICS_REASON_DEGRADED &&
-                   (int)REASON_SEND == METRICS_REASON_SEND &&
-                   (int)REASON_COUNT == METRICS_REASON_DUPLICATE,
-               "decision reasons and metrics reason labels must stay in the same order");
-
 /* In the order a decide happens; helpers after the flow. */
 static void arm_deadline(decide_ctx_t *d);
 static void on_deadline(deadline_entry_t *e);

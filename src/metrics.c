@@ -43,14 +43,9 @@ typedef struct histogram {
 } histogram_t;
 
 static const char *const reason_names[METRICS_REASON_COUNT] = {
-    [METRICS_REASON_SEND] = "send",
-    [METRICS_REASON_PACED_SKIP] = "paced_skip",
-    [METRICS_REASON_CAP_REACHED] = "cap_reached",
-    [METRICS_REASON_QUIET_HOURS] = "quiet_hours",
-    [METRICS_REASON_NO_CANDIDATES] = "no_candidates",
-    [METRICS_REASON_ALL_FILTERED] = "all_filtered",
-    [METRICS_REASON_UNSUBSCRIBED] = "unsubscribed",
-    [METRICS_REASON_DEGRADED] = "degraded",
+#define REASON_NAME(id, name) [METRICS_REASON_##id] = name,
+    DECISION_REASONS(REASON_NAME)
+#undef REASON_NAME
     [METRICS_REASON_DUPLICATE] = "duplicate",
 };
 
@@ -205,6 +200,20 @@ void metrics_observe_request(metrics_t *m, op_id_t op, bool ok, proto_error_t co
     if (!ok)
         ADD(m->errors[code], 1);
     histogram_observe(&m->request_seconds[op], seconds);
+}
+
+uint64_t metrics_requests(const metrics_t *m, op_id_t op, bool ok)
+{
+    if (m == NULL || (int)op < 0 || op > OP_COUNT)
+        return 0;
+    return GET(m->requests[op][ok ? 0 : 1]);
+}
+
+uint64_t metrics_errors(const metrics_t *m, proto_error_t code)
+{
+    if (m == NULL || (int)code < 0 || code >= PROTO_ERROR_COUNT)
+        return 0;
+    return GET(m->errors[code]);
 }
 
 const char *metrics_reason_name(metrics_reason_t reason)

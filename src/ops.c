@@ -19,23 +19,17 @@
 
 typedef void (*op_fn)(request_t *req);
 
-typedef struct op_entry {
-    const char *name;
-    op_fn fn;
-} op_entry_t;
-
-static const op_entry_t ops_table[OP_COUNT] = {
-    [OP_AUTH] = {"auth", NULL}, /* handled before dispatch */
-    [OP_HEALTH] = {"health", op_health},
-    [OP_STATS] = {"stats", op_stats},
-    [OP_DECIDE] = {"decide", op_decide},
-    [OP_FEEDBACK] = {"feedback", op_feedback},
-    [OP_PLAN] = {"plan", op_plan},
-    [OP_REPLAN] = {"replan", op_replan},
-    [OP_PLANNER_RUN] = {"planner_run", op_planner_run},
+/* What each op runs; names are in app.h's NOTIFD_OPS. */
+static const op_fn ops_table[OP_COUNT] = {
+    [OP_AUTH] = NULL, /* handled before dispatch */
+    [OP_HEALTH] = op_health,
+    [OP_STATS] = op_stats,
+    [OP_DECIDE] = op_decide,
+    [OP_FEEDBACK] = op_feedback,
+    [OP_PLAN] = op_plan,
+    [OP_REPLAN] = op_replan,
+    [OP_PLANNER_RUN] = op_planner_run,
 };
-
-const char *ops_name(op_id_t op) { return op < OP_COUNT ? ops_table[op].name : "unknown"; }
 
 static void request_free(request_t *req)
 {
@@ -51,9 +45,6 @@ static void request_free(request_t *req)
 static void request_finish(request_t *req, char *line, size_t len, bool ok, proto_error_t code)
 {
     app_t *app = req->app;
-    app->counters.requests[req->op][ok ? 0 : 1]++;
-    if (!ok)
-        app->counters.errors[code]++;
     metrics_observe_request(app->metrics, req->op, ok, code,
                             (double)(uv_hrtime() - req->start_ns) / 1e9);
     if (line == NULL) {
@@ -117,8 +108,6 @@ static void reply_raw_error(app_t *app, reply_slot_t *slot, proto_error_t code, 
 {
     size_t len = 0;
     char *line = proto_error_line(NULL, code, msg, &len);
-    app->counters.requests[OP_UNKNOWN][1]++;
-    app->counters.errors[code]++;
     metrics_observe_request(app->metrics, OP_UNKNOWN, false, code, 0.0);
     if (line == NULL) {
         line = strdup("{\"id\":null,\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}\n");
@@ -138,10 +127,21 @@ void ops_handle_too_long(void *ctx, conn_t *conn, reply_slot_t *slot)
     reply_raw_error(app, slot, PROTO_LINE_TOO_LONG, msg);
 }
 
+/* "auth, health, ...": every op, for the unknown_op message. */
+static const char *known_ops(void)
+{
+    static const char list[] =
+#define NOTIFD_OP_LISTED(id, name) ", " name
+        NOTIFD_OPS(NOTIFD_OP_LISTED)
+#undef NOTIFD_OP_LISTED
+        ;
+    return list + 2;
+}
+
 static op_id_t op_lookup(const char *name)
 {
     for (int i = 0; i < OP_COUNT; i++)
-        if (strcmp(ops_table[i].name, name) == 0)
+        if (strcmp(ops_name((op_id_t)i), name) == 0)
             return (op_id_t)i;
     return OP_UNKNOWN;
 }
@@ -242,20 +242,18 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
         conn_close_after_replies(conn);
         return;
     }
-    if (req->op == OP_UNKNOWN || (req->op != OP_AUTH && ops_table[req->op].fn == NULL)) {
+    if (req->op == OP_UNKNOWN || (req->op != OP_AUTH && ops_table[req->op] == NULL)) {
         req->op = OP_UNKNOWN;
-        request_reply_error(req, PROTO_UNKNOWN_OP,
-                            "unknown op \"%.64s\"; known: auth, health, stats, decide, feedback, "
-                            "plan, replan, planner_run",
-                            json_string_value(op));
+        request_reply_error(req, PROTO_UNKNOWN_OP, "unknown op \"%.64s\"; known: %s",
+                            json_string_value(op), known_ops());
         return;
     }
     if (app->config->log_sample_every > 0 &&
-        app->counters.requests[req->op][0] % (uint64_t)app->config->log_sample_every == 0)
+        metrics_requests(app->metrics, req->op, true) % (uint64_t)app->config->log_sample_every == 0)
         log_debug("request", "conn=%llu op=%s bytes=%zu", (unsigned long long)conn_id(conn),
                   ops_name(req->op), len);
     if (req->op == OP_AUTH)
         op_auth(req);
     else
-        ops_table[req->op].fn(req);
+        ops_table[req->op](req);
 }

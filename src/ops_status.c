@@ -7,6 +7,7 @@
 
 #include "notifd/events.h"
 #include "notifd/feedback_queue.h"
+#include "notifd/metrics.h"
 #include "notifd/ops.h"
 #include "notifd/policy.h"
 #include "notifd/version.h"
@@ -81,7 +82,8 @@ void op_stats(request_t *req)
 
     json_t *requests = json_object();
     for (int op = 0; op <= OP_COUNT; op++) {
-        uint64_t ok = app->counters.requests[op][0], err = app->counters.requests[op][1];
+        uint64_t ok = metrics_requests(app->metrics, (op_id_t)op, true);
+        uint64_t err = metrics_requests(app->metrics, (op_id_t)op, false);
         if (ok + err == 0)
             continue;
         json_object_set_new(requests, ops_name((op_id_t)op),
@@ -90,7 +92,7 @@ void op_stats(request_t *req)
     json_t *errors = json_object();
     for (int e = 0; e < PROTO_ERROR_COUNT; e++)
         json_object_set_new(errors, proto_error_code((proto_error_t)e),
-                            json_integer((json_int_t)app->counters.errors[e]));
+                            json_integer((json_int_t)metrics_errors(app->metrics, (proto_error_t)e)));
 
     json_t *conns = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                               "open", (json_int_t)sv->connections,

@@ -19,19 +19,37 @@
 #include "notifd/server.h"
 #include "notifd/store.h"
 
-/* Ops of the producer protocol; the order is the order of ops_table. */
+/* Ops of the producer protocol: the one list of ids and wire names (the
+ * dispatch table in ops.c, the op label of metrics and stats). */
+#define NOTIFD_OPS(X)                                                         \
+    X(AUTH, "auth")                                                           \
+    X(HEALTH, "health")                                                       \
+    X(STATS, "stats")                                                         \
+    X(DECIDE, "decide")                                                       \
+    X(FEEDBACK, "feedback")                                                   \
+    X(PLAN, "plan")                                                           \
+    X(REPLAN, "replan")                                                       \
+    X(PLANNER_RUN, "planner_run")
+
 typedef enum op_id {
-    OP_AUTH = 0,
-    OP_HEALTH,
-    OP_STATS,
-    OP_DECIDE,
-    OP_FEEDBACK,
-    OP_PLAN,
-    OP_REPLAN,
-    OP_PLANNER_RUN,
+#define NOTIFD_OP_ENUM(id, name) OP_##id,
+    NOTIFD_OPS(NOTIFD_OP_ENUM)
+#undef NOTIFD_OP_ENUM
     OP_COUNT,
     OP_UNKNOWN = OP_COUNT
 } op_id_t;
+
+/* The op's wire name; "unknown" for OP_UNKNOWN and anything out of range. */
+static inline const char *ops_name(op_id_t op)
+{
+    static const char *const names[OP_COUNT + 1] = {
+#define NOTIFD_OP_NAME(id, name) [OP_##id] = name,
+        NOTIFD_OPS(NOTIFD_OP_NAME)
+#undef NOTIFD_OP_NAME
+        [OP_UNKNOWN] = "unknown",
+    };
+    return (int)op >= 0 && op <= OP_COUNT ? names[op] : "unknown";
+}
 
 /* Each module's state, opaque outside it: the compiler checks who gets what. */
 struct policy_state;
@@ -42,8 +60,8 @@ struct fbq;
 struct admin;
 
 typedef struct app_counters {
-    uint64_t requests[OP_COUNT + 1][2];       /* [op][0 ok, 1 error] */
-    uint64_t errors[PROTO_ERROR_COUNT];
+    /* Requests and errors are counted once, in the metrics registry
+     * (metrics_requests, metrics_errors). */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
 } app_counters_t;

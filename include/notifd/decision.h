@@ -28,15 +28,23 @@
 #include "notifd/threshold.h"
 #include "notifd/types.h"
 
+/* Why a decision came out as it did: the one list of reasons and their
+ * protocol names (the `reason` of answers and events, the label values of
+ * notifd_decisions_total). The order indexes tables; new reasons go last. */
+#define DECISION_REASONS(X)                                                   \
+    X(SEND, "send")                                                           \
+    X(PACED_SKIP, "paced_skip")                                               \
+    X(CAP_REACHED, "cap_reached")                                             \
+    X(QUIET_HOURS, "quiet_hours")                                             \
+    X(NO_CANDIDATES, "no_candidates")                                         \
+    X(ALL_FILTERED, "all_filtered")                                           \
+    X(UNSUBSCRIBED, "unsubscribed")                                           \
+    X(DEGRADED, "degraded")
+
 typedef enum decision_reason {
-    REASON_SEND = 0,
-    REASON_PACED_SKIP,
-    REASON_CAP_REACHED,
-    REASON_QUIET_HOURS,
-    REASON_NO_CANDIDATES,
-    REASON_ALL_FILTERED,
-    REASON_UNSUBSCRIBED,
-    REASON_DEGRADED,
+#define DECISION_REASON_ENUM(id, name) REASON_##id,
+    DECISION_REASONS(DECISION_REASON_ENUM)
+#undef DECISION_REASON_ENUM
     REASON_COUNT
 } decision_reason_t;
 

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "notifd/app.h"
+#include "notifd/decision.h"
 #include "notifd/experiments.h"
 #include "notifd/protocol.h"
 #include "notifd/server.h"
@@ -45,6 +46,10 @@ void metrics_free(metrics_t *m);
 /* ---- requests (ops.c) ---------------------------------------------------- */
 
 void metrics_observe_request(metrics_t *m, op_id_t op, bool ok, proto_error_t code, double seconds);
+/* What metrics_observe_request counted: the `stats` op reads these, so a
+ * request is counted once (0 without a registry). */
+uint64_t metrics_requests(const metrics_t *m, op_id_t op, bool ok);
+uint64_t metrics_errors(const metrics_t *m, proto_error_t code);
 
 /* ---- decisions (decide path) --------------------------------------------- */
 
@@ -53,15 +58,10 @@ void metrics_observe_request(metrics_t *m, op_id_t op, bool ok, proto_error_t co
  * table); the names match the protocol's `reason` strings, plus `duplicate`
  * for a retried opportunity answered from its idempotency record. */
 typedef enum metrics_reason {
-    METRICS_REASON_SEND = 0,
-    METRICS_REASON_PACED_SKIP,
-    METRICS_REASON_CAP_REACHED,
-    METRICS_REASON_QUIET_HOURS,
-    METRICS_REASON_NO_CANDIDATES,
-    METRICS_REASON_ALL_FILTERED,
-    METRICS_REASON_UNSUBSCRIBED,
-    METRICS_REASON_DEGRADED,
-    METRICS_REASON_DUPLICATE,
+#define METRICS_REASON_ENUM(id, name) METRICS_REASON_##id = REASON_##id,
+    DECISION_REASONS(METRICS_REASON_ENUM)
+#undef METRICS_REASON_ENUM
+    METRICS_REASON_DUPLICATE = REASON_COUNT,
     METRICS_REASON_COUNT
 } metrics_reason_t;
 

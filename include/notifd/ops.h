@@ -43,7 +43,6 @@ void request_reply_ok_text(request_t *req, const char *obj, size_t obj_len, cons
 void request_reply_error(request_t *req, proto_error_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-const char *ops_name(op_id_t op);
 
 /* Op implementations live with their subject (decide.c, feedback.c, ...). */
 void op_health(request_t *req);

@@ -13,14 +13,9 @@
 #include "notifd/rng.h"
 
 static const char *const reason_names[REASON_COUNT] = {
-    [REASON_SEND] = "send",
-    [REASON_PACED_SKIP] = "paced_skip",
-    [REASON_CAP_REACHED] = "cap_reached",
-    [REASON_QUIET_HOURS] = "quiet_hours",
-    [REASON_NO_CANDIDATES] = "no_candidates",
-    [REASON_ALL_FILTERED] = "all_filtered",
-    [REASON_UNSUBSCRIBED] = "unsubscribed",
-    [REASON_DEGRADED] = "degraded",
+#define REASON_NAME(id, name) [REASON_##id] = name,
+    DECISION_REASONS(REASON_NAME)
+#undef REASON_NAME
 };
 
 const char *decision_reason_name(decision_reason_t r)
