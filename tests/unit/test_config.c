@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "notifd/config.h"
 #include "notifd/log.h"
 #include "notifd/stored_fields.h"
@@ -37,7 +39,7 @@ static config_t *load(const char *quoted, config_errors_t *errs)
     for (char *p = text; *p; p++)
         if (*p == '\'')
             *p = '"';
-    config_t *cfg = config_load_string(text, 1, errs);
+    config_t *cfg = test_load_config(text, errs);
     free(text);
     return cfg;
 }

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "notifd/config.h"
 #include "notifd/experiments.h"
 #include "notifd/slow_policy.h"
@@ -85,24 +87,11 @@ static void test_layers_with_different_salts_are_independent(void **state)
     }
 }
 
-static config_t *load(const char *json, config_errors_t *errs)
-{
-    config_errors_init(errs);
-    return config_load_string(json, 1, errs);
-}
-
-static bool has_error(const config_errors_t *errs, const char *needle)
-{
-    for (size_t i = 0; i < errs->count; i++)
-        if (strstr(errs->items[i], needle) != NULL)
-            return true;
-    return false;
-}
 
 static void test_arm_overrides_apply_to_their_layer_only(void **state)
 {
     config_errors_t errs;
-    config_t *cfg = load(
+    config_t *cfg = test_load_config(
         "{\"experiments\":{"
         "\"slow\":{\"salt\":\"s\",\"arms\":[{\"name\":\"cost_x2\",\"share\":0.25,"
         "\"set\":{\"slow.message_cost\":0.4,\"slow.weights.optout\":9}}]},"
@@ -145,7 +134,7 @@ static void test_arm_overrides_apply_to_their_layer_only(void **state)
 static void test_invalid_arms_are_reported_with_paths(void **state)
 {
     config_errors_t errs;
-    config_t *cfg = load(
+    config_t *cfg = test_load_config(
         "{\"experiments\":{"
         "\"slow\":{\"salt\":\"same\",\"arms\":[{\"name\":\"a\",\"share\":0.7,\"set\":"
         "{\"fast.pacing\":\"uniform\"}},{\"name\":\"b\",\"share\":0.6,\"set\":{}}]},"
@@ -154,11 +143,11 @@ static void test_invalid_arms_are_reported_with_paths(void **state)
         &errs);
     assert_null(cfg);
     /* a key of the wrong layer */
-    assert_true(has_error(&errs, "experiments.slow.arms[0].set.fast.pacing: a slow arm may only"));
-    assert_true(has_error(&errs, "shares sum to 1.3"));
-    assert_true(has_error(&errs, "experiments.fast.arms[0].set.fast.pacing"));
-    assert_true(has_error(&errs, "experiments.fast.arms[0].set.fast.bogus: unknown key"));
-    assert_true(has_error(&errs, "different salts"));
+    assert_true(test_has_error(&errs, "experiments.slow.arms[0].set.fast.pacing: a slow arm may only"));
+    assert_true(test_has_error(&errs, "shares sum to 1.3"));
+    assert_true(test_has_error(&errs, "experiments.fast.arms[0].set.fast.pacing"));
+    assert_true(test_has_error(&errs, "experiments.fast.arms[0].set.fast.bogus: unknown key"));
+    assert_true(test_has_error(&errs, "different salts"));
     config_errors_free(&errs);
 }
 
@@ -166,14 +155,14 @@ static void test_quality_quantile_is_configured_and_validated(void **state)
 {
     (void)state;
     config_errors_t errs;
-    config_t *cfg = load("{}", &errs);
+    config_t *cfg = test_load_config("{}", &errs);
     assert_non_null(cfg);
     assert_int_equal(cfg->policy.fast.pacing.quality_quantile, PACING_QUANTILE_BUDGET);
     assert_int_equal(cfg->policy.fast.pacing.quality_min_history, 5);
     config_release(cfg);
     config_errors_free(&errs);
 
-    cfg = load("{\"fast\":{\"quality_quantile\":\"rate\"},\"experiments\":{\"fast\":"
+    cfg = test_load_config("{\"fast\":{\"quality_quantile\":\"rate\"},\"experiments\":{\"fast\":"
                "{\"salt\":\"f\",\"arms\":[{\"name\":\"r\",\"share\":0.5,\"set\":"
                "{\"fast.quality_quantile\":\"budget\"}}]}}}",
                &errs);
@@ -183,9 +172,9 @@ static void test_quality_quantile_is_configured_and_validated(void **state)
     config_release(cfg);
     config_errors_free(&errs);
 
-    cfg = load("{\"fast\":{\"quality_quantile\":\"sometimes\"}}", &errs);
+    cfg = test_load_config("{\"fast\":{\"quality_quantile\":\"sometimes\"}}", &errs);
     assert_null(cfg);
-    assert_true(has_error(&errs, "fast.quality_quantile: must be \"rate\" or \"budget\""));
+    assert_true(test_has_error(&errs, "fast.quality_quantile: must be \"rate\" or \"budget\""));
     config_errors_free(&errs);
 }
 
@@ -196,7 +185,7 @@ static void test_default_plan_is_the_planners_plan_for_a_new_member(void **state
      * be what the planner would give them (no history: the priors), so the
      * first plan changes nothing. */
     config_errors_t errs;
-    config_t *cfg = load("{}", &errs);
+    config_t *cfg = test_load_config("{}", &errs);
     assert_non_null(cfg);
     const slow_config_t *s = &cfg->policy.slow;
     member_features_t f;

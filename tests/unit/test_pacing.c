@@ -13,19 +13,13 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "notifd/pacing.h"
 #include "notifd/rng.h"
 #include "notifd/types.h"
 
 #define DAY 86400
-#define assert_close(a, b, tol)                                                              \
-    do {                                                                                     \
-        const double a_ = (a), b_ = (b);                                                     \
-        if (!(fabs(a_ - b_) <= (tol))) {                                                     \
-            print_error("%s = %.17g, expected %.17g +- %g\n", #a, a_, b_, (double)(tol));    \
-            fail();                                                                          \
-        }                                                                                    \
-    } while (0)
 
 static pacing_params_t params_for(pacing_strategy_t strategy)
 {

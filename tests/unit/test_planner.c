@@ -15,25 +15,17 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "notifd/cadence.h"
 #include "notifd/config.h"
 #include "notifd/planner.h"
 
-static config_t *load(const char *json)
-{
-    config_errors_t errs;
-    config_errors_init(&errs);
-    config_t *cfg = config_load_string(json, 1, &errs);
-    for (size_t i = 0; i < errs.count; i++)
-        fprintf(stderr, "config: %s\n", errs.items[i]);
-    config_errors_free(&errs);
-    return cfg;
-}
 
 static void valid_until_follows_the_members_phase_plus_the_grace(void **state)
 {
     (void)state;
-    config_t *cfg = load("{\"planner\": {\"interval_s\": 100000, \"jitter\": 0.1}}");
+    config_t *cfg = test_load_config("{\"planner\": {\"interval_s\": 100000, \"jitter\": 0.1}}", NULL);
     assert_non_null(cfg);
     int64_t lo = INT64_MAX, hi = INT64_MIN;
     for (int i = 0; i < 2000; i++) {
@@ -56,7 +48,7 @@ static void valid_until_follows_the_members_phase_plus_the_grace(void **state)
 static void no_grace_on_the_phase_means_exactly_one_interval(void **state)
 {
     (void)state;
-    config_t *cfg = load("{\"planner\": {\"interval_s\": 604800, \"jitter\": 0}}");
+    config_t *cfg = test_load_config("{\"planner\": {\"interval_s\": 604800, \"jitter\": 0}}", NULL);
     assert_non_null(cfg);
     /* Computed as "a"'s phase comes round: valid for exactly one interval. */
     int64_t at = cadence_next(cadence_phase("a", 1), 604800, 1700000000);
@@ -68,7 +60,7 @@ static void no_grace_on_the_phase_means_exactly_one_interval(void **state)
 static void write_args_hold_every_contract_field(void **state)
 {
     (void)state;
-    config_t *cfg = load("{}");
+    config_t *cfg = test_load_config("{}", NULL);
     assert_non_null(cfg);
     plan_t plan;
     memset(&plan, 0, sizeof plan);
@@ -106,7 +98,7 @@ static void write_args_hold_every_contract_field(void **state)
 static void the_ttl_is_set_ahead_and_left_while_long_enough(void **state)
 {
     (void)state;
-    config_t *cfg = load("{\"planner\": {\"interval_s\": 1000}}");
+    config_t *cfg = test_load_config("{\"planner\": {\"interval_s\": 1000}}", NULL);
     assert_non_null(cfg);
     /* Needed: valid_until + one interval; set: two intervals more. */
     assert_int_equal(planner_plan_ttl_s(cfg, 0, 1100), 2100);
@@ -141,11 +133,11 @@ static void the_ttl_is_set_ahead_and_left_while_long_enough(void **state)
 static void poll_s_has_a_default_and_a_range(void **state)
 {
     (void)state;
-    config_t *cfg = load("{}");
+    config_t *cfg = test_load_config("{}", NULL);
     assert_non_null(cfg);
     assert_int_equal(cfg->planner.poll_s, 60);
     config_release(cfg);
-    cfg = load("{\"planner\": {\"poll_s\": 5}}");
+    cfg = test_load_config("{\"planner\": {\"poll_s\": 5}}", NULL);
     assert_non_null(cfg);
     assert_int_equal(cfg->planner.poll_s, 5);
     config_release(cfg);

@@ -14,17 +14,11 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "notifd/ranker.h"
 #include "notifd/rng.h"
 
-#define assert_close(a, b, tol)                                                              \
-    do {                                                                                     \
-        const double a_ = (a), b_ = (b);                                                     \
-        if (!(fabs(a_ - b_) <= (tol))) {                                                     \
-            print_error("%s = %.17g, expected %.17g +- %g\n", #a, a_, b_, (double)(tol));    \
-            fail();                                                                          \
-        }                                                                                    \
-    } while (0)
 
 static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 

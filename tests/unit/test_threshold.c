@@ -12,17 +12,11 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "notifd/rng.h"
 #include "notifd/threshold.h"
 
-#define assert_close(a, b, tol)                                                              \
-    do {                                                                                     \
-        const double a_ = (a), b_ = (b);                                                     \
-        if (!(fabs(a_ - b_) <= (tol))) {                                                     \
-            print_error("%s = %.17g, expected %.17g +- %g\n", #a, a_, b_, (double)(tol));    \
-            fail();                                                                          \
-        }                                                                                    \
-    } while (0)
 
 typedef double (*score_fn)(rng_t *r, double a, double b);
 

@@ -1,5 +1,5 @@
 /*
- * test_bench_histogram.c - unit tests for the latency histogram that
+ * test_latency_histogram.c - unit tests for the latency histogram that
  * notifd-bench reports its percentiles from (src/core/latency_histogram.c):
  * the bucket layout is gap-free and monotonic, small values are exact,
  * quantiles stay within 1% of the exact sorted-sample quantile on skewed

@@ -1,5 +1,5 @@
 /*
- * test_events_spool.c - unit tests for the event sink's on-disk buffer
+ * test_spool.c - unit tests for the event sink's on-disk buffer
  * (src/spool.c): segment naming and parsing, replay order (numeric, across
  * reopen, whatever order the directory lists files in), rotation by size,
  * sealing of segments found at open, the size limit, all-or-nothing appends
