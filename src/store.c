@@ -104,6 +104,7 @@ struct store {
 
     uint64_t connect_started_ns;
     uint64_t last_progress_ns;   /* last reply, or when the first command went out */
+    uint64_t last_write_ns;      /* any command, internal ones too (probes) */
     uv_timer_t watchdog;         /* liveness, connect timeout, expiry, probes */
     bool watchdog_running;
     uv_timer_t retry;            /* reconnect backoff */
@@ -380,9 +381,13 @@ static bool cmd_write(store_t *st, pending_cmd_t *p)
     if (st->inflight.n == 0)
         st->last_progress_ns = now;
     list_push_tail(&st->inflight, p);
-    if (!p->internal)
+    st->last_write_ns = now;
+    /* Only callers' commands: the planner reads this to tell whether the
+     * fast path is busy, and a probe is not traffic. */
+    if (!p->internal) {
         st->user_in_flight++;
-    atomic_store_explicit(&st->last_sent_ms, uv_now(st->loop), memory_order_relaxed);
+        atomic_store_explicit(&st->last_sent_ms, uv_now(st->loop), memory_order_relaxed);
+    }
     watchdog_ensure(st);
     return true;
 }
@@ -704,9 +709,8 @@ static void on_watchdog(uv_timer_t *t)
     if (st->state == STORE_READY) {
         if (st->queue.n > 0)
             pump(st);
-        uint64_t last_sent_ms = atomic_load_explicit(&st->last_sent_ms, memory_order_relaxed);
         if (st->probe_interval_ms > 0 && st->inflight.n == 0 && st->ac != NULL &&
-            uv_now(st->loop) - last_sent_ms >= (uint64_t)st->probe_interval_ms) {
+            now - st->last_write_ns >= (uint64_t)st->probe_interval_ms * 1000000u) {
             const char *argv[] = {"PING"};
             size_t lens[] = {4};
             if (send_internal(st, on_probe_reply, NULL, 1, argv, lens))

@@ -265,7 +265,8 @@ class Notifd:
             raise AssertionError("notifd's sanitizer report:\n" + report)
 
 
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 
 def sanitizer_report(log):
