@@ -155,10 +155,10 @@ if outcome == 'sent' then
   local upd, n = stored_time(m[1]), stored_count(m[2])
   local hl = tonumber(ARGV[10])
   local w, mset = 1, {}
--- from_future(t, ts, hl): a stored time more than 16 half-lives after the
--- event's ts (see feedback.lua).
-local function from_future(t, ts, hl)
-  return t > ts + 16 * hl
+-- from_future(t, at, half_life): a stored time t more than 16 half-lives
+-- after the event's time `at` (see feedback.lua).
+local function from_future(t, at, half_life)
+  return t > at + 16 * half_life
 end
   if upd ~= nil and from_future(upd, ts, hl) then
     mset[1], mset[2] = 'updated_at', ARGV[1]
@@ -168,20 +168,20 @@ end
   else
     w = math.pow(2, (ts - upd) / hl)
     if w > 2 then
--- rescale(key, ts, f): every count of a member hash times f, and
--- updated_at set to ts (the counts are then as of ts).
-local function is_count(n)
-  if n == 'visit_org' or n == 'visit_attr' then return true end
-  if string.sub(n, 1, 5) == 'last_' or string.find(n, '_last_', 1, true) then
+-- rescale(key, at, f): every count of a member hash times f, and
+-- updated_at set to at (the counts are then as of at).
+local function is_count(field)
+  if field == 'visit_org' or field == 'visit_attr' then return true end
+  if string.sub(field, 1, 5) == 'last_' or string.find(field, '_last_', 1, true) then
     return false
   end
-  return (string.match(n, '_sent$') or string.match(n, '_delivered$') or
-          string.match(n, '_open$') or string.match(n, '_click$') or
-          string.match(n, '_dismiss$') or string.match(n, '_unsub_n$')) ~= nil
+  return (string.match(field, '_sent$') or string.match(field, '_delivered$') or
+          string.match(field, '_open$') or string.match(field, '_click$') or
+          string.match(field, '_dismiss$') or string.match(field, '_unsub_n$')) ~= nil
 end
-local function rescale(key, ts, f)
+local function rescale(key, at, f)
   local all = redis.call('HGETALL', key)
-  local args = {'updated_at', ts}
+  local args = {'updated_at', at}
   for i = 1, #all, 2 do
     if is_count(all[i]) then
       local v = tonumber(all[i + 1])

@@ -58,20 +58,20 @@ local function stored_count(v)
   if n == nil or not (n >= 0 and n <= 1e12) then return 0 end
   return n
 end
--- rescale(key, ts, f): every count of a member hash times f, and
--- updated_at set to ts (the counts are then as of ts).
-local function is_count(n)
-  if n == 'visit_org' or n == 'visit_attr' then return true end
-  if string.sub(n, 1, 5) == 'last_' or string.find(n, '_last_', 1, true) then
+-- rescale(key, at, f): every count of a member hash times f, and
+-- updated_at set to at (the counts are then as of at).
+local function is_count(field)
+  if field == 'visit_org' or field == 'visit_attr' then return true end
+  if string.sub(field, 1, 5) == 'last_' or string.find(field, '_last_', 1, true) then
     return false
   end
-  return (string.match(n, '_sent$') or string.match(n, '_delivered$') or
-          string.match(n, '_open$') or string.match(n, '_click$') or
-          string.match(n, '_dismiss$') or string.match(n, '_unsub_n$')) ~= nil
+  return (string.match(field, '_sent$') or string.match(field, '_delivered$') or
+          string.match(field, '_open$') or string.match(field, '_click$') or
+          string.match(field, '_dismiss$') or string.match(field, '_unsub_n$')) ~= nil
 end
-local function rescale(key, ts, f)
+local function rescale(key, at, f)
   local all = redis.call('HGETALL', key)
-  local args = {'updated_at', ts}
+  local args = {'updated_at', at}
   for i = 1, #all, 2 do
     if is_count(all[i]) then
       local v = tonumber(all[i + 1])
@@ -80,15 +80,15 @@ local function rescale(key, ts, f)
   end
   redis.call('HSET', key, unpack(args))
 end
--- from_future(t, ts, hl): a stored time more than 16 half-lives after the
--- event's ts. Requests' ts stay within limits.ts_window_s of the wall
+-- from_future(t, at, half_life): a stored time t more than 16 half-lives
+-- after the event's time `at` (its ts). Requests' ts stay within limits.ts_window_s of the wall
 -- clock, so such a time was written in another era (a bad clock, a test, a
 -- hostile writer). Taken at its word it would erase the present: every
 -- count rescaled to almost nothing, every new event added with a weight of
 -- almost nothing, a "latest" time never passed again. So the present wins:
 -- the stored time is replaced by ts.
-local function from_future(t, ts, hl)
-  return t > ts + 16 * hl
+local function from_future(t, at, half_life)
+  return t > at + 16 * half_life
 end
 -- decay(key, ts, hl): the weight of an event at ts in the hash's counts
 -- (1 after bringing them to ts); add() and set_max() write one field.
