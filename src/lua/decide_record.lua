@@ -2,9 +2,9 @@
 --
 -- Embedded in notifd at build time as redis_script_decide_record
 -- (src/redis_scripts.c, src/lua/embed.cmake); loaded with SCRIPT LOAD on
--- every (re)connect. Its arguments are built by send_record() in
--- src/decide.c, in this order (P is redis.prefix, M the member id, <ch> the
--- channel's name, <week> the week number):
+-- every (re)connect. Its arguments are built by decide_send_record() in
+-- src/decide_record.c, in this order (P is redis.prefix, M the member id,
+-- <ch> the channel's name, <week> the week number):
 --
 --   KEYS[1]   P idem:{M}:<opportunity>: the opportunity's stored answer
 --   KEYS[2]   P week:{M}: the week hash (weekly counters, EWMA, scores)

@@ -1,8 +1,8 @@
 """The Lua scripts of src/lua/, loaded from the source tree into a real
 redis-server (SCRIPT LOAD) and run with EVALSHA on crafted keys, the
 arguments laid out as their callers lay them out (each .lua file's header
-lists KEYS[i] and ARGV[i]: decide.c's send_record, feedback.c's
-feedback_send, planner.c's planner_write_args_build). Also: the helpers
+lists KEYS[i] and ARGV[i]: decide_record.c's decide_send_record,
+feedback.c's feedback_send, planner.c's planner_write_args_build). Also: the helpers
 decide_record.lua and feedback.lua both carry are the same text, and the
 real notifd loads exactly these files (tests/unit/test_lua_scripts.c checks
 the embedded text byte for byte).
@@ -67,7 +67,7 @@ class LuaScriptsTest(unittest.TestCase):
         flat = self.r("HGETALL", key)
         return dict(zip(flat[0::2], flat[1::2]))
 
-    # ---- decide_record: ARGV as send_record() in src/decide.c builds it --
+    # ---- decide_record: ARGV as decide_send_record() (src/decide_record.c) --
 
     def record(self, opp, msg, ts=T0, cap=2, window=DEDUP, resp="R", capped="C", sends_field="",
                rolling_cap=-1, counted=True, stale=(), sets=()):
