@@ -6,8 +6,9 @@ notifd_packages=(
   libsystemd-dev libmicrohttpd-dev redis-server redis-tools
 )
 # What only the tests need: systemd-analyze (package systemd) checks the unit
-# (tests/integration/test_systemd_*.py fail without it).
-notifd_test_packages=(systemd)
+# (tests/integration/test_systemd_*.py fail without it); luacheck (package
+# lua-check) lints the Redis scripts in src/lua (scripts/test.sh).
+notifd_test_packages=(systemd lua-check)
 
 ensure_packages() {
   local missing=() p

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# scripts/test.sh - installs what is missing, builds, and runs every test:
-# first a normal build (warnings are errors), then the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer.
+# scripts/test.sh - installs what is missing, lints the Lua scripts, builds,
+# and runs every test: first a normal build (warnings are errors), then the
+# same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 ensure_packages "${notifd_packages[@]}" "${notifd_test_packages[@]}"
 
 jobs=$(nproc 2>/dev/null || echo 2)
+
+echo "== luacheck (src/lua: the Redis scripts)"
+luacheck --no-color --config src/lua/.luacheckrc src/lua
 
 echo "== build (RelWithDebInfo, -Werror)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNOTIFD_WERROR=ON >/dev/null

@@ -70,14 +70,8 @@
 #include "planner_internal.h"
 #include "notifd/store.h"
 
-const char planner_script_plan_write[] =
-    "local v = tonumber(ARGV[1])\n"
-    "local old = tonumber(redis.call('HGET', KEYS[1], 'version') or '')\n"
-    "if old ~= nil and old >= v then v = math.floor(old) + 1 end\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "redis.call('HSET', KEYS[1], 'version', v, unpack(ARGV, 3))\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
-    "return v\n";
+/* planner_script_plan_write (planner.h) is src/lua/plan_write.lua, embedded
+ * at build time (redis_scripts.c). */
 
 /* Lease scripts: only the holder (by instance id) may extend or drop it. */
 const char planner_lease_renew_script[] =

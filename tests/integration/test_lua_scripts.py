@@ -1,0 +1,274 @@
+"""The Lua scripts of src/lua/, loaded from the source tree into a real
+redis-server (SCRIPT LOAD) and run with EVALSHA on crafted keys, the
+arguments laid out as their callers lay them out (each .lua file's header
+lists KEYS[i] and ARGV[i]: decide_record.c's decide_send_record,
+feedback.c's feedback_send, planner.c's planner_write_args_build). Also: the helpers
+decide_record.lua and feedback.lua both carry are the same text, and the
+real notifd loads exactly these files (tests/unit/test_lua_scripts.c checks
+the embedded text byte for byte).
+"""
+import hashlib
+import os
+import re
+import unittest
+
+from harness import ROOT, NotifdTestCase, Redis
+
+LUA_DIR = os.path.join(ROOT, "src", "lua")
+SCRIPTS = ("decide_record", "decide_skip", "feedback", "plan_write")
+
+T0 = 1_900_000_000
+HL = 14 * 86400            # half-life, s
+WEEK_TTL = 21 * 86400
+MEMBER_TTL = 400 * 86400
+IDEM_TTL = 7 * 86400
+DEDUP = 30 * 86400
+M = "{m1}"
+K_IDEM = "t:idem:" + M + ":"
+K_WEEK = "t:week:" + M
+K_SENT = "t:sent:" + M
+K_MEMBER = "t:member:" + M
+K_OPTOUT = "t:optout:" + M
+K_EVT = "t:evt:" + M + ":"
+K_PLAN = "t:plan:" + M
+F_SENT, F_OPP, F_SENDS = "push:2900:sent", "push:2900:opp", "push:sends"
+
+
+def script_text(name):
+    with open(os.path.join(LUA_DIR, name + ".lua"), "rb") as f:
+        return f.read()
+
+
+class LuaScriptsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = Redis().start()
+        cls.sha = {}
+        for name in SCRIPTS:
+            text = script_text(name)
+            sha = cls.redis.command("SCRIPT", "LOAD", text)
+            assert sha == hashlib.sha1(text).hexdigest(), name
+            cls.sha[name] = sha
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.close()
+
+    def setUp(self):
+        self.redis.command("FLUSHALL")
+
+    def r(self, *args):
+        return self.redis.command(*args)
+
+    def run_script(self, name, keys, argv):
+        return self.r("EVALSHA", self.sha[name], len(keys), *keys, *argv)
+
+    def hgetall(self, key):
+        flat = self.r("HGETALL", key)
+        return dict(zip(flat[0::2], flat[1::2]))
+
+    # ---- decide_record: ARGV as decide_send_record() (src/decide_record.c) --
+
+    def record(self, opp, msg, ts=T0, cap=2, window=DEDUP, resp="R", capped="C", sends_field="",
+               rolling_cap=-1, counted=True, stale=(), sets=()):
+        keys = [K_IDEM + opp, K_WEEK, K_SENT, K_MEMBER]
+        argv = [ts, F_SENT, F_OPP if counted else "", cap, msg, IDEM_TTL, window, resp, capped,
+                HL, WEEK_TTL, MEMBER_TTL, sends_field, rolling_cap, "push_sent",
+                "push_last_sent", len(stale), *stale, *sets]
+        return self.run_script("decide_record", keys, argv)
+
+    def test_decide_record_sends_until_the_weekly_cap(self):
+        self.assertEqual(self.record("o1", "a", resp="R1"), ["sent"])
+        self.assertEqual(self.record("o2", "b", ts=T0 + 60, resp="R2"), ["sent"])
+        self.assertEqual(self.record("o3", "c", ts=T0 + 120, resp="R3", capped="C3"), ["cap"])
+        week = self.hgetall(K_WEEK)
+        self.assertEqual(week[F_SENT], "2")
+        self.assertEqual(week[F_OPP], "3")
+        # Each opportunity's stored answer: as decided, or as capped.
+        self.assertEqual(self.r("GET", K_IDEM + "o1"), "R1")
+        self.assertEqual(self.r("GET", K_IDEM + "o3"), "C3")
+        self.assertGreater(self.r("TTL", K_IDEM + "o3"), IDEM_TTL - 10)
+        # Only the sends are in the sent set and the member's counts.
+        self.assertEqual(self.r("ZRANGE", K_SENT, 0, -1, "WITHSCORES"),
+                         ["a", str(T0), "b", str(T0 + 60)])
+        member = self.hgetall(K_MEMBER)
+        self.assertEqual(member["updated_at"], str(T0))
+        self.assertEqual(member["first_seen"], str(T0))
+        self.assertEqual(member["push_last_sent"], str(T0 + 60))
+        # The weight is written with %.9g: 9 significant digits.
+        self.assertAlmostEqual(float(member["push_sent"]), 1 + 2 ** (60 / HL), places=7)
+        self.assertGreater(self.r("TTL", K_MEMBER), MEMBER_TTL - 10)
+        self.assertGreater(self.r("TTL", K_WEEK), WEEK_TTL - 10)
+        self.assertGreater(self.r("TTL", K_SENT), DEDUP - 10)
+
+    def test_decide_record_answers_a_retry_with_the_stored_answer(self):
+        self.assertEqual(self.record("o1", "a", resp="R1"), ["sent"])
+        before = (self.hgetall(K_WEEK), self.hgetall(K_MEMBER))
+        self.assertEqual(self.record("o1", "a", ts=T0 + 5, resp="other"), ["dup", "R1"])
+        # Without dedup the retry meets the idempotency key's SET NX GET.
+        self.assertEqual(self.record("o1", "b", ts=T0 + 5, window=0, resp="other"),
+                         ["dup", "R1"])
+        self.assertEqual((self.hgetall(K_WEEK), self.hgetall(K_MEMBER)), before)
+
+    def test_decide_record_rechecks_dedup(self):
+        self.assertEqual(self.record("o1", "a"), ["sent"])
+        # Another opportunity picked message a, sent within the window.
+        self.assertEqual(self.record("o2", "a", ts=T0 + 3600, cap=10), ["sent_already"])
+        self.assertIsNone(self.r("GET", K_IDEM + "o2"))
+        self.assertEqual(self.hgetall(K_WEEK)[F_OPP], "1")
+        # Past the window it may be sent again; the sent set forgets old sends.
+        ts = T0 + DEDUP + 1
+        self.assertEqual(self.record("o3", "a", ts=ts, cap=10), ["sent"])
+        self.assertEqual(self.r("ZSCORE", K_SENT, "a"), str(ts))
+
+    def test_decide_record_enforces_the_rolling_cap(self):
+        old, recent = T0 - 8 * 86400, T0 - 3600
+        self.r("HSET", K_WEEK, F_SENDS, "%d,%d" % (recent, old))
+        self.assertEqual(self.record("o1", "a", sends_field=F_SENDS, rolling_cap=2, cap=10),
+                         ["sent"])
+        # ts first, then the stored times still within 7 days.
+        self.assertEqual(self.r("HGET", K_WEEK, F_SENDS), "%d,%d" % (T0, recent))
+        self.assertEqual(self.record("o2", "b", ts=T0 + 1, sends_field=F_SENDS,
+                                     rolling_cap=2, cap=10), ["cap"])
+        self.assertEqual(self.r("HGET", K_WEEK, F_SENDS), "%d,%d" % (T0, recent))
+        self.assertEqual(self.hgetall(K_WEEK)[F_SENT], "1")
+
+    def test_decide_record_deletes_stale_fields_and_sets_pairs(self):
+        self.r("HSET", K_WEEK, "push:2898:opp", "4", "push:2898:sent", "1", "keep", "x")
+        self.assertEqual(self.record("o1", "a", stale=["push:2898:opp", "push:2898:sent"],
+                                     sets=["push:ewma", "0.25", "push:first_week", "2900"]),
+                         ["sent"])
+        self.assertEqual(self.hgetall(K_WEEK), {"keep": "x", F_OPP: "1", F_SENT: "1",
+                                                "push:ewma": "0.25", "push:first_week": "2900"})
+
+    def test_decide_record_decays_the_members_sends(self):
+        # Two half-lives since updated_at: every count is brought to ts.
+        self.r("HSET", K_MEMBER, "updated_at", T0 - 2 * HL, "push_sent", "4",
+               "email_open", "8", "last_open", T0 - HL)
+        self.assertEqual(self.record("o1", "a", counted=False), ["sent"])
+        member = self.hgetall(K_MEMBER)
+        self.assertEqual(member["updated_at"], str(T0))
+        self.assertEqual(member["push_sent"], "2")
+        self.assertEqual(member["email_open"], "2")
+        self.assertEqual(member["last_open"], str(T0 - HL))
+        # A stored time from another era gives way to the present.
+        self.r("HSET", K_MEMBER, "updated_at", T0 + 100 * HL, "push_last_sent", T0 + 100 * HL)
+        self.assertEqual(self.record("o2", "b", ts=T0 + 10, counted=False), ["sent"])
+        member = self.hgetall(K_MEMBER)
+        self.assertEqual(member["updated_at"], str(T0 + 10))
+        self.assertEqual(member["push_last_sent"], str(T0 + 10))
+        self.assertEqual(member["push_sent"], "3")
+
+    # ---- decide_skip --------------------------------------------------------
+
+    def skip(self, opp, resp="S", counted=True, stale=(), sets=()):
+        return self.run_script("decide_skip", [K_IDEM + opp, K_WEEK],
+                               [resp, IDEM_TTL, F_OPP if counted else "", WEEK_TTL, len(stale),
+                                *stale, *sets])
+
+    def test_decide_skip_counts_an_opportunity_once(self):
+        self.assertEqual(self.skip("o1", resp="S1"), ["skip"])
+        self.assertEqual(self.skip("o2"), ["skip"])
+        self.assertEqual(self.skip("o1", resp="again"), ["dup", "S1"])
+        self.assertEqual(self.skip("o3", counted=False), ["skip"])
+        self.assertEqual(self.r("HGET", K_WEEK, F_OPP), "2")
+        self.assertEqual(self.r("GET", K_IDEM + "o1"), "S1")
+        self.assertGreater(self.r("TTL", K_WEEK), WEEK_TTL - 10)
+
+    def test_decide_skip_restarts_a_broken_counter_and_writes_fields(self):
+        self.r("HSET", K_WEEK, F_OPP, "not a number", "push:2898:opp", "3")
+        self.assertEqual(self.skip("o1", stale=["push:2898:opp"], sets=["push:ewma", "0.5"]),
+                         ["skip"])
+        self.assertEqual(self.hgetall(K_WEEK), {F_OPP: "1", "push:ewma": "0.5"})
+
+    # ---- feedback: ARGV as feedback_send() in src/feedback.c builds it ------
+
+    def feedback(self, event, ts=T0, channel="push", tz="", event_id=None):
+        keys = [K_MEMBER, K_OPTOUT] + ([K_EVT + event_id] if event_id else [])
+        return self.run_script("feedback", keys,
+                               [ts, channel, event, HL, 3600, MEMBER_TTL, tz, 86400])
+
+    def test_feedback_applies_events(self):
+        self.assertEqual(self.feedback("open", tz="120"), 1)  # the member's first event
+        self.assertEqual(self.feedback("delivered", ts=T0 + 1), 0)
+        self.assertEqual(self.feedback("visit", ts=T0 + 60), 0)         # within the window
+        self.assertEqual(self.feedback("visit", ts=T0 + 7200, channel=""), 0)  # organic
+        member = self.hgetall(K_MEMBER)
+        self.assertEqual(member["first_seen"], str(T0))
+        self.assertEqual(member["updated_at"], str(T0))
+        self.assertEqual(member["push_open"], "1")
+        self.assertEqual(member["push_last_open"], str(T0))
+        self.assertEqual(member["last_open"], str(T0))
+        self.assertEqual(member["last_visit"], str(T0 + 7200))
+        self.assertEqual(member["tz_offset_min"], "120")
+        self.assertAlmostEqual(float(member["push_delivered"]), 2 ** (1 / HL), places=8)
+        self.assertAlmostEqual(float(member["visit_attr"]), 2 ** (60 / HL), places=8)
+        self.assertAlmostEqual(float(member["visit_org"]), 2 ** (7200 / HL), places=8)
+        self.assertGreater(self.r("TTL", K_MEMBER), MEMBER_TTL - 10)
+
+    def test_feedback_unsubscribe_and_resubscribe(self):
+        self.assertEqual(self.feedback("unsubscribe"), 1)
+        self.assertEqual(self.hgetall(K_OPTOUT), {"push": "1"})
+        self.assertEqual(self.r("TTL", K_OPTOUT), -1)
+        member = self.hgetall(K_MEMBER)
+        self.assertEqual((member["push_unsub"], member["push_unsub_n"]), ("1", "1"))
+        self.assertEqual(self.feedback("resubscribe", ts=T0 + 10), 0)
+        self.assertEqual(self.r("EXISTS", K_OPTOUT), 0)
+        self.assertEqual(self.r("HGET", K_MEMBER, "push_unsub"), "0")
+
+    def test_feedback_counts_an_event_id_once(self):
+        self.assertEqual(self.feedback("open", event_id="e1"), 1)
+        self.assertEqual(self.feedback("open", ts=T0 + 5, event_id="e1"), -1)
+        self.assertEqual(self.feedback("open", event_id="e2"), 0)
+        self.assertEqual(self.r("HGET", K_MEMBER, "push_open"), "2")
+        self.assertGreater(self.r("TTL", K_EVT + "e1"), 86400 - 10)
+
+    def test_feedback_replaces_a_count_that_is_no_count(self):
+        self.r("HSET", K_MEMBER, "updated_at", T0, "push_open", "garbage")
+        self.assertEqual(self.feedback("open"), 0)
+        self.assertEqual(self.r("HGET", K_MEMBER, "push_open"), "1")
+
+    # ---- plan_write: ARGV as planner_write_args_build() in src/planner.c ----
+
+    def test_plan_write_writes_a_plan_and_never_repeats_a_version(self):
+        self.r("HSET", K_PLAN, "stale_per_week", "3")
+        self.assertEqual(self.run_script("plan_write", [K_PLAN],
+                                         [5, 3600, "action", "1", "source", "planner"]), 5)
+        self.assertEqual(self.hgetall(K_PLAN), {"version": "5", "action": "1",
+                                                "source": "planner"})
+        self.assertGreater(self.r("TTL", K_PLAN), 3590)
+        # A writer with an older version still writes a newer one.
+        self.assertEqual(self.run_script("plan_write", [K_PLAN], [3, 60, "action", "2"]), 6)
+        self.assertEqual(self.hgetall(K_PLAN), {"version": "6", "action": "2"})
+        self.assertLessEqual(self.r("TTL", K_PLAN), 60)
+
+
+def helpers(name):
+    """The top-level `local function` definitions of a script, by name."""
+    out = {}
+    for m in re.finditer(r"^local function (\w+)\(.*?^end$", script_text(name).decode(),
+                         re.M | re.S):
+        out[m.group(1)] = m.group(0)
+    return out
+
+
+class SharedHelpersTest(unittest.TestCase):
+    def test_decide_record_and_feedback_share_their_helpers_verbatim(self):
+        record, feedback = helpers("decide_record"), helpers("feedback")
+        shared = sorted(set(record) & set(feedback))
+        self.assertEqual(shared, ["from_future", "is_count", "rescale", "stored_count",
+                                  "stored_time"])
+        for name in shared:
+            self.assertEqual(record[name], feedback[name], name)
+
+
+class NotifdLoadsTheFilesTest(NotifdTestCase):
+    def test_notifd_loads_exactly_these_scripts(self):
+        # The store loads every registered script on connecting, before it
+        # reports Redis ready.
+        shas = [hashlib.sha1(script_text(n)).hexdigest() for n in SCRIPTS]
+        self.assertEqual(self.redis.command("SCRIPT", "EXISTS", *shas), [1] * len(shas))
+
+
+if __name__ == "__main__":
+    unittest.main()
