@@ -6,8 +6,10 @@ notifd_packages=(
   libsystemd-dev libmicrohttpd-dev redis-server redis-tools
 )
 # What only the tests need: systemd-analyze (package systemd) checks the unit
-# (tests/integration/test_systemd_*.py fail without it).
-notifd_test_packages=(systemd)
+# (tests/integration/test_systemd_*.py fail without it); dpkg-deb and
+# dpkg-shlibdeps (dpkg, dpkg-dev) build and unpack the Debian packages in
+# tests/integration/test_package_layout.py (cpack comes with cmake).
+notifd_test_packages=(systemd dpkg-dev)
 
 ensure_packages() {
   local missing=() p
