@@ -189,7 +189,9 @@ class InstallLayoutTest(unittest.TestCase):
             self.assertTrue(os.access(os.path.join(root, "bin", "notifctl"), os.X_OK))
             confdir = "/etc/notifd" if prefix == "/usr" else prefix + "/etc/notifd"
             self.assertTrue(os.path.isfile(dest + confdir + "/notifd.json"))
-            unit = os.path.join(root, "lib", "systemd", "system", "notifd.service")
+            # A /usr install puts the unit where Debian 12 has units.
+            unitroot = dest if prefix == "/usr" else root
+            unit = os.path.join(unitroot, "lib", "systemd", "system", "notifd.service")
             with open(unit) as f:
                 text = f.read()
             self.assertIn("ExecStart=%s/bin/notifd -c %s/notifd.json\n" % (prefix, confdir),
