@@ -95,7 +95,7 @@ static void fast_defaults(fast_config_t *f)
     f->threshold_target_send_rate = 0.1;
     f->threshold_initial = 0.5;
     f->plan_cache_ms = 0;
-    f->deadline_ms = 1000;
+    f->deadline_ms = 1500;
     /* A channel no plan covers (in-app by default) gets at most one a day
      * on average, paced and capped like a plan: no channel is unbounded
      * unless fast.unpaced_channels says so. */

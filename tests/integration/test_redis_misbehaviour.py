@@ -1,6 +1,6 @@
 """Every way Redis misbehaves, against the real binary and a real
 redis-server, on the default liveness settings (redis.timeout_ms 1000,
-fast.deadline_ms 1000): a hung Redis (SIGSTOP), a slow one (DEBUG SLEEP), a
+fast.deadline_ms 1500): a hung Redis (SIGSTOP), a slow one (DEBUG SLEEP), a
 restart, maxmemory (OOM), MISCONF, a read-only replica (READONLY), a script
 cache flushed under load (NOSCRIPT), and a burst larger than the in-flight
 window and queue (back-pressure). README.md's failure table names each
