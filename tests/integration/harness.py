@@ -189,6 +189,10 @@ class Notifd:
             # wall clock); test_hostile_requests.py checks the default window.
             "limits": {"ts_window_s": 0},
         }
+        if NOTIFD_WRAPPER:
+            # Under valgrind notifd runs 20-50x slower: no decide deadline
+            # unless a test sets one (test_redis_misbehaviour.py skips there).
+            self.config["fast"] = {"deadline_ms": 0}
         _merge(self.config, overrides or {})
         self.config_path = os.path.join(self.dir, "notifd.json")
         self.log_path = os.path.join(self.dir, "notifd.log")
