@@ -220,6 +220,34 @@ class RestartTest(MisbehaviourCase):
         self.assertGreaterEqual(self.degraded(fams, "not_ready"), 1)
 
 
+class ResendTest(MisbehaviourCase):
+    overrides = {"redis": {"timeout_ms": 3000}, "fast": {"deadline_ms": 5000}}
+
+    def test_commands_redis_never_answered_are_sent_again_after_a_reconnect(self):
+        """Redis dies with a decide and a feedback written to it and not
+        answered (stopped, then killed); a new Redis comes up on the port at
+        once. Neither request fails: both are sent again on the new
+        connection and answered as if nothing happened."""
+        c = self.client(timeout=15)
+        fc = self.client(timeout=15)
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        c.send(decide_req(1, "again"))
+        fc.send(fb("again", "again-1"))
+        time.sleep(0.3)  # both written to the stopped Redis
+        self.redis.stop()  # SIGKILL: the connection closes unanswered
+        self.redis.start()
+        r = c.read_line()
+        self.assertTrue(r["ok"], r)
+        self.assertNotEqual(r["reason"], "degraded", r)
+        a = fc.read_line()
+        self.assertEqual((a["ok"], a["recorded"]), (True, True), a)
+        self.assertEqual(self.opens("again"), 1.0)
+        fams = self.metrics()
+        self.assertGreaterEqual(sample(fams, "notifd_redis_resent_total"), 2)
+        self.assertEqual(sum(sample(fams, "notifd_decide_degraded_total", cause=k) or 0
+                             for k in ("not_ready", "deadline", "connection", "error_reply")), 0)
+
+
 class RefusingRedisTest(MisbehaviourCase):
     def assert_refusal_then_recovery(self, refuse, allow, cause_text):
         c = self.client(timeout=10)
