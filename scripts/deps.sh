@@ -7,7 +7,7 @@ notifd_packages=(
 )
 # What only the tests need: systemd-analyze (package systemd) checks the unit
 # (tests/integration/test_systemd_*.py fail without it); luacheck (package
-# lua-check) lints the Redis scripts in src/lua (scripts/test.sh); dpkg-deb
+# lua-check) lints the Redis scripts in src/store/lua (scripts/test.sh); dpkg-deb
 # and dpkg-shlibdeps (dpkg, dpkg-dev) build and unpack the Debian packages
 # in tests/integration/test_package_layout.py (cpack comes with cmake).
 notifd_test_packages=(systemd lua-check dpkg-dev)

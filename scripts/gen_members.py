@@ -9,8 +9,8 @@ first_seen, updated_at, time zone), and one ZADD of the member into its
 schedule partition `P sched:<n>`, due at --due. Deterministic for a given
 --seed, so a benchmark run can be repeated exactly.
 
-The partition function is notifd's schedule_partition() (src/schedule.c,
-src/core/hash.c), reimplemented here; a mismatch would only make members
+The partition function is notifd's schedule_partition() (src/slow/schedule.c,
+src/lib/hash.c), reimplemented here; a mismatch would only make members
 land in the wrong partition, which tests/integration/test_planner.py would
 catch (the planner finds every member it was given).
 """

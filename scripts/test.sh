@@ -9,8 +9,8 @@ ensure_packages "${notifd_packages[@]}" "${notifd_test_packages[@]}"
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
-echo "== luacheck (src/lua: the Redis scripts)"
-luacheck --no-color --config src/lua/.luacheckrc src/lua
+echo "== luacheck (src/store/lua: the Redis scripts)"
+luacheck --no-color --config src/store/lua/.luacheckrc src/store/lua
 
 echo "== build (RelWithDebInfo, -Werror)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNOTIFD_WERROR=ON >/dev/null

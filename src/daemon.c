@@ -19,11 +19,11 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
-#include "notifd/admin.h"
-#include "notifd/events.h"
-#include "notifd/feedback_queue.h"
+#include "notifd/admin/admin.h"
+#include "notifd/events/events.h"
+#include "notifd/fast/feedback_queue.h"
 #include "notifd/log.h"
-#include "notifd/metrics.h"
+#include "notifd/admin/metrics.h"
 #include "notifd/ops.h"
 #include "notifd/policy.h"
 #include "notifd/version.h"

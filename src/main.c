@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "notifd/config.h"
+#include "notifd/config/config.h"
 #include "notifd/daemon.h"
-#include "notifd/json_arena.h"
+#include "notifd/net/json_arena.h"
 #include "notifd/version.h"
 
 static void usage(FILE *out)

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "notifd/json_arena.h"
+#include "notifd/net/json_arena.h"
 #include "notifd/log.h"
-#include "notifd/metrics.h"
+#include "notifd/admin/metrics.h"
 #include "notifd/ops_policy.h"
 
 typedef void (*op_fn)(request_t *req);

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "notifd/events.h"
-#include "notifd/feedback_queue.h"
-#include "notifd/metrics.h"
+#include "notifd/events/events.h"
+#include "notifd/fast/feedback_queue.h"
+#include "notifd/admin/metrics.h"
 #include "notifd/ops.h"
 #include "notifd/policy.h"
 #include "notifd/version.h"

@@ -2,15 +2,15 @@
  * policy.c - lifecycle of the policy layers (see policy.h).
  */
 #include "notifd/policy.h"
-#include "notifd/deadline_list.h"
-#include "notifd/member_overlay.h"
-#include "notifd/plan_cache.h"
+#include "notifd/fast/deadline_list.h"
+#include "notifd/core/member_overlay.h"
+#include "notifd/core/plan_cache.h"
 
 #include <stdlib.h>
 
 #include "notifd/log.h"
-#include "notifd/planner.h"
-#include "notifd/redis_scripts.h"
+#include "notifd/slow/planner.h"
+#include "notifd/store/redis_scripts.h"
 
 int policy_start(app_t *app)
 {

@@ -14,10 +14,10 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "notifd/config.h"
-#include "notifd/protocol.h"
-#include "notifd/server.h"
-#include "notifd/store.h"
+#include "notifd/config/config.h"
+#include "notifd/net/protocol.h"
+#include "notifd/net/server.h"
+#include "notifd/store/store.h"
 
 /* Ops of the producer protocol: the one list of ids and wire names (the
  * dispatch table in ops.c, the op label of metrics and stats). */

@@ -6,8 +6,8 @@
 #define NOTIFD_OPS_POLICY_H
 
 #include "notifd/ops.h"
-#include "notifd/plan.h"
-#include "notifd/request.h"
+#include "notifd/core/plan.h"
+#include "notifd/fast/request_check.h"
 
 void op_decide(request_t *req);
 void op_feedback(request_t *req);

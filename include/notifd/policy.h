@@ -9,10 +9,10 @@
 #include <stdbool.h>
 
 #include "notifd/app.h"
-#include "notifd/decision.h"
-#include "notifd/experiments.h"
-#include "notifd/threshold.h"
-#include "notifd/types.h"
+#include "notifd/core/decision.h"
+#include "notifd/core/experiments.h"
+#include "notifd/core/threshold.h"
+#include "notifd/core/types.h"
 
 typedef struct policy_state {
     int script_record;   /* store script ids */

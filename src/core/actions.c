@@ -5,8 +5,8 @@
  * lookup is a table read. value_index[] and total[] are filled at build time
  * so utility_argmax() walks the grid without dividing action indices.
  */
-#include "notifd/errbuf.h"
-#include "notifd/actions.h"
+#include "notifd/lib/errbuf.h"
+#include "notifd/core/actions.h"
 
 #include <math.h>
 #include <stdarg.h>

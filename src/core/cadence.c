@@ -1,13 +1,13 @@
 /*
  * cadence.c - when the planner replans a member (see cadence.h).
  */
-#include "notifd/cadence.h"
+#include "notifd/core/cadence.h"
 
 #include <math.h>
 #include <stdio.h>
 
-#include "notifd/hash.h"
-#include "notifd/number_parse.h"
+#include "notifd/lib/hash.h"
+#include "notifd/lib/number_parse.h"
 
 #define CADENCE_HASH_SEED 0x636164656e6365ull /* "cadence" */
 

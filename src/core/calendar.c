@@ -6,9 +6,9 @@
  * unix epoch (a Thursday). Fixed offsets mean no DST tables are needed; the
  * member feature store carries the member's current offset.
  */
-#include "notifd/calendar.h"
+#include "notifd/core/calendar.h"
 
-#include "notifd/types.h"
+#include "notifd/core/types.h"
 
 /* Seconds from the unix epoch (Thursday) to the first Monday, 1970-01-05. */
 #define MONDAY_EPOCH_S (4 * (int64_t)NOTIFD_SECONDS_PER_DAY)

@@ -1,16 +1,16 @@
 /*
  * decision.c - the fast policy as a pure function (see decision.h).
  */
-#include "notifd/decision.h"
+#include "notifd/core/decision.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "notifd/calendar.h"
-#include "notifd/number_format.h"
-#include "notifd/number_parse.h"
-#include "notifd/pacing.h"
-#include "notifd/rng.h"
+#include "notifd/core/calendar.h"
+#include "notifd/lib/number_format.h"
+#include "notifd/lib/number_parse.h"
+#include "notifd/core/pacing.h"
+#include "notifd/lib/rng.h"
 
 static const char *const reason_names[REASON_COUNT] = {
 #define REASON_NAME(id, name) [REASON_##id] = name,

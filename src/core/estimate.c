@@ -8,8 +8,8 @@
  * and one expm1 (inside features_exposure_days), which matters because the
  * planner runs it for every member every week.
  */
-#include "notifd/errbuf.h"
-#include "notifd/estimate.h"
+#include "notifd/lib/errbuf.h"
+#include "notifd/core/estimate.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,11 +1,11 @@
 /*
  * experiments.c - stable arm assignment (see experiments.h).
  */
-#include "notifd/experiments.h"
+#include "notifd/core/experiments.h"
 
 #include <string.h>
 
-#include "notifd/hash.h"
+#include "notifd/lib/hash.h"
 
 double experiments_position(const char *salt, const char *member, size_t member_len)
 {

@@ -8,9 +8,9 @@
  * underneath: a short exact fast path for plain decimals, strtod otherwise
  * (notifd never calls setlocale, so the decimal point is '.').
  */
-#include "notifd/features.h"
+#include "notifd/core/features.h"
 
-#include "notifd/stored_fields.h"
+#include "notifd/core/stored_fields.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /*
  * feedback_retry.c - see feedback_retry.h.
  */
-#include "notifd/feedback_retry.h"
+#include "notifd/core/feedback_retry.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /*
  * keys.c - Redis key names (see keys.h).
  */
-#include "notifd/keys.h"
+#include "notifd/core/keys.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,12 +1,12 @@
 /*
  * member_overlay.c - see member_overlay.h.
  */
-#include "notifd/member_overlay.h"
+#include "notifd/core/member_overlay.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "notifd/hash.h"
+#include "notifd/lib/hash.h"
 
 #define OVERLAY_BUCKETS 1024
 

@@ -6,13 +6,13 @@
  * loop over data is the quality strategy's single pass over at most
  * PACING_MAX_RECENT recent scores, which needs no sorting and no buffer.
  */
-#include "notifd/pacing.h"
+#include "notifd/core/pacing.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "notifd/hash.h"
-#include "notifd/types.h"
+#include "notifd/lib/hash.h"
+#include "notifd/core/types.h"
 
 static const char *const strategy_names[] = {"uniform", "budget", "quality"};
 #define N_STRATEGIES (sizeof strategy_names / sizeof strategy_names[0])

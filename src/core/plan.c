@@ -1,7 +1,7 @@
 /*
  * plan.c - parsing the stored plan hash (see plan.h).
  */
-#include "notifd/plan.h"
+#include "notifd/core/plan.h"
 
 #include <string.h>
 

@@ -1,12 +1,12 @@
 /*
  * plan_cache.c - see plan_cache.h.
  */
-#include "notifd/plan_cache.h"
+#include "notifd/core/plan_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "notifd/hash.h"
+#include "notifd/lib/hash.h"
 
 typedef struct slot {
     uint64_t stored_ms;

@@ -2,7 +2,7 @@
  * policy_select.c - which layer parameters apply to a member: the base
  * config, or the member's experiment arm (see policy_config.h).
  */
-#include "notifd/policy_config.h"
+#include "notifd/core/policy_config.h"
 
 static int assign(const experiment_layer_t *layer, const char *member, size_t member_len,
                   int *arm_index, const char **arm_name)

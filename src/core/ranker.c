@@ -7,7 +7,7 @@
  * when the config is reloaded. Length and first byte are compared before
  * memcmp: a call per feature and weight was 5% of notifd's CPU per decide.
  */
-#include "notifd/ranker.h"
+#include "notifd/core/ranker.h"
 
 #include <math.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * The raw features are copied before decaying so the caller's read buffer
  * stays as Redis returned it; the copy is a few hundred bytes on the stack.
  */
-#include "notifd/slow_policy.h"
+#include "notifd/core/slow_policy.h"
 
 int slow_plan_member_ex(const slow_weights_t *w, const slow_priors_t *p,
                         const action_grid_t *g, const member_features_t *raw,

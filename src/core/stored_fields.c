@@ -2,12 +2,12 @@
  * stored_fields.c - the stored fields' ranges and parsers (see
  * stored_fields.h).
  */
-#include "notifd/stored_fields.h"
+#include "notifd/core/stored_fields.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "notifd/number_parse.h"
+#include "notifd/lib/number_parse.h"
 
 /* 2^53 - 1: the largest integer a double (and Lua) holds exactly. */
 #define EXACT_INT_MAX 9007199254740991.0

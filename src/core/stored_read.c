@@ -2,12 +2,12 @@
  * stored_read.c - a decide's read of the member, week and sent state
  * (see stored_read.h).
  */
-#include "notifd/stored_read.h"
+#include "notifd/core/stored_read.h"
 
 #include <string.h>
 
-#include "notifd/decision.h"
-#include "notifd/pacing.h"
+#include "notifd/core/decision.h"
+#include "notifd/core/pacing.h"
 
 static const char *value_of(const char *const *v, size_t i) { return v != NULL ? v[i] : NULL; }
 

@@ -7,7 +7,7 @@
  * the telescoping identity in threshold.h its realised send rate can only
  * drift from the target by as much as the threshold itself moves.
  */
-#include "notifd/threshold.h"
+#include "notifd/core/threshold.h"
 
 #include <math.h>
 

@@ -9,8 +9,8 @@
  * sums of table entries using the per-action value indices and totals the
  * grid precomputed. Nothing is allocated; the scratch row lives on the stack.
  */
-#include "notifd/errbuf.h"
-#include "notifd/utility.h"
+#include "notifd/lib/errbuf.h"
+#include "notifd/core/utility.h"
 
 #include <math.h>
 #include <stdarg.h>

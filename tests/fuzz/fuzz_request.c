@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "notifd/config.h"
-#include "notifd/framing.h"
-#include "notifd/protocol.h"
-#include "notifd/request.h"
+#include "notifd/config/config.h"
+#include "notifd/net/framing.h"
+#include "notifd/net/protocol.h"
+#include "notifd/fast/request_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

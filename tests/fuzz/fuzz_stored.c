@@ -20,13 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "notifd/calendar.h"
-#include "notifd/config.h"
-#include "notifd/decision.h"
-#include "notifd/features.h"
-#include "notifd/plan.h"
-#include "notifd/slow_policy.h"
-#include "notifd/stored_read.h"
+#include "notifd/core/calendar.h"
+#include "notifd/config/config.h"
+#include "notifd/core/decision.h"
+#include "notifd/core/features.h"
+#include "notifd/core/plan.h"
+#include "notifd/core/slow_policy.h"
+#include "notifd/core/stored_read.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

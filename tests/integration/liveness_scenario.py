@@ -20,7 +20,7 @@ After the run it waits for the feedback queue to drain and checks every
 accepted feedback event against Redis: its `P evt:{M}:<id>` key is there
 (applied), and the member's decayed counts equal the sum of the accepted
 events' weights (applied once: a lost event or a doubled one is off by at
-least half a count; see docs/feedback-queue.md and src/redis_scripts.c).
+least half a count; see docs/feedback-queue.md and src/store/redis_scripts.c).
 
 As a script it prints the figures (decides sent and degraded, feedback sent,
 unavailable, queued, and the log's "connection dropped" lines):

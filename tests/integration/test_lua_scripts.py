@@ -1,4 +1,4 @@
-"""The Lua scripts of src/lua/, loaded from the source tree into a real
+"""The Lua scripts of src/store/lua/, loaded from the source tree into a real
 redis-server (SCRIPT LOAD) and run with EVALSHA on crafted keys, the
 arguments laid out as their callers lay them out (each .lua file's header
 lists KEYS[i] and ARGV[i]: decide_record.c's decide_send_record,
@@ -14,7 +14,7 @@ import unittest
 
 from harness import ROOT, NotifdTestCase, Redis
 
-LUA_DIR = os.path.join(ROOT, "src", "lua")
+LUA_DIR = os.path.join(ROOT, "src", "store", "lua")
 SCRIPTS = ("decide_record", "decide_skip", "feedback", "plan_write")
 
 T0 = 1_900_000_000
@@ -67,7 +67,7 @@ class LuaScriptsTest(unittest.TestCase):
         flat = self.r("HGETALL", key)
         return dict(zip(flat[0::2], flat[1::2]))
 
-    # ---- decide_record: ARGV as decide_send_record() (src/decide_record.c) --
+    # ---- decide_record: ARGV as decide_send_record() (src/fast/decide_record.c) --
 
     def record(self, opp, msg, ts=T0, cap=2, window=DEDUP, resp="R", capped="C", sends_field="",
                rolling_cap=-1, counted=True, stale=(), sets=()):
@@ -181,7 +181,7 @@ class LuaScriptsTest(unittest.TestCase):
                          ["skip"])
         self.assertEqual(self.hgetall(K_WEEK), {F_OPP: "1", "push:ewma": "0.5"})
 
-    # ---- feedback: ARGV as feedback_send() in src/feedback.c builds it ------
+    # ---- feedback: ARGV as feedback_send() in src/fast/feedback.c builds it ------
 
     def feedback(self, event, ts=T0, channel="push", tz="", event_id=None):
         keys = [K_MEMBER, K_OPTOUT] + ([K_EVT + event_id] if event_id else [])
@@ -228,7 +228,7 @@ class LuaScriptsTest(unittest.TestCase):
         self.assertEqual(self.feedback("open"), 0)
         self.assertEqual(self.r("HGET", K_MEMBER, "push_open"), "1")
 
-    # ---- plan_write: ARGV as planner_write_args_build() in src/planner.c ----
+    # ---- plan_write: ARGV as planner_write_args_build() in src/slow/planner.c ----
 
     def test_plan_write_writes_a_plan_and_never_repeats_a_version(self):
         self.r("HSET", K_PLAN, "stale_per_week", "3")

@@ -1,7 +1,7 @@
 """planner.nice under config/notifd.service.
 
 The unit denies @resources, which holds setpriority(2), the call the
-planner makes to lower its worker thread's priority (src/planner.c,
+planner makes to lower its worker thread's priority (src/slow/planner.c,
 apply_nice); the unit allows that one call back. systemd is not PID 1 on a
 test machine, so the unit cannot run here; instead:
 
@@ -24,7 +24,7 @@ from opsutil import ROOT
 from test_systemd_unit import ANALYZE, unit_settings
 
 
-# What src/planner.c calls to apply planner.nice to the worker thread.
+# What src/slow/planner.c calls to apply planner.nice to the worker thread.
 NICE_SYSCALLS = ("gettid", "getpriority", "setpriority")
 
 
@@ -80,7 +80,7 @@ class SyscallFilterTest(unittest.TestCase):
                              "scripts/test.sh installs it)")
 
     def test_the_planner_nice_calls_pass_the_units_filter(self):
-        with open(os.path.join(ROOT, "src", "planner.c")) as f:
+        with open(os.path.join(ROOT, "src", "slow", "planner.c")) as f:
             source = f.read()
         self.assertIn("setpriority(PRIO_PROCESS", source)  # the mechanism this guards
         lines = unit_settings()["SystemCallFilter"]
@@ -131,7 +131,7 @@ class UnprivilegedNiceTest(unittest.TestCase):
 
 def nice_in_a_thread(fd):
     """In a forked child: set one thread's nice value 10 above the main
-    thread's as src/planner.c does (setpriority on the thread id); writes
+    thread's as src/slow/planner.c does (setpriority on the thread id); writes
     "main thread uid" to fd and returns the exit code."""
     result = {}
 

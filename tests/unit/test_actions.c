@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <math.h>
 
-#include "notifd/actions.h"
+#include "notifd/core/actions.h"
 
 static void test_default_grid_has_63_actions(void **state)
 {

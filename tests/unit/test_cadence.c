@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/cadence.h"
+#include "notifd/core/cadence.h"
 
 #define WEEK 604800
 

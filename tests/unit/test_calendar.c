@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "notifd/calendar.h"
-#include "notifd/rng.h"
+#include "notifd/core/calendar.h"
+#include "notifd/lib/rng.h"
 
 /* Monday 2026-11-23 00:00:00 UTC (ISO 2026-W48); Thursday is +3 days. */
 #define MON_2026_11_23 INT64_C(1795392000)

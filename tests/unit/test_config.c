@@ -1,6 +1,6 @@
 /*
  * test_config.c - unit tests for loading and validating the configuration
- * (src/config.c, src/config_reader.c) through config_load_string() and
+ * (src/config/config.c, src/config/config_reader.c) through config_load_string() and
  * config_load_file(): the documented defaults, each kind of problem reported
  * with its key path, every problem of a file reported in one pass, secrets
  * read from their files, and reference counting of the snapshot.
@@ -25,9 +25,9 @@
 
 #include "test_util.h"
 
-#include "notifd/config.h"
+#include "notifd/config/config.h"
 #include "notifd/log.h"
-#include "notifd/stored_fields.h"
+#include "notifd/core/stored_fields.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "notifd/deadline_list.h"
+#include "notifd/fast/deadline_list.h"
 
 typedef struct fired {
     deadline_entry_t e;

@@ -13,9 +13,9 @@
 
 #include <cmocka.h>
 
-#include "notifd/calendar.h"
-#include "notifd/decision.h"
-#include "notifd/plan.h"
+#include "notifd/core/calendar.h"
+#include "notifd/core/decision.h"
+#include "notifd/core/plan.h"
 
 #define MONDAY 1795392000 /* 2026-11-23 00:00:00 UTC, a Monday */
 

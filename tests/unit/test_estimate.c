@@ -14,8 +14,8 @@
 #include <cmocka.h>
 #include <math.h>
 
-#include "notifd/estimate.h"
-#include "notifd/hash.h"
+#include "notifd/core/estimate.h"
+#include "notifd/lib/hash.h"
 
 #define DAY 86400.0
 #define HALF_LIFE (28.0 * DAY)

@@ -13,9 +13,9 @@
 
 #include "test_util.h"
 
-#include "notifd/config.h"
-#include "notifd/experiments.h"
-#include "notifd/slow_policy.h"
+#include "notifd/config/config.h"
+#include "notifd/core/experiments.h"
+#include "notifd/core/slow_policy.h"
 
 #define N_MEMBERS 100000
 

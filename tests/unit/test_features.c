@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <math.h>
 
-#include "notifd/features.h"
+#include "notifd/core/features.h"
 
 #define DAY 86400.0
 #define HALF_LIFE (28.0 * DAY)

@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "notifd/config.h"
-#include "notifd/feedback.h"
+#include "notifd/config/config.h"
+#include "notifd/fast/feedback.h"
 
 static config_t *load_config(void)
 {

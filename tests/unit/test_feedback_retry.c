@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/feedback_retry.h"
+#include "notifd/core/feedback_retry.h"
 
 static bool outage(const char *s) { return feedback_error_is_outage(s, strlen(s)); }
 

@@ -1,5 +1,5 @@
 /*
- * test_framing.c - unit tests for the request line framer (src/framing.c):
+ * test_framing.c - unit tests for the request line framer (src/net/framing.c):
  * complete and partial lines, CRLF, empty lines, the max_line boundary, the
  * over-long line that is reported once and skipped up to its newline (fed in
  * small pieces and all at once), bounded memory while a huge line streams
@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/framing.h"
+#include "notifd/net/framing.h"
 
 #define MAX_EVENTS 64
 

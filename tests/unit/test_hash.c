@@ -1,6 +1,6 @@
 /*
- * test_hash.c - golden values of the stable hash (src/core/hash.c) and of
- * the schedule partition built on it (src/schedule.c).
+ * test_hash.c - golden values of the stable hash (src/lib/hash.c) and of
+ * the schedule partition built on it (src/slow/schedule.c).
  *
  * hash.h promises the same values on every machine, build and release:
  * they seed decision coins and place members in experiment arms, cadence
@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "notifd/hash.h"
-#include "notifd/schedule.h"
+#include "notifd/lib/hash.h"
+#include "notifd/slow/schedule.h"
 
 static void test_mix64_is_splitmix64(void **state)
 {

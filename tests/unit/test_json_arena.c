@@ -1,5 +1,5 @@
 /*
- * test_json_arena.c - unit tests for src/json_arena.c: a request tree
+ * test_json_arena.c - unit tests for src/net/json_arena.c: a request tree
  * parsed in a window comes from the arena and needs no json_decref; a tree
  * that outgrows the arena, or a window without an arena, is reported as not
  * held whole (its tree must be decref'd); released arenas are reused clean.
@@ -15,8 +15,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "notifd/json_arena.h"
-#include "notifd/protocol.h"
+#include "notifd/net/json_arena.h"
+#include "notifd/net/protocol.h"
 
 static json_t *parse_in(json_arena_t **arena, const char *text)
 {

@@ -15,7 +15,7 @@
 #include <jansson.h>
 #include <math.h>
 
-#include "notifd/json_writer.h"
+#include "notifd/lib/json_writer.h"
 
 static char *jansson_dump(json_t *o)
 {

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/keys.h"
+#include "notifd/core/keys.h"
 
 static void test_member_keys_share_the_members_slot(void **state)
 {

@@ -1,6 +1,6 @@
 /*
  * test_latency_histogram.c - unit tests for the latency histogram that
- * notifd-bench reports its percentiles from (src/core/latency_histogram.c):
+ * notifd-bench reports its percentiles from (src/lib/latency_histogram.c):
  * the bucket layout is gap-free and monotonic, small values are exact,
  * quantiles stay within 1% of the exact sorted-sample quantile on skewed
  * data, merging equals recording everything in one histogram, and the
@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/latency_histogram.h"
+#include "notifd/lib/latency_histogram.h"
 
 static latency_histogram_t *new_hist(void)
 {

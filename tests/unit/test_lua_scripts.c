@@ -1,11 +1,11 @@
 /*
  * test_lua_scripts.c - the Lua scripts built into notifd are the files of
- * src/lua/, byte for byte: the embedding (src/lua/embed.cmake) loses,
+ * src/store/lua/, byte for byte: the embedding (src/store/lua/embed.cmake) loses,
  * adds or mangles nothing, and no stale copy is linked. Also checks the C
  * constants the scripts spell out as numbers, and that every .lua file in
- * src/lua/ is one of the scripts checked here.
+ * src/store/lua/ is one of the scripts checked here.
  *
- * NOTIFD_LUA_DIR (the source tree's src/lua) comes from the top-level
+ * NOTIFD_LUA_DIR (the source tree's src/store/lua) comes from the top-level
  * CMakeLists.txt; the files are read when the test runs.
  */
 #include <dirent.h>
@@ -19,12 +19,12 @@
 
 #include <cmocka.h>
 
-#include "notifd/decision.h"
-#include "notifd/planner.h"
-#include "notifd/redis_scripts.h"
+#include "notifd/core/decision.h"
+#include "notifd/slow/planner.h"
+#include "notifd/store/redis_scripts.h"
 
 #ifndef NOTIFD_LUA_DIR
-#error "NOTIFD_LUA_DIR must name the source tree's src/lua (top-level CMakeLists.txt)"
+#error "NOTIFD_LUA_DIR must name the source tree's src/store/lua (top-level CMakeLists.txt)"
 #endif
 
 #define STR_(x) #x
@@ -97,7 +97,7 @@ static void test_decide_record_spells_the_c_constants(void **state)
                            "if #sends < " STR(DECISION_MAX_RECENT_SENDS) " then "));
 }
 
-/* A new .lua file in src/lua must be added to scripts[] (and so be checked). */
+/* A new .lua file in src/store/lua must be added to scripts[] (and so be checked). */
 static void test_every_lua_file_is_checked(void **state)
 {
     (void)state;

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 #include <math.h>
 
-#include "notifd/member_overlay.h"
+#include "notifd/core/member_overlay.h"
 
 static member_view_t view(int channel, int64_t week)
 {

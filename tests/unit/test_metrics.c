@@ -1,6 +1,6 @@
 /*
  * test_metrics.c - unit tests for the metrics registry and its Prometheus
- * renderer (src/metrics.c): label escaping, cumulative histogram buckets
+ * renderer (src/admin/metrics.c): label escaping, cumulative histogram buckets
  * with +Inf equal to _count, decision series per configured channel, the
  * out-of-range guard, planner and readiness bookkeeping, and NULL safety.
  */
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/metrics.h"
+#include "notifd/admin/metrics.h"
 
 /* The whole line that starts with `prefix` (a series name with labels). */
 static const char *find_line(const char *text, const char *prefix)

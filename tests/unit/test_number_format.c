@@ -1,5 +1,5 @@
 /*
- * test_number_format.c - unit tests for src/core/number_format.c: every
+ * test_number_format.c - unit tests for src/lib/number_format.c: every
  * output must equal glibc's snprintf byte for byte, over random bit
  * patterns, random short decimals, values around powers of ten and ties,
  * and the edge cases (zeros, extremes, integers).
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/number_format.h"
+#include "notifd/lib/number_format.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 

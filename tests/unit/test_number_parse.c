@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "notifd/number_parse.h"
-#include "notifd/rng.h"
+#include "notifd/lib/number_parse.h"
+#include "notifd/lib/rng.h"
 
 static void expect_same_as_strtod(const char *text)
 {

@@ -15,9 +15,9 @@
 
 #include "test_util.h"
 
-#include "notifd/pacing.h"
-#include "notifd/rng.h"
-#include "notifd/types.h"
+#include "notifd/core/pacing.h"
+#include "notifd/lib/rng.h"
+#include "notifd/core/types.h"
 
 #define DAY 86400
 

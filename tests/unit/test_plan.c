@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/plan.h"
+#include "notifd/core/plan.h"
 
 #define DAY 86400
 

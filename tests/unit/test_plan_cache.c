@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/plan_cache.h"
+#include "notifd/core/plan_cache.h"
 
 #define GEN 1 /* the config generation of most tests */
 

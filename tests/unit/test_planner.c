@@ -1,6 +1,6 @@
 /*
  * test_planner.c - unit tests for the planner's pure helpers
- * (src/planner.c): valid_until by the member's phase, the plan TTL, the plan-write
+ * (src/slow/planner.c): valid_until by the member's phase, the plan TTL, the plan-write
  * argument layout shared by the worker and the replan op, and the
  * planner.poll_s config key. The worker itself (thread, leases, pipeline)
  * runs against a real Redis in tests/integration/test_planner.py.
@@ -17,9 +17,9 @@
 
 #include "test_util.h"
 
-#include "notifd/cadence.h"
-#include "notifd/config.h"
-#include "notifd/planner.h"
+#include "notifd/core/cadence.h"
+#include "notifd/config/config.h"
+#include "notifd/slow/planner.h"
 
 
 static void valid_until_follows_the_members_phase_plus_the_grace(void **state)

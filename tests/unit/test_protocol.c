@@ -1,6 +1,6 @@
 /*
  * test_protocol.c - unit tests for the producer protocol's wire format
- * (src/protocol.c): one compact JSON object per line with exactly one
+ * (src/net/protocol.c): one compact JSON object per line with exactly one
  * trailing '\n' and keys in insertion order; the error line's shape and the
  * stable error code of every proto_error_t; request ids echoed when they are
  * strings or numbers and replaced by null otherwise.
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/protocol.h"
+#include "notifd/net/protocol.h"
 
 /* Encodes, checks the single trailing newline, and returns the line. */
 static char *encode(json_t *obj, size_t *len)

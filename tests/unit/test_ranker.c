@@ -16,8 +16,8 @@
 
 #include "test_util.h"
 
-#include "notifd/ranker.h"
-#include "notifd/rng.h"
+#include "notifd/core/ranker.h"
+#include "notifd/lib/rng.h"
 
 
 static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }

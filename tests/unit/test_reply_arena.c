@@ -1,5 +1,5 @@
 /*
- * test_reply_arena.c - unit tests for src/reply_arena.c: replies read by a
+ * test_reply_arena.c - unit tests for src/store/reply_arena.c: replies read by a
  * real hiredis reader into the arena keep their contents until the arena
  * starts over (at the next top-level reply in PER_REPLY mode, at a reset in
  * MANUAL mode), nested replies are whole, and a reply larger than a block
@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
-#include "notifd/reply_arena.h"
+#include "notifd/store/reply_arena.h"
 
 static redisReply *next_reply(redisReader *r)
 {

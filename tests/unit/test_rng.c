@@ -1,5 +1,5 @@
 /*
- * test_rng.c - unit tests for the decision PRNG (src/core/rng.c): the
+ * test_rng.c - unit tests for the decision PRNG (src/lib/rng.c): the
  * reference xoshiro256** output, determinism of decision seeding (a retried
  * opportunity replays the same draws), separation of inputs, and rough
  * uniformity of rng_next_unit() on a fixed seed.
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/rng.h"
+#include "notifd/lib/rng.h"
 
 static void test_matches_reference_xoshiro256starstar(void **state)
 {

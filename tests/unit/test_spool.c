@@ -1,6 +1,6 @@
 /*
  * test_spool.c - unit tests for the event sink's on-disk buffer
- * (src/spool.c): segment naming and parsing, replay order (numeric, across
+ * (src/events/spool.c): segment naming and parsing, replay order (numeric, across
  * reopen, whatever order the directory lists files in), rotation by size,
  * sealing of segments found at open, the size limit, all-or-nothing appends
  * when write(2) fails part-way (provoked with RLIMIT_FSIZE, which makes
@@ -27,7 +27,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/spool.h"
+#include "notifd/events/spool.h"
 
 typedef struct fixture {
     char dir[256];

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "notifd/stored_answer.h"
+#include "notifd/fast/stored_answer.h"
 
 static bool valid(const char *s) { return stored_answer_valid(s, strlen(s)); }
 

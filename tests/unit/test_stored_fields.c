@@ -12,10 +12,10 @@
 
 #include <cmocka.h>
 
-#include "notifd/calendar.h"
-#include "notifd/plan.h"
-#include "notifd/stored_fields.h"
-#include "notifd/stored_read.h"
+#include "notifd/core/calendar.h"
+#include "notifd/core/plan.h"
+#include "notifd/core/stored_fields.h"
+#include "notifd/core/stored_read.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 

@@ -14,8 +14,8 @@
 
 #include "test_util.h"
 
-#include "notifd/rng.h"
-#include "notifd/threshold.h"
+#include "notifd/lib/rng.h"
+#include "notifd/core/threshold.h"
 
 
 typedef double (*score_fn)(rng_t *r, double a, double b);

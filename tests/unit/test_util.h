@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "notifd/config.h"
+#include "notifd/config/config.h"
 
 /* |a - b| <= tol, printing both values (to 17 digits) when not. */
 #define assert_close(a, b, tol)                                                              \

@@ -27,9 +27,9 @@
 #include <cmocka.h>
 #include <math.h>
 
-#include "notifd/hash.h"
-#include "notifd/slow_policy.h"
-#include "notifd/utility.h"
+#include "notifd/lib/hash.h"
+#include "notifd/core/slow_policy.h"
+#include "notifd/core/utility.h"
 
 #define DAY 86400.0
 #define HALF_LIFE (28.0 * DAY)

@@ -57,8 +57,8 @@
 #include <sys/timerfd.h>
 #endif
 
-#include "notifd/latency_histogram.h"
-#include "notifd/rng.h"
+#include "notifd/lib/latency_histogram.h"
+#include "notifd/lib/rng.h"
 
 #define NS_PER_S 1000000000ull
 #define READ_BUF 65536            /* a reply is ~400 bytes; many fit */

@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "notifd/rng.h"
+#include "notifd/lib/rng.h"
 
 #define SIM_MAX_CHANNELS 3
 #define SIM_MAX_COHORTS 3

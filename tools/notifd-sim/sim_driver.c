@@ -29,8 +29,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "notifd/calendar.h"
-#include "notifd/decision.h"
+#include "notifd/core/calendar.h"
+#include "notifd/core/decision.h"
 #include "sim.h"
 
 typedef struct driver {

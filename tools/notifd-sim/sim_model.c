@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "notifd/hash.h"
+#include "notifd/lib/hash.h"
 #include "sim.h"
 
 /* Cohort medians. Casual members visit about twice a month, open a rested

@@ -1,0 +1,102 @@
+/*
+ * decide_answer.c - the decide op's answers: the reply text, the decision event,
+ * and the counters every new decision moves; the plans it answers with.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decide_internal.h"
+#include "notifd/events/events.h"
+#include "notifd/admin/metrics.h"
+#include "notifd/ops_policy.h"
+#include "notifd/policy.h"
+
+json_t *decide_plan_json(const config_t *cfg, const plan_t *plan)
+{
+    json_t *per_week = json_object();
+    json_t *defaulted = plan->defaulted_mask ? json_array() : NULL;
+    for (int c = 0; c < cfg->n_channels; c++) {
+        if (plan_has_channel(plan, c))
+            json_object_set_new(per_week, cfg->channels[c], json_real(plan->per_week[c]));
+        if (defaulted != NULL && (plan->defaulted_mask & (1u << c)))
+            json_array_append_new(defaulted, json_string(cfg->channels[c]));
+    }
+    return json_pack("{s:I,s:s,s:o,s:o*}", "version", (json_int_t)plan->version, "source",
+                     plan->source, "per_week", per_week, "defaulted", defaulted);
+}
+
+char *decide_answer_text(decide_ctx_t *d, const decision_t *dec, decision_reason_t reason,
+                       bool send, const plan_t *plan, bool degraded, size_t *len)
+{
+    bool chosen = send && dec->chosen >= 0;
+    decide_body_t b = {
+        .cfg = d->req->cfg, .dec = dec, .reason = reason, .send = send,
+        .message = chosen ? d->r.candidates[dec->chosen].id : NULL,
+        .message_len = chosen ? d->r.candidates[dec->chosen].id_len : 0,
+        .plan = plan, .slow_arm = d->slow_arm_name, .fast_arm = d->fast_arm_name,
+        .threshold_mode = d->fast->mode == FAST_MODE_THRESHOLD, .degraded = degraded,
+    };
+    return decide_body_text(&b, len);
+}
+
+/* The decision event: the answer plus what an offline evaluation needs to
+ * replay it (every candidate's score, utility and selection probability). */
+static void publish_event(decide_ctx_t *d, const char *body, size_t len)
+{
+    const config_t *cfg = d->req->cfg;
+    if (cfg->events.url[0] == '\0')
+        return;
+    const decide_request_t *r = &d->r;
+    json_t *ev = json_pack("{s:s,s:I,s:s%,s:s,s:s%}", "type", "decision", "ts",
+                           (json_int_t)r->ts, "member", r->member, r->member_len, "channel",
+                           cfg->channels[r->channel], "opportunity", r->opportunity,
+                           r->opportunity_len);
+    json_t *answer = json_loadb(body, len, 0, NULL);
+    if (ev == NULL || answer == NULL) {
+        json_decref(ev);
+        json_decref(answer);
+        return;
+    }
+    json_object_update(ev, answer);
+    json_decref(answer);
+    json_t *cands = json_array();
+    for (size_t i = 0; i < r->n; i++) {
+        json_t *c = json_pack("{s:s%,s:f}", "id", r->candidates[i].id, r->candidates[i].id_len,
+                              "score", r->candidates[i].score);
+        json_object_set_new(c, "utility", d->ranked ? json_real(r->utility[i]) : json_null());
+        json_object_set_new(c, "select_prob",
+                            d->ranked ? json_real(r->select_prob[i]) : json_null());
+        json_array_append_new(cands, c);
+    }
+    json_object_set_new(ev, "candidates", cands);
+    events_publish(d->req->app, ev);
+}
+
+/* Bookkeeping every new decision shares: its event, arm stats, metrics. */
+void decide_account(decide_ctx_t *d, const char *body, size_t len, decision_reason_t reason)
+{
+    publish_event(d, body, len);
+    policy_state_t *ps = policy_state(d->app);
+    ps->fast_arm_decisions[d->fast_arm + 1][reason]++;
+    ps->slow_arm_decisions[d->slow_arm + 1][reason]++;
+    metrics_t *m = d->app->metrics;
+    metrics_observe_arm_decision(m, 0, d->fast_arm, (int)reason);
+    metrics_observe_arm_decision(m, 1, d->slow_arm, (int)reason);
+    metrics_observe_decision(m, d->r.channel, decide_threshold_mode(d) ? 1 : 0, (int)reason,
+                             (double)(uv_hrtime() - d->req->start_ns) / 1e9);
+}
+
+void decide_default_plan(const config_t *cfg, plan_t *plan)
+{
+    plan_make_default(plan, cfg->policy.slow.default_mask, cfg->policy.slow.default_per_week);
+}
+
+/* No channel goes unpaced by accident: what the plan leaves out is paced
+ * by the default plan, or fast.unplanned_per_week (plan_complete). */
+void decide_complete_plan(const config_t *cfg, const fast_config_t *fast, plan_t *plan)
+{
+    plan_complete(plan, (1u << cfg->n_channels) - 1u, cfg->policy.slow.default_mask,
+                  cfg->policy.slow.default_per_week, fast->unplanned_per_week,
+                  fast->unpaced_mask);
+}

@@ -1,0 +1,107 @@
+/*
+ * decide_internal.h - what the parts of the decide op share (src/decide*.c):
+ *   decide.c         the flow: validate, read, decide, record, answer;
+ *   decide_read.c    the read pipeline and its reply callbacks;
+ *   decide_record.c  the record script's arguments;
+ *   decide_answer.c  the answer's text, its event and its bookkeeping.
+ * Nothing outside the decide op includes it.
+ */
+#ifndef NOTIFD_DECIDE_INTERNAL_H
+#define NOTIFD_DECIDE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "notifd/fast/deadline_list.h"
+#include "notifd/fast/decide_body.h"
+#include "notifd/core/decision.h"
+#include "notifd/core/member_overlay.h"
+#include "notifd/ops.h"
+#include "notifd/core/policy_config.h"
+#include "notifd/core/plan.h"
+#include "notifd/fast/request_check.h"
+#include "notifd/core/stored_read.h"
+#include "notifd/store/store.h"
+
+#define WEEK_TTL_S (21 * 86400)
+/* Week-hash fields to delete in one record: stale weeks of one channel. */
+#define MAX_STALE_FIELDS STORED_MAX_STALE
+
+typedef struct decide_ctx {
+    request_t *req;
+    app_t *app;                     /* outlives req, which the reply frees */
+    decide_request_t r;             /* the validated request (owns the arrays) */
+    const fast_config_t *fast;      /* the member's fast arm, or the base */
+    int fast_arm;                   /* -1 control */
+    const char *fast_arm_name;
+    int slow_arm;
+    const char *slow_arm_name;
+
+    overlay_member_t *overlay;      /* joined while the read is in flight */
+    uint64_t read_seq;
+
+    int outstanding;                /* read replies still expected */
+    bool failed;
+    bool have_plan;
+    plan_t plan;
+    int tz;
+    bool unsubscribed;
+    double open_rate;
+    member_view_t view;             /* week hash, for this channel and week */
+    char *scores_raw;               /* the recent-scores field as read */
+    size_t scores_raw_len;
+    /* Week-hash fields of this channel from weeks that no longer count. */
+    char stale[MAX_STALE_FIELDS][STORED_STALE_FIELD_MAX];
+    int n_stale;
+    stored_invalid_t invalid;       /* stored values the read found unusable */
+    bool ranked;                    /* utility and select_prob are filled */
+
+    deadline_entry_t deadline;      /* fast.deadline_ms, in the policy's deadline list */
+    uint64_t deadline_ns;           /* 0: none */
+    bool record_out;                /* the record script's reply is awaited */
+    bool answered;                  /* replied (by the deadline): only waiting to be freed */
+    int cause;                      /* metrics_degraded_cause_t, when degraded */
+
+    char *body;                     /* the answer as decided, until recorded */
+    size_t body_len;
+    char *capped_body;              /* the answer if the cap stops the send */
+    size_t capped_len;
+    decision_reason_t reason;       /* of `body` */
+    int chosen;                     /* the message `body` sends, -1 none */
+} decide_ctx_t;
+
+static inline bool decide_threshold_mode(const decide_ctx_t *d)
+{
+    return d->fast->mode == FAST_MODE_THRESHOLD;
+}
+
+/* decide.c */
+overlay_table_t *decide_overlay_table(app_t *app);
+void decide_leave_overlay(decide_ctx_t *d);
+/* A read reply is in: the last one moves the decide on. */
+void decide_read_done(decide_ctx_t *d);
+/* The record script's reply (decide_send_record sends it). */
+void decide_on_record(redisReply *reply, void *privdata);
+/* Why the store refused a command of this decide (metrics_degraded_cause_t). */
+int decide_refusal_cause(const decide_ctx_t *d);
+
+/* decide_read.c */
+/* Sends the read pipeline of one decision. */
+void decide_start_read(decide_ctx_t *d);
+void decide_report_invalid(decide_ctx_t *d);
+
+/* decide_record.c */
+/* Sends the record script for `dec`; false if it could not (d->cause set). */
+bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
+                        overlay_effect_t *effect);
+
+/* decide_answer.c */
+char *decide_answer_text(decide_ctx_t *d, const decision_t *dec, decision_reason_t reason,
+                         bool send, const plan_t *plan, bool degraded, size_t *len);
+/* Bookkeeping every new decision shares: its event, arm stats, metrics. */
+void decide_account(decide_ctx_t *d, const char *body, size_t len, decision_reason_t reason);
+void decide_default_plan(const config_t *cfg, plan_t *plan);
+void decide_complete_plan(const config_t *cfg, const fast_config_t *fast, plan_t *plan);
+
+#endif

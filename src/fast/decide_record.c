@@ -1,0 +1,218 @@
+/*
+ * decide_record.c - the decide op's record: the arguments of the record script
+ * (decide_record for a send, decide_skip otherwise; redis_scripts.c), which
+ * checks the caps and dedup atomically and stores the answer under the
+ * opportunity's idempotency key.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decide_internal.h"
+#include "notifd/core/calendar.h"
+#include "notifd/core/keys.h"
+#include "notifd/lib/number_format.h"
+#include "notifd/policy.h"
+
+/* P idem:{M}:<opportunity> */
+static size_t idem_key(char *key, const config_t *cfg, const decide_request_t *r)
+{
+    char suffix[MEMBER_ID_MAX + 2];
+    suffix[0] = ':';
+    memcpy(suffix + 1, r->opportunity, r->opportunity_len);
+    return key_member(key, cfg->redis.prefix, "idem", r->member, r->member_len, suffix,
+                      r->opportunity_len + 1);
+}
+
+/* The recent-scores list after this decision, as comma-separated numbers
+ * (one field of the week hash): its best score first, then those the
+ * overlay added since the read, then the list as read. The read list is
+ * passed through as text: formatting a hundred numbers per decide was a
+ * tenth of notifd's CPU. */
+static char *scores_text(const member_view_t *v, double best, int keep, const char *raw,
+                         size_t raw_len, size_t *len)
+{
+    size_t added = v->n_recent_new < (size_t)keep - 1 ? v->n_recent_new : (size_t)keep - 1;
+    size_t from_raw = (size_t)keep - 1 - added;
+    char *s = malloc((added + 1) * (NUMBER_FORMAT_MAX + 1) + raw_len + 2);
+    if (s == NULL)
+        return NULL;
+    /* Five significant digits: plenty for a quantile of utilities, and the
+     * list goes through the record script on every decide. */
+    size_t at = number_format_g(s, best, DECISION_SCORE_DIGITS);
+    for (size_t i = 0; i < added; i++) {
+        s[at++] = ',';
+        at += number_format_g(s + at, v->recent[i], DECISION_SCORE_DIGITS);
+    }
+    /* The first from_raw entries of the read list. */
+    size_t take = 0, entries = 0;
+    while (from_raw > 0 && take < raw_len) {
+        const char *comma = memchr(raw + take, ',', raw_len - take);
+        size_t stop = comma ? (size_t)(comma - raw) : raw_len;
+        if (++entries == from_raw || comma == NULL) {
+            take = stop;
+            break;
+        }
+        take = stop + 1;
+    }
+    if (from_raw > 0 && take > 0) {
+        s[at++] = ',';
+        memcpy(s + at, raw, take);
+        at += take;
+    }
+    s[at] = '\0';
+    *len = at;
+    return s;
+}
+
+/* "<ch>:<week><kind>": a weekly counter of the week hash (":opp", ":sent"). */
+static void week_counter_field(char *out, size_t cap, const char *ch, int64_t week,
+                               const char *kind)
+{
+    char wk[NUMBER_FORMAT_MAX];
+    number_format_i64(wk, week);
+    size_t n = key_field(out, cap, ch, ":");
+    n += key_field(out + n, cap - n, wk, "");
+    key_field(out + n, cap - n, kind, "");
+}
+
+/* Sends the record script for decision `dec`; false if it could not. A
+ * decision to send goes through decide_record (cap checks, sent set,
+ * member features); any other through decide_skip, which takes a third of
+ * the arguments: most decisions are not to send, and Redis's cost of a
+ * script grows with its arguments (redis_scripts.c). */
+bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
+                        overlay_effect_t *effect)
+{
+    const config_t *cfg = d->req->cfg;
+    const decide_request_t *r = &d->r;
+    const fast_config_t *fast = d->fast;
+    const char *prefix = cfg->redis.prefix;
+    const char *ch = cfg->channels[r->channel];
+    const bool full = dec->send;
+
+    enum { MAXKEYS = 4, FIXED = 17, MAXARGS = MAXKEYS + FIXED + MAX_STALE_FIELDS + 10 };
+    const char *argv[MAXARGS];
+    size_t lens[MAXARGS];
+    int argc = 0;
+#define ARG(p, l) (argv[argc] = (p), lens[argc] = (l), argc++)
+#define ARGS(p) ARG(p, strlen(p))
+
+    char k_idem[KEY_MAX], k_week[KEY_MAX], k_sent[KEY_MAX], k_member[KEY_MAX];
+    ARG(k_idem, idem_key(k_idem, cfg, r));
+    ARG(k_week, key_member(k_week, prefix, "week", r->member, r->member_len, "", 0));
+    if (full) {
+        ARG(k_sent, key_member(k_sent, prefix, "sent", r->member, r->member_len, "", 0));
+        ARG(k_member, key_member(k_member, prefix, "member", r->member, r->member_len, "", 0));
+    }
+    const int nkeys = argc;
+
+    char a_ts[24], a_cap[24], a_idem_ttl[24], a_dedup[24], a_hl[32];
+    char a_week_ttl[24], a_member_ttl[24], a_ndel[NUMBER_FORMAT_MAX], f_opp[64], f_sent[64];
+    char f_msent[48], f_mlast[48];
+    number_format_i64(a_idem_ttl, fast->idempotency_ttl_s);
+    number_format_i64(a_week_ttl, WEEK_TTL_S);
+    number_format_i64(a_ndel, d->n_stale);
+    /* The week's opportunity counter, if this one counts ('' if not). */
+    if (dec->reached_coin)
+        week_counter_field(f_opp, sizeof f_opp, ch, d->view.week, ":opp");
+    else
+        f_opp[0] = '\0';
+    /* The rolling cap's field and cap: checked against the stored send
+     * times, since what was read may miss another instance's send. */
+    char f_sends[48], a_rolling[24];
+    if (!full) {
+        ARG(d->body, d->body_len);
+        ARGS(a_idem_ttl);
+        ARGS(f_opp);
+        ARGS(a_week_ttl);
+    } else {
+        /* decide_record: see its contract in redis_scripts.c. */
+        week_counter_field(f_sent, sizeof f_sent, ch, d->view.week, ":sent");
+        number_format_i64(a_ts, r->ts);
+        number_format_i64(a_cap, dec->cap);
+        number_format_i64(a_dedup, (int64_t)fast->dedup_days * 86400);
+        snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
+        number_format_i64(a_member_ttl, policy_member_ttl_s(cfg));
+        ARGS(a_ts);
+        ARGS(f_sent);
+        ARGS(f_opp);
+        ARGS(a_cap);
+        bool chosen = dec->chosen >= 0; /* a send has chosen a message */
+        ARG(chosen ? r->candidates[dec->chosen].id : "",
+            chosen ? r->candidates[dec->chosen].id_len : 0);
+        ARGS(a_idem_ttl);
+        ARGS(a_dedup);
+        ARG(d->body, d->body_len);
+        ARG(d->capped_body, d->capped_len);
+        ARGS(a_hl);
+        ARGS(a_week_ttl);
+        ARGS(a_member_ttl);
+        if (fast->rolling_cap) {
+            key_field(f_sends, sizeof f_sends, ch, ":sends");
+            number_format_i64(a_rolling, dec->rolling_cap);
+            ARGS(f_sends);
+            ARGS(a_rolling);
+        } else {
+            ARG("", 0);
+            ARG("", 0);
+        }
+        ARG(f_msent, key_field(f_msent, sizeof f_msent, ch, "_sent"));
+        ARG(f_mlast, key_field(f_mlast, sizeof f_mlast, ch, "_last_sent"));
+    }
+    ARGS(a_ndel);
+    for (int i = 0; i < d->n_stale; i++)
+        ARGS(d->stale[i]);
+
+    /* Week-hash fields computed here, from what was read. */
+    char f_ewma[48], v_ewma[32], f_ewma_week[48], v_ewma_week[24];
+    char f_first[48], v_first[24], f_frac[48], v_frac[32], f_scores[48];
+    if (fold->store_ewma) {
+        key_field(f_ewma, sizeof f_ewma, ch, ":ewma");
+        snprintf(v_ewma, sizeof v_ewma, "%.17g", fold->ewma);
+        ARGS(f_ewma);
+        ARGS(v_ewma);
+    }
+    if (fold->store_ewma_week) {
+        key_field(f_ewma_week, sizeof f_ewma_week, ch, ":ewma_week");
+        number_format_i64(v_ewma_week, fold->ewma_week);
+        ARGS(f_ewma_week);
+        ARGS(v_ewma_week);
+    }
+    if (effect->set_first_week) {
+        key_field(f_first, sizeof f_first, ch, ":first_week");
+        number_format_i64(v_first, effect->first_week);
+        key_field(f_frac, sizeof f_frac, ch, ":first_frac");
+        snprintf(v_frac, sizeof v_frac, "%.6f", effect->first_fraction);
+        ARGS(f_first);
+        ARGS(v_first);
+        ARGS(f_frac);
+        ARGS(v_frac);
+    }
+    char *scores = NULL;
+    if (effect->have_score) {
+        size_t sl = 0;
+        scores = scores_text(&d->view, effect->score, fast->quality_history, d->scores_raw,
+                             d->scores_raw_len, &sl);
+        if (scores == NULL)
+            return false;
+        key_field(f_scores, sizeof f_scores, ch, ":scores");
+        ARGS(f_scores);
+        ARG(scores, sl);
+    }
+#undef ARG
+#undef ARGS
+    policy_state_t *ps = policy_state(d->app);
+    int rc = store_eval_until(d->app->store, d->deadline_ns,
+                              full ? ps->script_record : ps->script_skip, decide_on_record, d, nkeys,
+                              argc - nkeys, argv, lens);
+    free(scores);
+    if (rc != 0) {
+        d->cause = decide_refusal_cause(d);
+        return false;
+    }
+    d->record_out = true;
+    effect->seq = store_position(d->app->store);
+    return true;
+}

@@ -1,0 +1,238 @@
+/*
+ * json_writer.c - see json_writer.h.
+ */
+#include "notifd/lib/json_writer.h"
+#include "notifd/lib/number_format.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void jw_init(json_writer_t *w) { memset(w, 0, sizeof *w); }
+
+void jw_free(json_writer_t *w)
+{
+    free(w->buf);
+    jw_init(w);
+}
+
+char *jw_take(json_writer_t *w, size_t *len)
+{
+    char *out = w->failed || w->buf == NULL ? NULL : w->buf;
+    if (out == NULL)
+        free(w->buf);
+    if (len)
+        *len = out ? w->len : 0;
+    jw_init(w);
+    return out;
+}
+
+static bool reserve(json_writer_t *w, size_t more)
+{
+    if (w->failed)
+        return false;
+    if (w->len + more + 1 <= w->cap)
+        return true;
+    size_t cap = w->cap ? w->cap : 256;
+    while (cap < w->len + more + 1)
+        cap *= 2;
+    char *b = realloc(w->buf, cap);
+    if (b == NULL) {
+        w->failed = true;
+        return false;
+    }
+    w->buf = b;
+    w->cap = cap;
+    return true;
+}
+
+static void put(json_writer_t *w, const char *s, size_t n)
+{
+    if (!reserve(w, n))
+        return;
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+
+/* The separator a new item (key, or value in an array/at top) needs. */
+static void begin_item(json_writer_t *w)
+{
+    if (w->after_key) {
+        w->after_key = false;
+        return;
+    }
+    if (w->depth > 0 && w->has_items[w->depth - 1])
+        put(w, ",", 1);
+    if (w->depth > 0)
+        w->has_items[w->depth - 1] = true;
+}
+
+static void open_container(json_writer_t *w, const char *bracket)
+{
+    begin_item(w);
+    if (w->depth >= JSON_WRITER_MAX_DEPTH) {
+        w->failed = true;
+        return;
+    }
+    w->has_items[w->depth++] = false;
+    put(w, bracket, 1);
+}
+
+static void close_container(json_writer_t *w, const char *bracket)
+{
+    if (w->depth == 0 || w->after_key) {
+        w->failed = true;
+        return;
+    }
+    w->depth--;
+    put(w, bracket, 1);
+}
+
+void jw_object_begin(json_writer_t *w) { open_container(w, "{"); }
+void jw_object_end(json_writer_t *w) { close_container(w, "}"); }
+void jw_array_begin(json_writer_t *w) { open_container(w, "["); }
+void jw_array_end(json_writer_t *w) { close_container(w, "]"); }
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one:
+ * overlong forms, surrogates and code points past U+10FFFF are invalid. */
+static size_t utf8_valid_len(const unsigned char *p, size_t avail)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) { n = 2; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; min = 0x10000; }
+    else return 0;
+    if (avail < n)
+        return 0;
+    unsigned cp = c & (0x7F >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+static void put_escaped(json_writer_t *w, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    put(w, "\"", 1);
+    while (p < end) {
+        /* Copy the longest run that needs no escaping in one go. */
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
+            p++;
+        if (p > run)
+            put(w, (const char *)run, (size_t)(p - run));
+        if (p == end)
+            break;
+        unsigned c = *p;
+        if (c >= 0x80) {
+            size_t n = utf8_valid_len(p, (size_t)(end - p));
+            if (n == 0) {
+                put(w, "\xEF\xBF\xBD", 3); /* U+FFFD for a byte that is not UTF-8 */
+                p++;
+            } else {
+                put(w, (const char *)p, n);
+                p += n;
+            }
+            continue;
+        }
+        char esc[8];
+        switch (c) {
+        case '"': put(w, "\\\"", 2); break;
+        case '\\': put(w, "\\\\", 2); break;
+        case '\b': put(w, "\\b", 2); break;
+        case '\f': put(w, "\\f", 2); break;
+        case '\n': put(w, "\\n", 2); break;
+        case '\r': put(w, "\\r", 2); break;
+        case '\t': put(w, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04X", c);
+            put(w, esc, 6);
+        }
+        p++;
+    }
+    put(w, "\"", 1);
+}
+
+void jw_key(json_writer_t *w, const char *key)
+{
+    if (w->depth == 0 || w->after_key) {
+        w->failed = true;
+        return;
+    }
+    begin_item(w);
+    put_escaped(w, key, strlen(key));
+    put(w, ":", 1);
+    w->after_key = true;
+}
+
+void jw_string(json_writer_t *w, const char *s, size_t len)
+{
+    begin_item(w);
+    put_escaped(w, s, len);
+}
+
+void jw_cstring(json_writer_t *w, const char *s) { jw_string(w, s, strlen(s)); }
+
+void jw_real(json_writer_t *w, double x)
+{
+    if (!isfinite(x)) {
+        jw_null(w);
+        return;
+    }
+    begin_item(w);
+    char b[NUMBER_FORMAT_MAX + 8];
+    int n = (int)number_format_g(b, x, 15);
+    if (n <= 0 || (size_t)n >= sizeof b - 2) {
+        w->failed = true;
+        return;
+    }
+    /* Like jansson: the exponent without "+" or leading zeros ("2.5e-9"),
+     * and a real always reads back as a real ("1.0"). */
+    char *e = strchr(b, 'e');
+    if (e != NULL) {
+        char *digits = e + 1, *from = digits;
+        if (*from == '-')
+            digits = ++from;
+        else if (*from == '+')
+            from++;
+        while (*from == '0' && from[1] != '\0')
+            from++;
+        memmove(digits, from, strlen(from) + 1);
+        n = (int)strlen(b);
+    } else if (strchr(b, '.') == NULL) {
+        b[n++] = '.';
+        b[n++] = '0';
+        b[n] = '\0';
+    }
+    put(w, b, (size_t)n);
+}
+
+void jw_int(json_writer_t *w, int64_t x)
+{
+    begin_item(w);
+    char b[NUMBER_FORMAT_MAX];
+    put(w, b, number_format_i64(b, x));
+}
+
+void jw_bool(json_writer_t *w, bool b)
+{
+    begin_item(w);
+    put(w, b ? "true" : "false", b ? 4 : 5);
+}
+
+void jw_null(json_writer_t *w)
+{
+    begin_item(w);
+    put(w, "null", 4);
+}

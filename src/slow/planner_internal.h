@@ -1,0 +1,154 @@
+/*
+ * planner_internal.h - what the planner's two files share (not an API):
+ * planner.c (the thread, passes, the worker's Redis connection, leases)
+ * and planner_partition.c (one partition: the walks, the pipeline, the
+ * schedule changes). See planner.c's top comment for the whole shape.
+ */
+#ifndef NOTIFD_PLANNER_INTERNAL_H
+#define NOTIFD_PLANNER_INTERNAL_H
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "notifd/config/config.h"
+#include "notifd/lib/number_format.h"
+#include "notifd/slow/planner.h"
+#include "notifd/store/reply_arena.h"
+
+/* A chunk is this many batches, and at least PLANNER_CHUNK_MIN members: one
+ * ZRANGEBYSCORE feeds them all, and the due walk's schedule changes go out
+ * together at its end, sorted (small chunks made the old schedule's sorted
+ * moves cost Redis twice as much per member: 1.7 us at 512 members per
+ * chunk, 0.8-1.0 us at 4096). The cadence walk uses half-size chunks. */
+#define PLANNER_BATCHES_PER_CHUNK 8
+#define PLANNER_CHUNK_MIN 4096
+/* Fields of a feature hash looked at; a hash with more is read in part. */
+#define PLANNER_MAX_PAIRS 256
+/* The worker's command timeout is never below this: a pipeline of a few
+ * thousand commands may legitimately take longer than a fast-path command
+ * timeout (tens of ms), and nothing latency-sensitive waits on the worker. */
+#define PLANNER_MIN_TIMEOUT_MS 1000
+#define PLANNER_MAX_GROUPS 16
+/* Most members per schedule command (ZADD / ZREM) at the end of a chunk;
+ * a smaller batch_size makes the slices smaller too (see part_ctx.slice). */
+#define PLANNER_SCHED_SLICE_MAX 512
+/* While this instance's fast path is busy (its store sent a command within
+ * the last PLANNER_BUSY_LINGER_MS), a pass goes in small steps: chunk
+ * queries of at most PLANNER_BUSY_CHUNK members, groups of at most
+ * PLANNER_BUSY_BATCH members with one read group in flight instead of two,
+ * and schedule slices of PLANNER_BUSY_BATCH members, each answered before
+ * the next goes out. Redis works through everything one client has sent
+ * before it turns to the next, so this bounds the planner work a decide can
+ * find ahead of it to about 0.15 ms of Redis time (1-2 ms in full steps).
+ * An idle fast path gets the full steps and the pass's full speed. */
+#define PLANNER_BUSY_CHUNK 256
+#define PLANNER_BUSY_BATCH 16
+#define PLANNER_BUSY_LINGER_MS 100
+/* The largest planner.lease_ms the config accepts (config.c): a lease key
+ * that lives longer than this, or has no expiry at all, was not written by
+ * any notifd, and the lease script takes it over (planner.c). */
+#define PLANNER_LEASE_MS_MAX 3600000
+
+
+/* RESP being formatted for the next pipeline group (see planner_cmd_arg). */
+typedef struct cmdbuf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} cmdbuf_t;
+
+typedef struct pass_req {
+    struct pass_req *next;
+    int64_t as_of;
+    planner_done_fn fn;
+    void *arg;
+    planner_result_t result;
+} pass_req_t;
+
+struct planner {
+    app_t *app;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;             /* CLOCK_MONOTONIC */
+    atomic_bool stop;
+    pass_req_t *waiting_head, *waiting_tail; /* under mu */
+    pass_req_t *done_head, *done_tail;       /* under mu */
+    uv_async_t async;
+    uv_timer_t watch;                /* notices app->stopping (loop thread) */
+    int handles_open;
+    char instance[96];               /* lease owner id: host:pid:random */
+    uint64_t instance_hash;
+
+    /* Worker thread only from here on. */
+    redisContext *c;
+    reply_arena_t arena;             /* replies of c (reply_arena.h, manual resets) */
+    cmdbuf_t out;                    /* RESP of the group being formatted */
+    char conn_host[CONFIG_HOST_MAX];
+    int conn_port;
+    char conn_unix[108];
+    char *conn_password;
+    uint64_t next_connect_ms;
+    int backoff_ms;
+    char sha_write[41];
+    uint64_t next_timer_ms;
+    int base_nice;                   /* the thread's nice value when it started */
+    int nice_applied;                /* planner.nice last applied (-1: none yet) */
+    double pass_t0;                  /* planner_mono_s() at the start of the pass */
+    uint64_t pass_members;           /* members read so far in the pass */
+};
+
+uint64_t planner_mono_ms(void);
+double planner_mono_s(void);
+/* The worker's stop flag (set by planner_stop or the daemon stopping). */
+bool planner_stopping(planner_t *pl);
+
+/* A non-negative decimal of at most 18 digits. */
+bool planner_str_i64(const char *s, size_t len, int64_t *out);
+
+/* Whether an error reply is about the key it names (WRONGTYPE: a key of
+ * the wrong type, so that partition only) rather than about Redis as a
+ * whole (LOADING, OOM, NOAUTH, READONLY, BUSY...), which ends the pass as a
+ * failed connection does: 64 partitions "failed" would hide an outage. */
+bool planner_error_is_the_keys(const redisReply *r);
+
+/* A partition the pass could not walk (whole or in part) because one of its
+ * keys is broken: a key of the wrong type, a set whose walk cannot advance.
+ * Counted in res->partitions_failed and the metrics, logged
+ * (rate-limited) with `what` (the key or command) and `why` (Redis's
+ * error); the pass goes on with the next partition. */
+void planner_partition_failed(planner_t *pl, planner_result_t *res, int partition,
+                              const char *what, const char *why);
+
+
+/* RESP of one command into `b`: planner_cmd_begin(argc), then argc args. */
+void planner_cmd_begin(cmdbuf_t *b, int argc);
+void planner_cmd_arg(cmdbuf_t *b, const char *s, size_t n);
+void planner_cmd_arg_i64(cmdbuf_t *b, int64_t v);
+void planner_cmd_argv(cmdbuf_t *b, int argc, const char *const *argv, const size_t *lens);
+
+/* Drops the worker's connection after a failure and records `what` in
+ * res->error. */
+void planner_conn_failed(planner_t *pl, const config_t *cfg, planner_result_t *res,
+                         const char *what);
+/* One command and its reply (in the arena), or NULL after
+ * planner_conn_failed. */
+redisReply *planner_conn_command(planner_t *pl, const config_t *cfg, planner_result_t *res,
+                                 int argc, const char **argv, const size_t *lens);
+
+extern const char planner_lease_renew_script[];
+
+/* Walks partition `partition` as of `as_of` under its lease: the cadence
+ * window, then the due set (planner_partition.c). A broken key of the
+ * partition (planner_partition_failed) stops only the walk that needs it:
+ * a due set of the wrong type still lets the cadence be walked, and the
+ * other way round. False when a key was broken (already counted). */
+bool planner_partition_run(planner_t *pl, const config_t *cfg, int partition, int64_t as_of,
+                           planner_result_t *res);
+
+#endif

@@ -1,0 +1,211 @@
+-- decide_record.lua - records one decision to send, atomically.
+--
+-- Embedded in notifd at build time as redis_script_decide_record
+-- (src/store/redis_scripts.c, src/store/lua/embed.cmake); loaded with SCRIPT LOAD on
+-- every (re)connect. Its arguments are built by decide_send_record() in
+-- src/fast/decide_record.c, in this order (P is redis.prefix, M the member id,
+-- <ch> the channel's name, <week> the week number):
+--
+--   KEYS[1]   P idem:{M}:<opportunity>: the opportunity's stored answer
+--   KEYS[2]   P week:{M}: the week hash (weekly counters, EWMA, scores)
+--   KEYS[3]   P sent:{M}: the sent set (message id -> send time)
+--   KEYS[4]   P member:{M}: the member hash (decayed feature counts)
+--   ARGV[1]   ts: the decision's time, s
+--   ARGV[2]   "<ch>:<week>:sent": the week-hash field of the channel's
+--             sends this week
+--   ARGV[3]   "<ch>:<week>:opp": the field counting its opportunities this
+--             week ('' when this one does not count)
+--   ARGV[4]   the weekly cap (-1: none)
+--   ARGV[5]   the chosen message id
+--   ARGV[6]   idempotency TTL, s
+--   ARGV[7]   dedup window, s (0: no dedup, no sent set)
+--   ARGV[8]   the response as decided
+--   ARGV[9]   the response if a cap stops the send
+--   ARGV[10]  half-life, s
+--   ARGV[11]  week-hash TTL, s
+--   ARGV[12]  member-hash TTL, s
+--   ARGV[13]  "<ch>:sends": week-hash field of the channel's send times
+--             ('' none)
+--   ARGV[14]  the cap over any 7 days (-1: keep the times, check nothing)
+--   ARGV[15]  "<ch>_sent": member-hash field of the channel's decayed sends
+--   ARGV[16]  "<ch>_last_sent": member-hash field of its last send time
+--   ARGV[17]  n: how many week-hash fields follow to delete (stale weeks)
+--   ARGV[18 .. 17+n]   those n fields
+--   ARGV[18+n ..]      field/value pairs to set in the week hash (the EWMA,
+--             the recent-scores list, the first week: values notifd
+--             computed from what it read)
+--
+-- The 7-day cap (ARGV[13], ARGV[14]): the send is stopped if the stored
+-- times within 7 days of ts already reach it, and if it happens, ts is put
+-- first in the field with the stored times still within 7 days (at most
+-- DECISION_MAX_RECENT_SENDS in all). Checked here, not only from notifd's
+-- read, so two instances deciding for one member at once cannot both pass
+-- it. Two numbers below are C constants of include/notifd/core/decision.h,
+-- written out as the C macros expand (tests/unit/test_lua_scripts.c checks
+-- them): (7 * 86400) is DECISION_ROLLING_WINDOW_S and 32 is
+-- DECISION_MAX_RECENT_SENDS.
+--
+-- Returns {'dup', stored response} when the opportunity was decided before
+-- (nothing else is touched); {'sent_already'} when the message was sent to
+-- the member within the dedup window since notifd read the sent set
+-- (nothing is touched: notifd decides again without it); else {'cap'} (a
+-- cap stopped the send) or {'sent'}. Decisions not to send go through
+-- decide_skip.lua.
+--
+-- Redis charges a script per redis.call (~8,700 instructions each), per
+-- argument (~1,100) and per number converted (tonumber is strtod, a number
+-- passed on is printed with %.14g: 1,300-2,000 each). So the week hash is
+-- read with one HMGET and written with one HSET (the counts incremented
+-- here, inside the script, so still atomically), the member hash likewise,
+-- field names come ready-made and ts is passed on as the string it came
+-- as: ten calls where the feedback script's helpers would take seventeen.
+-- A send still costs Redis ~190k instructions here (docs/benchmarks.md),
+-- seven Lua-cap calls; the helpers' version cost 194k. The week hash's
+-- TTL is renewed with the first counted opportunity of a week (and on any
+-- decide that counts none), not on every decide: it then lives at least
+-- two weeks past the member's last decide.
+--
+-- The helpers stored_time, stored_count, from_future, is_count and rescale
+-- are the same text as in feedback.lua (Redis scripts cannot share code;
+-- tests/integration/test_lua_scripts.py checks the copies agree).
+
+-- A member-hash time or decayed count as notifd's C readers take it
+-- (stored_fields.h): a time outside 0..1e11 is missing (nil), a count
+-- outside 0..1e12 is 0. The scripts must agree with them, or a value decide
+-- ignores would still steer (or, not being a number, fail) every write.
+local function stored_time(v)
+  local n = tonumber(v or '')
+  if n == nil or not (n >= 0 and n <= 1e11) then return nil end
+  return n
+end
+local function stored_count(v)
+  local n = tonumber(v or '')
+  if n == nil or not (n >= 0 and n <= 1e12) then return 0 end
+  return n
+end
+-- A week counter as decide read it (stored_fields.h: an integer in
+-- 0..1e9); anything else is missing, 0, so the cap checked here is the
+-- one decided on.
+local function counter(v)
+  local n = tonumber(v or '0')
+  if n == nil or n < 0 or n > 1e9 or n ~= math.floor(n) then return 0 end
+  return n
+end
+local ts = tonumber(ARGV[1])
+-- Dedup, re-checked here: another instance may have sent this message
+-- to the member since notifd read the sent set. A retry of this very
+-- opportunity gets its stored answer first (it sent the message).
+local window = tonumber(ARGV[7])
+if window > 0 then
+  local prev = redis.call('GET', KEYS[1])
+  if prev then return {'dup', prev} end
+  local last = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '')
+  if last and last > ts - window then return {'sent_already'} end
+end
+local sentf, oppf, sendsf = ARGV[2], ARGV[3], ARGV[13]
+local wk = redis.call('HMGET', KEYS[2], sentf, sendsf ~= '' and sendsf or sentf,
+                      oppf ~= '' and oppf or sentf)
+local sent = counter(wk[1])
+local outcome, resp, sends = 'sent', ARGV[8], nil
+local cap = tonumber(ARGV[4])
+if cap >= 0 and sent >= cap then
+  outcome, resp = 'cap', ARGV[9]
+elseif sendsf ~= '' then
+  local n = 0
+  sends = {ARGV[1]}
+  for t in string.gmatch(wk[2] or '', '[^,]+') do
+    local x = tonumber(t)
+    -- (7 * 86400): DECISION_ROLLING_WINDOW_S; 32: DECISION_MAX_RECENT_SENDS
+    if x and x > ts - (7 * 86400) and x < ts + (7 * 86400) then
+      n = n + 1
+      if #sends < 32 then sends[#sends + 1] = t end
+    end
+  end
+  local rcap = tonumber(ARGV[14])
+  if rcap >= 0 and n >= rcap then outcome, resp = 'cap', ARGV[9] end
+end
+local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[6])
+if prev then return {'dup', prev} end
+local set, opps = {}, 0
+if oppf ~= '' then
+  opps = counter(wk[3]) + 1
+  set[1], set[2] = oppf, opps
+end
+local ndel = tonumber(ARGV[17])
+if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 18, 17 + ndel)) end
+for i = 18 + ndel, #ARGV do set[#set + 1] = ARGV[i] end
+if outcome == 'sent' then
+  set[#set + 1] = sentf
+  set[#set + 1] = sent + 1
+  if sends then
+    set[#set + 1] = sendsf
+    set[#set + 1] = table.concat(sends, ',')
+  end
+end
+if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
+if outcome == 'sent' then
+  if window > 0 then
+    redis.call('ZADD', KEYS[3], ARGV[1], ARGV[5])
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ts - window))
+    redis.call('EXPIRE', KEYS[3], window)
+  end
+  -- The member's decayed sends, as feedback's decay() and add() would
+  -- leave them (see the top of feedback.lua).
+  local m = redis.call('HMGET', KEYS[4], 'updated_at', ARGV[15], ARGV[16])
+  local upd, n = stored_time(m[1]), stored_count(m[2])
+  local hl = tonumber(ARGV[10])
+  local w, mset = 1, {}
+-- from_future(t, at, half_life): a stored time t more than 16 half-lives
+-- after the event's time `at` (see feedback.lua).
+local function from_future(t, at, half_life)
+  return t > at + 16 * half_life
+end
+  if upd ~= nil and from_future(upd, ts, hl) then
+    mset[1], mset[2] = 'updated_at', ARGV[1]
+  elseif upd == nil then
+    mset[1], mset[2] = 'updated_at', ARGV[1]
+    redis.call('HSETNX', KEYS[4], 'first_seen', ARGV[1])
+  else
+    w = math.pow(2, (ts - upd) / hl)
+    if w > 2 then
+-- rescale(key, at, f): every count of a member hash times f, and
+-- updated_at set to at (the counts are then as of at).
+local function is_count(field)
+  if field == 'visit_org' or field == 'visit_attr' then return true end
+  if string.sub(field, 1, 5) == 'last_' or string.find(field, '_last_', 1, true) then
+    return false
+  end
+  return (string.match(field, '_sent$') or string.match(field, '_delivered$') or
+          string.match(field, '_open$') or string.match(field, '_click$') or
+          string.match(field, '_dismiss$') or string.match(field, '_unsub_n$')) ~= nil
+end
+local function rescale(key, at, f)
+  local all = redis.call('HGETALL', key)
+  local args = {'updated_at', at}
+  for i = 1, #all, 2 do
+    if is_count(all[i]) then
+      local v = tonumber(all[i + 1])
+      if v then args[#args + 1] = all[i]; args[#args + 1] = string.format('%.9g', v * f) end
+    end
+  end
+  redis.call('HSET', key, unpack(args))
+end
+      local f = 1 / w
+      rescale(KEYS[4], ts, f)
+      n = tonumber(string.format('%.9g', n * f))
+      w = 1
+    end
+  end
+  mset[#mset + 1] = ARGV[15]
+  mset[#mset + 1] = string.format('%.17g', n + tonumber(string.format('%.9g', w)))
+  local last = stored_time(m[3])
+  if last == nil or ts > last or from_future(last, ts, hl) then
+    mset[#mset + 1] = ARGV[16]
+    mset[#mset + 1] = ARGV[1]
+  end
+  redis.call('HSET', KEYS[4], unpack(mset))
+  redis.call('EXPIRE', KEYS[4], ARGV[12])
+end
+if opps ~= 1 and opps ~= 0 then return {outcome} end
+redis.call('EXPIRE', KEYS[2], ARGV[11])
+return {outcome}
