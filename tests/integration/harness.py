@@ -193,6 +193,7 @@ class Notifd:
             # Under valgrind notifd runs 20-50x slower: no decide deadline
             # unless a test sets one (test_redis_misbehaviour.py skips there).
             self.config["fast"] = {"deadline_ms": 0}
+            self.config["redis"]["timeout_ms"] = 20000
         _merge(self.config, overrides or {})
         self.config_path = os.path.join(self.dir, "notifd.json")
         self.log_path = os.path.join(self.dir, "notifd.log")
