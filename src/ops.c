@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "notifd/net/json_arena.h"
+#include "notifd/net/json_parse.h"
 #include "notifd/log.h"
 #include "notifd/admin/metrics.h"
 #include "notifd/ops_policy.h"

@@ -14,6 +14,7 @@
 
 #include "notifd/config/config.h"
 #include "notifd/net/framing.h"
+#include "notifd/net/json_parse.h"
 #include "notifd/net/protocol.h"
 #include "notifd/fast/request_check.h"
 

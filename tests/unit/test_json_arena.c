@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "notifd/net/json_arena.h"
+#include "notifd/net/json_parse.h"
 #include "notifd/net/protocol.h"
 
 static json_t *parse_in(json_arena_t **arena, const char *text)

@@ -23,17 +23,6 @@ typedef enum proto_error {
 
 const char *proto_error_code(proto_error_t e);
 
-typedef struct proto_parse_error {
-    size_t column;      /* 1-based byte offset of the problem in the line */
-    const char *text;   /* static text: what is wrong there */
-} proto_parse_error_t;
-
-/* Parses one request line into a jansson tree (a new reference), or
- * returns NULL and fills *err. Accepts what json_loadb() with
- * JSON_REJECT_DUPLICATES accepts (an object or array at the top, strict
- * RFC 8259, valid UTF-8, no \u0000, unique keys, integers within
- * json_int_t, finite reals), several times faster. */
-json_t *proto_parse_line(const char *line, size_t len, proto_parse_error_t *err);
 
 /* Encodes `obj` compactly, with a trailing '\n', into a new malloc'd buffer;
  * NULL when out of memory. Key order is insertion order. */

@@ -1,6 +1,6 @@
 /*
- * test_protocol_parse.c - unit tests for the request parser and the spliced
- * ok-reply encoders of src/net/protocol.c. The parser replaced json_loadb() on
+ * test_json_parse.c - unit tests for the request parser and the spliced
+ * ok-reply encoders of src/net/json_parse.c. The parser replaced json_loadb() on
  * the request path for speed, so the reference is jansson itself: every
  * input, valid or not, must be accepted or rejected exactly as
  * json_loadb(JSON_REJECT_DUPLICATES) does, with an equal tree, and numbers
@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "notifd/net/json_parse.h"
 #include "notifd/net/protocol.h"
 
 /* Parses with both and checks they agree; returns whether it parsed. */
