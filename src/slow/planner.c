@@ -41,7 +41,7 @@
  * bad member never stalls a partition, and the next pass tries it again.
  *
  * The pass is bound by Redis's single thread, so the worker spends little
- * CPU of its own: it formats RESP itself (cmdbuf) and builds replies in an
+ * CPU of its own: it formats RESP itself (resp_buf.h) and builds replies in an
  * arena (reply_arena.h) instead of a malloc per reply element.
  */
 #include "notifd/slow/planner.h"
@@ -194,61 +194,9 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
 /* ------------------------------------------------------------------ */
 /* Commands formatted straight into RESP                              */
 
-/* hiredis formats argv commands with sdscatfmt per argument; a pass sends
- * millions of small commands, so the worker writes RESP itself into one
- * buffer per pipeline group and hands it over with a single append. */
-static bool cmdbuf_reserve(cmdbuf_t *b, size_t n)
-{
-    if (b->len + n <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 65536;
-    while (cap < b->len + n)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->failed = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static void cmdbuf_header(cmdbuf_t *b, char kind, size_t n)
-{
-    if (!cmdbuf_reserve(b, 24))
-        return;
-    b->p[b->len++] = kind;
-    b->len += number_format_i64(b->p + b->len, (int64_t)n);
-    b->p[b->len++] = '\r';
-    b->p[b->len++] = '\n';
-}
-
-void planner_cmd_begin(cmdbuf_t *b, int argc) { cmdbuf_header(b, '*', (size_t)argc); }
-
-void planner_cmd_arg(cmdbuf_t *b, const char *s, size_t n)
-{
-    cmdbuf_header(b, '$', n);
-    if (!cmdbuf_reserve(b, n + 2))
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len++] = '\r';
-    b->p[b->len++] = '\n';
-}
-
-void planner_cmd_arg_i64(cmdbuf_t *b, int64_t v)
-{
-    char t[24];
-    planner_cmd_arg(b, t, number_format_i64(t, v));
-}
-
-void planner_cmd_argv(cmdbuf_t *b, int argc, const char *const *argv, const size_t *lens)
-{
-    planner_cmd_begin(b, argc);
-    for (int i = 0; i < argc; i++)
-        planner_cmd_arg(b, argv[i], lens[i]);
-}
+/* The worker writes RESP itself (resp_buf.h) into one buffer per pipeline
+ * group and hands it over with a single append: a pass sends millions of
+ * small commands. */
 
 /* ------------------------------------------------------------------ */
 /* The worker's Redis connection                                      */
@@ -407,23 +355,23 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
                            bool due[SCHEDULE_PARTITIONS], planner_result_t *res)
 {
     char key[KEY_MAX];
-    cmdbuf_t *out = &pl->out;
+    resp_buf_t *out = &pl->out;
     out->len = 0;
     for (int n = 0; n < SCHEDULE_PARTITIONS; n++) {
         size_t kl = key_global(key, cfg->redis.prefix, "sched", n);
-        planner_cmd_begin(out, 4);
-        planner_cmd_arg(out, "ZCOUNT", 6);
-        planner_cmd_arg(out, key, kl);
-        planner_cmd_arg(out, "-inf", 4);
-        planner_cmd_arg_i64(out, as_of);
+        resp_buf_begin(out, 4);
+        resp_buf_arg(out, "ZCOUNT", 6);
+        resp_buf_arg(out, key, kl);
+        resp_buf_arg(out, "-inf", 4);
+        resp_buf_arg_i64(out, as_of);
         kl = key_global(key, cfg->redis.prefix, "cadence", n);
-        planner_cmd_begin(out, 2);
-        planner_cmd_arg(out, "ZCARD", 5);
-        planner_cmd_arg(out, key, kl);
+        resp_buf_begin(out, 2);
+        resp_buf_arg(out, "ZCARD", 5);
+        resp_buf_arg(out, key, kl);
         kl = key_global(key, cfg->redis.prefix, "cursor", n);
-        planner_cmd_begin(out, 2);
-        planner_cmd_arg(out, "GET", 3);
-        planner_cmd_arg(out, key, kl);
+        resp_buf_begin(out, 2);
+        resp_buf_arg(out, "GET", 3);
+        resp_buf_arg(out, key, kl);
     }
     reply_arena_reset(&pl->arena);
     if (out->failed || redisAppendFormattedCommand(pl->c, out->p, out->len) != REDIS_OK) {
@@ -711,8 +659,7 @@ static void *planner_main(void *arg)
     }
     conn_drop(pl);
     reply_arena_free(&pl->arena);
-    free(pl->out.p);
-    pl->out = (cmdbuf_t){0};
+    resp_buf_free(&pl->out);
     free(pl->conn_password);
     pl->conn_password = NULL;
     return NULL;

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "notifd/config/config.h"
+#include "notifd/lib/resp_buf.h"
 #include "notifd/lib/number_format.h"
 #include "notifd/slow/planner.h"
 #include "notifd/store/reply_arena.h"
@@ -55,12 +56,6 @@
 #define PLANNER_LEASE_MS_MAX 3600000
 
 
-/* RESP being formatted for the next pipeline group (see planner_cmd_arg). */
-typedef struct cmdbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} cmdbuf_t;
 
 typedef struct pass_req {
     struct pass_req *next;
@@ -88,7 +83,7 @@ struct planner {
     /* Worker thread only from here on. */
     redisContext *c;
     reply_arena_t arena;             /* replies of c (reply_arena.h, manual resets) */
-    cmdbuf_t out;                    /* RESP of the group being formatted */
+    resp_buf_t out;                  /* RESP of the group being formatted */
     char conn_host[CONFIG_HOST_MAX];
     int conn_port;
     char conn_unix[108];
@@ -126,11 +121,6 @@ void planner_partition_failed(planner_t *pl, planner_result_t *res, int partitio
                               const char *what, const char *why);
 
 
-/* RESP of one command into `b`: planner_cmd_begin(argc), then argc args. */
-void planner_cmd_begin(cmdbuf_t *b, int argc);
-void planner_cmd_arg(cmdbuf_t *b, const char *s, size_t n);
-void planner_cmd_arg_i64(cmdbuf_t *b, int64_t v);
-void planner_cmd_argv(cmdbuf_t *b, int argc, const char *const *argv, const size_t *lens);
 
 /* Drops the worker's connection after a failure and records `what` in
  * res->error. */

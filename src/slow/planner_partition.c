@@ -123,7 +123,7 @@ static void part_key_broken(part_ctx_t *p, const char *key, const char *why)
  * now, so Redis works on them while this thread computes. */
 static bool part_flush(part_ctx_t *p)
 {
-    cmdbuf_t *out = &p->pl->out;
+    resp_buf_t *out = &p->pl->out;
     if (p->broken) { /* the connection is gone: drop what was formatted */
         out->len = 0;
         return false;
@@ -183,17 +183,17 @@ static void send_reads(part_ctx_t *p, size_t first, size_t n)
 {
     char key[KEY_MAX];
     const char *prefix = p->cfg->redis.prefix;
-    cmdbuf_t *out = &p->pl->out;
+    resp_buf_t *out = &p->pl->out;
     for (size_t i = first; i < first + n; i++) {
         member_slot_t *s = &p->slots[i];
         size_t kl = key_member(key, prefix, "member", slot_id(p, s), s->len, "", 0);
-        planner_cmd_begin(out, 2);
-        planner_cmd_arg(out, "HGETALL", 7);
-        planner_cmd_arg(out, key, kl);
+        resp_buf_begin(out, 2);
+        resp_buf_arg(out, "HGETALL", 7);
+        resp_buf_arg(out, key, kl);
         kl = key_member(key, prefix, "plan", slot_id(p, s), s->len, "", 0);
-        planner_cmd_begin(out, 2);
-        planner_cmd_arg(out, "HGETALL", 7);
-        planner_cmd_arg(out, key, kl);
+        resp_buf_begin(out, 2);
+        resp_buf_arg(out, "HGETALL", 7);
+        resp_buf_arg(out, key, kl);
     }
     part_send(p, (group_t){.kind = GROUP_READ, .first = first, .n = n});
 }
@@ -210,7 +210,7 @@ static bool maybe_send_renew(part_ctx_t *p)
                           p->lease_ms};
     size_t lens[] = {4, strlen(planner_lease_renew_script), 1, p->lease_len,
                      strlen(p->pl->instance), strlen(p->lease_ms)};
-    planner_cmd_argv(&p->pl->out, 6, argv, lens);
+    resp_buf_argv(&p->pl->out, 6, argv, lens);
     part_send(p, (group_t){.kind = GROUP_RENEW});
     return true;
 }
@@ -363,32 +363,32 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
     size_t kl = key_member(key, cfg->redis.prefix, "plan", id, s->len, "", 0);
     planner_write_args_t wa;
     planner_write_args_build(&wa, cfg, key, kl, &plan, ttl, keep_ttl ? 0 : p->wall_now + ttl);
-    cmdbuf_t *out = &p->pl->out;
+    resp_buf_t *out = &p->pl->out;
     if (covered) {
         /* HSET key version v <fields>, then the TTL. wa: key, version, ttl,
          * field/value pairs. */
-        planner_cmd_begin(out, 2 + 2 + (wa.argc - 3));
-        planner_cmd_arg(out, "HSET", 4);
-        planner_cmd_arg(out, wa.argv[0], wa.lens[0]);
-        planner_cmd_arg(out, "version", 7);
-        planner_cmd_arg(out, wa.argv[1], wa.lens[1]);
+        resp_buf_begin(out, 2 + 2 + (wa.argc - 3));
+        resp_buf_arg(out, "HSET", 4);
+        resp_buf_arg(out, wa.argv[0], wa.lens[0]);
+        resp_buf_arg(out, "version", 7);
+        resp_buf_arg(out, wa.argv[1], wa.lens[1]);
         for (int i = 3; i < wa.argc; i++)
-            planner_cmd_arg(out, wa.argv[i], wa.lens[i]);
+            resp_buf_arg(out, wa.argv[i], wa.lens[i]);
         s->write = WRITE_HSET_KEEP_TTL;
         if (!keep_ttl) {
-            planner_cmd_begin(out, 3);
-            planner_cmd_arg(out, "EXPIRE", 6);
-            planner_cmd_arg(out, key, kl);
-            planner_cmd_arg_i64(out, ttl);
+            resp_buf_begin(out, 3);
+            resp_buf_arg(out, "EXPIRE", 6);
+            resp_buf_arg(out, key, kl);
+            resp_buf_arg_i64(out, ttl);
             s->write = WRITE_HSET;
         }
     } else {
-        planner_cmd_begin(out, 3 + wa.argc);
-        planner_cmd_arg(out, "EVALSHA", 7);
-        planner_cmd_arg(out, p->pl->sha_write, 40);
-        planner_cmd_arg(out, "1", 1);
+        resp_buf_begin(out, 3 + wa.argc);
+        resp_buf_arg(out, "EVALSHA", 7);
+        resp_buf_arg(out, p->pl->sha_write, 40);
+        resp_buf_arg(out, "1", 1);
         for (int i = 0; i < wa.argc; i++)
-            planner_cmd_arg(out, wa.argv[i], wa.lens[i]);
+            resp_buf_arg(out, wa.argv[i], wa.lens[i]);
         s->write = WRITE_SCRIPT;
     }
 }
@@ -532,24 +532,24 @@ static void format_slices(part_ctx_t *p, const char *cmd, const char *key, size_
                           const char *opt, slice_score_t score, const sched_move_t *moves,
                           const uint32_t *slots, size_t total, bool step_over)
 {
-    cmdbuf_t *out = &p->pl->out;
+    resp_buf_t *out = &p->pl->out;
     for (size_t first = 0; first < total; first += p->slice) {
         size_t n = slice_len(p, total, first);
-        planner_cmd_begin(out, (int)(2 + (opt != NULL) + n * (score == SCORE_NONE ? 1 : 2)));
-        planner_cmd_arg(out, cmd, strlen(cmd));
-        planner_cmd_arg(out, key, key_len);
+        resp_buf_begin(out, (int)(2 + (opt != NULL) + n * (score == SCORE_NONE ? 1 : 2)));
+        resp_buf_arg(out, cmd, strlen(cmd));
+        resp_buf_arg(out, key, key_len);
         if (opt != NULL)
-            planner_cmd_arg(out, opt, strlen(opt));
+            resp_buf_arg(out, opt, strlen(opt));
         for (size_t i = first; i < first + n; i++) {
             const member_slot_t *s = &p->slots[moves != NULL ? moves[i].slot : slots[i]];
             if (score == SCORE_PHASE) {
                 char num[32];
                 int l = snprintf(num, sizeof num, "%.17g", moves[i].phase);
-                planner_cmd_arg(out, num, (size_t)l);
+                resp_buf_arg(out, num, (size_t)l);
             } else if (score == SCORE_AS_OF) {
-                planner_cmd_arg_i64(out, p->as_of);
+                resp_buf_arg_i64(out, p->as_of);
             }
-            planner_cmd_arg(out, slot_id(p, s), s->len);
+            resp_buf_arg(out, slot_id(p, s), s->len);
         }
         /* Out slice by slice, giving way to the fast path in between: a
          * chunk's schedule changes are milliseconds of Redis time. */

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "notifd/lib/resp_buf.h"
 #include "notifd/log.h"
 #include "notifd/store/redis_uv.h"
 #include "notifd/store/reply_arena.h"
@@ -62,8 +63,7 @@ typedef struct pending_cmd {
     void *privdata;
     uint64_t sent_ns;        /* last written */
     uint64_t deadline_ns;    /* 0: none */
-    char *buf;               /* the command in RESP */
-    size_t len, cap;
+    resp_buf_t cmd;          /* the command in RESP */
     int script;              /* registered script of an EVALSHA, else -1 */
     int attempts;            /* times written */
     bool internal;           /* handshake, reload or probe: outside the window, never resent */
@@ -242,21 +242,16 @@ static pending_cmd_t *cmd_acquire(store_t *st)
     p->attempts = 0;
     p->internal = false;
     p->deadline_ns = 0;
-    p->len = 0;
+    resp_buf_clear(&p->cmd, STORE_BUF_KEEP_BYTES);
     return p;
 }
 
 static void cmd_release(store_t *st, pending_cmd_t *p)
 {
     if (st->n_free_cmds >= STORE_FREE_CMDS_MAX || st->closing) {
-        free(p->buf);
+        resp_buf_free(&p->cmd);
         free(p);
         return;
-    }
-    if (p->cap > STORE_BUF_KEEP_BYTES) {
-        free(p->buf);
-        p->buf = NULL;
-        p->cap = 0;
     }
     p->next = st->free_cmds;
     st->free_cmds = p;
@@ -269,21 +264,6 @@ static void cmd_fail(store_t *st, pending_cmd_t *p)
     st->counters.errors++;
     p->fn(NULL, p->privdata);
     cmd_release(st, p);
-}
-
-static bool cmd_reserve(pending_cmd_t *p, size_t need)
-{
-    if (need <= p->cap)
-        return true;
-    size_t cap = p->cap ? p->cap : 256;
-    while (cap < need)
-        cap *= 2;
-    char *nb = realloc(p->buf, cap);
-    if (nb == NULL)
-        return false;
-    p->buf = nb;
-    p->cap = cap;
-    return true;
 }
 
 static char *put_resp_len(char *w, char kind, size_t n)
@@ -302,29 +282,13 @@ static char *put_resp_len(char *w, char kind, size_t n)
     return w;
 }
 
-/* Encodes argv as a RESP array into p->buf; false when out of memory.
- * hiredis' own encoder (redisFormatSdsCommandArgv) builds it with
- * sdscatfmt and was a tenth of notifd's instructions per decide. */
+/* Encodes argv as a RESP array into p->cmd (resp_buf.h); false when out of
+ * memory. */
 static bool format_argv(pending_cmd_t *p, int argc, const char **argv, const size_t *argvlen)
 {
-    size_t need = 16;
-    for (int i = 0; i < argc; i++)
-        need += argvlen[i] + 16;
-    if (!cmd_reserve(p, need))
-        return false;
-    char *w = put_resp_len(p->buf, '*', (size_t)argc);
-    for (int i = 0; i < argc; i++) {
-        w = put_resp_len(w, '$', argvlen[i]);
-        memcpy(w, argv[i], argvlen[i]);
-        w += argvlen[i];
-        *w++ = '\r';
-        *w++ = '\n';
-    }
-    /* hiredis 0.14 finds the command name with strchr(): the buffer must be
-     * a C string, although its length is passed too. */
-    *w = '\0';
-    p->len = (size_t)(w - p->buf);
-    return true;
+    resp_buf_clear(&p->cmd, STORE_BUF_KEEP_BYTES);
+    resp_buf_argv(&p->cmd, argc, argv, argvlen);
+    return !p->cmd.failed;
 }
 
 /* Rewrites an EVALSHA command as EVAL of the script's body: the first two
@@ -333,17 +297,17 @@ static bool evalsha_to_eval(store_t *st, pending_cmd_t *p)
 {
     const char *body = st->scripts[p->script].body;
     size_t blen = strlen(body);
-    const char *crlf = memchr(p->buf, '\n', p->len);
+    const char *crlf = memchr(p->cmd.p, '\n', p->cmd.len);
     /* "*N\r\n" "$7\r\nEVALSHA\r\n" "$40\r\n<sha>\r\n" */
-    size_t head = crlf ? (size_t)(crlf - p->buf) + 1 : 0;
+    size_t head = crlf ? (size_t)(crlf - p->cmd.p) + 1 : 0;
     size_t skip = head + 13 + 47;
-    if (head == 0 || skip > p->len)
+    if (head == 0 || skip > p->cmd.len)
         return false;
-    size_t rest = p->len - skip;
+    size_t rest = p->cmd.len - skip;
     char *nb = malloc(head + 10 + 24 + blen + 2 + rest + 1);
     if (nb == NULL)
         return false;
-    memcpy(nb, p->buf, head);
+    memcpy(nb, p->cmd.p, head);
     char *w = nb + head;
     memcpy(w, "$4\r\nEVAL\r\n", 10);
     w = put_resp_len(w + 10, '$', blen);
@@ -351,13 +315,13 @@ static bool evalsha_to_eval(store_t *st, pending_cmd_t *p)
     w += blen;
     *w++ = '\r';
     *w++ = '\n';
-    memcpy(w, p->buf + skip, rest);
+    memcpy(w, p->cmd.p + skip, rest);
     w += rest;
     *w = '\0';
-    free(p->buf);
-    p->buf = nb;
-    p->len = (size_t)(w - nb);
-    p->cap = p->len + 1;
+    free(p->cmd.p);
+    p->cmd.p = nb;
+    p->cmd.len = (size_t)(w - nb);
+    p->cmd.cap = p->cmd.len + 1;
     p->script = -1;
     return true;
 }
@@ -373,7 +337,7 @@ static void watchdog_ensure(store_t *st);
  * context is being torn down). */
 static bool cmd_write(store_t *st, pending_cmd_t *p)
 {
-    if (redisAsyncFormattedCommand(st->ac, on_reply, p, p->buf, p->len) != REDIS_OK)
+    if (redisAsyncFormattedCommand(st->ac, on_reply, p, p->cmd.p, p->cmd.len) != REDIS_OK)
         return false;
     uint64_t now = uv_hrtime();
     p->sent_ns = now;
@@ -1078,7 +1042,7 @@ static void on_store_handle_closed(uv_handle_t *h)
         while (st->free_cmds != NULL) {
             pending_cmd_t *p = st->free_cmds;
             st->free_cmds = p->next;
-            free(p->buf);
+            resp_buf_free(&p->cmd);
             free(p);
         }
         free(st->password);
