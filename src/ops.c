@@ -66,8 +66,8 @@ void request_reply_ok(request_t *req, json_t *body)
     if (body == NULL || (json_is_object(body) && json_object_get(body, "id") == NULL &&
                          json_object_get(body, "ok") == NULL)) {
         /* Encode the body once behind the id/ok header: merging it into a
-         * fresh object first copied every member for nothing (10% of a
-         * decide's instructions in the callgrind profile). */
+         * fresh object first copies every member for nothing
+         * (docs/benchmarks.md, "Profile notes"). */
         line = proto_ok_line(req->id, body, &len);
     } else {
         json_t *o = json_object();

@@ -353,8 +353,9 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
     plan.computed_at = p->as_of;
     plan.valid_until = planner_valid_until(cfg, id, s->len, p->as_of);
     /* The TTL is set ahead (PLANNER_TTL_AHEAD), so most writes find it
-     * long enough and leave it: an EXPIRE per member was 6% of Redis's
-     * time in a pass. The script path always sets it. */
+     * long enough and leave it: an EXPIRE per member is a command per
+     * member for nothing (docs/benchmarks.md). The script path always
+     * sets it. */
     bool keep_ttl = covered && planner_ttl_long_enough(cfg, expires_at, plan.computed_at,
                                                        plan.valid_until, p->wall_now);
     int64_t ttl = planner_plan_ttl_set_s(cfg, plan.computed_at, plan.valid_until);

@@ -7,9 +7,9 @@
  * stop removes the descriptor from epoll (EPOLL_CTL_DEL) and the next turn
  * adds it back. hiredis asks for "writable" on every command it queues, so
  * a decide (several commands) cost several epoll_ctl calls and a write()
- * per command batch of one callback. The profile showed epoll_ctl at 14% of
- * notifd's CPU. It also ignores poll errors, so a failed socket is never
- * reported to hiredis.
+ * per command batch of one callback (docs/benchmarks.md, "Profile notes").
+ * It also ignores poll errors, so a failed socket is never reported to
+ * hiredis.
  *
  * Here:
  *   - the poll handle is (re)started only when the wanted events change;

@@ -19,17 +19,16 @@
 #define STORE_MAX_SCRIPTS 16
 
 /* Pending commands are recycled through a freelist, buffers included: a
- * decide sends about five, and malloc/free per command showed in the
- * profile for nothing. */
+ * decide sends about five, and a malloc/free per command buys nothing. */
 #define STORE_FREE_CMDS_MAX 4096
 /* A command buffer is kept for reuse unless one huge command grew it. */
 #define STORE_BUF_KEEP_BYTES 4096
 /* Likewise hiredis' reply buffer. */
 #define STORE_READER_KEEP_BYTES (1024 * 1024)
 /* Replies are built in an arena that starts over with each reply (a decide
- * reads ~50 reply elements: as many mallocs and frees were an eighth of
- * notifd's CPU). One block holds any usual reply; a huge one gets its own,
- * freed again once the arena passes this. */
+ * reads ~50 reply elements, each a malloc and a free otherwise:
+ * docs/benchmarks.md, "Profile notes"). One block holds any usual reply; a
+ * huge one gets its own, freed again once the arena passes this. */
 #define STORE_ARENA_BLOCK (64 * 1024)
 #define STORE_ARENA_KEEP_BYTES (1024 * 1024)
 /* A command written this often without an answer is failed rather than
