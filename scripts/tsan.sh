@@ -18,7 +18,7 @@ ensure_packages "${notifd_packages[@]}" "${notifd_test_packages[@]}"
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNOTIFD_TSAN=ON >/dev/null
 cmake --build build-tsan -j"$jobs"
-export TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 history_size=4"
+export TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 history_size=4 suppressions=$(pwd)/tests/tsan.supp"
 # The daemon under TSan needs longer to start and stop (harness.py).
 export NOTIFD_WAIT_SCALE=${NOTIFD_WAIT_SCALE:-4}
 ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 1200 \
