@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 NOTIFD_BIN = os.environ.get("NOTIFD_BIN", os.path.join(ROOT, "build", "notifd"))
 NOTIFD_WRAPPER = shlex.split(os.environ.get("NOTIFD_WRAPPER", ""))
 # Startup and shutdown waits are multiplied by this under a wrapper.
-WAIT_SCALE = 10 if NOTIFD_WRAPPER else 1
+WAIT_SCALE = float(os.environ.get("NOTIFD_WAIT_SCALE", 10 if NOTIFD_WRAPPER else 1))
 
 
 def free_port():
