@@ -1,6 +1,6 @@
 /*
  * test_metrics.c - unit tests for the metrics registry and its Prometheus
- * renderer (src/admin/metrics.c): label escaping, cumulative histogram buckets
+ * renderer (src/admin/metrics.c, src/admin/metrics_render.c): label escaping, cumulative histogram buckets
  * with +Inf equal to _count, decision series per configured channel, the
  * out-of-range guard, planner and readiness bookkeeping, and NULL safety.
  */
