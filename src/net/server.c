@@ -10,6 +10,10 @@
  * Lifetime: a connection is freed only when its handle is closed AND no slot
  * refers to it AND no write is in flight. Closing while requests wait on
  * Redis is normal (a client that hangs up); their replies are dropped.
+ *
+ * This file holds the running server: writing, reading, a connection's
+ * lifetime, the listener, limits. The stop path (drain, linger, close) is
+ * in server_drain.c; server_internal.h holds the structs both share.
  */
 #include "notifd/net/server.h"
 
@@ -19,45 +23,7 @@
 
 #include "notifd/net/framing.h"
 #include "notifd/log.h"
-
-struct reply_slot {
-    reply_slot_t *next;
-    conn_t *conn;
-    char *data;
-    size_t len;
-    bool done;
-};
-
-struct conn {
-    uv_tcp_t handle;
-    server_t *srv;
-    conn_t *prev, *next;         /* all connections */
-    conn_t *flush_next;          /* connections with replies to write this turn */
-    framer_t framer;
-    reply_slot_t *head, *tail;   /* unanswered and not-yet-flushed slots, in order */
-    int pending;                 /* slots not yet replied */
-    int slots;                   /* slots alive (pending or done but unflushed) */
-    char *out;                   /* replies ready to write, in order */
-    size_t out_len, out_cap;
-    size_t bytes_in_flight;      /* handed to uv_write, not completed */
-    int writes_in_flight;
-    uint64_t id;
-    uint64_t last_active_ms;
-    bool reading;                /* uv_read_start active */
-    bool paused;                 /* over a bound: not reading, not parsing */
-    bool flush_queued;
-    bool handle_closed;          /* close callback ran */
-    bool closing;                /* uv_close called */
-    bool draining;               /* close once idle */
-    bool close_after_replies;
-    bool eof;
-    bool final_read;             /* draining: reading what the client sent before the stop */
-    bool lingering;              /* stopping: replies sent, FIN sent, discarding until EOF */
-    bool shutdown_pending;       /* uv_shutdown callback not yet run */
-    uint64_t linger_since_ms;
-    uv_shutdown_t shutdown_req;
-    bool authenticated;
-};
+#include "server_internal.h"
 
 typedef struct write_req {
     uv_write_t req;
@@ -65,45 +31,6 @@ typedef struct write_req {
     char *data;
     size_t len;
 } write_req_t;
-
-struct server {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    bool listening;
-    uv_check_t flusher;
-    uv_timer_t sweeper;
-    uv_timer_t linger_timer;     /* ends lingering connections (server_drain) */
-    bool linger_timer_on;
-    server_request_fn on_request;
-    server_too_long_fn on_too_long;
-    void *ctx;
-    conn_t *conns;
-    conn_t *flush_list;
-    uint64_t next_id;
-    size_t max_line_bytes;
-    int max_connections;
-    size_t max_output_bytes;
-    int max_pipeline;
-    int idle_timeout_s;
-    bool draining;
-    bool closing;
-    int handles_open;
-    void (*on_drained)(void *);
-    void *drained_arg;
-    bool (*gate_closed)(void *);
-    void *gate_arg;
-    server_counters_t counters;
-};
-
-static void conn_process(conn_t *c);
-static void conn_close(conn_t *c);
-static void conn_maybe_free(conn_t *c);
-static void conn_idle_close(conn_t *c);
-static void conn_close_if_finished(conn_t *c);
-
-/* How long a stopping server waits, after its last reply on a connection,
- * for the client to close it (see conn_linger). */
-#define LINGER_MS 500
 
 static const char too_many_conns_reply[] =
     "{\"id\":null,\"ok\":false,\"error\":{\"code\":\"unavailable\","
@@ -123,15 +50,15 @@ static void on_write(uv_write_t *req, int status)
     if (status < 0 && !c->closing) {
         log_debug("write failed", "conn=%llu error=%s", (unsigned long long)c->id,
                   uv_strerror(status));
-        conn_close(c);
+        server_conn_close(c);
     }
     if (c->closing) {
-        conn_maybe_free(c);
+        server_conn_maybe_free(c);
         return;
     }
     if (c->paused)
-        conn_process(c);
-    conn_close_if_finished(c);
+        server_conn_process(c);
+    server_conn_close_if_finished(c);
 }
 
 /* Writes out the replies gathered in c->out: uv_try_write first (no
@@ -142,7 +69,7 @@ static void conn_flush(conn_t *c)
     if (c->closing)
         return;
     if (c->out_len == 0) {
-        conn_close_if_finished(c); /* the last reply may have been written already */
+        server_conn_close_if_finished(c); /* the last reply may have been written already */
         return;
     }
     size_t offset = 0;
@@ -153,7 +80,7 @@ static void conn_flush(conn_t *c)
             c->srv->counters.bytes_out += (uint64_t)n;
             offset = (size_t)n;
         } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            conn_close(c);
+            server_conn_close(c);
             return;
         }
     }
@@ -162,7 +89,7 @@ static void conn_flush(conn_t *c)
     } else {
         write_req_t *w = malloc(sizeof *w);
         if (w == NULL) {
-            conn_close(c);
+            server_conn_close(c);
             return;
         }
         size_t rest = c->out_len - offset;
@@ -178,7 +105,7 @@ static void conn_flush(conn_t *c)
         if (rc < 0) {
             free(w->data);
             free(w);
-            conn_close(c);
+            server_conn_close(c);
             return;
         }
         c->srv->counters.bytes_out += rest;
@@ -191,7 +118,7 @@ static void conn_flush(conn_t *c)
         c->out = NULL;
         c->out_cap = 0;
     }
-    conn_close_if_finished(c);
+    server_conn_close_if_finished(c);
 }
 
 static void on_check(uv_check_t *h)
@@ -204,7 +131,7 @@ static void on_check(uv_check_t *h)
         c->flush_queued = false;
         conn_flush(c);
         if (!c->closing && c->paused)
-            conn_process(c);
+            server_conn_process(c);
     }
 }
 
@@ -246,7 +173,7 @@ static void conn_collect_replies(conn_t *c)
             c->tail = NULL;
         if (!c->closing && s->data != NULL) {
             if (!out_append(c, s->data, s->len))
-                conn_close(c);
+                server_conn_close(c);
             any = true;
         }
         free(s->data);
@@ -267,7 +194,7 @@ void server_reply(reply_slot_t *slot, char *data, size_t len)
     if (c->closing) {
         /* The client is gone: drop this and any completed replies behind it. */
         conn_collect_replies(c);
-        conn_maybe_free(c);
+        server_conn_maybe_free(c);
         return;
     }
     if (slot == c->head)
@@ -281,7 +208,7 @@ void server_reply(reply_slot_t *slot, char *data, size_t len)
 /* ------------------------------------------------------------------ */
 /* Reading                                                            */
 
-static bool conn_over_bounds(const conn_t *c)
+bool server_conn_over_bounds(const conn_t *c)
 {
     const server_t *srv = c->srv;
     return c->pending >= srv->max_pipeline ||
@@ -341,7 +268,7 @@ static bool gate_closed(const server_t *srv)
 /* Parses and dispatches buffered lines while the connection is within its
  * bounds and the gate is open; pauses reading when not, resumes when it is
  * back under the resume mark (or the gate opens: server_gate_opened). */
-static void conn_process(conn_t *c)
+void server_conn_process(conn_t *c)
 {
     server_t *srv = c->srv;
     if (c->closing || c->lingering)
@@ -350,7 +277,7 @@ static void conn_process(conn_t *c)
         return;
     c->paused = false;
     while (!c->closing && !c->close_after_replies) {
-        if (conn_over_bounds(c)) {
+        if (server_conn_over_bounds(c)) {
             conn_pause(c);
             return;
         }
@@ -366,7 +293,7 @@ static void conn_process(conn_t *c)
             break;
         reply_slot_t *slot = slot_new(c);
         if (slot == NULL) {
-            conn_close(c);
+            server_conn_close(c);
             return;
         }
         srv->counters.lines++;
@@ -381,14 +308,14 @@ static void conn_process(conn_t *c)
         return;
     if (c->eof || c->draining) {
         if (!c->final_read && c->pending == 0 && c->out_len == 0 && c->writes_in_flight == 0)
-            conn_idle_close(c);
+            server_conn_idle_close(c);
         return;
     }
     if (!c->reading) {
         if (uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read) == 0)
             c->reading = true;
         else
-            conn_close(c);
+            server_conn_close(c);
     }
 }
 
@@ -403,29 +330,29 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             c->reading = false;
         }
         if (nread != UV_EOF) {
-            conn_close(c);
+            server_conn_close(c);
             return;
         }
         /* EOF: the client sent its last request (a final line without '\n'
          * is incomplete and ignored). It may have half-closed and still read,
          * or closed outright (its own timeout): either way answer what it
          * sent, and close as soon as the last reply is written, at once when
-         * nothing is pending (conn_close_if_finished), instead of holding the
+         * nothing is pending (server_conn_close_if_finished), instead of holding the
          * connection, and a max_connections place, until the idle timeout. */
         c->eof = true;
-        conn_close_if_finished(c);
+        server_conn_close_if_finished(c);
         return;
     }
     framer_commit(&c->framer, (size_t)nread);
     c->srv->counters.bytes_in += (uint64_t)nread;
     c->last_active_ms = uv_now(c->srv->loop);
-    conn_process(c);
+    server_conn_process(c);
 }
 
 /* ------------------------------------------------------------------ */
 /* Connection lifetime                                                */
 
-static void conn_maybe_free(conn_t *c)
+void server_conn_maybe_free(conn_t *c)
 {
     if (!c->handle_closed || c->slots > 0 || c->writes_in_flight > 0 || c->shutdown_pending)
         return;
@@ -457,7 +384,7 @@ static void on_conn_closed(uv_handle_t *h)
     c->tail = NULL;
     for (reply_slot_t *s = c->head; s != NULL; s = s->next)
         c->tail = s;
-    conn_maybe_free(c);
+    server_conn_maybe_free(c);
     if (srv->draining && srv->conns == NULL && srv->on_drained != NULL) {
         void (*cb)(void *) = srv->on_drained;
         srv->on_drained = NULL;
@@ -467,7 +394,7 @@ static void on_conn_closed(uv_handle_t *h)
         free(srv);
 }
 
-static void conn_close(conn_t *c)
+void server_conn_close(conn_t *c)
 {
     if (c->closing)
         return;
@@ -524,7 +451,7 @@ static void on_connection(uv_stream_t *listener, int status)
         srv->counters.rejected++;
         uv_buf_t b = uv_buf_init((char *)too_many_conns_reply, sizeof too_many_conns_reply - 1);
         (void)uv_try_write((uv_stream_t *)&c->handle, &b, 1);
-        conn_close(c);
+        server_conn_close(c);
         return;
     }
     srv->counters.accepted++;
@@ -532,7 +459,7 @@ static void on_connection(uv_stream_t *listener, int status)
     if (uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_read) == 0)
         c->reading = true;
     else
-        conn_close(c);
+        server_conn_close(c);
 }
 
 /* Closes connections that sent nothing for idle_timeout_s and wait on
@@ -549,7 +476,7 @@ static void on_sweep(uv_timer_t *t)
         conn_t *next = c->next;
         if (c->pending == 0 && c->writes_in_flight == 0 && now - c->last_active_ms >= limit) {
             srv->counters.closed_idle++;
-            conn_close(c);
+            server_conn_close(c);
         }
         c = next;
     }
@@ -615,206 +542,6 @@ int server_listen(server_t *srv, const config_t *cfg)
     return rc;
 }
 
-static void on_server_handle_closed(uv_handle_t *h)
-{
-    server_t *srv = h->data;
-    srv->handles_open--;
-    if (srv->closing && srv->handles_open == 0)
-        free(srv);
-}
-
-/* ------------------------------------------------------------------ */
-/* Lingering close at a stop                                          */
-
-/* A static sink: what a stopping connection still receives is dropped. */
-static void on_discard_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    (void)suggested;
-    static char sink[65536];
-    *buf = uv_buf_init(sink, sizeof sink);
-}
-
-static void on_discard_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    conn_t *c = stream->data;
-    if (nread > 0) {
-        c->srv->counters.bytes_in += (uint64_t)nread;
-        return;
-    }
-    if (nread < 0) /* the client closed (or the connection failed): done */
-        conn_close(c);
-}
-
-static void on_linger_shutdown(uv_shutdown_t *req, int status)
-{
-    conn_t *c = req->data;
-    c->shutdown_pending = false;
-    if (c->closing) {
-        conn_maybe_free(c);
-        return;
-    }
-    if (status < 0 || uv_read_start((uv_stream_t *)&c->handle, on_discard_alloc,
-                                    on_discard_read) != 0) {
-        conn_close(c);
-        return;
-    }
-    c->reading = true;
-}
-
-static void on_linger_timer(uv_timer_t *t)
-{
-    server_t *srv = t->data;
-    uint64_t now = uv_now(srv->loop);
-    bool more = false;
-    conn_t *c = srv->conns;
-    while (c != NULL) {
-        conn_t *next = c->next;
-        if (c->lingering) {
-            if (now - c->linger_since_ms >= LINGER_MS)
-                conn_close(c);
-            else
-                more = true;
-        }
-        c = next;
-    }
-    if (!more && srv->linger_timer_on) {
-        uv_timer_stop(t);
-        srv->linger_timer_on = false;
-    }
-}
-
-/*
- * Every request a stopping connection sent before the stop is answered; the
- * client may have sent more since, still unread in the socket. Closing a
- * socket with unread data makes the kernel send a reset, and a reset makes
- * the client's kernel drop replies it has received but the client has not
- * read yet. So: send FIN after the last reply (shutdown), read and discard
- * until the client closes, and close then or after LINGER_MS, whichever
- * comes first. Requests discarded here get no reply; the client sees EOF
- * after its last answered request.
- */
-static void conn_linger(conn_t *c)
-{
-    server_t *srv = c->srv;
-    if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->handle);
-        c->reading = false;
-    }
-    c->lingering = true;
-    c->linger_since_ms = uv_now(srv->loop);
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->handle, on_linger_shutdown) != 0) {
-        conn_close(c);
-        return;
-    }
-    c->shutdown_pending = true;
-    if (!srv->linger_timer_on && !srv->closing) {
-        uv_timer_start(&srv->linger_timer, on_linger_timer, 100, 100);
-        srv->linger_timer_on = true;
-    }
-}
-
-/* Ends a connection that has nothing left to do: its client sent EOF, the
- * server is stopping, or a reply asked for the close (unauthorized), and
- * every request it sent is answered and written. A paused connection may
- * still hold received lines in its framer: conn_process answers them
- * first, then comes back here. */
-static void conn_close_if_finished(conn_t *c)
-{
-    if (c->closing || c->lingering)
-        return;
-    bool wants_close = c->close_after_replies || ((c->draining || c->eof) && !c->paused);
-    if (wants_close && c->pending == 0 && c->out_len == 0 && c->writes_in_flight == 0)
-        conn_idle_close(c);
-}
-
-/* A connection with nothing left to answer closes; at a stop it lingers
- * first, unless the client already half-closed or a reply ended it. */
-static void conn_idle_close(conn_t *c)
-{
-    if (c->lingering || c->closing)
-        return;
-    if (c->draining && !c->eof && !c->close_after_replies)
-        conn_linger(c);
-    else
-        conn_close(c);
-}
-
-/* At a stop, requests the client sent before it may still sit unread in
- * the socket. Closing with unread data would make the kernel reset the
- * connection and destroy replies already written, so read what is there
- * now (non-blocking, within the connection's bounds) and answer it. */
-static void conn_drain_read(conn_t *c)
-{
-    uv_os_fd_t fd;
-    if (c->closing || c->eof || uv_fileno((uv_handle_t *)&c->handle, &fd) != 0)
-        return;
-    c->final_read = true;
-    for (int rounds = 0; rounds < 256 && !c->closing && !conn_over_bounds(c); rounds++) {
-        size_t avail = 0;
-        char *space = framer_write_space(&c->framer, &avail);
-        if (space == NULL || avail == 0)
-            break;
-        ssize_t n = recv(fd, space, avail, MSG_DONTWAIT);
-        if (n <= 0) {
-            if (n == 0)
-                c->eof = true;
-            break;
-        }
-        framer_commit(&c->framer, (size_t)n);
-        c->srv->counters.bytes_in += (uint64_t)n;
-        conn_process(c);
-    }
-    c->final_read = false;
-}
-
-void server_drain(server_t *srv, void (*on_drained)(void *), void *arg)
-{
-    srv->draining = true;
-    srv->on_drained = on_drained;
-    srv->drained_arg = arg;
-    if (srv->listening) {
-        srv->listening = false;
-        uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
-    }
-    conn_t *c = srv->conns;
-    while (c != NULL) {
-        conn_t *next = c->next;
-        c->draining = true;
-        if (c->reading) {
-            uv_read_stop((uv_stream_t *)&c->handle);
-            c->reading = false;
-        }
-        /* Lines already received are requests in flight: answer them. */
-        c->paused = false;
-        conn_drain_read(c);
-        if (!c->closing)
-            conn_process(c);
-        c = next;
-    }
-    if (srv->conns == NULL && srv->on_drained != NULL) {
-        srv->on_drained = NULL;
-        on_drained(arg);
-    }
-}
-
-void server_close(server_t *srv)
-{
-    srv->on_drained = NULL;
-    srv->draining = true;
-    if (srv->listening) {
-        srv->listening = false;
-        uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
-    }
-    while (srv->conns != NULL)
-        conn_close(srv->conns);
-    srv->closing = true;
-    uv_close((uv_handle_t *)&srv->flusher, on_server_handle_closed);
-    uv_close((uv_handle_t *)&srv->sweeper, on_server_handle_closed);
-    uv_close((uv_handle_t *)&srv->linger_timer, on_server_handle_closed);
-}
 
 const server_counters_t *server_counters(const server_t *srv) { return &srv->counters; }
 
@@ -832,7 +559,7 @@ void server_gate_opened(server_t *srv)
     while (c != NULL && !gate_closed(srv)) {
         conn_t *next = c->next;
         if (c->paused)
-            conn_process(c);
+            server_conn_process(c);
         c = next;
     }
 }

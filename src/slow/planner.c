@@ -28,9 +28,9 @@
  * Reads run two batches ahead of the computation: while this thread parses
  * and plans batch i, Redis is already answering the reads of batch i+1 and
  * the writes of batch i-1. Once every write of the chunk is answered, the
- * chunk's schedule changes go out (chunk_reschedule): members planned from
- * the due set join the cadence set; nothing moves for members planned in
- * the cadence walk.
+ * chunk's schedule changes go out (planner_chunk_reschedule): members
+ * planned from the due set join the cadence set; nothing moves for members
+ * planned in the cadence walk.
  * While this instance's decides use Redis, all of this goes in small steps
  * (PLANNER_BUSY_CHUNK in planner_internal.h): short chunk queries, small
  * groups with one read in flight, schedule slices answered one by one, so
@@ -192,151 +192,7 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
 }
 
 /* ------------------------------------------------------------------ */
-/* Commands formatted straight into RESP                              */
-
-/* The worker writes RESP itself (resp_buf.h) into one buffer per pipeline
- * group and hands it over with a single append: a pass sends millions of
- * small commands. */
-
-/* ------------------------------------------------------------------ */
-/* The worker's Redis connection                                      */
-
-static void conn_drop(planner_t *pl)
-{
-    if (pl->c != NULL)
-        redisFree(pl->c);
-    pl->c = NULL;
-    reply_arena_reset(&pl->arena);
-    pl->out.len = 0; /* a group half formatted when the connection failed */
-    pl->out.failed = false;
-}
-
-void planner_conn_failed(planner_t *pl, const config_t *cfg, planner_result_t *res,
-                        const char *what)
-{
-    if (res->error[0] == '\0')
-        snprintf(res->error, sizeof res->error, "redis: %s", what);
-    conn_drop(pl);
-    if (pl->backoff_ms <= 0)
-        pl->backoff_ms = cfg->redis.reconnect_min_ms;
-    pl->next_connect_ms = planner_mono_ms() + (uint64_t)pl->backoff_ms;
-    pl->backoff_ms *= 2;
-    if (pl->backoff_ms > cfg->redis.reconnect_max_ms)
-        pl->backoff_ms = cfg->redis.reconnect_max_ms;
-}
-
-static bool conn_settings_changed(const planner_t *pl, const config_t *cfg)
-{
-    const config_redis_t *r = &cfg->redis;
-    return strcmp(pl->conn_host, r->host) != 0 || pl->conn_port != r->port ||
-           strcmp(pl->conn_unix, r->unix_path) != 0 ||
-           (pl->conn_password == NULL) != (r->password == NULL) ||
-           (pl->conn_password != NULL && strcmp(pl->conn_password, r->password) != 0);
-}
-
-static struct timeval tv_ms(int ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    return tv;
-}
-
-/* One command on the worker's connection, with nothing else in flight.
- * NULL (and the connection dropped) on an I/O error or timeout; error
- * replies are returned. The reply lives until the next command. */
-redisReply *planner_conn_command(planner_t *pl, const config_t *cfg, planner_result_t *res,
-                                int argc, const char **argv, const size_t *lens)
-{
-    reply_arena_reset(&pl->arena);
-    redisReply *r = redisCommandArgv(pl->c, argc, argv, lens);
-    if (r == NULL)
-        planner_conn_failed(pl, cfg, res, pl->c->errstr[0] ? pl->c->errstr : "no reply");
-    return r;
-}
-
-/* Opens the connection (AUTH included). `force` ignores the reconnect
- * backoff. */
-static bool conn_open(planner_t *pl, const config_t *cfg, bool force, planner_result_t *res)
-{
-    if (!force && planner_mono_ms() < pl->next_connect_ms) {
-        snprintf(res->error, sizeof res->error,
-                 "redis: unavailable, next connection attempt in %llu ms",
-                 (unsigned long long)(pl->next_connect_ms - planner_mono_ms()));
-        return false;
-    }
-    const config_redis_t *r = &cfg->redis;
-    struct timeval ct = tv_ms(r->connect_timeout_ms);
-    pl->c = r->unix_path[0] ? redisConnectUnixWithTimeout(r->unix_path, ct)
-                            : redisConnectWithTimeout(r->host, r->port, ct);
-    snprintf(pl->conn_host, sizeof pl->conn_host, "%s", r->host);
-    pl->conn_port = r->port;
-    snprintf(pl->conn_unix, sizeof pl->conn_unix, "%s", r->unix_path);
-    free(pl->conn_password);
-    pl->conn_password = r->password ? strdup(r->password) : NULL;
-    if (pl->c == NULL || pl->c->err) {
-        char why[160];
-        snprintf(why, sizeof why, "connect failed: %s", pl->c ? pl->c->errstr : "out of memory");
-        planner_conn_failed(pl, cfg, res, why);
-        return false;
-    }
-    /* Replies in the arena; keep the read buffer (a pass streams MBs). */
-    reply_arena_attach(pl->c->reader, &pl->arena);
-    pl->c->reader->maxbuf = 0;
-    int timeout = r->timeout_ms > PLANNER_MIN_TIMEOUT_MS ? r->timeout_ms : PLANNER_MIN_TIMEOUT_MS;
-    redisSetTimeout(pl->c, tv_ms(timeout));
-    if (r->password != NULL) {
-        const char *argv[] = {"AUTH", r->password};
-        size_t lens[] = {4, strlen(r->password)};
-        redisReply *rep = planner_conn_command(pl, cfg, res, 2, argv, lens);
-        if (rep == NULL)
-            return false;
-        if (rep->type == REDIS_REPLY_ERROR) {
-            char why[160];
-            snprintf(why, sizeof why, "AUTH failed: %s", rep->str);
-            planner_conn_failed(pl, cfg, res, why);
-            return false;
-        }
-    }
-    return true;
-}
-
-/*
- * Makes sure the connection is up and the plan-write script is loaded; the
- * script is loaded on every pass, not only on connect, so a SCRIPT FLUSH
- * between two passes cannot fail a pass with NOSCRIPT. A kept connection
- * may have died since the last pass (Redis restarted, an idle timeout):
- * then the first command fails, and one fresh connection is tried at once
- * before the pass gives up.
- */
-static bool conn_ensure(planner_t *pl, const config_t *cfg, bool force, planner_result_t *res)
-{
-    if (pl->c != NULL && (pl->c->err || conn_settings_changed(pl, cfg)))
-        conn_drop(pl);
-    for (int attempt = 0; attempt < 2; attempt++) {
-        bool reused = pl->c != NULL;
-        if (!reused && !conn_open(pl, cfg, force || attempt > 0, res))
-            return false;
-        const char *argv[] = {"SCRIPT", "LOAD", planner_script_plan_write};
-        size_t lens[] = {6, 4, strlen(planner_script_plan_write)};
-        redisReply *rep = planner_conn_command(pl, cfg, res, 3, argv, lens);
-        if (rep == NULL) {
-            if (!reused)
-                return false;
-            res->error[0] = '\0'; /* a stale connection: try a fresh one */
-            continue;
-        }
-        if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-            char why[160];
-            snprintf(why, sizeof why, "SCRIPT LOAD failed: %s",
-                     rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-            planner_conn_failed(pl, cfg, res, why);
-            return false;
-        }
-        memcpy(pl->sha_write, rep->str, 41);
-        pl->backoff_ms = cfg->redis.reconnect_min_ms;
-        return true;
-    }
-    return false;
-}
+/* Which partitions have work                                         */
 
 /*
  * Which partitions have work, in one round trip (per partition: ZCOUNT of
@@ -403,11 +259,6 @@ static bool due_partitions(planner_t *pl, const config_t *cfg, int64_t as_of,
     }
     reply_arena_reset(&pl->arena);
     return res->error[0] == '\0';
-}
-
-bool planner_error_is_the_keys(const redisReply *r)
-{
-    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) == 0;
 }
 
 void planner_partition_failed(planner_t *pl, planner_result_t *res, int partition,
@@ -495,7 +346,7 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
     void *metrics = pl->app->metrics;
     metrics_planner_pass_started(metrics);
     bool due[SCHEDULE_PARTITIONS];
-    if (conn_ensure(pl, cfg, force_connect, res) && due_partitions(pl, cfg, as_of, due, res)) {
+    if (planner_conn_ensure(pl, cfg, force_connect, res) && due_partitions(pl, cfg, as_of, due, res)) {
         int start = (int)(pl->instance_hash % SCHEDULE_PARTITIONS);
         for (int i = 0; i < SCHEDULE_PARTITIONS; i++) {
             if (planner_stopping(pl)) {
@@ -581,8 +432,8 @@ static void *planner_main(void *arg)
 {
     planner_t *pl = arg;
     prctl(PR_SET_NAME, "notifd-planner"); /* top -H, /proc/<pid>/task/<tid>/comm */
-    /* yield_to_fast_path sleeps in 20 us steps: the default 50 us timer
-     * slack would stretch each one several times over. */
+    /* planner_yield_to_fast_path sleeps in 20 us steps: the default 50 us
+     * timer slack would stretch each one several times over. */
     prctl(PR_SET_TIMERSLACK, 1000UL);
     errno = 0;
     pl->base_nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
@@ -657,7 +508,7 @@ static void *planner_main(void *arg)
         post_done(pl, rest);
         rest = next;
     }
-    conn_drop(pl);
+    planner_conn_drop(pl);
     reply_arena_free(&pl->arena);
     resp_buf_free(&pl->out);
     free(pl->conn_password);

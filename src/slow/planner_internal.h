@@ -1,8 +1,10 @@
 /*
- * planner_internal.h - what the planner's two files share (not an API):
- * planner.c (the thread, passes, the worker's Redis connection, leases)
- * and planner_partition.c (one partition: the walks, the pipeline, the
- * schedule changes). See planner.c's top comment for the whole shape.
+ * planner_internal.h - what the planner's files share (not an API):
+ * planner.c (the thread, passes, leases), planner_conn.c (the worker's
+ * Redis connection), planner_partition.c (one partition: the walks, the
+ * cursor, the schedule changes of a chunk) and planner_pipeline.c (a
+ * chunk's command groups, their replies, the plan of each member). See
+ * planner.c's top comment for the whole shape.
  */
 #ifndef NOTIFD_PLANNER_INTERNAL_H
 #define NOTIFD_PLANNER_INTERNAL_H
@@ -16,6 +18,7 @@
 #include <uv.h>
 
 #include "notifd/config/config.h"
+#include "notifd/core/keys.h"
 #include "notifd/lib/resp_buf.h"
 #include "notifd/lib/number_format.h"
 #include "notifd/slow/planner.h"
@@ -130,8 +133,118 @@ void planner_conn_failed(planner_t *pl, const config_t *cfg, planner_result_t *r
  * planner_conn_failed. */
 redisReply *planner_conn_command(planner_t *pl, const config_t *cfg, planner_result_t *res,
                                  int argc, const char **argv, const size_t *lens);
+/* Makes sure the connection is up (`force` ignores the reconnect backoff)
+ * and the plan-write script loaded (pl->sha_write); false with res->error
+ * set when Redis cannot be used now. */
+bool planner_conn_ensure(planner_t *pl, const config_t *cfg, bool force, planner_result_t *res);
+/* Closes the connection, if any, and drops what was half formatted. */
+void planner_conn_drop(planner_t *pl);
 
 extern const char planner_lease_renew_script[];
+
+/* ------------------------------------------------------------------ */
+/* One partition: planner_partition.c and planner_pipeline.c          */
+
+/* A group of commands in the pipeline; groups are answered in the order
+ * they were sent (part_ctx.fifo). */
+typedef enum group_kind { GROUP_READ, GROUP_WRITE, GROUP_RENEW } group_kind_t;
+
+typedef struct group {
+    group_kind_t kind;
+    size_t first, n;     /* members [first, first + n) of the chunk */
+} group_t;
+
+/* A member joining the cadence set, for sorting the chunk's moves. */
+typedef struct sched_move {
+    double phase;
+    uint32_t slot;
+} sched_move_t;
+
+/* How a member's plan goes out (see plan_one). */
+typedef enum write_mode {
+    WRITE_NONE = 0,
+    WRITE_HSET,          /* HSET and EXPIRE */
+    WRITE_HSET_KEEP_TTL, /* HSET alone: the stored TTL is long enough */
+    WRITE_SCRIPT
+} write_mode_t;
+
+typedef struct member_slot {
+    size_t id_off, len;  /* the id in part_ctx.ids */
+    write_mode_t write;
+    bool remove;         /* features gone: leaves the schedule */
+    bool written;        /* the plan write succeeded */
+    bool kept;           /* the stored plan is recent and in force: no write */
+    bool failed;         /* read, but the plan could not be written */
+    bool at_last;        /* cadence walk: scored like the chunk's last member */
+} member_slot_t;
+
+/* One partition's walk, its chunk and its pipeline (worker thread only). */
+typedef struct part_ctx {
+    planner_t *pl;
+    const config_t *cfg;
+    planner_result_t *res;
+    int partition;
+    int64_t as_of;
+    size_t batch;
+    size_t slice;        /* members per schedule command, now */
+    size_t slice_max;    /* ... while the fast path is not busy */
+    bool lockstep;       /* schedule slices: each answered before the next */
+    size_t limit;        /* members asked for by the last chunk query */
+    char sched_key[KEY_MAX];      /* P sched:<n>: due now (joined, or lost the plan) */
+    size_t sched_len;
+    char cadence_key[KEY_MAX];    /* P cadence:<n>: member -> phase */
+    size_t cadence_len;
+    bool cadence;        /* walking the cadence set (else the due set) */
+    char last_score[40]; /* cadence walk: the chunk's last score, as Redis wrote it */
+    size_t n_at_last;    /* cadence walk: members of the chunk with that score */
+    size_t removed_at_last; /* ... of which planner_chunk_reschedule removed */
+    int64_t wall_now;    /* time(NULL) at the start of the chunk: plan TTLs */
+    char lease_key[KEY_MAX];
+    size_t lease_len;
+    char lease_ms[24];
+    uint64_t lease_renewed_ms;
+    bool lease_lost;
+    bool broken;         /* the connection failed: stop at once */
+    bool key_failed;     /* a key of the partition is broken (part_key_broken) */
+    char failed_key[16]; /* ... the first: which, and Redis's answer */
+    char failed_why[128];
+    uint64_t offset;     /* due walk: members left due in place (failed) */
+    member_slot_t *slots;
+    sched_move_t *moves; /* planner_chunk_reschedule's buffers, one entry per slot */
+    uint32_t *removed;
+    char *ids;           /* the chunk's member ids, back to back */
+    size_t ids_cap;
+    group_t fifo[PLANNER_MAX_GROUPS];
+    int fifo_head, fifo_count;
+    const char *channel_names[NOTIFD_MAX_CHANNELS];
+    size_t channel_name_lens[NOTIFD_MAX_CHANNELS];
+    uint64_t planned_since_report;
+} part_ctx_t;
+
+static inline const char *slot_id(const part_ctx_t *p, const member_slot_t *s)
+{
+    return p->ids + s->id_off;
+}
+
+/* Hands the commands formatted in pl->out to hiredis and writes them out
+ * now; false (p->broken) when the connection failed. */
+bool planner_part_flush(part_ctx_t *p);
+/* The next reply on the connection, or NULL (p->broken). */
+redisReply *planner_part_reply(part_ctx_t *p);
+/* Whether this instance's fast path is busy (PLANNER_BUSY_CHUNK). */
+bool planner_fast_path_busy(const part_ctx_t *p);
+/* Holds the next command back while the fast path has commands in flight
+ * (for at most ~2 ms). */
+void planner_yield_to_fast_path(part_ctx_t *p);
+/* Runs the pipeline over the chunk's `n` members, then its schedule
+ * changes (planner_pipeline.c). */
+void planner_chunk_run(part_ctx_t *p, size_t n);
+/* Between chunks: stop, and the lease renewal when due; false when the
+ * partition must stop (planner_pipeline.c). */
+bool planner_renew_between_chunks(part_ctx_t *p);
+/* The schedule changes of a chunk whose plan writes are all answered
+ * (planner_partition.c). */
+void planner_chunk_reschedule(part_ctx_t *p, size_t n);
 
 /* Walks partition `partition` as of `as_of` under its lease: the cadence
  * window, then the due set (planner_partition.c). A broken key of the
