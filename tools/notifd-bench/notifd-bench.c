@@ -1,6 +1,11 @@
 /*
  * notifd-bench - a load generator for notifd's decide op.
  *
+ * One file of about a thousand lines, on purpose: it is a standalone
+ * developer tool, not linked into notifd, and its parts (request generation,
+ * connections, both load loops, the report) all work on one run state that
+ * would otherwise need a header of its own only this program includes.
+ *
  * It opens --connections TCP connections to notifd and sends realistic
  * decide requests: --candidates candidates each with an upstream score, three
  * features and a tag; members drawn from a Zipf distribution (exponent
