@@ -54,6 +54,7 @@ void store_counts_changed(store_t *st)
 
 void store_queue_unlink(store_t *st, pending_cmd_t *p)
 {
+    st->queue_changes++;
     if (st->requeue_after == p)
         st->requeue_after = p->prev;
     list_unlink(&st->queue, p);
@@ -244,9 +245,13 @@ void store_expire_queued(store_t *st)
         if (p->deadline_ns != 0 && now >= p->deadline_ns) {
             store_queue_unlink(st, p);
             st->counters.expired++;
+            uint64_t changes = st->queue_changes;
             store_cmd_fail(st, p);
-            /* A callback may have queued or removed commands: start over. */
-            next = st->queue.head;
+            /* A callback that changed the queue may have taken `next` too:
+             * start over then (callbacks here rarely can: no connection is
+             * ready, so new commands are refused). */
+            if (st->queue_changes != changes)
+                next = st->queue.head;
         }
         p = next;
     }

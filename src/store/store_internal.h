@@ -97,6 +97,7 @@ struct store {
      * everything that was never written. */
     pending_cmd_t *requeue_after;
     uint64_t position;           /* callers' commands accepted so far (store_position) */
+    uint64_t queue_changes;      /* unlinks from the queue (store_expire_queued) */
     bool pumping;
     bool congested;
     bool dropping_hung;          /* drop_context for no progress: see settle_unanswered */
