@@ -100,6 +100,7 @@ static void on_watchdog(uv_timer_t *t)
              * its own is answered now rather than at that deadline. */
             st->dropping_hung = true;
             store_drop_context(st, why);
+            store_fail_queued(st, true); /* those behind the window too */
             st->dropping_hung = false;
             return;
         }

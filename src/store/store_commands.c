@@ -236,13 +236,15 @@ void store_pump(store_t *st)
 
 /* While no connection is ready nothing is written, but deadlines still
  * pass anywhere in the queue. */
-void store_expire_queued(store_t *st)
+void store_expire_queued(store_t *st) { store_fail_queued(st, false); }
+
+void store_fail_queued(store_t *st, bool all_with_deadline)
 {
     uint64_t now = uv_hrtime();
     pending_cmd_t *p = st->queue.head;
     while (p != NULL) {
         pending_cmd_t *next = p->next;
-        if (p->deadline_ns != 0 && now >= p->deadline_ns) {
+        if (p->deadline_ns != 0 && (all_with_deadline || now >= p->deadline_ns)) {
             store_queue_unlink(st, p);
             st->counters.expired++;
             uint64_t changes = st->queue_changes;

@@ -138,6 +138,9 @@ void store_cmd_fail(store_t *st, pending_cmd_t *p);
 void store_pump(store_t *st);
 /* Fails queued commands whose deadline passed (no connection is ready). */
 void store_expire_queued(store_t *st);
+/* The same, or with all_with_deadline every queued command that has a
+ * caller's deadline (Redis was declared hung: see settle_unanswered). */
+void store_fail_queued(store_t *st, bool all_with_deadline);
 /* Handshake, reload and probe commands: out at once, outside the window. */
 bool store_send_internal(store_t *st, store_reply_fn fn, void *privdata, int argc,
                          const char **argv, const size_t *lens);
