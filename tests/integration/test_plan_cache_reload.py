@@ -1,4 +1,4 @@
-"""The plan cache across a reload that reorders `channels` (issue #18),
+"""The plan cache across a reload that reorders `channels`,
 against a real redis-server and the real binary.
 
 A plan is held by channel index (the config's `channels` order). Decides

@@ -1,4 +1,4 @@
-"""The planner's schedule keys as hostile input (issue #18), against a real
+"""The planner's schedule keys as hostile input, against a real
 redis-server and the real binary: a due set, cadence set, cursor or lease
 of the wrong type or holding garbage costs at most its own partition, never
 the pass, and never a decide.
