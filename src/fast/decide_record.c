@@ -10,9 +10,12 @@
 #include <string.h>
 
 #include "decide_internal.h"
+#include "lua/decide_record.lua.args.h"
+#include "lua/decide_skip.lua.args.h"
 #include "notifd/core/calendar.h"
 #include "notifd/core/keys.h"
 #include "notifd/lib/number_format.h"
+#include "notifd/log.h"
 #include "notifd/policy.h"
 
 /* P idem:{M}:<opportunity> */
@@ -98,15 +101,36 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     int argc = 0;
 #define ARG(p, l) (argv[argc] = (p), lens[argc] = (l), argc++)
 #define ARGS(p) ARG(p, strlen(p))
+    /* Each fixed argument goes where the script's "-- @keys" / "-- @argv"
+     * lines name it (lua/<script>.lua.args.h, generated from the .lua):
+     * a builder out of step with its script fails here, not in Redis. */
+    int nkeys = 0;
+#define AT(pos)                                                                                    \
+    do {                                                                                           \
+        if (argc != (pos))                                                                         \
+            goto out_of_step;                                                                      \
+    } while (0)
+#define KEY(script, name) AT(script##_KEY_##name - 1)
+#define ARGV(script, name) AT(nkeys + script##_ARGV_##name - 1)
 
     char k_idem[KEY_MAX], k_week[KEY_MAX], k_sent[KEY_MAX], k_member[KEY_MAX];
+    KEY(DECIDE_RECORD, IDEM);
+    _Static_assert(DECIDE_RECORD_KEY_IDEM == DECIDE_SKIP_KEY_IDEM &&
+                       DECIDE_RECORD_KEY_WEEK == DECIDE_SKIP_KEY_WEEK,
+                   "both record scripts take the idempotency and week keys first");
     ARG(k_idem, idem_key(k_idem, cfg, r));
+    KEY(DECIDE_RECORD, WEEK);
     ARG(k_week, key_member(k_week, prefix, "week", r->member, r->member_len, "", 0));
     if (full) {
+        KEY(DECIDE_RECORD, SENT);
         ARG(k_sent, key_member(k_sent, prefix, "sent", r->member, r->member_len, "", 0));
+        KEY(DECIDE_RECORD, MEMBER);
         ARG(k_member, key_member(k_member, prefix, "member", r->member, r->member_len, "", 0));
+        AT(DECIDE_RECORD_NKEYS);
+    } else {
+        AT(DECIDE_SKIP_NKEYS);
     }
-    const int nkeys = argc;
+    nkeys = argc;
 
     char a_ts[24], a_cap[24], a_idem_ttl[24], a_dedup[24], a_hl[32];
     char a_week_ttl[24], a_member_ttl[24], a_ndel[NUMBER_FORMAT_MAX], f_opp[64], f_sent[64];
@@ -123,10 +147,15 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
      * times, since what was read may miss another instance's send. */
     char f_sends[48], a_rolling[24];
     if (!full) {
+        ARGV(DECIDE_SKIP, ANSWER);
         ARG(d->body, d->body_len);
+        ARGV(DECIDE_SKIP, IDEM_TTL);
         ARGS(a_idem_ttl);
+        ARGV(DECIDE_SKIP, OPP_FIELD);
         ARGS(f_opp);
+        ARGV(DECIDE_SKIP, WEEK_TTL);
         ARGS(a_week_ttl);
+        ARGV(DECIDE_SKIP, N_STALE);
     } else {
         /* decide_record: see its contract in redis_scripts.c. */
         week_counter_field(f_sent, sizeof f_sent, ch, d->view.week, ":sent");
@@ -135,31 +164,49 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         number_format_i64(a_dedup, (int64_t)fast->dedup_days * 86400);
         snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
         number_format_i64(a_member_ttl, policy_member_ttl_s(cfg));
+        ARGV(DECIDE_RECORD, TS);
         ARGS(a_ts);
+        ARGV(DECIDE_RECORD, SENT_FIELD);
         ARGS(f_sent);
+        ARGV(DECIDE_RECORD, OPP_FIELD);
         ARGS(f_opp);
+        ARGV(DECIDE_RECORD, CAP);
         ARGS(a_cap);
         bool chosen = dec->chosen >= 0; /* a send has chosen a message */
+        ARGV(DECIDE_RECORD, MESSAGE);
         ARG(chosen ? r->candidates[dec->chosen].id : "",
             chosen ? r->candidates[dec->chosen].id_len : 0);
+        ARGV(DECIDE_RECORD, IDEM_TTL);
         ARGS(a_idem_ttl);
+        ARGV(DECIDE_RECORD, DEDUP_S);
         ARGS(a_dedup);
+        ARGV(DECIDE_RECORD, ANSWER);
         ARG(d->body, d->body_len);
+        ARGV(DECIDE_RECORD, CAPPED_ANSWER);
         ARG(d->capped_body, d->capped_len);
+        ARGV(DECIDE_RECORD, HALF_LIFE_S);
         ARGS(a_hl);
+        ARGV(DECIDE_RECORD, WEEK_TTL);
         ARGS(a_week_ttl);
+        ARGV(DECIDE_RECORD, MEMBER_TTL);
         ARGS(a_member_ttl);
+        ARGV(DECIDE_RECORD, SENDS_FIELD);
         if (fast->rolling_cap) {
             key_field(f_sends, sizeof f_sends, ch, ":sends");
             number_format_i64(a_rolling, dec->rolling_cap);
             ARGS(f_sends);
+            ARGV(DECIDE_RECORD, ROLLING_CAP);
             ARGS(a_rolling);
         } else {
             ARG("", 0);
+            ARGV(DECIDE_RECORD, ROLLING_CAP);
             ARG("", 0);
         }
+        ARGV(DECIDE_RECORD, MEMBER_SENT_FIELD);
         ARG(f_msent, key_field(f_msent, sizeof f_msent, ch, "_sent"));
+        ARGV(DECIDE_RECORD, MEMBER_LAST_FIELD);
         ARG(f_mlast, key_field(f_mlast, sizeof f_mlast, ch, "_last_sent"));
+        ARGV(DECIDE_RECORD, N_STALE);
     }
     ARGS(a_ndel);
     for (int i = 0; i < d->n_stale; i++)
@@ -203,6 +250,9 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     }
 #undef ARG
 #undef ARGS
+#undef AT
+#undef KEY
+#undef ARGV
     policy_state_t *ps = policy_state(d->app);
     int rc = store_eval_until(d->app->store, d->deadline_ns,
                               full ? ps->script_record : ps->script_skip, decide_on_record, d, nkeys,
@@ -215,4 +265,11 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     d->record_out = true;
     effect->seq = store_position(d->app->store);
     return true;
+
+out_of_step: {
+    static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+    log_limited(&rl, LOG_ERROR, "decide record: arguments out of step with the script",
+                "script=%s argc=%d", full ? "decide_record" : "decide_skip", argc);
+    return false;
+}
 }

@@ -35,6 +35,14 @@
 --             the recent-scores list, the first week: values notifd
 --             computed from what it read)
 --
+-- The same positions by name, the one list C and Lua share: embed.cmake
+-- turns these lines (an "@argv" line continues the one before) into DECIDE_RECORD_KEY_* and DECIDE_RECORD_ARGV_*
+-- for the builder, which checks every argument's position against them.
+-- @keys idem week sent member
+-- @argv ts sent_field opp_field cap message idem_ttl dedup_s answer
+-- @argv capped_answer half_life_s week_ttl member_ttl sends_field
+-- @argv rolling_cap member_sent_field member_last_field n_stale
+--
 -- The 7-day cap (ARGV[13], ARGV[14]): the send is stopped if the stored
 -- times within 7 days of ts already reach it, and if it happens, ts is put
 -- first in the field with the stored times still within 7 days (at most

@@ -17,6 +17,11 @@
 --   ARGV[6 .. 5+n]  those n fields
 --   ARGV[6+n ..]    field/value pairs to set in the week hash
 --
+-- The same positions by name (embed.cmake makes DECIDE_SKIP_KEY_* and
+-- DECIDE_SKIP_ARGV_* of them for the builder):
+-- @keys idem week
+-- @argv answer idem_ttl opp_field week_ttl n_stale
+--
 -- Returns {'dup', stored response} or {'skip'}.
 --
 -- Most decisions are not to send, and Redis charges a script for every
