@@ -11,7 +11,7 @@
  *   HGETALL P week:{M}        weekly counters, the opportunity EWMA, and the
  *                             recent best scores (quality pacing)
  *   ZMSCORE P sent:{M} ids    when each candidate was last sent (dedup)
- * The record is one Lua script (redis_scripts.c) that enforces the weekly
+ * The record is one Lua script (src/store/lua/decide_record.lua) that enforces the weekly
  * cap atomically and stores the answer under the idempotency key, so a
  * retried opportunity gets the stored answer and counts nothing twice.
  *

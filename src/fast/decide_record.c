@@ -1,6 +1,6 @@
 /*
  * decide_record.c - the decide op's record: the arguments of the record script
- * (decide_record for a send, decide_skip otherwise; redis_scripts.c), which
+ * (decide_record for a send, decide_skip otherwise; src/store/lua/), which
  * checks the caps and dedup atomically and stores the answer under the
  * opportunity's idempotency key.
  */
@@ -84,7 +84,7 @@ static void week_counter_field(char *out, size_t cap, const char *ch, int64_t we
  * decision to send goes through decide_record (cap checks, sent set,
  * member features); any other through decide_skip, which takes a third of
  * the arguments: most decisions are not to send, and Redis's cost of a
- * script grows with its arguments (redis_scripts.c). */
+ * script grows with its arguments (src/store/lua/decide_skip.lua). */
 bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
                         overlay_effect_t *effect)
 {
@@ -157,7 +157,7 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARGS(a_week_ttl);
         ARGV(DECIDE_SKIP, N_STALE);
     } else {
-        /* decide_record: see its contract in redis_scripts.c. */
+        /* decide_record: see its contract in src/store/lua/decide_record.lua. */
         week_counter_field(f_sent, sizeof f_sent, ch, d->view.week, ":sent");
         number_format_i64(a_ts, r->ts);
         number_format_i64(a_cap, dec->cap);

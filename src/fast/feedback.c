@@ -3,7 +3,7 @@
  *
  * feedback records what a member did with what notifd sent (delivered,
  * open, click, dismiss, unsubscribe, resubscribe, visit) into the member's
- * feature hash, `P member:{M}`, with one Lua script (redis_scripts.c) that
+ * feature hash, `P member:{M}`, with one Lua script (src/store/lua/feedback.lua) that
  * also decays older counts. Both policies read those features: the decide
  * path for opt-outs, time zone and open rate; the planner for everything.
  *

@@ -71,7 +71,7 @@
 #include "notifd/store/store.h"
 
 /* planner_script_plan_write (planner.h) is src/store/lua/plan_write.lua, embedded
- * at build time (redis_scripts.c). */
+ * at build time (src/store/lua/plan_write.lua). */
 
 /* Lease scripts: only the holder (by instance id) may extend or drop it. */
 const char planner_lease_renew_script[] =

@@ -20,7 +20,7 @@ After the run it waits for the feedback queue to drain and checks every
 accepted feedback event against Redis: its `P evt:{M}:<id>` key is there
 (applied), and the member's decayed counts equal the sum of the accepted
 events' weights (applied once: a lost event or a doubled one is off by at
-least half a count; see docs/feedback-queue.md and src/store/redis_scripts.c).
+least half a count; see docs/feedback-queue.md and src/store/lua/feedback.lua).
 
 As a script it prints the figures (decides sent and degraded, feedback sent,
 unavailable, queued, and the log's "connection dropped" lines):
@@ -65,7 +65,7 @@ P_OPEN, P_DISMISS, P_VISIT = 0.6, 1.0, 0.9
 P_ORGANIC = 0.04
 # Issue 20's figures: the scale the user ran.
 ISSUE_MEMBERS, ISSUE_WEEKS, ISSUE_NEIGHBOURS = 1500, 3, 2
-# The member-hash count fields each feedback event adds to (redis_scripts.c).
+# The member-hash count fields each feedback event adds to (src/store/lua/feedback.lua).
 COUNT_FIELDS = {"delivered": (CHANNEL + "_delivered",), "open": (CHANNEL + "_open",),
                 "dismiss": (CHANNEL + "_dismiss",), "visit": ("visit_attr", "visit_org")}
 DEFAULT_CONFIG = os.path.join(ROOT, "config", "notifd.json")
