@@ -569,7 +569,10 @@ class RecordTest(NotifdTestCase):
 
 
 class PlanCacheTest(NotifdTestCase):
-    overrides = {"fast": {"plan_cache_ms": 600000}}
+    # Without client tracking the cache's age is the staleness the operator
+    # chose: a plan written elsewhere is not seen while the cached one is
+    # fresh. (With tracking, the default, see PlanCacheTrackingTest.)
+    overrides = {"redis": {"tracking": False}, "fast": {"plan_cache_ms": 600000}}
 
     def decide(self, opp, ts=MONDAY + 12 * 3600, member="cat"):
         return self.client().request({"op": "decide", "member": member, "channel": "push",
@@ -590,6 +593,38 @@ class PlanCacheTest(NotifdTestCase):
         r = self.decide("o4", ts=MONDAY + WEEK + 7300)
         self.assertEqual(r["plan"]["version"], rp["plan"]["version"])
         self.assertEqual(r["plan"]["source"], "planner")
+
+    def test_members_without_a_plan_are_not_cached(self):
+        self.assertEqual(self.decide("o1", member="new")["plan"]["source"], "default")
+        set_plan(self.redis, "new", 2, version=7)
+        self.assertEqual(self.decide("o2", member="new")["plan"]["version"], 7)
+
+
+class PlanCacheTrackingTest(NotifdTestCase):
+    # The default: plans (and member state) are cached, and Redis reports
+    # every change another connection makes, so a plan written by any
+    # writer is seen within milliseconds, not after the cache's age.
+    overrides = {"fast": {"plan_cache_ms": 600000}}
+
+    def decide(self, opp, ts=MONDAY + 12 * 3600, member="cat"):
+        return self.client().request({"op": "decide", "member": member, "channel": "push",
+                                      "opportunity": opp, "ts": ts, "candidates": candidates()})
+
+    def test_another_writers_plan_is_seen_within_milliseconds(self):
+        set_plan(self.redis, "cat", 3, version=1, valid_until=MONDAY + WEEK)
+        self.assertEqual(self.decide("o1")["plan"]["version"], 1)
+        self.assertEqual(self.decide("o2")["plan"]["version"], 1)  # from the cache
+        set_plan(self.redis, "cat", 4, version=2, valid_until=MONDAY + 2 * WEEK)
+        started = time.monotonic()
+        n = [2]
+
+        def seen():
+            n[0] += 1
+            return self.decide("o%d" % n[0])["plan"]["version"] == 2
+        wait_for(seen, timeout=2.0, interval=0.001, what="the new plan")
+        self.assertLess(time.monotonic() - started, 0.5)
+        # And it stays seen (no stale fill put the old one back).
+        self.assertEqual(self.decide("later")["plan"]["version"], 2)
 
     def test_members_without_a_plan_are_not_cached(self):
         self.assertEqual(self.decide("o1", member="new")["plan"]["source"], "default")

@@ -29,6 +29,7 @@ K_WEEK = "t:week:" + M
 K_SENT = "t:sent:" + M
 K_MEMBER = "t:member:" + M
 K_OPTOUT = "t:optout:" + M
+K_OPTOUT = "t:optout:" + M
 K_EVT = "t:evt:" + M + ":"
 K_PLAN = "t:plan:" + M
 F_SENT, F_OPP, F_SENDS = "push:2900:sent", "push:2900:opp", "push:sends"
@@ -71,10 +72,10 @@ class LuaScriptsTest(unittest.TestCase):
 
     def record(self, opp, msg, ts=T0, cap=2, window=DEDUP, resp="R", capped="C", sends_field="",
                rolling_cap=-1, counted=True, stale=(), sets=()):
-        keys = [K_IDEM + opp, K_WEEK, K_SENT, K_MEMBER]
+        keys = [K_IDEM + opp, K_WEEK, K_SENT, K_MEMBER, K_OPTOUT]
         argv = [ts, F_SENT, F_OPP if counted else "", cap, msg, IDEM_TTL, window, resp, capped,
                 HL, WEEK_TTL, MEMBER_TTL, sends_field, rolling_cap, "push_sent",
-                "push_last_sent", len(stale), *stale, *sets]
+                "push_last_sent", "push", len(stale), *stale, *sets]
         return self.run_script("decide_record", keys, argv)
 
     def test_decide_record_sends_until_the_weekly_cap(self):
@@ -100,6 +101,23 @@ class LuaScriptsTest(unittest.TestCase):
         self.assertGreater(self.r("TTL", K_MEMBER), MEMBER_TTL - 10)
         self.assertGreater(self.r("TTL", K_WEEK), WEEK_TTL - 10)
         self.assertGreater(self.r("TTL", K_SENT), DEDUP - 10)
+
+    def test_decide_record_refuses_a_send_after_an_opt_out_and_touches_nothing(self):
+        # An opt-out stored after notifd read (or cached) the member's state
+        # holds: the send is refused inside the script, nothing is recorded,
+        # and notifd decides again on a fresh read.
+        self.r("HSET", K_OPTOUT, "push", "1")
+        self.assertEqual(self.record("o1", "a", resp="R1"), ["unsubscribed"])
+        self.assertIsNone(self.r("GET", K_IDEM + "o1"))
+        self.assertEqual(self.hgetall(K_WEEK), {})
+        self.assertEqual(self.r("ZCARD", K_SENT), 0)
+        # Another channel's opt-out, or a resubscribe, does not stop it.
+        self.r("HSET", K_OPTOUT, "push", "0", "email", "1")
+        self.assertEqual(self.record("o1", "a", resp="R1"), ["sent"])
+        # A retry of a recorded opportunity still gets its stored answer.
+        self.r("HSET", K_OPTOUT, "push", "1")
+        self.assertEqual(self.record("o1", "a", resp="other"), ["dup", "R1"])
+        self.assertEqual(self.record("o1", "b", window=0, resp="other"), ["dup", "R1"])
 
     def test_decide_record_answers_a_retry_with_the_stored_answer(self):
         self.assertEqual(self.record("o1", "a", resp="R1"), ["sent"])
