@@ -30,9 +30,6 @@ typedef struct policy_state {
     struct plan_cache *plan_cache; /* decide.c: plans for fast.plan_cache_ms, lazily made */
     struct member_cache *member_cache; /* decide_cache.c: member state, lazily made */
     size_t member_cache_entries;   /* what it was made with */
-    uint64_t member_cache_hits;    /* decides without a read round trip */
-    uint64_t member_cache_misses;  /* decides that could have used it and read */
-    uint64_t member_cache_conflicts; /* records refused on a cached view: read again */
     struct deadline_list *deadlines; /* decide.c: fast.deadline_ms, lazily made */
 } policy_state_t;
 

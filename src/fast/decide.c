@@ -277,9 +277,12 @@ void decide_on_record(redisReply *reply, void *privdata)
     }
     bool ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
               reply->element[0]->type == REDIS_REPLY_STRING;
-    /* The view predicted "sent" or "skip"; anything else means the member's
-     * state was not what it showed (or is unknown now). */
-    if (!ok || strcmp(reply->element[0]->str, d->chosen >= 0 ? "sent" : "skip") != 0)
+    /* The view predicted "sent" or "skip", and the week hash's version one
+     * above its own; anything else means someone else wrote the member's
+     * state since (or it is unknown now): its cached view goes. */
+    if (!ok || strcmp(reply->element[0]->str, d->chosen >= 0 ? "sent" : "skip") != 0 ||
+        reply->elements < 2 || reply->element[1]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->integer != d->expect_version)
         decide_cache_drop(d);
     if (!ok) {
         d->cause = METRICS_DEGRADED_CONNECTION;
@@ -303,7 +306,7 @@ void decide_on_record(redisReply *reply, void *privdata)
     if (strcmp(outcome, "unsubscribed") == 0 && d->chosen >= 0) {
         /* An opt-out recorded since the view was read (or cached): nothing
          * was recorded; decide again on a fresh read. */
-        policy_state(d->app)->member_cache_conflicts++;
+        metrics_observe_member_cache(d->app->metrics, METRICS_MEMBER_CACHE_CONFLICT);
         decide_restart(d);
         return;
     }
@@ -318,7 +321,7 @@ void decide_on_record(redisReply *reply, void *privdata)
         d->body = d->capped_body = d->scores_new = NULL;
         d->no_fill = true;
         if (d->from_cache)
-            policy_state(d->app)->member_cache_conflicts++;
+            metrics_observe_member_cache(d->app->metrics, METRICS_MEMBER_CACHE_CONFLICT);
         decide_and_record(d);
         return;
     }

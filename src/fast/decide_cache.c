@@ -26,6 +26,7 @@
 #include "notifd/core/member_cache.h"
 #include "notifd/core/plan_cache.h"
 #include "notifd/fast/decide_cache.h"
+#include "notifd/admin/metrics.h"
 #include "notifd/policy.h"
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
@@ -44,10 +45,7 @@ static member_cache_t *cache_of(decide_ctx_t *d)
     return ps->member_cache;
 }
 
-static bool enabled(const decide_ctx_t *d)
-{
-    return d->fast->member_cache_ms > 0 && store_tracking_epoch(d->app->store) != 0;
-}
+static bool enabled(const decide_ctx_t *d) { return d->fast->member_cache_ms > 0; }
 
 static member_cache_key_t key_of(const decide_ctx_t *d)
 {
@@ -133,7 +131,6 @@ void decide_cache_take_sent(decide_ctx_t *d, const redisReply *r)
 
 bool decide_from_cache(decide_ctx_t *d)
 {
-    policy_state_t *ps = policy_state(d->app);
     if (!enabled(d) || store_state(d->app->store) != STORE_READY)
         return false;
     member_cache_t *c = cache_of(d);
@@ -142,7 +139,7 @@ bool decide_from_cache(decide_ctx_t *d)
     /* Without its plan cached the decide reads anyway: the whole read. */
     if (c == NULL || (!decide_threshold_mode(d) && !decide_cached_plan(d)) || !member_cache_get(c, &k, now_ms(), (uint64_t)d->fast->member_cache_ms, &s) ||
         calendar_week_index(d->r.ts, s.tz) != s.view.week) {
-        ps->member_cache_misses++;
+        metrics_observe_member_cache(d->app->metrics, METRICS_MEMBER_CACHE_MISS);
         return false;
     }
     if (!keep_sent(d, s.n_sent, s.sent_ids, s.sent_lens, s.sent_ts))
@@ -183,14 +180,13 @@ bool decide_from_cache(decide_ctx_t *d)
     overlay_table_t *t = decide_overlay_table(d->app);
     d->read_seq = store_position(d->app->store);
     d->overlay = t ? overlay_join(t, d->r.member, d->r.member_len, d->read_seq) : NULL;
-    ps->member_cache_hits++;
+    metrics_observe_member_cache(d->app->metrics, METRICS_MEMBER_CACHE_HIT);
     return true;
 }
 
 void decide_cache_fill(decide_ctx_t *d, const overlay_effect_t *effect)
 {
-    if (d->no_fill || !d->sent_complete || d->cache_epoch == 0 ||
-        d->cache_epoch != store_tracking_epoch(d->app->store) || d->fast->member_cache_ms <= 0)
+    if (d->no_fill || !d->sent_complete || !enabled(d))
         return;
     member_cache_t *c = cache_of(d);
     if (c == NULL)

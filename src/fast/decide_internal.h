@@ -68,6 +68,7 @@ typedef struct decide_ctx {
     uint64_t cache_epoch;           /* tracking epoch the read was sent under, 0 none */
     uint64_t cache_since;           /* member_cache_clock() when it was sent */
     bool from_cache;                /* decided on a cached view, no read */
+    int64_t expect_version;         /* the week hash's v the record should leave */
     bool no_fill;                   /* what this decide knows must not be cached */
     bool sent_complete;             /* the sent list holds the member's whole sent set */
     size_t n_sent;                  /* the member's sent messages, newest first */

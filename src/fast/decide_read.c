@@ -138,6 +138,13 @@ static void on_plan(redisReply *r, void *p)
     decide_read_done(d);
 }
 
+static void on_caching(redisReply *r, void *p)
+{
+    decide_ctx_t *d = p;
+    (void)reply_failed(d, r); /* an error here fails the read like any other */
+    decide_read_done(d);
+}
+
 /* A reply element's bytes, or NULL when Redis had no string there. */
 static const char *reply_str(const redisReply *r, size_t *len)
 {
@@ -284,6 +291,11 @@ void decide_start_read(decide_ctx_t *d)
      * `d` alive until all of them are sent. */
     d->outstanding = 1;
     if (!decide_threshold_mode(d) && !decide_cached_plan(d)) {
+        /* Tracked (OPTIN, store.h): another writer's next change to the
+         * plan drops it from the plan cache. */
+        if (d->cache_epoch != 0 && d->fast->plan_cache_ms > 0)
+            read_send(d, on_caching, 3, (const char *[]){"CLIENT", "CACHING", "yes"},
+                      (size_t[]){6, 7, 3});
         kl = key_member(key, prefix, "plan", r->member, r->member_len, "", 0);
         read_send(d, on_plan, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
     }

@@ -270,6 +270,7 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         return false;
     }
     d->record_out = true;
+    d->expect_version = d->view.version + 1 > 1000000000 ? 1 : d->view.version + 1;
     effect->seq = store_position(d->app->store);
     return true;
 

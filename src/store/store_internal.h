@@ -73,7 +73,6 @@ typedef struct store_tracker {
     bool enabling;               /* CLIENT TRACKING sent on the main connection */
     uint64_t epoch;              /* != 0 while the main connection is tracked */
     uint64_t epochs;             /* epochs handed out */
-    uint64_t invalidations;      /* keys invalidated (a flush counts one) */
     store_invalidate_fn fn;
     void *arg;
 } store_tracker_t;

@@ -6,16 +6,19 @@
  * hiredis 0.14 speaks RESP2, where invalidations cannot come on the
  * connection that reads: they come as Pub/Sub messages on
  * __redis__:invalidate to a second connection, which the main one names
- * with CLIENT TRACKING on REDIRECT <its id> NOLOOP. NOLOOP: the main
- * connection's own writes (every decide's record) are not reported back;
- * the decide path applies them itself.
+ * with CLIENT TRACKING on REDIRECT <its id> BCAST PREFIX ... NOLOOP.
  *
- * Nothing here is trusted longer than both connections stay up. Either
- * one lost means invalidations may have been missed: the epoch goes to 0,
- * the handler hears "everything", and caching starts again only once the
- * main connection is tracked anew (a new epoch). Redis forgets a
- * connection's tracking with it, and when the redirect target goes, RESP2
- * gives no notice, hence the second rule.
+ * NOLOOP: the main connection's own writes are not reported back.
+ *
+ * OPTIN: only the reads that follow CLIENT CACHING yes are tracked (the
+ * decide path's plan reads). In the default mode Redis would remember every
+ * key each record script reads, which measured a seventh of its
+ * instructions per decide, for keys the scripts themselves keep up to date.
+ * A change forgets every reader of the key (NOLOOP or not), so a key this
+ * connection writes is only reported again after it reads it again; the
+ * member state the decide path caches is kept honest by a version instead
+ * (member_cache.h), and only plans, which notifd's main connection never
+ * writes but through the replan op, are cached under tracking.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +37,10 @@ static void tracking_off(store_t *st)
     store_tracker_t *tr = &st->tracker;
     bool was_on = tr->epoch != 0;
     tr->epoch = 0;
+    st->counters.tracking = false;
     tr->enabling = false;
     if (was_on) {
-        tr->invalidations++;
+        st->counters.invalidations++;
         if (tr->fn != NULL)
             tr->fn(tr->arg, NULL, 0);
     }
@@ -89,6 +93,8 @@ static void on_tracking_enabled(redisReply *reply, void *privdata)
     tr->enabling = false;
     if (reply != NULL && reply->type == REDIS_REPLY_STATUS) {
         tr->epoch = ++tr->epochs;
+        st->counters.tracking = true;
+        store_counts_changed(st);
         log_info("redis tracking on", "redirect=%lld", tr->client_id);
         return;
     }
@@ -96,6 +102,12 @@ static void on_tracking_enabled(redisReply *reply, void *privdata)
     log_limited(&rl, LOG_WARN, "redis refused CLIENT TRACKING, decides read every time",
                 "error=\"%s\"",
                 reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+}
+
+static void on_tracking_off(redisReply *reply, void *privdata)
+{
+    (void)reply; /* "OK" whether it was on or not */
+    (void)privdata;
 }
 
 /* Tracks the main connection with invalidations redirected to the second,
@@ -110,11 +122,16 @@ static void tracking_enable(store_t *st)
     if (e == NULL)
         return;
     *e = (enable_ctx_t){.st = st, .conn_gen = st->conn_gen, .client_id = tr->client_id};
+    /* Off first: tracking may still be on with an older redirect. */
+    (void)store_send_internal(st, on_tracking_off, NULL, 3,
+                              (const char *[]){"CLIENT", "TRACKING", "off"},
+                              (size_t[]){6, 8, 3});
     char id[24];
     int idl = snprintf(id, sizeof id, "%lld", tr->client_id);
-    const char *argv[] = {"CLIENT", "TRACKING", "on", "REDIRECT", id, "NOLOOP"};
-    size_t lens[] = {6, 8, 2, 8, (size_t)idl, 6};
-    if (!store_send_internal(st, on_tracking_enabled, e, 6, argv, lens)) {
+    const char *argv[] = {"CLIENT", "TRACKING", "on", "REDIRECT", id, "OPTIN", "NOLOOP"};
+    size_t lens[] = {6, 8, 2, 8, (size_t)idl, 5, 6};
+    int argc = 7;
+    if (!store_send_internal(st, on_tracking_enabled, e, argc, argv, lens)) {
         free(e);
         return;
     }
@@ -169,12 +186,12 @@ static void on_invalidate(redisAsyncContext *ac, void *r, void *privdata)
             const redisReply *k = keys->element[i];
             if (k->type != REDIS_REPLY_STRING)
                 continue;
-            tr->invalidations++;
+            st->counters.invalidations++;
             if (tr->fn != NULL)
                 tr->fn(tr->arg, k->str, k->len);
         }
     } else {
-        tr->invalidations++;
+        st->counters.invalidations++;
         if (tr->fn != NULL)
             tr->fn(tr->arg, NULL, 0);
     }
@@ -290,4 +307,3 @@ void store_set_invalidation_handler(store_t *st, store_invalidate_fn fn, void *a
 
 uint64_t store_tracking_epoch(const store_t *st) { return st->tracker.epoch; }
 
-uint64_t store_invalidations(const store_t *st) { return st->tracker.invalidations; }

@@ -60,8 +60,9 @@
 -- the member within the dedup window since notifd read the sent set
 -- (nothing is touched: notifd decides again without it); {'unsubscribed'}
 -- when the member opted out of the channel since notifd read (or cached)
--- its state (nothing is touched: notifd reads again and decides); else {'cap'} (a
--- cap stopped the send) or {'sent'}. Decisions not to send go through
+-- its state (nothing is touched: notifd reads again and decides); else
+-- {'cap', v} (a cap stopped the send) or {'sent', v}, v the week hash's
+-- version after this record (see decide_skip.lua). Decisions not to send go through
 -- decide_skip.lua.
 --
 -- Redis charges a script per redis.call (~8,700 instructions each), per
@@ -125,7 +126,7 @@ if tonumber(redis.call('HGET', KEYS[5], ARGV[17]) or '') == 1 then
 end
 local sentf, oppf, sendsf = ARGV[2], ARGV[3], ARGV[13]
 local wk = redis.call('HMGET', KEYS[2], sentf, sendsf ~= '' and sendsf or sentf,
-                      oppf ~= '' and oppf or sentf)
+                      oppf ~= '' and oppf or sentf, 'v')
 local sent = counter(wk[1])
 local outcome, resp, sends = 'sent', ARGV[8], nil
 local cap = tonumber(ARGV[4])
@@ -147,10 +148,12 @@ elseif sendsf ~= '' then
 end
 local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[6])
 if prev then return {'dup', prev} end
-local set, opps = {}, 0
+local v = counter(wk[4]) + 1
+if v > 1e9 then v = 1 end
+local set, opps = {'v', v}, 0
 if oppf ~= '' then
   opps = counter(wk[3]) + 1
-  set[1], set[2] = oppf, opps
+  set[3], set[4] = oppf, opps
 end
 local ndel = tonumber(ARGV[18])
 if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 19, 18 + ndel)) end
@@ -163,7 +166,7 @@ if outcome == 'sent' then
     set[#set + 1] = table.concat(sends, ',')
   end
 end
-if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
+redis.call('HSET', KEYS[2], unpack(set))
 if outcome == 'sent' then
   if window > 0 then
     redis.call('ZADD', KEYS[3], ARGV[1], ARGV[5])
@@ -227,6 +230,6 @@ end
   redis.call('HSET', KEYS[4], unpack(mset))
   redis.call('EXPIRE', KEYS[4], ARGV[12])
 end
-if opps ~= 1 and opps ~= 0 then return {outcome} end
+if opps ~= 1 and opps ~= 0 then return {outcome, v} end
 redis.call('EXPIRE', KEYS[2], ARGV[11])
-return {outcome}
+return {outcome, v}
