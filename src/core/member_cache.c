@@ -2,13 +2,15 @@
  * member_cache.c - see member_cache.h.
  *
  * Each way holds one malloc'd entry, resized as its member's text grows:
- * the fixed part (the view without its recent list, about 600 bytes) and
- * the variable part (the scores text and the sent ids) in one block. The
- * recent list is kept as its text only, which is what the record script
- * takes back anyway; it is parsed again on use.
+ * the fixed part (the view without its recent list, under 1 KiB) and the
+ * variable part (the scores text and the sent ids) in one block. The
+ * recent list (up to PACING_MAX_RECENT doubles, 2 KiB, in a view) is kept
+ * as its text only, which is what the record script takes back anyway; it
+ * is parsed again on use.
  */
 #include "notifd/core/member_cache.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +28,12 @@ typedef struct entry {
     int tz;
     bool unsubscribed;
     double open_rate;
-    member_view_t view;       /* n_recent 0: the list is in the text */
+    /* The view's fields but its recent list (the text holds that). */
+    int64_t week, version;
+    opportunity_history_t history;
+    uint32_t sent_this_week;
+    size_t n_sends;
+    int64_t sends[DECISION_MAX_RECENT_SENDS];
     size_t scores_len;
     bool have_scores;
     size_t n_sent;
@@ -113,7 +120,16 @@ bool member_cache_get(member_cache_t *c, const member_cache_key_t *k, uint64_t n
         out->tz = e->tz;
         out->unsubscribed = e->unsubscribed;
         out->open_rate = e->open_rate;
-        out->view = e->view;
+        memset(&out->view, 0, offsetof(member_view_t, recent));
+        out->view.channel_key = e->channel_key;
+        out->view.week = e->week;
+        out->view.version = e->version;
+        out->view.history = e->history;
+        out->view.sent_this_week = e->sent_this_week;
+        out->view.n_sends = e->n_sends;
+        memcpy(out->view.sends, e->sends, e->n_sends * sizeof e->sends[0]);
+        out->view.n_recent = out->view.n_recent_new = 0;
+        out->view.max_recent = e->max_recent;
         out->scores = e->have_scores ? e->text : NULL;
         out->scores_len = e->scores_len;
         out->n_sent = e->n_sent;
@@ -172,9 +188,13 @@ bool member_cache_put(member_cache_t *c, const member_cache_key_t *k, uint64_t s
     e->tz = s->tz;
     e->unsubscribed = s->unsubscribed;
     e->open_rate = s->open_rate;
-    e->view = s->view;
-    e->view.n_recent = 0;
-    e->view.n_recent_new = 0;
+    e->week = s->view.week;
+    e->version = s->view.version;
+    e->history = s->view.history;
+    e->sent_this_week = s->view.sent_this_week;
+    e->n_sends = s->view.n_sends <= DECISION_MAX_RECENT_SENDS ? s->view.n_sends
+                                                              : DECISION_MAX_RECENT_SENDS;
+    memcpy(e->sends, s->view.sends, e->n_sends * sizeof e->sends[0]);
     e->have_scores = s->scores != NULL;
     e->scores_len = s->scores != NULL ? s->scores_len : 0;
     if (e->scores_len > 0)

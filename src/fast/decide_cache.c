@@ -147,8 +147,11 @@ bool decide_from_cache(decide_ctx_t *d)
     d->tz = s.tz;
     d->unsubscribed = s.unsubscribed;
     d->open_rate = s.open_rate;
+    /* The entry's view is this decide's: same member, channel and config. */
     size_t max_recent = d->view.max_recent;
+    int channel = d->view.channel;
     d->view = s.view;
+    d->view.channel = channel;
     d->view.max_recent = max_recent;
     d->view.n_recent = 0;
     d->view.n_recent_new = 0;
@@ -186,8 +189,14 @@ bool decide_from_cache(decide_ctx_t *d)
 
 void decide_cache_fill(decide_ctx_t *d, const overlay_effect_t *effect)
 {
-    if (d->no_fill || !d->sent_complete || !enabled(d))
+    if (!enabled(d))
         return;
+    if (d->no_fill || !d->sent_complete) {
+        /* This record changes the member, and the entry (if any) would
+         * not know: it goes. */
+        decide_cache_drop(d);
+        return;
+    }
     member_cache_t *c = cache_of(d);
     if (c == NULL)
         return;
