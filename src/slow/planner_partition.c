@@ -268,9 +268,7 @@ static bool chunk_tail(part_ctx_t *p, const chunk_query_t *q, size_t got, size_t
             ties++;
         }
         if (ties == m && m == k && k < got) {
-            k = got / 4 > k ? k * 4 : got;
-            if (k > got)
-                k = got;
+            k = k * 4 < got ? k * 4 : got;
             continue;
         }
         snprintf(p->last_score, sizeof p->last_score, "%.*s", (int)last->len, last->str);
