@@ -176,6 +176,7 @@ typedef struct member_slot {
     bool kept;           /* the stored plan is recent and in force: no write */
     bool failed;         /* read, but the plan could not be written */
     bool at_last;        /* cadence walk: scored like the chunk's last member */
+    uint32_t raw;        /* its place in the chunk query's reply (chunk_tail) */
 } member_slot_t;
 
 /* One partition's walk, its chunk and its pipeline (worker thread only). */

@@ -173,13 +173,12 @@ void planner_chunk_reschedule(part_ctx_t *p, size_t n)
     reply_arena_reset(&p->pl->arena);
 }
 
-/* Copies the ids of a ZRANGEBYSCORE reply (WITHSCORES in the cadence walk)
- * into the chunk; returns how many members the chunk has. */
+/* Copies the ids of a ZRANGEBYSCORE reply into the chunk; returns how many
+ * members the chunk has. */
 static size_t chunk_load(part_ctx_t *p, const redisReply *r)
 {
-    size_t step = p->cadence ? 2 : 1;
     size_t total = 0;
-    for (size_t i = 0; i < r->elements; i += step)
+    for (size_t i = 0; i < r->elements; i++)
         total += r->element[i]->len + 1;
     if (total > p->ids_cap) {
         char *ids = realloc(p->ids, total);
@@ -188,33 +187,97 @@ static size_t chunk_load(part_ctx_t *p, const redisReply *r)
         p->ids = ids;
         p->ids_cap = total;
     }
-    const redisReply *last = NULL;
     p->n_at_last = 0;
     p->removed_at_last = 0;
-    if (p->cadence && r->elements >= 2) {
-        last = r->element[r->elements - 1];
-        if (last->type != REDIS_REPLY_STRING || last->len >= sizeof p->last_score)
-            last = NULL;
-        else
-            snprintf(p->last_score, sizeof p->last_score, "%.*s", (int)last->len, last->str);
-    }
     size_t n = 0, off = 0;
-    for (size_t i = 0; i + step - 1 < r->elements; i += step) {
+    for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
-        bool at_last = last != NULL && r->element[i + 1]->len == last->len &&
-                       memcmp(r->element[i + 1]->str, last->str, last->len) == 0;
-        p->n_at_last += at_last;
         if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > MEMBER_ID_MAX) {
             p->offset++; /* not a member id notifd wrote; step over it */
             continue;
         }
         memcpy(p->ids + off, e->str, e->len);
         p->ids[off + e->len] = '\0';
-        p->slots[n] = (member_slot_t){.id_off = off, .len = e->len, .at_last = at_last};
+        p->slots[n] = (member_slot_t){.id_off = off, .len = e->len, .raw = (uint32_t)i};
         off += e->len + 1;
         n++;
     }
     return n;
+}
+
+/* The chunk query's arguments: key, min, max, LIMIT offset and count. */
+typedef struct chunk_query {
+    const char *key, *min, *max;
+    size_t key_len;
+    uint64_t offset;
+} chunk_query_t;
+
+/* The cadence walk after a full chunk (another query follows): the score
+ * of the chunk's last member, as Redis writes it (the next query's min),
+ * and how many of the chunk's members share it (the next query skips
+ * them), from one query WITHSCORES of the range's same last few members.
+ * The chunk itself is queried without scores: formatting a double for
+ * every member cost Redis more than the rest of the query. Members of one
+ * score are a suffix of the chunk (ordered by id within a score), and ties
+ * are rare (a phase is a hash of the id): 8 members almost always show
+ * where the last score starts; when all of them share it, four times as
+ * many are asked for, up to the whole chunk. The chunk's n members of `got`
+ * are marked at_last by their place in the reply. Nothing but this lease's
+ * holder removes members from the cadence set, so the range can only have
+ * grown since the chunk query (a replan adding a member); the tail then
+ * ends a member early and the next query reads that member again, and
+ * keeps its fresh plan. */
+#define CHUNK_TAIL_FIRST 8
+static bool chunk_tail(part_ctx_t *p, const chunk_query_t *q, size_t got, size_t n)
+{
+    size_t k = got < CHUNK_TAIL_FIRST ? got : CHUNK_TAIL_FIRST;
+    for (;;) {
+        char off[24], cnt[24];
+        size_t offl = number_format_i64(off, (int64_t)(q->offset + got - k));
+        size_t cntl = number_format_i64(cnt, (int64_t)k);
+        const char *argv[] = {"ZRANGEBYSCORE", q->key, q->min, q->max, "WITHSCORES", "LIMIT",
+                              off, cnt};
+        size_t lens[] = {13, q->key_len, strlen(q->min), strlen(q->max), 10, 5, offl, cntl};
+        redisReply *r = planner_conn_command(p->pl, p->cfg, p->res, 8, argv, lens);
+        if (r == NULL) {
+            p->broken = true;
+            return false;
+        }
+        if (planner_error_is_the_keys(r)) {
+            part_key_broken(p, "cadence", r->str);
+            return false;
+        }
+        if (r->type != REDIS_REPLY_ARRAY) {
+            snprintf(p->res->error, sizeof p->res->error, "redis: ZRANGEBYSCORE failed: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            return false;
+        }
+        size_t m = r->elements / 2;
+        const redisReply *last = m > 0 ? r->element[2 * m - 1] : NULL;
+        if (last == NULL || last->type != REDIS_REPLY_STRING ||
+            last->len >= sizeof p->last_score) {
+            part_key_broken(p, "cadence", "the cadence walk cannot read its last score");
+            return false;
+        }
+        size_t ties = 0;
+        while (ties < m) {
+            const redisReply *sc = r->element[2 * (m - 1 - ties) + 1];
+            if (sc->type != REDIS_REPLY_STRING || sc->len != last->len ||
+                memcmp(sc->str, last->str, last->len) != 0)
+                break;
+            ties++;
+        }
+        if (ties == m && m == k && k < got) {
+            k = k * 4 < got ? k * 4 : got;
+            continue;
+        }
+        snprintf(p->last_score, sizeof p->last_score, "%.*s", (int)last->len, last->str);
+        p->n_at_last = ties;
+        for (size_t i = 0; i < n; i++)
+            p->slots[i].at_last = p->slots[i].raw + ties >= got;
+        reply_arena_reset(&p->pl->arena);
+        return true;
+    }
 }
 
 static void part_free(part_ctx_t *p)
@@ -242,17 +305,10 @@ static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const cha
     char off[24], cnt[24];
     size_t offl = number_format_i64(off, (int64_t)offset);
     size_t cntl = number_format_i64(cnt, (int64_t)p->limit);
-    const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "WITHSCORES", "LIMIT", off, cnt};
-    size_t lens[] = {13, key_len, strlen(min), strlen(max), 10, 5, offl, cntl};
-    int argc = 8;
-    if (!p->cadence) { /* no WITHSCORES */
-        argv[4] = "LIMIT", lens[4] = 5;
-        argv[5] = off, lens[5] = offl;
-        argv[6] = cnt, lens[6] = cntl;
-        argc = 7;
-    }
+    const char *argv[] = {"ZRANGEBYSCORE", key, min, max, "LIMIT", off, cnt};
+    size_t lens[] = {13, key_len, strlen(min), strlen(max), 5, offl, cntl};
     planner_result_t *res = p->res;
-    redisReply *r = planner_conn_command(p->pl, p->cfg, res, argc, argv, lens);
+    redisReply *r = planner_conn_command(p->pl, p->cfg, res, 7, argv, lens);
     if (r == NULL) {
         p->broken = true;
         return -1;
@@ -266,13 +322,16 @@ static long chunk_next(part_ctx_t *p, const char *key, size_t key_len, const cha
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         return -1;
     }
-    size_t got = p->cadence ? r->elements / 2 : r->elements;
+    size_t got = r->elements;
     size_t n = chunk_load(p, r);
     reply_arena_reset(&p->pl->arena);
     if (n == 0 && got > 0 && p->ids_cap == 0) {
         snprintf(res->error, sizeof res->error, "out of memory");
         return -1;
     }
+    chunk_query_t q = {.key = key, .min = min, .max = max, .key_len = key_len, .offset = offset};
+    if (p->cadence && got == p->limit && !chunk_tail(p, &q, got, n))
+        return -1;
     p->wall_now = (int64_t)time(NULL);
     if (n > 0)
         planner_chunk_run(p, n);
@@ -421,14 +480,11 @@ bool planner_partition_run(planner_t *pl, const config_t *cfg, int partition, in
     if (cursor_get(&p, cursor_key, cursor_len, &have_cursor, &cursor)) {
         cadence_range_t ranges[2];
         int n_ranges = cadence_window(have_cursor, cursor, as_of, cfg->planner.interval_s, ranges);
-        /* Half-size chunks here: a query WITHSCORES costs Redis about
-         * twice as much per member, and one command should stay well
-         * under a millisecond of Redis time; the cadence walk has no
-         * sorted moves that would want larger chunks. */
-        size_t cadence_chunk = chunk / 2;
+        /* Chunks of the due walk's size: the cadence walk's query asks
+         * for no scores either (chunk_tail). */
         bool walked = true;
         for (int i = 0; i < n_ranges && walked; i++)
-            walked = cadence_walk(&p, &ranges[i], cadence_chunk);
+            walked = cadence_walk(&p, &ranges[i], chunk);
         /* Only a whole window moves the cursor: an interrupted walk is
          * walked again, and what it already planned is kept. */
         if (n_ranges > 0 && walked && res->error[0] == '\0' && !planner_stopping(pl))

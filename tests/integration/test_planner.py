@@ -330,6 +330,39 @@ class PlannerOpsTest(NotifdTestCase):
         self.assertEqual(h["version"], "5")
         self.assertEqual(h["source"], "planner")
 
+    def test_a_replan_writes_what_changed_and_the_plan_is_whole(self):
+        # The second write of a plan sends only the fields whose values
+        # changed; the stored plan must still be exactly the new one,
+        # whatever the old values were (here changed by hand, same fields).
+        p = self.pipe()
+        p.load_members(1, due=T0, start=0)
+        m = member(0)
+        r = self.client().request({"op": "planner_run", "ts": T0 + 1})
+        self.assertEqual(r["planned"], 1)
+        first = p.run([["HGETALL", plan_key(m)]])[0]
+        first = dict(zip(first[::2], first[1::2]))
+        tampered = {k: "77" for k in first if k.endswith("_per_week")}
+        tampered.update({"source": "crm", "action": "123456"})
+        p.run([["HSET", plan_key(m)] + [x for kv in tampered.items() for x in kv]])
+        r = self.client().request({"op": "planner_run", "ts": T0 + 1 + WEEK})
+        self.assertEqual((r["planned"], r["kept"]), (1, 0))
+        again = p.run([["HGETALL", plan_key(m)]])[0]
+        again = dict(zip(again[::2], again[1::2]))
+        self.assertEqual(set(again), set(first))
+        self.assertEqual(again["version"], "2")
+        self.assertEqual(again["source"], "planner")
+        self.assertEqual(int(again["computed_at"]), T0 + 1 + WEEK)
+        self.assertNotEqual(again["action"], "123456")
+        # The same member's features, a week later: the same plan as a
+        # fresh write of it (replan writes every field with the script).
+        fresh = self.client().request({"op": "replan", "member": m, "ts": T0 + 1 + WEEK})
+        self.assertTrue(fresh["ok"], fresh)
+        self.assertEqual(int(again["action"]), fresh["plan"]["action"])
+        for k in tampered:
+            if k.endswith("_per_week"):
+                self.assertEqual(float(again[k]), fresh["plan"]["per_week"][k[:-len("_per_week")]],
+                                 k)
+
     def test_replan_of_an_unknown_member_plans_from_the_priors(self):
         r = self.client().request({"op": "replan", "member": "nobody", "ts": T0})
         self.assertTrue(r["ok"], r)
@@ -652,6 +685,21 @@ class PlannerChunksTest(NotifdTestCase):
         r = self.run_pass(T0 + 60 + WEEK)
         self.assertEqual((r["planned"], r["kept"], r["failed"]), (self.MEMBERS, 0, 0))
         self.assertEqual(set(self.versions()), {"2"})
+
+    def test_a_run_of_one_score_across_the_chunk_boundary_is_walked_once(self):
+        # Groups of 30 members per score: the first chunk (4096 members)
+        # ends 16 members into a group, more than the 8 whose scores the
+        # walk asks for first, so it asks again for more to find where that
+        # score starts; the next chunk skips exactly those 16.
+        self.pipe.run([["DEL", plan_key(self.bad)]])
+        self.assertEqual(self.run_pass(T0 + 60)["planned"], self.MEMBERS)
+        self.pipe.run([["ZADD", self.cadence, "%.6f" % (0.1 + (i // 30) * 1e-4), m]
+                       for i, m in enumerate(self.members)])
+        self.redis.command("CONFIG", "RESETSTAT")
+        r = self.run_pass(T0 + 60 + WEEK)
+        self.assertEqual((r["planned"], r["kept"], r["failed"]), (self.MEMBERS, 0, 0))
+        self.assertEqual(set(self.versions()), {"2"})
+        self.assertEqual(r["chunks"], 2 + 1)  # the cadence's two, the empty due set's one
 
 
 class TwoInstancesTest(unittest.TestCase):

@@ -31,6 +31,17 @@
  *     lag alone would be a millisecond of fake latency (Linux; elsewhere the
  *     millisecond timer is used and the lag is counted honestly).
  *
+ * Two targets (--target):
+ *   - notifd (default): decide requests to notifd's producer port, as above;
+ *   - lua-cap: the Lua frequency cap our users would otherwise write into
+ *     Redis, driven in Redis itself over RESP: one EVALSHA per request
+ *     (INCR, EXPIRE on first use, compare; the script is LUA_CAP_SCRIPT,
+ *     loaded with SCRIPT LOAD on every connection first) on a key with a
+ *     uniformly random member number, cap:{000000012345}:week, as
+ *     redis-benchmark's -r writes it. Same connections, pipelining and
+ *     open-loop schedule as a decide run, so the p99 of decides and of the
+ *     cap at one rate come from one generator and one clock.
+ *
  * The first --warmup seconds are not measured. After --duration seconds of
  * measurement no new request is started; replies still owed are awaited for
  * up to 5 s, and those that never come count as errors.
@@ -38,8 +49,11 @@
  * Output: diagnostics (reason mix, achieved rate) on stderr, and exactly one
  * line on stdout:
  *   decide_rps=... p50_ms=... p90_ms=... p99_ms=... p999_ms=... errors=...
- * where errors = replies with "ok":false + protocol errors (unparsable or
- * out-of-order replies, lost connections, replies never received). Exit code
+ * (lua_cap_rps=... instead of decide_rps=... with --target lua-cap)
+ * where errors = replies with "ok":false (Redis error replies for the cap) +
+ * protocol errors (unparsable or out-of-order replies, lost connections,
+ * replies never received). --print-lua-cap prints the cap's script and
+ * exits, so scripts/bench.sh runs redis-benchmark on the very same one. Exit code
  * 0 whenever it could connect (errors are reported, not fatal), 1 when it
  * could not connect, 2 on bad usage.
  */
@@ -73,6 +87,20 @@
 #define SIM_WEEK_S (7 * 86400)
 #define CATALOGUE_MIN 500         /* distinct message ids candidates come from */
 
+/* The Lua cap of --target lua-cap: at most ARGV[1] per key, the key living
+ * ARGV[2] seconds from its first use. LUA_CAP_SHA is its SHA1; the SCRIPT
+ * LOAD reply of every connection is checked against it, so an edit of one
+ * without the other fails the run instead of measuring NOSCRIPT errors. */
+static const char LUA_CAP_SCRIPT[] = "local n = redis.call(\"INCR\", KEYS[1])\n"
+                                     "if n == 1 then redis.call(\"EXPIRE\", KEYS[1], ARGV[2]) end\n"
+                                     "if n > tonumber(ARGV[1]) then return 0 end\n"
+                                     "return 1";
+#define LUA_CAP_SHA "d28558dfd0c2691e042d8f63ac3b43b4f7e5750d"
+#define LUA_CAP_LIMIT "5"
+#define LUA_CAP_TTL_S "604800"
+
+enum { TARGET_NOTIFD, TARGET_LUA_CAP };
+
 /* ------------------------------------------------------------------ */
 /* Options                                                            */
 
@@ -89,6 +117,7 @@ typedef struct options {
     double rate;      /* requests/s over all connections; 0 = closed loop */
     uint64_t seed;
     double zipf_s;
+    int target;       /* TARGET_NOTIFD or TARGET_LUA_CAP */
 } options_t;
 
 static void usage(FILE *f)
@@ -108,8 +137,12 @@ static void usage(FILE *f)
             "  --rate R          open loop: R requests/s in total, latency from the\n"
             "                    intended send time (default: closed loop)\n"
             "  --seed N          seed of the request stream (default 1)\n"
+            "  --target T        notifd (default), or lua-cap: EVALSHA of the Lua cap in\n"
+            "                    the Redis at --host/--port, random member keys\n"
+            "  --print-lua-cap   print the Lua cap's script and exit\n"
             "Prints one line: decide_rps=... p50_ms=... p90_ms=... p99_ms=... p999_ms=... "
-            "errors=...\n");
+            "errors=...\n"
+            "(lua_cap_rps=... first with --target lua-cap)\n");
 }
 
 static bool parse_double(const char *s, double lo, double hi, double *out)
@@ -127,9 +160,10 @@ static bool parse_options(int argc, char **argv, options_t *o)
 {
     *o = (options_t){.host = "127.0.0.1", .port = 7400, .connections = 16, .pipeline = 16,
                      .duration_s = 10, .warmup_s = 1, .candidates = 10, .members = 100000,
-                     .channel = "push", .rate = 0, .seed = 1, .zipf_s = 1.1};
+                     .channel = "push", .rate = 0, .seed = 1, .zipf_s = 1.1,
+                     .target = TARGET_NOTIFD};
     enum { O_HOST = 256, O_PORT, O_CONN, O_PIPE, O_DUR, O_WARM, O_CAND, O_MEM, O_ZIPF, O_CHAN,
-           O_RATE, O_SEED, O_HELP };
+           O_RATE, O_SEED, O_TARGET, O_PRINT_LUA, O_HELP };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -143,6 +177,8 @@ static bool parse_options(int argc, char **argv, options_t *o)
         {"channel", required_argument, NULL, O_CHAN},
         {"rate", required_argument, NULL, O_RATE},
         {"seed", required_argument, NULL, O_SEED},
+        {"target", required_argument, NULL, O_TARGET},
+        {"print-lua-cap", no_argument, NULL, O_PRINT_LUA},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -191,6 +227,15 @@ static bool parse_options(int argc, char **argv, options_t *o)
         case O_SEED:
             if (parse_double(optarg, 0, 1.8e19, &x)) o->seed = (uint64_t)x; else bad = "--seed";
             break;
+        case O_TARGET:
+            if (strcmp(optarg, "notifd") == 0)
+                o->target = TARGET_NOTIFD;
+            else if (strcmp(optarg, "lua-cap") == 0)
+                o->target = TARGET_LUA_CAP;
+            else
+                bad = "--target (notifd or lua-cap)";
+            break;
+        case O_PRINT_LUA: fputs(LUA_CAP_SCRIPT, stdout); exit(0);
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return false;
         }
@@ -275,6 +320,7 @@ static uint64_t zipf_sample(const zipf_t *z, rng_t *rng)
 typedef struct inflight {
     uint64_t id;
     uint64_t t0_ns; /* actual send time (closed loop) or intended (open loop) */
+    bool setup;     /* SCRIPT LOAD of --target lua-cap: answered, never measured */
 } inflight_t;
 
 typedef struct bench bench_t;
@@ -419,7 +465,7 @@ static bool wbuf_reserve(conn_t *c, size_t more)
     return true;
 }
 
-static bool queue_push(conn_t *c, uint64_t id, uint64_t t0)
+static bool queue_push(conn_t *c, uint64_t id, uint64_t t0, bool setup)
 {
     if (c->q_len == c->q_cap) {
         size_t cap = c->q_cap ? c->q_cap * 2 : 64;
@@ -433,7 +479,7 @@ static bool queue_push(conn_t *c, uint64_t id, uint64_t t0)
         c->q_cap = cap;
         c->q_head = 0;
     }
-    c->q[(c->q_head + c->q_len) % c->q_cap] = (inflight_t){id, t0};
+    c->q[(c->q_head + c->q_len) % c->q_cap] = (inflight_t){id, t0, setup};
     c->q_len++;
     return true;
 }
@@ -447,16 +493,70 @@ static void mark_dirty(conn_t *c)
     c->b->dirty = c;
 }
 
-/* Appends one decide request to c's write buffer. `t0` is the instant its
- * latency is measured from; `now` places it in the simulated week. */
+/* A RESP bulk string. */
+static char *put_bulk(char *p, const char *s, size_t n)
+{
+    *p++ = '$';
+    p = put_u64(p, n);
+    p = put_str(p, "\r\n");
+    memcpy(p, s, n);
+    p += n;
+    return put_str(p, "\r\n");
+}
+
+/* --target lua-cap: SCRIPT LOAD first on every connection; the requests
+ * after it on the same connection find the script loaded (Redis answers a
+ * connection in order). */
+static bool conn_add_script_load(conn_t *c)
+{
+    if (!wbuf_reserve(c, sizeof LUA_CAP_SCRIPT + 64) || !queue_push(c, 0, 0, true))
+        return false;
+    char *p = c->wbuf + c->wlen;
+    p = put_str(p, "*3\r\n");
+    p = put_bulk(p, "SCRIPT", 6);
+    p = put_bulk(p, "LOAD", 4);
+    p = put_bulk(p, LUA_CAP_SCRIPT, sizeof LUA_CAP_SCRIPT - 1);
+    c->wlen = (size_t)(p - c->wbuf);
+    mark_dirty(c);
+    return true;
+}
+
+/* --target lua-cap: one EVALSHA of the cap on a random member's key. */
+static bool conn_add_lua_cap(conn_t *c, uint64_t t0)
+{
+    bench_t *b = c->b;
+    if (!wbuf_reserve(c, 160) || !queue_push(c, ++b->next_id, t0, false))
+        return false;
+    char key[40], *k = key;
+    k = put_str(k, "cap:{");
+    k = put_u64_padded(k, rng_next_u64(&b->rng) % b->o.members, 12);
+    k = put_str(k, "}:week");
+    char *p = c->wbuf + c->wlen;
+    p = put_str(p, "*6\r\n");
+    p = put_bulk(p, "EVALSHA", 7);
+    p = put_bulk(p, LUA_CAP_SHA, sizeof LUA_CAP_SHA - 1);
+    p = put_bulk(p, "1", 1);
+    p = put_bulk(p, key, (size_t)(k - key));
+    p = put_bulk(p, LUA_CAP_LIMIT, sizeof LUA_CAP_LIMIT - 1);
+    p = put_bulk(p, LUA_CAP_TTL_S, sizeof LUA_CAP_TTL_S - 1);
+    c->wlen = (size_t)(p - c->wbuf);
+    b->sent_total++;
+    mark_dirty(c);
+    return true;
+}
+
+/* Appends one request to c's write buffer. `t0` is the instant its latency
+ * is measured from; `now` places a decide in the simulated week. */
 static bool conn_add_request(conn_t *c, uint64_t t0, uint64_t now)
 {
     bench_t *b = c->b;
     const options_t *o = &b->o;
+    if (o->target == TARGET_LUA_CAP)
+        return conn_add_lua_cap(c, t0);
     if (!wbuf_reserve(c, request_max_bytes(o)))
         return false;
     uint64_t id = ++b->next_id;
-    if (!queue_push(c, id, t0))
+    if (!queue_push(c, id, t0, false))
         return false;
     double total_s = o->warmup_s + o->duration_s;
     double elapsed_s = (double)(now - b->start_ns) / 1e9;
@@ -675,6 +775,16 @@ static int classify_reason(const char *line, size_t len)
     return R_OTHER;
 }
 
+/* Counts a request's latency when it was due inside the measured window. */
+static void record_latency(bench_t *b, const inflight_t *req, uint64_t now)
+{
+    if (req->t0_ns >= b->measure_ns) {
+        latency_histogram_record(b->hist, now > req->t0_ns ? now - req->t0_ns : 0);
+        if (now <= b->end_ns)
+            b->done_in_window++;
+    }
+}
+
 /* One reply line: it must answer the oldest request of this connection
  * ({"id":<that id>,"ok":...}); anything else is a protocol error. */
 static void handle_reply(conn_t *c, const char *line, size_t len, uint64_t now)
@@ -715,11 +825,94 @@ static void handle_reply(conn_t *c, const char *line, size_t len, uint64_t now)
         b->protocol_errors++;
         return;
     }
-    if (req.t0_ns >= b->measure_ns) {
-        latency_histogram_record(b->hist, now > req.t0_ns ? now - req.t0_ns : 0);
-        if (now <= b->end_ns)
-            b->done_in_window++;
+    record_latency(b, &req, now);
+}
+
+/* --target lua-cap: one RESP reply (`type` and the rest of its first line;
+ * a bulk string's payload for '$'), answering the oldest request of c. */
+static void handle_resp_reply(conn_t *c, char type, const char *line, size_t len, uint64_t now)
+{
+    bench_t *b = c->b;
+    if (c->q_len == 0) {
+        b->protocol_errors++;
+        return;
     }
+    inflight_t req = c->q[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    if (req.setup) {
+        if (type != '$' || len != sizeof LUA_CAP_SHA - 1 || memcmp(line, LUA_CAP_SHA, len) != 0) {
+            b->protocol_errors++;
+            fprintf(stderr, "notifd-bench: SCRIPT LOAD answered %c%.*s, not the cap's SHA1\n",
+                    type, (int)(len > 200 ? 200 : len), line);
+        }
+        return;
+    }
+    b->replies_total++;
+    if (type == ':' && len == 1 && (line[0] == '0' || line[0] == '1')) {
+        b->reasons[line[0] == '1' ? R_SEND : R_CAP]++;
+    } else if (type == '-') {
+        b->not_ok++;
+        if (b->not_ok <= 3)
+            fprintf(stderr, "notifd-bench: error reply: %.*s\n", (int)(len > 300 ? 300 : len),
+                    line);
+    } else {
+        b->protocol_errors++;
+        return;
+    }
+    record_latency(b, &req, now);
+}
+
+/* Handles every whole reply line in c->rbuf; returns the bytes consumed. */
+static size_t read_reply_lines(conn_t *c, uint64_t now)
+{
+    size_t start = 0;
+    for (;;) {
+        char *nl = memchr(c->rbuf + start, '\n', c->rlen - start);
+        if (nl == NULL)
+            break;
+        size_t len = (size_t)(nl - (c->rbuf + start));
+        handle_reply(c, c->rbuf + start, len, now);
+        start += len + 1;
+    }
+    return start;
+}
+
+/* Handles every whole RESP reply in c->rbuf (the cap answers integers,
+ * errors and one bulk string; nothing nests); returns the bytes consumed.
+ * A reply Redis would never send here counts as a protocol error. */
+static size_t read_resp_replies(conn_t *c, uint64_t now)
+{
+    size_t start = 0;
+    while (start < c->rlen) {
+        const char *p = c->rbuf + start, *end = c->rbuf + c->rlen;
+        const char *cr = memchr(p, '\r', (size_t)(end - p));
+        if (cr == NULL || cr + 1 >= end)
+            break; /* the line is not all here yet */
+        if (cr[1] != '\n' || (*p != ':' && *p != '-' && *p != '+' && *p != '$')) {
+            conn_fail(c, "unexpected bytes from Redis");
+            return c->rlen;
+        }
+        size_t line_len = (size_t)(cr - p) - 1;
+        if (*p == '$') {
+            uint64_t n = 0;
+            const char *q = p + 1;
+            while (q < cr && *q >= '0' && *q <= '9')
+                n = n * 10 + (uint64_t)(*q++ - '0');
+            if (q != cr || q == p + 1 || n > READ_BUF / 2) {
+                conn_fail(c, "unexpected bulk string from Redis");
+                return c->rlen;
+            }
+            if ((uint64_t)(end - (cr + 2)) < n + 2)
+                break;
+            handle_resp_reply(c, '$', cr + 2, (size_t)n, now);
+            start = (size_t)(cr + 2 + n + 2 - c->rbuf);
+        } else {
+            handle_resp_reply(c, *p, p + 1, line_len, now);
+            start = (size_t)(cr + 2 - c->rbuf);
+        }
+    }
+    return start;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -742,15 +935,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     uint64_t now = uv_hrtime();
     c->rlen += (size_t)nread;
-    size_t start = 0;
-    for (;;) {
-        char *nl = memchr(c->rbuf + start, '\n', c->rlen - start);
-        if (nl == NULL)
-            break;
-        size_t len = (size_t)(nl - (c->rbuf + start));
-        handle_reply(c, c->rbuf + start, len, now);
-        start += len + 1;
-    }
+    size_t start = b->o.target == TARGET_LUA_CAP ? read_resp_replies(c, now)
+                                                 : read_reply_lines(c, now);
     if (start > 0) {
         memmove(c->rbuf, c->rbuf + start, c->rlen - start);
         c->rlen -= start;
@@ -881,6 +1067,13 @@ static void on_connect(uv_connect_t *req, int status)
         snprintf(b->connect_error, sizeof b->connect_error, "%s", uv_strerror(rc));
         finish(b);
         return;
+    }
+    if (b->o.target == TARGET_LUA_CAP) {
+        if (!conn_add_script_load(c)) {
+            conn_fail(c, "out of memory");
+            return;
+        }
+        flush_dirty(b);
     }
     if (++b->n_connected == b->o.connections)
         start_load(b);
@@ -1025,11 +1218,18 @@ int main(int argc, char **argv)
     double window_s = o->duration_s;
     double rps = (double)b->done_in_window / window_s;
     const latency_histogram_t *h = b->hist;
-    fprintf(stderr,
-            "notifd-bench: %s, %d connections x %d in flight, %d candidates, %" PRIu64
-            " members (zipf %.2f), channel %s\n",
-            b->open_loop ? "open loop" : "closed loop", o->connections, o->pipeline,
-            o->candidates, o->members, o->zipf_s, o->channel);
+    if (o->target == TARGET_LUA_CAP)
+        fprintf(stderr,
+                "notifd-bench: Lua cap in Redis, %s, %d connections x %d in flight, %" PRIu64
+                " member keys (uniform)\n",
+                b->open_loop ? "open loop" : "closed loop", o->connections, o->pipeline,
+                o->members);
+    else
+        fprintf(stderr,
+                "notifd-bench: %s, %d connections x %d in flight, %d candidates, %" PRIu64
+                " members (zipf %.2f), channel %s\n",
+                b->open_loop ? "open loop" : "closed loop", o->connections, o->pipeline,
+                o->candidates, o->members, o->zipf_s, o->channel);
     if (b->open_loop)
         fprintf(stderr, "notifd-bench: target %.0f req/s, achieved %.0f req/s\n", o->rate, rps);
     fprintf(stderr,
@@ -1038,14 +1238,19 @@ int main(int argc, char **argv)
             b->sent_total, b->replies_total, h->total, ms((uint64_t)latency_histogram_mean(h)),
             ms(h->total ? h->max : 0));
     fprintf(stderr, "notifd-bench: reasons:");
-    for (int r = 0; r < R_COUNT; r++)
-        if (b->reasons[r] > 0)
-            fprintf(stderr, " %s=%" PRIu64, reason_names[r], b->reasons[r]);
+    if (o->target == TARGET_LUA_CAP)
+        fprintf(stderr, " allowed=%" PRIu64 " capped=%" PRIu64, b->reasons[R_SEND],
+                b->reasons[R_CAP]);
+    else
+        for (int r = 0; r < R_COUNT; r++)
+            if (b->reasons[r] > 0)
+                fprintf(stderr, " %s=%" PRIu64, reason_names[r], b->reasons[r]);
     fprintf(stderr, "\nnotifd-bench: errors: not_ok=%" PRIu64 " protocol=%" PRIu64
                     " unanswered=%" PRIu64 "\n",
             b->not_ok, b->protocol_errors, b->unfinished);
-    printf("decide_rps=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f errors=%" PRIu64 "\n",
-           rps, ms(latency_histogram_quantile(h, 0.50)), ms(latency_histogram_quantile(h, 0.90)),
+    printf("%s=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f errors=%" PRIu64 "\n",
+           o->target == TARGET_LUA_CAP ? "lua_cap_rps" : "decide_rps", rps,
+           ms(latency_histogram_quantile(h, 0.50)), ms(latency_histogram_quantile(h, 0.90)),
            ms(latency_histogram_quantile(h, 0.99)), ms(latency_histogram_quantile(h, 0.999)),
            errors);
     free(b->hist);
