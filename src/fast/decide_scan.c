@@ -1,12 +1,11 @@
 /*
  * decide_scan.c - a decide request straight from its line (decide_scan.h).
  *
- * Two passes over the candidates, one over the rest: the first pass checks
- * the whole line and counts candidates and features, so the request's
- * arrays and strings fit one allocation sized exactly (as the tree path's
- * do); the second fills that allocation from the candidates array again.
- * Every check that fails returns false: the tree path then reads the line
- * and words the error, so no message is written twice.
+ * One pass collects the candidates and features on the stack, their
+ * strings still in the line; then one allocation of the exact size takes
+ * the arrays and copies of the strings, laid out as decide_request_parse
+ * lays them out. Every check that fails returns false: the tree path then
+ * reads the line and words the error, so no message is written twice.
  */
 #include "notifd/fast/decide_scan.h"
 
@@ -31,13 +30,14 @@ typedef struct keyset {
     int n;
 } keyset_t;
 
-/* Where the second pass writes: the request's arrays, and its strings
- * (each NUL-terminated, as jansson's are). */
-typedef struct fill {
-    decide_request_t *r;
-    size_t feature;
-    char *text;
-} fill_t;
+/* What the pass collects: candidates and features with their strings
+ * still pointing into the line, and how many string bytes to copy. */
+typedef struct collected {
+    ranker_candidate_t candidates[DECIDE_SCAN_MAX_CANDIDATES];
+    ranker_feature_t features[DECIDE_SCAN_MAX_FEATURES];
+    size_t n, n_feat;
+    size_t text_bytes; /* the strings' lengths, each with its NUL */
+} collected_t;
 
 static void skip_ws(scanner_t *sc)
 {
@@ -53,6 +53,19 @@ static bool span_is(span_t s, const char *word, size_t n)
     return s.n == n && memcmp(s.s, word, n) == 0;
 }
 
+/* Bytes a string holds as they are: printable ASCII but the quote and
+ * the backslash. */
+static const unsigned char plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* A string at sc->p, its raw bytes between the quotes. Escapes decline
  * (the line has none: decide_scan_line checks first), as does what jansson
  * refuses: a control byte or invalid UTF-8. */
@@ -62,17 +75,14 @@ static bool scan_string(scanner_t *sc, span_t *out)
         return false;
     const unsigned char *p = sc->p + 1, *end = sc->end, *s = p;
     for (;;) {
+        while (p < end && plain_byte[*p])
+            p++;
         if (p >= end)
             return false;
-        unsigned c = *p;
-        if (c == '"')
+        if (*p == '"')
             break;
-        if (c < 0x20 || c == '\\')
-            return false;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
+        if (*p < 0x80)
+            return false; /* a control byte (or a backslash) */
         size_t k = json_lex_utf8_sequence(p, end);
         if (k == 0)
             return false;
@@ -113,7 +123,8 @@ static bool scan_literal(scanner_t *sc, const char *word, size_t n)
 static bool keyset_add(keyset_t *ks, span_t key)
 {
     for (int i = 0; i < ks->n; i++)
-        if (ks->keys[i].n == key.n && memcmp(ks->keys[i].s, key.s, key.n) == 0)
+        if (ks->keys[i].n == key.n && (key.n == 0 || ks->keys[i].s[0] == key.s[0]) &&
+            memcmp(ks->keys[i].s, key.s, key.n) == 0)
             return false;
     if (ks->n == DECIDE_SCAN_MAX_KEYS)
         return false;
@@ -224,17 +235,8 @@ static bool skip_value(scanner_t *sc)
     }
 }
 
-static const char *copy_text(fill_t *f, span_t s)
-{
-    char *out = f->text;
-    memcpy(out, s.s, s.n);
-    out[s.n] = '\0';
-    f->text += s.n + 1;
-    return out;
-}
-
 /* "features": an object of numbers; null was handled by the caller. */
-static bool scan_features(scanner_t *sc, fill_t *fill, size_t *n_feat)
+static bool scan_features(scanner_t *sc, collected_t *col)
 {
     keyset_t names;
     names.n = 0;
@@ -244,31 +246,30 @@ static bool scan_features(scanner_t *sc, fill_t *fill, size_t *n_feat)
     while (more) {
         span_t name;
         json_lex_number_t v;
-        if (!object_key(sc, &names, &name) || !scan_number(sc, &v))
+        if (!object_key(sc, &names, &name) || !scan_number(sc, &v) ||
+            col->n_feat == DECIDE_SCAN_MAX_FEATURES)
             return false;
-        if (fill != NULL) {
-            ranker_feature_t *f = &fill->r->features[fill->feature++];
-            f->name = copy_text(fill, name);
-            f->name_len = name.n;
-            f->value = number_value(&v);
-        }
-        (*n_feat)++;
+        ranker_feature_t *f = &col->features[col->n_feat++];
+        f->name = (const char *)name.s;
+        f->name_len = name.n;
+        f->value = number_value(&v);
+        col->text_bytes += name.n + 1;
         if (!container_next(sc, '}', &more))
             return false;
     }
     return true;
 }
 
-/* One candidate {id, score, features, tags}, number i. */
-static bool scan_candidate(scanner_t *sc, fill_t *fill, size_t i, size_t *n_feat)
+/* One candidate {id, score, features, tags}. */
+static bool scan_candidate(scanner_t *sc, collected_t *col)
 {
     keyset_t keys;
     keys.n = 0;
     bool more, have_id = false;
     span_t id = {0};
     double score = 0.0;
-    size_t first_feature = *n_feat;
-    if (!container_open(sc, '{', '}', &more))
+    size_t first_feature = col->n_feat;
+    if (col->n == DECIDE_SCAN_MAX_CANDIDATES || !container_open(sc, '{', '}', &more))
         return false;
     while (more) {
         span_t key;
@@ -287,7 +288,7 @@ static bool scan_candidate(scanner_t *sc, fill_t *fill, size_t i, size_t *n_feat
                 score = ok ? number_value(&v) : 0.0;
             }
         } else if (span_is(key, "features", 8)) {
-            ok = at(sc, 'n') ? scan_literal(sc, "null", 4) : scan_features(sc, fill, n_feat);
+            ok = at(sc, 'n') ? scan_literal(sc, "null", 4) : scan_features(sc, col);
         } else if (span_is(key, "tags", 4)) {
             ok = at(sc, 'n') ? scan_literal(sc, "null", 4) : at(sc, '[') && skip_array(sc);
         } else {
@@ -298,34 +299,26 @@ static bool scan_candidate(scanner_t *sc, fill_t *fill, size_t i, size_t *n_feat
     }
     if (!have_id)
         return false;
-    if (fill != NULL) {
-        decide_request_t *r = fill->r;
-        ranker_candidate_t *c = &r->candidates[i];
-        c->id = copy_text(fill, id);
-        c->id_len = id.n;
-        c->score = score;
-        c->eligible = true;
-        c->features = &r->features[first_feature];
-        c->n_features = *n_feat - first_feature;
-        r->last_sent[i] = -1.0;
-    }
+    ranker_candidate_t *c = &col->candidates[col->n++];
+    c->id = (const char *)id.s;
+    c->id_len = id.n;
+    c->score = score;
+    c->eligible = true;
+    c->features = &col->features[first_feature];
+    c->n_features = col->n_feat - first_feature;
+    col->text_bytes += id.n + 1;
     return true;
 }
 
-/* The candidates array at sc->p: counted (fill NULL) or filled. */
-static bool scan_candidates(scanner_t *sc, fill_t *fill, size_t *n, size_t *n_feat)
+/* The candidates array at sc->p. */
+static bool scan_candidates(scanner_t *sc, collected_t *col)
 {
     bool more;
-    *n = 0;
-    *n_feat = 0;
     if (!container_open(sc, '[', ']', &more))
         return false;
     while (more) {
         skip_ws(sc);
-        if (!scan_candidate(sc, fill, *n, n_feat))
-            return false;
-        (*n)++;
-        if (!container_next(sc, ']', &more))
+        if (!scan_candidate(sc, col) || !container_next(sc, ']', &more))
             return false;
     }
     return true;
@@ -337,8 +330,7 @@ typedef struct top_fields {
     span_t member, opportunity;
     bool have_member, have_opportunity;
     int channel;
-    const unsigned char *candidates; /* its '[', or NULL: none */
-    size_t n, n_feat;
+    collected_t *col;
 } top_fields_t;
 
 static bool scan_member_value(scanner_t *sc, span_t key, top_fields_t *t, decide_scan_t *out,
@@ -397,9 +389,8 @@ static bool scan_member_value(scanner_t *sc, span_t key, top_fields_t *t, decide
         if (span_is(key, "candidates", 10)) {
             if (at(sc, 'n'))
                 return scan_literal(sc, "null", 4);
-            t->candidates = sc->p;
-            return scan_candidates(sc, NULL, &t->n, &t->n_feat) &&
-                   t->n <= (size_t)cfg->limits.max_candidates;
+            return scan_candidates(sc, t->col) &&
+                   t->col->n <= (size_t)cfg->limits.max_candidates;
         }
         break;
     case 11:
@@ -415,39 +406,57 @@ static bool scan_member_value(scanner_t *sc, span_t key, top_fields_t *t, decide
     return skip_value(sc);
 }
 
-/* The request's arrays laid out as decide_request_parse lays them out,
- * then its strings; the line's length bounds the strings, NULs included
- * (each string had two quotes in the line). */
-static bool fill_request(decide_scan_t *out, const top_fields_t *t, size_t line_len,
-                         const unsigned char *end)
+static const char *copy_text(char **text, const char *s, size_t n)
 {
-    decide_request_t *r = &out->r;
-    size_t n = t->n;
+    char *out = *text;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    *text += n + 1;
+    return out;
+}
+
+/* The request from what the pass collected: one allocation of the exact
+ * size, the arrays first (as decide_request_parse lays them out), then
+ * copies of the strings, which must outlive the line. */
+static bool build_request(decide_request_t *r, const top_fields_t *t, const collected_t *col)
+{
+    size_t n = col->n;
     size_t arrays = n * (sizeof(ranker_candidate_t) + 3 * sizeof(double)) +
-                    t->n_feat * sizeof(ranker_feature_t);
-    char *mem = calloc(1, arrays + line_len + 1);
+                    col->n_feat * sizeof(ranker_feature_t);
+    size_t text_bytes = col->text_bytes + t->member.n + 1 + t->opportunity.n + 1;
+    char *mem = calloc(1, arrays + text_bytes);
     if (mem == NULL)
         return false;
     r->mem = mem;
-    if (n > 0) {
-        r->candidates = (ranker_candidate_t *)mem;
-        r->last_sent = (double *)(mem + n * sizeof(ranker_candidate_t));
-        r->utility = r->last_sent + n;
-        r->select_prob = r->utility + n;
-        r->features = (ranker_feature_t *)(r->select_prob + n);
-        r->n = n;
-    }
-    fill_t fill = {.r = r, .text = mem + arrays};
-    r->member = copy_text(&fill, t->member);
+    char *text = mem + arrays;
+    r->member = copy_text(&text, (const char *)t->member.s, t->member.n);
     r->member_len = t->member.n;
-    r->opportunity = copy_text(&fill, t->opportunity);
+    r->opportunity = copy_text(&text, (const char *)t->opportunity.s, t->opportunity.n);
     r->opportunity_len = t->opportunity.n;
     r->channel = t->channel;
     if (n == 0)
-        return true;
-    scanner_t sc = {.p = t->candidates, .end = end, .depth = 1};
-    size_t n2, n_feat2;
-    return scan_candidates(&sc, &fill, &n2, &n_feat2) && n2 == n && n_feat2 == t->n_feat;
+        return true; /* no arrays, as decide_request_parse leaves them */
+    r->n = n;
+    r->candidates = (ranker_candidate_t *)mem;
+    r->last_sent = (double *)(mem + n * sizeof(ranker_candidate_t));
+    r->utility = r->last_sent + n;
+    r->select_prob = r->utility + n;
+    r->features = (ranker_feature_t *)(r->select_prob + n);
+    for (size_t f = 0; f < col->n_feat; f++) {
+        const ranker_feature_t *from = &col->features[f];
+        r->features[f].name = copy_text(&text, from->name, from->name_len);
+        r->features[f].name_len = from->name_len;
+        r->features[f].value = from->value;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ranker_candidate_t *from = &col->candidates[i];
+        ranker_candidate_t *c = &r->candidates[i];
+        *c = *from;
+        c->id = copy_text(&text, from->id, from->id_len);
+        c->features = r->features + (from->features - col->features);
+        r->last_sent[i] = -1.0;
+    }
+    return true;
 }
 
 bool decide_scan_line(const char *line, size_t len, const config_t *cfg, decide_scan_t *out)
@@ -455,8 +464,10 @@ bool decide_scan_line(const char *line, size_t len, const config_t *cfg, decide_
     memset(out, 0, sizeof *out);
     if (memchr(line, '\\', len) != NULL)
         return false;
+    collected_t col;
+    col.n = col.n_feat = col.text_bytes = 0;
     scanner_t sc = {.p = (const unsigned char *)line, .end = (const unsigned char *)line + len};
-    top_fields_t t = {.channel = -1};
+    top_fields_t t = {.channel = -1, .col = &col};
     keyset_t keys;
     keys.n = 0;
     bool more;
@@ -472,8 +483,7 @@ bool decide_scan_line(const char *line, size_t len, const config_t *cfg, decide_
     skip_ws(&sc);
     if (sc.p != sc.end || !t.have_op || !t.have_member || t.channel < 0 || !t.have_opportunity)
         return false;
-    if (!fill_request(out, &t, len, sc.end)) {
-        decide_request_free(&out->r);
+    if (!build_request(&out->r, &t, &col)) {
         memset(out, 0, sizeof *out);
         return false;
     }

@@ -20,7 +20,9 @@
  *     which unescapes them);
  *   - nesting deeper than DECIDE_SCAN_MAX_DEPTH, or an object with more
  *     than DECIDE_SCAN_MAX_KEYS keys (the duplicate check compares keys
- *     pairwise, on the stack).
+ *     pairwise, on the stack);
+ *   - more than DECIDE_SCAN_MAX_CANDIDATES candidates or
+ *     DECIDE_SCAN_MAX_FEATURES features in all.
  * tests/fuzz/fuzz_decide_scan.c checks the promise against the tree path.
  */
 #ifndef NOTIFD_FAST_DECIDE_SCAN_H
@@ -35,6 +37,10 @@
 #include "notifd/lib/json_lex.h"
 
 #define DECIDE_SCAN_MAX_DEPTH 8
+/* The scan collects candidates and features on the stack; a request
+ * with more goes to the tree. */
+#define DECIDE_SCAN_MAX_CANDIDATES 128
+#define DECIDE_SCAN_MAX_FEATURES 1024
 #define DECIDE_SCAN_MAX_KEYS 64
 
 typedef enum decide_scan_id {
