@@ -147,12 +147,10 @@ static size_t write_escaped(char *out, const char *s, size_t len)
     char *o = out;
     *o++ = '"';
     while (p < end) {
-        /* Copy the longest run that needs no escaping in one go. */
-        const unsigned char *run = p;
+        /* Bytes that need no escaping, copied as they are scanned: most
+         * strings here are short keys, where a memcpy call costs more. */
         while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
-            p++;
-        memcpy(o, run, (size_t)(p - run));
-        o += p - run;
+            *o++ = (char)*p++;
         if (p == end)
             break;
         unsigned c = *p;
