@@ -257,6 +257,46 @@ static void test_key_count_bound(void **state)
     }
 }
 
+static void test_candidate_bound(void **state)
+{
+    (void)state;
+    /* Up to DECIDE_SCAN_MAX_CANDIDATES the scan takes a decide; one more
+     * goes to the tree, which accepts it (limits.max_candidates 1000). */
+    config_errors_t errs;
+    config_errors_init(&errs);
+    config_t *big = config_load_string("{\"limits\":{\"max_candidates\":1000}}", 1, &errs);
+    config_errors_free(&errs);
+    assert_non_null(big);
+    for (int n = DECIDE_SCAN_MAX_CANDIDATES; n <= DECIDE_SCAN_MAX_CANDIDATES + 1; n++) {
+        size_t cap = 256 + (size_t)n * 64;
+        char *line = malloc(cap);
+        assert_non_null(line);
+        int at = snprintf(line, cap, "{\"op\":\"decide\",\"member\":\"m\",\"channel\":"
+                                     "\"push\",\"opportunity\":\"o\",\"candidates\":[");
+        for (int k = 0; k < n; k++)
+            at += snprintf(line + at, cap - (size_t)at, "%s{\"id\":\"c%d\",\"score\":%d}",
+                           k ? "," : "", k, k);
+        snprintf(line + at, cap - (size_t)at, "]}");
+        decide_scan_t scan;
+        bool ok = decide_scan_line(line, strlen(line), big, &scan);
+        assert_int_equal(ok, n <= DECIDE_SCAN_MAX_CANDIDATES);
+        if (ok) {
+            assert_int_equal(scan.r.n, (size_t)n);
+            char last[16];
+            snprintf(last, sizeof last, "c%d", n - 1);
+            assert_string_equal(scan.r.candidates[n - 1].id, last);
+        }
+        decide_request_free(&scan.r);
+        json_t *root = proto_parse_line(line, strlen(line), NULL);
+        decide_request_t tree;
+        assert_null(decide_request_parse(&tree, root, big, NOW));
+        decide_request_free(&tree);
+        json_decref(root);
+        free(line);
+    }
+    config_release(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_ts_window_is_checked_at_take),
         cmocka_unit_test(test_leaves_to_the_tree_path),
         cmocka_unit_test(test_key_count_bound),
+        cmocka_unit_test(test_candidate_bound),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
