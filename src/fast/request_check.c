@@ -221,7 +221,8 @@ const char *decide_request_parse(decide_request_t *out, json_t *root, const conf
     if (out->channel < 0)
         return "\"channel\" must be a configured channel (see \"channels\" in the config)";
     json_t *opp = json_object_get(root, "opportunity");
-    if (!json_is_string(opp) || json_string_length(opp) == 0 || json_string_length(opp) > DECIDE_ID_MAX)
+    if (!json_is_string(opp) || json_string_length(opp) == 0 ||
+        json_string_length(opp) > DECIDE_ID_MAX)
         return "\"opportunity\" must be a string id of 1..256 bytes (it makes retries "
                "idempotent)";
     out->opportunity = json_string_value(opp);

@@ -127,7 +127,8 @@ static void test_optional_fields(void **state)
     decide_scan_t scan;
     decide_request_t r;
     /* No id, no ts (the clock's), no candidates; keys in any order, blanks. */
-    scan_ok(" { \"member\" : \"m\" , \"channel\":\"push\",\"opportunity\":\"o\",\"op\":\"decide\" } ",
+    scan_ok(" { \"member\" : \"m\" , \"channel\":\"push\",\"opportunity\":\"o\","
+            "\"op\":\"decide\" } ",
             &scan, &r);
     assert_int_equal(scan.id_kind, DECIDE_SCAN_ID_NONE);
     assert_int_equal(r.ts, NOW);
@@ -181,6 +182,9 @@ static void test_ts_window_is_checked_at_take(void **state)
     json_decref(root);
 }
 
+/* The start of a valid decide, for the lines below to finish. */
+#define HEAD "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\""
+
 static void test_leaves_to_the_tree_path(void **state)
 {
     (void)state;
@@ -192,41 +196,42 @@ static void test_leaves_to_the_tree_path(void **state)
         /* escapes are the tree's to undo */
         "{\"op\":\"decide\",\"member\":\"m\\u0041\",\"channel\":\"push\",\"opportunity\":\"o\"}",
         /* invalid JSON */
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\"} x",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"id\":01}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"ts\":1e400}",
+        HEAD ",}",
+        HEAD "} x",
+        HEAD ",\"id\":01}",
+        HEAD ",\"ts\":1e400}",
         "{\"op\":\"decide\",\"member\":\"m\xff\",\"channel\":\"push\",\"opportunity\":\"o\"}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\"",
+        HEAD "",
         /* duplicate keys, at every level */
-        "{\"op\":\"decide\",\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\"}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"x\":{\"a\":1,\"a\":2}}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":"
+        "{\"op\":\"decide\",\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\","
+        "\"opportunity\":\"o\"}",
+        HEAD ",\"x\":{\"a\":1,\"a\":2}}",
+        HEAD ",\"candidates\":"
         "[{\"id\":\"a\",\"id\":\"b\"}]}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":"
+        HEAD ",\"candidates\":"
         "[{\"id\":\"a\",\"features\":{\"f\":1,\"f\":2}}]}",
         /* invalid decides */
         "{\"op\":\"decide\",\"member\":\"m{1}\",\"channel\":\"push\",\"opportunity\":\"o\"}",
         "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"sms\",\"opportunity\":\"o\"}",
         "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"\"}",
         "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\"}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"id\":null}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"ts\":-1}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"ts\":\"1\"}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":"
+        HEAD ",\"id\":null}",
+        HEAD ",\"ts\":-1}",
+        HEAD ",\"ts\":\"1\"}",
+        HEAD ",\"candidates\":"
         "[{\"id\":\"a\"},{\"id\":\"b\"},{\"id\":\"c\"},{\"id\":\"d\"}]}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":"
+        HEAD ",\"candidates\":"
         "[{\"score\":1}]}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":"
+        HEAD ",\"candidates\":"
         "[{\"id\":\"a\",\"score\":\"1\"}]}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":"
+        HEAD ",\"candidates\":"
         "[{\"id\":\"a\",\"tags\":{}}]}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":"
+        HEAD ",\"candidates\":"
         "[{\"id\":\"a\",\"features\":{\"f\":true}}]}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":[1]}",
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"candidates\":{}}",
+        HEAD ",\"candidates\":[1]}",
+        HEAD ",\"candidates\":{}}",
         /* beyond the scanner's own bounds (valid for the tree) */
-        "{\"op\":\"decide\",\"member\":\"m\",\"channel\":\"push\",\"opportunity\":\"o\",\"x\":"
+        HEAD ",\"x\":"
         "[[[[[[[[1]]]]]]]]}",
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
