@@ -2,6 +2,7 @@
  * json_writer.c - see json_writer.h.
  */
 #include "notifd/lib/json_writer.h"
+#include "notifd/lib/json_lex.h"
 #include "notifd/lib/number_format.h"
 
 #include <math.h>
@@ -149,7 +150,7 @@ static size_t write_escaped(char *out, const char *s, size_t len)
     while (p < end) {
         /* Bytes that need no escaping, copied as they are scanned: most
          * strings here are short keys, where a memcpy call costs more. */
-        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
+        while (p < end && json_lex_plain[*p])
             *o++ = (char)*p++;
         if (p == end)
             break;

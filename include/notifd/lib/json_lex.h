@@ -30,6 +30,11 @@ const unsigned char *json_lex_number(const unsigned char *p, const unsigned char
                                      json_lex_number_t *out, const char **why,
                                      const unsigned char **why_at);
 
+/* 1 for a byte a JSON string holds as it is (printable ASCII but the
+ * quote and the backslash), else 0: one table lookup per byte in the loops
+ * that scan or copy strings. */
+extern const unsigned char json_lex_plain[256];
+
 /* Length of the valid UTF-8 sequence of 2..4 bytes at p, or 0: rejects
  * overlong forms, surrogates and code points above U+10FFFF, as jansson
  * does. */
