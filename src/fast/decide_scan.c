@@ -53,7 +53,6 @@ static bool span_is(span_t s, const char *word, size_t n)
     return s.n == n && memcmp(s.s, word, n) == 0;
 }
 
-
 /* A string at sc->p, its raw bytes between the quotes. Escapes decline
  * (the line has none: decide_scan_line checks first), as does what jansson
  * refuses: a control byte or invalid UTF-8. */
@@ -312,7 +311,7 @@ static bool scan_candidates(scanner_t *sc, collected_t *col)
     return true;
 }
 
-/* What the first pass keeps of the request object's own members. */
+/* What the pass keeps of the request object's own members. */
 typedef struct top_fields {
     bool have_op;
     span_t member, opportunity;
