@@ -37,7 +37,8 @@ static bool reserve_slow(json_writer_t *w, size_t more)
 {
     if (w->failed)
         return false;
-    size_t cap = w->cap ? w->cap : 256;
+    /* A decide body and its reply line are a few hundred bytes: one malloc each. */
+    size_t cap = w->cap ? w->cap : 512;
     while (cap < w->len + more + 1)
         cap *= 2;
     char *b = realloc(w->buf, cap);
