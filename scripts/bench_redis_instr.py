@@ -186,7 +186,7 @@ def decides(redis, notifd, work, name, args):
         f.write('{"listen": "127.0.0.1:%d", "admin_listen": null,'
                 ' "redis": {"host": "127.0.0.1", "port": %d, "prefix": "b:", "timeout_ms": 20000},'
                 ' "planner": {"enabled": false}, "events": {"url": null, "spool_dir": "%s"},'
-                ' "log_level": "warn", "limits": {"ts_window_s": 0}, "fast": {"ranker": {"default": {"bias": -1.0,'
+                ' "log_level": "warn", "limits": {"ts_window_s": 0}, "fast": {"deadline_ms": 0, "ranker": {"default": {"bias": -1.0,'
                 ' "score": 2.0, "features": {"freshness": 0.5, "relevance": 1.0,'
                 ' "novelty": 0.3}}}}}' % (port, redis.port, os.path.join(work, name, "spool")))
     ndir = os.path.join(work, name, "notifd")

@@ -3,7 +3,9 @@
  */
 #include "notifd/policy.h"
 #include "notifd/fast/deadline_list.h"
+#include "notifd/fast/decide_cache.h"
 #include "notifd/core/member_overlay.h"
+#include "notifd/core/member_cache.h"
 #include "notifd/core/plan_cache.h"
 
 #include <stdlib.h>
@@ -29,6 +31,7 @@ int policy_start(app_t *app)
         return -1;
     }
     app->policy = ps;
+    store_set_invalidation_handler(app->store, decide_cache_on_invalidate, app);
     app->planner = planner_start(app);
     if (app->planner == NULL) {
         app->policy = NULL;
@@ -55,12 +58,22 @@ void policy_forget_plan(app_t *app, const char *member, size_t len)
 void policy_forget_plans(app_t *app)
 {
     policy_state_t *ps = app->policy;
-    if (ps != NULL)
+    if (ps != NULL) {
         plan_cache_clear(ps->plan_cache);
+        member_cache_clear(ps->member_cache);
+    }
+}
+
+void policy_forget_member(app_t *app, const char *member, size_t len)
+{
+    policy_state_t *ps = app->policy;
+    if (ps != NULL)
+        member_cache_invalidate(ps->member_cache, member, len);
 }
 
 void policy_stop(app_t *app)
 {
+    store_set_invalidation_handler(app->store, NULL, NULL);
     /* Joins the worker thread; a running pass stops between two batches. */
     planner_stop(app->planner);
     app->planner = NULL;
@@ -68,6 +81,7 @@ void policy_stop(app_t *app)
     if (ps != NULL) {
         overlay_table_free(ps->overlay); /* empty by now: every decision has answered */
         plan_cache_free(ps->plan_cache);
+        member_cache_free(ps->member_cache);
         deadline_list_close(ps->deadlines);
     }
     free(app->policy);

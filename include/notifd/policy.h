@@ -28,6 +28,8 @@ typedef struct policy_state {
     uint64_t slow_arm_decisions[EXPERIMENT_MAX_ARMS + 1][REASON_COUNT];
     struct overlay_table *overlay; /* decide.c: effects of decisions in flight */
     struct plan_cache *plan_cache; /* decide.c: plans for fast.plan_cache_ms, lazily made */
+    struct member_cache *member_cache; /* decide_cache.c: member state, lazily made */
+    size_t member_cache_entries;   /* what it was made with */
     struct deadline_list *deadlines; /* decide.c: fast.deadline_ms, lazily made */
 } policy_state_t;
 
@@ -40,6 +42,9 @@ void policy_apply_config(app_t *app, const config_t *next);
  * cache (fast.plan_cache_ms), one member or all. */
 void policy_forget_plan(app_t *app, const char *member, size_t len);
 void policy_forget_plans(app_t *app);
+/* This instance wrote `member`'s state outside a decide (feedback): its
+ * connection's own writes are not invalidated by Redis (NOLOOP). */
+void policy_forget_member(app_t *app, const char *member, size_t len);
 /* Stops the planner worker and frees policy state (loop thread, at stop). */
 void policy_stop(app_t *app);
 

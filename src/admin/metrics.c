@@ -159,6 +159,12 @@ void metrics_observe_degraded(metrics_t *m, int cause)
     ADD(m->degraded[cause], 1);
 }
 
+void metrics_observe_member_cache(metrics_t *m, metrics_member_cache_t what)
+{
+    if (m != NULL && what >= 0 && what < METRICS_MEMBER_CACHE_COUNT)
+        ADD(m->member_cache[what], 1);
+}
+
 void metrics_stored_answer_corrupt(metrics_t *m)
 {
     if (m != NULL)
@@ -339,6 +345,8 @@ void metrics_publish_store(metrics_t *m, store_state_t state, const char *last_e
     SET(m->redis_readonly, c->readonly);
     SET(m->redis_probes, c->probes);
     SET(m->redis_congestions, c->congestions);
+    SET(m->redis_invalidations, c->invalidations);
+    SET(m->redis_tracking, c->tracking ? 1 : 0);
     pthread_mutex_lock(&m->text_lock);
     snprintf(m->redis_last_error, sizeof m->redis_last_error, "%s",
              last_error != NULL ? last_error : "");

@@ -60,7 +60,11 @@ struct metrics {
     _Atomic int redis_state;
     _Atomic uint64_t redis_commands, redis_replies, redis_errors, redis_timeouts,
         redis_disconnects, redis_reconnects, redis_rejected, redis_queue_full, redis_resent,
-        redis_expired, redis_noscript, redis_readonly, redis_probes, redis_congestions;
+        redis_expired, redis_noscript, redis_readonly, redis_probes, redis_congestions,
+        redis_invalidations;
+    _Atomic int redis_tracking;
+    /* the decide path's member cache (decide_cache.c) */
+    _Atomic uint64_t member_cache[METRICS_MEMBER_CACHE_COUNT];
     _Atomic int64_t redis_pending, redis_in_flight, redis_queued;
 
     /* server */

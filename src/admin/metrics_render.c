@@ -350,6 +350,21 @@ static void render_redis(metrics_t *m, growbuf_t *b)
     counter(b, "notifd_redis_noscript_total",
             "EVALSHA answered NOSCRIPT (script cache flushed) and resent as EVAL.",
             GET(m->redis_noscript));
+    gauge(b, "notifd_redis_tracking",
+          "1 while Redis reports changes to what the decide path caches (redis.tracking).",
+          GET(m->redis_tracking));
+    counter(b, "notifd_redis_invalidations_total",
+            "Keys Redis reported changed by another connection (a flush counts one).",
+            GET(m->redis_invalidations));
+    counter(b, "notifd_member_cache_hits_total",
+            "Decides made on the member cache, without a read round trip.",
+            GET(m->member_cache[METRICS_MEMBER_CACHE_HIT]));
+    counter(b, "notifd_member_cache_misses_total",
+            "Decides that could have used the member cache and read instead.",
+            GET(m->member_cache[METRICS_MEMBER_CACHE_MISS]));
+    counter(b, "notifd_member_cache_conflicts_total",
+            "Records the script refused because the view was stale; the decide chose or read again.",
+            GET(m->member_cache[METRICS_MEMBER_CACHE_CONFLICT]));
     counter(b, "notifd_redis_readonly_total",
             "READONLY replies: a replica answered writes; the connection was rebuilt.",
             GET(m->redis_readonly));

@@ -29,7 +29,7 @@ static const char *const top_level_keys[] = {
 static const char *const redis_keys[] = {
     "host", "port", "unix", "prefix", "password_file", "timeout_ms",
     "connect_timeout_ms", "reconnect_min_ms", "reconnect_max_ms", "max_in_flight",
-    "max_queued", "probe_interval_ms", NULL,
+    "max_queued", "probe_interval_ms", "tracking", NULL,
 };
 static const char *const planner_keys[] = {
     "interval_s", "batch_size", "lease_ms", "jitter", "enabled", "poll_s",
@@ -136,6 +136,7 @@ static void defaults(config_t *cfg)
     cfg->redis.max_in_flight = 1024;
     cfg->redis.max_queued = 65536;
     cfg->redis.probe_interval_ms = 1000;
+    cfg->redis.tracking = true;
     cfg->redis.reconnect_min_ms = 100;
     cfg->redis.reconnect_max_ms = 5000;
 
@@ -236,6 +237,7 @@ static void parse_redis(config_errors_t *errs, json_t *root, config_t *cfg)
         r->max_queued = (int)x;
     if (config_get_int(errs, o, "redis", "probe_interval_ms", 0, 600000, &x))
         r->probe_interval_ms = (int)x;
+    config_get_bool(errs, o, "redis", "tracking", &r->tracking);
     if (config_get_int(errs, o, "redis", "reconnect_min_ms", 1, 600000, &x))
         r->reconnect_min_ms = (int)x;
     if (config_get_int(errs, o, "redis", "reconnect_max_ms", 1, 600000, &x))

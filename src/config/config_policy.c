@@ -23,7 +23,8 @@ static const char *const fast_keys[] = {
     "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
     "cap_factor", "rolling_cap", "rolling_cap_factor",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
-    "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", "deadline_ms",
+    "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", "member_cache_ms",
+    "member_cache_entries", "deadline_ms",
     "unplanned_per_week", "unpaced_channels", NULL,
 };
 static const char *const ranker_keys[] = {"bias", "score", "open_rate", "features", NULL};
@@ -75,7 +76,12 @@ static void fast_defaults(fast_config_t *f)
     ranker_params_defaults(&f->exploration);
     f->threshold_target_send_rate = 0.1;
     f->threshold_initial = 0.5;
-    f->plan_cache_ms = 0;
+    /* With redis.tracking (the default) Redis invalidates a cached plan or
+     * member state within milliseconds of any write; these ages only bound
+     * what a lost invalidation could cost. */
+    f->plan_cache_ms = 60000;
+    f->member_cache_ms = 10000;
+    f->member_cache_entries = 16384;
     f->deadline_ms = 1500;
     /* A channel no plan covers (in-app by default) gets at most one a day
      * on average, paced and capped like a plan: no channel is unbounded
@@ -354,6 +360,10 @@ void config_parse_fast(config_errors_t *errs, json_t *fo, const char *path, cons
     }
     if (config_get_int(errs, fo, path, "plan_cache_ms", 0, 3600000, &x))
         f->plan_cache_ms = (int)x;
+    if (config_get_int(errs, fo, path, "member_cache_ms", 0, 3600000, &x))
+        f->member_cache_ms = (int)x;
+    if (config_get_int(errs, fo, path, "member_cache_entries", 0, 16777216, &x))
+        f->member_cache_entries = (int)x;
     if (config_get_int(errs, fo, path, "deadline_ms", 0, 600000, &x))
         f->deadline_ms = (int)x;
 

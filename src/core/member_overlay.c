@@ -35,6 +35,7 @@ void overlay_apply(const overlay_effect_t *e, member_view_t *v, const ranker_can
                 !(last_sent[i] >= (double)e->ts))
                 last_sent[i] = (double)e->ts;
     }
+    v->version++; /* every record adds one, whatever its channel */
     if (e->channel != v->channel || e->channel_key != v->channel_key)
         return;
     opportunity_history_t *h = &v->history;

@@ -24,6 +24,7 @@ static const stored_field_spec_t specs[STORED_FIELD_COUNT] = {
     [STORED_WEEK] = {"week", STORED_WEEK_MIN, STORED_WEEK_MAX, true, false},
     [STORED_WEEK_OPP] = {"week_opp", 0, 1e9, true, false}, /* HINCRBY: integral */
     [STORED_WEEK_SENT] = {"week_sent", 0, 1e9, true, false},
+    [STORED_WEEK_VERSION] = {"week_version", 0, 1e9, true, false},
     [STORED_EWMA] = {"ewma", 0, 1e9, false, false},
     [STORED_FIRST_FRAC] = {"first_frac", 0, 1, false, false},
     [STORED_SCORE] = {"score", -1e12, 1e12, false, false},

@@ -121,10 +121,16 @@ void stored_read_week_field(stored_week_t *w, const char *ch, size_t ch_len,
                             const char *field, size_t field_len, const char *value,
                             size_t value_len, stored_invalid_t *invalid)
 {
+    member_view_t *v = w->view;
+    if (field != NULL && is(field, field_len, "v")) {
+        int64_t version;
+        if (stored_parse_int(STORED_WEEK_VERSION, value, value_len, &version, invalid))
+            v->version = version;
+        return;
+    }
     if (field == NULL || field_len <= ch_len + 1 || memcmp(field, ch, ch_len) != 0 ||
         field[ch_len] != ':')
         return;
-    member_view_t *v = w->view;
     opportunity_history_t *h = &v->history;
     const char *rest = field + ch_len + 1;
     size_t rl = field_len - ch_len - 1;

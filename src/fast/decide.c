@@ -49,13 +49,22 @@
 /* In the order a decide happens; helpers after the flow. */
 static void arm_deadline(decide_ctx_t *d);
 static void on_deadline(deadline_entry_t *e);
-static void decide_and_record(decide_ctx_t *d);
 static void answer_degraded(decide_ctx_t *d);
 static void finish(decide_ctx_t *d, const char *body, size_t len, decision_reason_t reason);
 static void finish_duplicate(decide_ctx_t *d, const char *text, size_t len);
 static void decide_done(decide_ctx_t *d);
 static void decide_ctx_free(decide_ctx_t *d);
 static int64_t now_unix(void);
+
+/* The share of the first week as the week hash stores it ("%.6f",
+ * decide_record.c): a decision that learns it from this record, through
+ * the overlay or the member cache, must see what a read would. */
+static double as_stored_fraction(double x)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.6f", x);
+    return strtod(buf, NULL);
+}
 
 void op_decide(request_t *req)
 {
@@ -84,6 +93,36 @@ void op_decide(request_t *req)
     if (!decide_threshold_mode(d) && d->fast->pacing.strategy == PACING_QUALITY)
         d->view.max_recent = (size_t)d->fast->quality_history;
     arm_deadline(d);
+    if (decide_from_cache(d)) {
+        decide_and_record(d); /* a member seen recently: no read round trip */
+        return;
+    }
+    decide_start_read(d);
+}
+
+void decide_restart(decide_ctx_t *d)
+{
+    decide_leave_overlay(d);
+    size_t max_recent = d->view.max_recent;
+    uint64_t channel_key = d->view.channel_key;
+    memset(&d->view, 0, sizeof d->view);
+    d->view.channel = d->r.channel;
+    d->view.channel_key = channel_key;
+    d->view.max_recent = max_recent;
+    free(d->scores_raw);
+    free(d->body);
+    free(d->capped_body);
+    free(d->scores_new);
+    d->scores_raw = d->body = d->capped_body = d->scores_new = NULL;
+    d->scores_raw_len = d->scores_new_len = 0;
+    d->have_plan = d->unsubscribed = d->failed = d->from_cache = false;
+    d->tz = 0;
+    d->open_rate = -1.0;
+    d->n_stale = 0;
+    d->n_sent = 0;
+    d->no_fill = true; /* this decide has seen its view go stale once */
+    for (size_t i = 0; i < d->r.n; i++)
+        d->r.last_sent[i] = -1.0;
     decide_start_read(d);
 }
 
@@ -124,7 +163,7 @@ void decide_read_done(decide_ctx_t *d)
         decide_and_record(d);
 }
 
-static void decide_and_record(decide_ctx_t *d)
+void decide_and_record(decide_ctx_t *d)
 {
     const config_t *cfg = d->req->cfg;
     app_t *app = d->app;
@@ -197,8 +236,8 @@ static void decide_and_record(decide_ctx_t *d)
         .store_ewma_week = fold.store_ewma_week, .ewma_week = fold.ewma_week,
         .set_first_week = dec.reached_coin && !d->view.history.have_first_week,
         .first_week = d->view.week,
-        .first_fraction = 1.0 - (double)calendar_seconds_into_week(r->ts, d->tz) /
-                                    NOTIFD_SECONDS_PER_WEEK,
+        .first_fraction = as_stored_fraction(1.0 - (double)calendar_seconds_into_week(r->ts, d->tz) /
+                                                       NOTIFD_SECONDS_PER_WEEK),
         .have_score = dec.have_best && fast->pacing.strategy == PACING_QUALITY && !th_mode,
         .score = dec.best_score,
         .msg = dec.chosen >= 0 ? r->candidates[dec.chosen].id : NULL,
@@ -210,6 +249,7 @@ static void decide_and_record(decide_ctx_t *d)
         answer_degraded(d);
         return;
     }
+    decide_cache_fill(d, &effect);
     /* Later decisions of this member whose reads are already out see this
      * record through the overlay; this one needs it no more. */
     overlay_add(d->overlay, &effect);
@@ -223,7 +263,9 @@ void decide_on_record(redisReply *reply, void *privdata)
     if (d->answered) {
         /* Answered by the deadline. A record that arrives anyway changed
          * Redis as decided: it is logged, and the producer was told
-         * degraded (docs/operations.md). */
+         * degraded (docs/operations.md). Whether it did is not known
+         * here, so the member's cached state goes. */
+        decide_cache_drop(d);
         if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
             reply->element[0]->type == REDIS_REPLY_STRING &&
             strcmp(reply->element[0]->str, "ok") == 0 && d->chosen >= 0) {
@@ -236,6 +278,13 @@ void decide_on_record(redisReply *reply, void *privdata)
     }
     bool ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
               reply->element[0]->type == REDIS_REPLY_STRING;
+    /* The view predicted "sent" or "skip", and the week hash's version one
+     * above its own; anything else means someone else wrote the member's
+     * state since (or it is unknown now): its cached view goes. */
+    if (!ok || strcmp(reply->element[0]->str, d->chosen >= 0 ? "sent" : "skip") != 0 ||
+        reply->elements < 2 || reply->element[1]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->integer != d->expect_version)
+        decide_cache_drop(d);
     if (!ok) {
         d->cause = METRICS_DEGRADED_CONNECTION;
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
@@ -255,6 +304,13 @@ void decide_on_record(redisReply *reply, void *privdata)
         finish_duplicate(d, reply->element[1]->str, reply->element[1]->len);
         return;
     }
+    if (strcmp(outcome, "unsubscribed") == 0 && d->chosen >= 0) {
+        /* An opt-out recorded since the view was read (or cached): nothing
+         * was recorded; decide again on a fresh read. */
+        metrics_observe_member_cache(d->app->metrics, METRICS_MEMBER_CACHE_CONFLICT);
+        decide_restart(d);
+        return;
+    }
     if (strcmp(outcome, "sent_already") == 0 && d->chosen >= 0) {
         /* Another instance sent this message to the member since the read:
          * decide again without it. Nothing was recorded; each round takes
@@ -262,7 +318,11 @@ void decide_on_record(redisReply *reply, void *privdata)
         d->r.last_sent[d->chosen] = (double)d->r.ts;
         free(d->body);
         free(d->capped_body);
-        d->body = d->capped_body = NULL;
+        free(d->scores_new);
+        d->body = d->capped_body = d->scores_new = NULL;
+        d->no_fill = true;
+        if (d->from_cache)
+            metrics_observe_member_cache(d->app->metrics, METRICS_MEMBER_CACHE_CONFLICT);
         decide_and_record(d);
         return;
     }
@@ -380,6 +440,8 @@ static void decide_ctx_free(decide_ctx_t *d)
     free(d->body);
     free(d->capped_body);
     free(d->scores_raw);
+    free(d->scores_new);
+    free(d->sent_buf);
     decide_request_free(&d->r);
     free(d);
 }

@@ -16,6 +16,7 @@
 #include "notifd/fast/deadline_list.h"
 #include "notifd/fast/decide_body.h"
 #include "notifd/core/decision.h"
+#include "notifd/core/member_cache.h"
 #include "notifd/core/member_overlay.h"
 #include "notifd/ops.h"
 #include "notifd/core/policy_config.h"
@@ -63,6 +64,21 @@ typedef struct decide_ctx {
     bool answered;                  /* replied (by the deadline): only waiting to be freed */
     int cause;                      /* metrics_degraded_cause_t, when degraded */
 
+    /* The member cache (decide_cache.c). */
+    uint64_t cache_epoch;           /* tracking epoch the read was sent under, 0 none */
+    uint64_t cache_since;           /* member_cache_clock() when it was sent */
+    bool from_cache;                /* decided on a cached view, no read */
+    int64_t expect_version;         /* the week hash's v the record should leave */
+    bool no_fill;                   /* what this decide knows must not be cached */
+    bool sent_complete;             /* the sent list holds the member's whole sent set */
+    size_t n_sent;                  /* the member's sent messages, newest first */
+    size_t sent_off[MEMBER_CACHE_SENT_MAX];
+    size_t sent_lens[MEMBER_CACHE_SENT_MAX];
+    double sent_ts[MEMBER_CACHE_SENT_MAX];
+    char *sent_buf;                 /* their ids */
+    char *scores_new;               /* the recent-scores text the record stores */
+    size_t scores_new_len;
+
     char *body;                     /* the answer as decided, until recorded */
     size_t body_len;
     char *capped_body;              /* the answer if the cap stops the send */
@@ -79,6 +95,8 @@ static inline bool decide_threshold_mode(const decide_ctx_t *d)
 /* decide.c */
 overlay_table_t *decide_overlay_table(app_t *app);
 void decide_leave_overlay(decide_ctx_t *d);
+/* Decides on the view in d (read or cached) and sends the record. */
+void decide_and_record(decide_ctx_t *d);
 /* A read reply is in: the last one moves the decide on. */
 void decide_read_done(decide_ctx_t *d);
 /* The record script's reply (decide_send_record sends it). */
@@ -90,11 +108,30 @@ int decide_refusal_cause(const decide_ctx_t *d);
 /* Sends the read pipeline of one decision. */
 void decide_start_read(decide_ctx_t *d);
 void decide_report_invalid(decide_ctx_t *d);
+/* The plan from the plan cache into d, if it holds one in force. */
+bool decide_cached_plan(decide_ctx_t *d);
 
 /* decide_record.c */
 /* Sends the record script for `dec`; false if it could not (d->cause set). */
 bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
                         overlay_effect_t *effect);
+
+/* decide_cache.c */
+/* A read of this decide is about to go out: note what a fill will need. */
+void decide_cache_note_read(decide_ctx_t *d);
+/* Whether the read should fetch the member's whole sent set (ZREVRANGE)
+ * for the cache, rather than the candidates' scores (ZMSCORE). */
+bool decide_cache_wants_sent_set(const decide_ctx_t *d);
+/* Keeps the sent set a read returned (reply pairs: id, time). */
+void decide_cache_take_sent(decide_ctx_t *d, const redisReply *r);
+/* Fills the decide from the cache instead of reading; false on a miss. */
+bool decide_from_cache(decide_ctx_t *d);
+/* The record of `effect` is out: cache the member's state after it. */
+void decide_cache_fill(decide_ctx_t *d, const overlay_effect_t *effect);
+/* The record's outcome was not what the view predicted: drop the member. */
+void decide_cache_drop(decide_ctx_t *d);
+/* Starts the decide over with a fresh read (after a refused record). */
+void decide_restart(decide_ctx_t *d);
 
 /* decide_answer.c */
 char *decide_answer_text(decide_ctx_t *d, const decision_t *dec, decision_reason_t reason,

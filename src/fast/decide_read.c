@@ -59,11 +59,19 @@ static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 /* A plan this instance read less than fast.plan_cache_ms ago and still in
  * force at the decision's ts (plan_cache.h), parsed under this decide's
  * own config snapshot: per_week is indexed by that config's channels. */
-static bool cached_plan(decide_ctx_t *d)
+static bool plan_cache_trusted(const decide_ctx_t *d)
+{
+    /* With redis.tracking, only while Redis reports changes: otherwise a
+     * plan written elsewhere could be missed for the cache's whole age.
+     * Without it, fast.plan_cache_ms is the staleness the operator chose. */
+    return !d->req->cfg->redis.tracking || store_tracking_epoch(d->app->store) != 0;
+}
+
+bool decide_cached_plan(decide_ctx_t *d)
 {
     const policy_state_t *ps = policy_state(d->app);
     plan_t p;
-    if (d->fast->plan_cache_ms <= 0 ||
+    if (d->fast->plan_cache_ms <= 0 || !plan_cache_trusted(d) ||
         !plan_cache_get(ps->plan_cache, d->r.member, d->r.member_len, d->req->cfg->generation,
                         now_ms(), (uint64_t)d->fast->plan_cache_ms, &p) ||
         !plan_in_force(&p, d->r.ts))
@@ -118,9 +126,22 @@ static void on_plan(redisReply *r, void *p)
         d->have_plan = plan_parse_hash(&d->plan, names, cfg->n_channels,
                                        cfg->policy.slow.max_per_week, f, fl, v, vl, n,
                                        &d->invalid);
-        if (d->have_plan && d->fast->plan_cache_ms > 0)
+        /* Not when the plan changed since the read went out: its
+         * invalidation came first, and this reply is the old plan. */
+        if (d->have_plan && d->fast->plan_cache_ms > 0 && plan_cache_trusted(d) &&
+            (!d->req->cfg->redis.tracking ||
+             (d->cache_epoch != 0 && d->cache_epoch == store_tracking_epoch(d->app->store) &&
+              member_cache_fresh(policy_state(d->app)->member_cache, d->r.member,
+                                 d->r.member_len, d->cache_since))))
             cache_plan(d);
     }
+    decide_read_done(d);
+}
+
+static void on_caching(redisReply *r, void *p)
+{
+    decide_ctx_t *d = p;
+    (void)reply_failed(d, r); /* an error here fails the read like any other */
     decide_read_done(d);
 }
 
@@ -211,6 +232,16 @@ static void on_week(redisReply *r, void *p)
     decide_read_done(d);
 }
 
+/* ZREVRANGE P sent:{M} 0 63 WITHSCORES: the member's newest sends, kept
+ * for the member cache. */
+static void on_sent_set(redisReply *r, void *p)
+{
+    decide_ctx_t *d = p;
+    if (!reply_failed(d, r) && r->type == REDIS_REPLY_ARRAY)
+        decide_cache_take_sent(d, r);
+    decide_read_done(d);
+}
+
 static void on_sent(redisReply *r, void *p)
 {
     decide_ctx_t *d = p;
@@ -252,13 +283,19 @@ void decide_start_read(decide_ctx_t *d)
     size_t kl;
 
     overlay_table_t *t = decide_overlay_table(d->app);
+    decide_cache_note_read(d);
     d->read_seq = store_position(d->app->store);
     d->overlay = t ? overlay_join(t, r->member, r->member_len, d->read_seq) : NULL;
 
     /* Every command goes out before any reply is read. A reference keeps
      * `d` alive until all of them are sent. */
     d->outstanding = 1;
-    if (!decide_threshold_mode(d) && !cached_plan(d)) {
+    if (!decide_threshold_mode(d) && !decide_cached_plan(d)) {
+        /* Tracked (OPTIN, store.h): another writer's next change to the
+         * plan drops it from the plan cache. */
+        if (d->cache_epoch != 0 && d->fast->plan_cache_ms > 0)
+            read_send(d, on_caching, 3, (const char *[]){"CLIENT", "CACHING", "yes"},
+                      (size_t[]){6, 7, 3});
         kl = key_member(key, prefix, "plan", r->member, r->member_len, "", 0);
         read_send(d, on_plan, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
     }
@@ -282,7 +319,15 @@ void decide_start_read(decide_ctx_t *d)
               (size_t[]){4, kl, strlen(chname)});
     kl = key_member(key, prefix, "week", r->member, r->member_len, "", 0);
     read_send(d, on_week, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
-    if (r->n > 0 && d->fast->dedup_days > 0) {
+    d->sent_complete = d->fast->dedup_days <= 0; /* no dedup: nothing to miss */
+    if (d->fast->dedup_days > 0 && decide_cache_wants_sent_set(d)) {
+        char stop[8];
+        int sl = snprintf(stop, sizeof stop, "%d", MEMBER_CACHE_SENT_MAX - 1);
+        kl = key_member(key, prefix, "sent", r->member, r->member_len, "", 0);
+        read_send(d, on_sent_set, 5,
+                  (const char *[]){"ZREVRANGE", key, "0", stop, "WITHSCORES"},
+                  (size_t[]){9, kl, 1, (size_t)sl, 10});
+    } else if (r->n > 0 && d->fast->dedup_days > 0) {
         enum { STACK_ARGS = 66 };
         const char *sargv[STACK_ARGS];
         size_t slens[STACK_ARGS];

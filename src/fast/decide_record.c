@@ -95,7 +95,7 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     const char *ch = cfg->channels[r->channel];
     const bool full = dec->send;
 
-    enum { MAXKEYS = 4, FIXED = 17, MAXARGS = MAXKEYS + FIXED + MAX_STALE_FIELDS + 10 };
+    enum { MAXKEYS = 5, FIXED = 18, MAXARGS = MAXKEYS + FIXED + MAX_STALE_FIELDS + 10 };
     const char *argv[MAXARGS];
     size_t lens[MAXARGS];
     int argc = 0;
@@ -113,7 +113,7 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
 #define KEY(script, name) AT(script##_KEY_##name - 1)
 #define ARGV(script, name) AT(nkeys + script##_ARGV_##name - 1)
 
-    char k_idem[KEY_MAX], k_week[KEY_MAX], k_sent[KEY_MAX], k_member[KEY_MAX];
+    char k_idem[KEY_MAX], k_week[KEY_MAX], k_sent[KEY_MAX], k_member[KEY_MAX], k_optout[KEY_MAX];
     KEY(DECIDE_RECORD, IDEM);
     _Static_assert(DECIDE_RECORD_KEY_IDEM == DECIDE_SKIP_KEY_IDEM &&
                        DECIDE_RECORD_KEY_WEEK == DECIDE_SKIP_KEY_WEEK,
@@ -126,6 +126,8 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARG(k_sent, key_member(k_sent, prefix, "sent", r->member, r->member_len, "", 0));
         KEY(DECIDE_RECORD, MEMBER);
         ARG(k_member, key_member(k_member, prefix, "member", r->member, r->member_len, "", 0));
+        KEY(DECIDE_RECORD, OPTOUT);
+        ARG(k_optout, key_member(k_optout, prefix, "optout", r->member, r->member_len, "", 0));
         AT(DECIDE_RECORD_NKEYS);
     } else {
         AT(DECIDE_SKIP_NKEYS);
@@ -206,6 +208,8 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARG(f_msent, key_field(f_msent, sizeof f_msent, ch, "_sent"));
         ARGV(DECIDE_RECORD, MEMBER_LAST_FIELD);
         ARG(f_mlast, key_field(f_mlast, sizeof f_mlast, ch, "_last_sent"));
+        ARGV(DECIDE_RECORD, CHANNEL);
+        ARGS(ch);
         ARGV(DECIDE_RECORD, N_STALE);
     }
     ARGS(a_ndel);
@@ -257,12 +261,16 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     int rc = store_eval_until(d->app->store, d->deadline_ns,
                               full ? ps->script_record : ps->script_skip, decide_on_record, d, nkeys,
                               argc - nkeys, argv, lens);
-    free(scores);
+    /* Kept for the member cache: the list as this record leaves it. */
+    free(d->scores_new);
+    d->scores_new = scores;
+    d->scores_new_len = scores != NULL ? strlen(scores) : 0;
     if (rc != 0) {
         d->cause = decide_refusal_cause(d);
         return false;
     }
     d->record_out = true;
+    d->expect_version = d->view.version + 1 > 1000000000 ? 1 : d->view.version + 1;
     effect->seq = store_position(d->app->store);
     return true;
 

@@ -132,6 +132,9 @@ int feedback_send(app_t *app, const config_t *cfg, const feedback_fields_t *f,
         argv[nkeys + i] = args[i];
         lens[nkeys + i] = strlen(args[i]);
     }
+    /* Redis does not report this connection's own writes (NOLOOP): what
+     * the decide path cached of the member goes now. */
+    policy_forget_member(app, f->member, f->member_len);
     return store_eval(app->store, policy_state(app)->script_feedback, fn, privdata, nkeys, 8,
                       argv, lens);
 }

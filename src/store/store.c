@@ -68,6 +68,7 @@ void store_context_lost(store_t *st, const char *why)
         st->counters.disconnects++;
         log_warn("redis connection lost", "error=\"%s\"", st->last_error);
     }
+    store_tracking_main_lost(st);
     schedule_reconnect(st);
 }
 
@@ -182,6 +183,7 @@ void store_drop_context(store_t *st, const char *why)
     }
     for (int i = 0; i < st->n_scripts; i++)
         st->scripts[i].loaded = false;
+    store_tracking_main_lost(st);
     if (ac != NULL)
         redisAsyncFree(ac); /* runs pending callbacks with NULL: settle_unanswered */
     schedule_reconnect(st);
@@ -212,6 +214,8 @@ static void handshake_finish(store_t *st)
     else
         log_info("redis ready", "addr=%s:%d queued=%lld", st->host, st->port,
                  (long long)st->queue.n);
+    /* Tracking first: what is pumped next is then read under it. */
+    store_tracking_main_ready(st);
     /* What a lost connection left unanswered goes first, in order. */
     st->requeue_after = NULL;
     store_pump(st);
@@ -365,6 +369,7 @@ static void store_connect(store_t *st)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     st->ac = ac;
+    st->conn_gen++;
     st->state = STORE_CONNECTING;
     st->connect_started_ns = uv_hrtime();
     store_watchdog_ensure(st);
@@ -383,7 +388,8 @@ store_t *store_create(uv_loop_t *loop)
     st->watchdog.data = st;
     uv_timer_init(loop, &st->retry);
     st->retry.data = st;
-    st->handles_open = 2;
+    store_tracking_init(st);
+    st->handles_open = 3;
     st->rng = (uint64_t)uv_hrtime();
     reply_arena_init(&st->arena, REPLY_ARENA_PER_REPLY, STORE_ARENA_BLOCK, STORE_ARENA_KEEP_BYTES);
     return st;
@@ -415,8 +421,10 @@ void store_configure(store_t *st, const config_t *cfg)
     st->probe_interval_ms = r->probe_interval_ms;
     st->reconnect_min_ms = r->reconnect_min_ms;
     st->reconnect_max_ms = r->reconnect_max_ms;
-    if (!changed)
+    if (!changed) {
+        store_tracking_configure(st, r->tracking, false);
         return;
+    }
     snprintf(st->host, sizeof st->host, "%s", r->host);
     st->port = r->port;
     snprintf(st->unix_path, sizeof st->unix_path, "%s", r->unix_path);
@@ -425,6 +433,7 @@ void store_configure(store_t *st, const config_t *cfg)
     st->backoff_ms = st->reconnect_min_ms;
     bool first = !st->configured;
     st->configured = true;
+    store_tracking_configure(st, r->tracking, !first);
     if (first) {
         store_connect(st);
     } else {
@@ -491,7 +500,9 @@ void store_close(store_t *st)
     }
     if (ac != NULL)
         redisAsyncFree(ac); /* in-flight commands: callbacks with NULL */
+    store_tracking_close(st);
     store_counts_changed(st);
+    uv_close((uv_handle_t *)&st->tracker.retry, on_store_handle_closed);
     uv_close((uv_handle_t *)&st->watchdog, on_store_handle_closed);
     uv_close((uv_handle_t *)&st->retry, on_store_handle_closed);
 }

@@ -60,6 +60,23 @@ typedef struct store_script {
     bool loaded;
 } store_script_t;
 
+/* Client-side caching (store_tracking.c): a second connection subscribed
+ * to Redis's invalidation channel, and the main connection tracked with
+ * its invalidations redirected there. */
+typedef struct store_tracker {
+    bool wanted;                 /* redis.tracking */
+    redisAsyncContext *ac;       /* the subscribed connection */
+    long long client_id;         /* its CLIENT ID, 0 until known */
+    bool subscribed;
+    uv_timer_t retry;
+    int backoff_ms;
+    bool enabling;               /* CLIENT TRACKING sent on the main connection */
+    uint64_t epoch;              /* != 0 while the main connection is tracked */
+    uint64_t epochs;             /* epochs handed out */
+    store_invalidate_fn fn;
+    void *arg;
+} store_tracker_t;
+
 struct store {
     uv_loop_t *loop;
     redisAsyncContext *ac;
@@ -127,8 +144,19 @@ struct store {
     void (*rtt_fn)(void *, double);
     void *rtt_arg;
     uint64_t rng;
+    uint64_t conn_gen;           /* main contexts made so far */
+    store_tracker_t tracker;
 };
 
+/* store_tracking.c */
+void store_tracking_init(store_t *st);
+/* Starts, or stops, the second connection per st->tracker.wanted. */
+void store_tracking_configure(store_t *st, bool wanted, bool address_changed);
+/* The main connection is ready: track it, if the second one is up. */
+void store_tracking_main_ready(store_t *st);
+/* The main connection is gone: nothing it read is tracked any more. */
+void store_tracking_main_lost(store_t *st);
+void store_tracking_close(store_t *st);
 /* store_commands.c */
 void store_counts_changed(store_t *st);
 void store_queue_unlink(store_t *st, pending_cmd_t *p);

@@ -569,7 +569,10 @@ class RecordTest(NotifdTestCase):
 
 
 class PlanCacheTest(NotifdTestCase):
-    overrides = {"fast": {"plan_cache_ms": 600000}}
+    # Without client tracking the cache's age is the staleness the operator
+    # chose: a plan written elsewhere is not seen while the cached one is
+    # fresh. (With tracking, the default, see PlanCacheTrackingTest.)
+    overrides = {"redis": {"tracking": False}, "fast": {"plan_cache_ms": 600000}}
 
     def decide(self, opp, ts=MONDAY + 12 * 3600, member="cat"):
         return self.client().request({"op": "decide", "member": member, "channel": "push",
@@ -595,6 +598,117 @@ class PlanCacheTest(NotifdTestCase):
         self.assertEqual(self.decide("o1", member="new")["plan"]["source"], "default")
         set_plan(self.redis, "new", 2, version=7)
         self.assertEqual(self.decide("o2", member="new")["plan"]["version"], 7)
+
+
+class PlanCacheTrackingTest(NotifdTestCase):
+    # The default: plans (and member state) are cached, and Redis reports
+    # every change another connection makes, so a plan written by any
+    # writer is seen within milliseconds, not after the cache's age.
+    overrides = {"fast": {"plan_cache_ms": 600000}}
+
+    def decide(self, opp, ts=MONDAY + 12 * 3600, member="cat"):
+        return self.client().request({"op": "decide", "member": member, "channel": "push",
+                                      "opportunity": opp, "ts": ts, "candidates": candidates()})
+
+    def test_another_writers_plan_is_seen_within_milliseconds(self):
+        set_plan(self.redis, "cat", 3, version=1, valid_until=MONDAY + WEEK)
+        self.assertEqual(self.decide("o1")["plan"]["version"], 1)
+        self.assertEqual(self.decide("o2")["plan"]["version"], 1)  # from the cache
+        set_plan(self.redis, "cat", 4, version=2, valid_until=MONDAY + 2 * WEEK)
+        started = time.monotonic()
+        n = [2]
+
+        def seen():
+            n[0] += 1
+            return self.decide("o%d" % n[0])["plan"]["version"] == 2
+        wait_for(seen, timeout=2.0, interval=0.001, what="the new plan")
+        self.assertLess(time.monotonic() - started, 0.5)
+        # And it stays seen (no stale fill put the old one back).
+        self.assertEqual(self.decide("later")["plan"]["version"], 2)
+
+    def test_an_external_hset_under_load_is_seen_within_milliseconds(self):
+        members = ["l%03d" % i for i in range(100)]
+        for m in members + ["cat"]:
+            set_plan(self.redis, m, 3, version=1, valid_until=MONDAY + WEEK)
+        stop = threading.Event()
+        done = []
+
+        def load():
+            c = Client(self.notifd.port)
+            k = 0
+            while not stop.is_set():
+                batch = [{"op": "decide", "member": m, "channel": "push",
+                          "opportunity": "load%d-%s" % (k, m), "ts": MONDAY + 12 * 3600,
+                          "candidates": candidates()} for m in members]
+                k += 1
+                done.extend(r["ok"] for r in c.pipeline(batch))
+            c.close()
+        t = threading.Thread(target=load)
+        t.start()
+        try:
+            wait_for(lambda: len(done) > 1000, what="load")
+            self.assertEqual(self.decide("o1")["plan"]["version"], 1)
+            self.assertEqual(self.decide("o2")["plan"]["version"], 1)
+            for v in (2, 3, 4):
+                # Under load, one HSET from another connection, then decides.
+                set_plan(self.redis, "cat", 3 + v, version=v, valid_until=MONDAY + WEEK)
+                started = time.monotonic()
+                n = [0]
+
+                def seen():
+                    n[0] += 1
+                    return self.decide("v%d-%d" % (v, n[0]))["plan"]["version"] == v
+                wait_for(seen, timeout=2.0, interval=0.001, what="plan version %d" % v)
+                self.assertLess(time.monotonic() - started, 0.25)
+        finally:
+            stop.set()
+            t.join()
+        self.assertTrue(all(done))
+        self.assertGreater(self.metric("notifd_member_cache_hits_total"), 100)
+
+    def test_members_without_a_plan_are_not_cached(self):
+        self.assertEqual(self.decide("o1", member="new")["plan"]["source"], "default")
+        set_plan(self.redis, "new", 2, version=7)
+        self.assertEqual(self.decide("o2", member="new")["plan"]["version"], 7)
+
+    def metric(self, name):
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.notifd.admin_port,
+                                    timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return int(line.split()[1])
+        raise AssertionError("no " + name)
+
+    def tracking(self):
+        return self.metric("notifd_redis_tracking")
+
+    def test_a_lost_tracking_connection_drops_the_caches_until_it_is_back(self):
+        wait_for(lambda: self.tracking() == 1, what="tracking on")
+        set_plan(self.redis, "cat", 3, version=1, valid_until=MONDAY + WEEK)
+        self.assertEqual(self.decide("o1")["plan"]["version"], 1)
+        self.assertEqual(self.decide("o2")["plan"]["version"], 1)
+        # Kill the subscribed connection: invalidations can no longer come.
+        # notifd counts the flush that follows as one invalidation.
+        flushes = self.metric("notifd_redis_invalidations_total")
+        self.redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        wait_for(lambda: self.metric("notifd_redis_invalidations_total") > flushes,
+                 what="the caches dropped")
+        # A plan written now must not hide behind the cache, tracked or not:
+        # while tracking is down plans are read, and once it is back the
+        # cache starts empty.
+        set_plan(self.redis, "cat", 4, version=2, valid_until=MONDAY + 2 * WEEK)
+        self.assertEqual(self.decide("o3")["plan"]["version"], 2)
+        wait_for(lambda: self.tracking() == 1, timeout=10, what="tracking back")
+        self.assertEqual(self.decide("o4")["plan"]["version"], 2)
+        # And tracking works again: another writer's plan is seen.
+        set_plan(self.redis, "cat", 5, version=3, valid_until=MONDAY + 2 * WEEK)
+        n = [4]
+
+        def seen():
+            n[0] += 1
+            return self.decide("o%d" % n[0])["plan"]["version"] == 3
+        wait_for(seen, timeout=2.0, interval=0.001, what="the plan after tracking came back")
 
 
 class ThresholdModeTest(NotifdTestCase):

@@ -29,6 +29,7 @@ K_WEEK = "t:week:" + M
 K_SENT = "t:sent:" + M
 K_MEMBER = "t:member:" + M
 K_OPTOUT = "t:optout:" + M
+K_OPTOUT = "t:optout:" + M
 K_EVT = "t:evt:" + M + ":"
 K_PLAN = "t:plan:" + M
 F_SENT, F_OPP, F_SENDS = "push:2900:sent", "push:2900:opp", "push:sends"
@@ -71,11 +72,21 @@ class LuaScriptsTest(unittest.TestCase):
 
     def record(self, opp, msg, ts=T0, cap=2, window=DEDUP, resp="R", capped="C", sends_field="",
                rolling_cap=-1, counted=True, stale=(), sets=()):
-        keys = [K_IDEM + opp, K_WEEK, K_SENT, K_MEMBER]
+        keys = [K_IDEM + opp, K_WEEK, K_SENT, K_MEMBER, K_OPTOUT]
         argv = [ts, F_SENT, F_OPP if counted else "", cap, msg, IDEM_TTL, window, resp, capped,
                 HL, WEEK_TTL, MEMBER_TTL, sends_field, rolling_cap, "push_sent",
-                "push_last_sent", len(stale), *stale, *sets]
-        return self.run_script("decide_record", keys, argv)
+                "push_last_sent", "push", len(stale), *stale, *sets]
+        return self.outcome(self.run_script("decide_record", keys, argv))
+
+    def outcome(self, out):
+        """A record's outcome; the week hash's version it reports (every
+        outcome that writes reports one) is kept in self.version."""
+        if out and out[0] in ("sent", "cap", "skip"):
+            self.assertEqual(len(out), 2, out)
+            self.assertIsInstance(out[1], int, out)
+            self.version = out[1]
+            return out[:1]
+        return out
 
     def test_decide_record_sends_until_the_weekly_cap(self):
         self.assertEqual(self.record("o1", "a", resp="R1"), ["sent"])
@@ -100,6 +111,23 @@ class LuaScriptsTest(unittest.TestCase):
         self.assertGreater(self.r("TTL", K_MEMBER), MEMBER_TTL - 10)
         self.assertGreater(self.r("TTL", K_WEEK), WEEK_TTL - 10)
         self.assertGreater(self.r("TTL", K_SENT), DEDUP - 10)
+
+    def test_decide_record_refuses_a_send_after_an_opt_out_and_touches_nothing(self):
+        # An opt-out stored after notifd read (or cached) the member's state
+        # holds: the send is refused inside the script, nothing is recorded,
+        # and notifd decides again on a fresh read.
+        self.r("HSET", K_OPTOUT, "push", "1")
+        self.assertEqual(self.record("o1", "a", resp="R1"), ["unsubscribed"])
+        self.assertIsNone(self.r("GET", K_IDEM + "o1"))
+        self.assertEqual(self.hgetall(K_WEEK), {})
+        self.assertEqual(self.r("ZCARD", K_SENT), 0)
+        # Another channel's opt-out, or a resubscribe, does not stop it.
+        self.r("HSET", K_OPTOUT, "push", "0", "email", "1")
+        self.assertEqual(self.record("o1", "a", resp="R1"), ["sent"])
+        # A retry of a recorded opportunity still gets its stored answer.
+        self.r("HSET", K_OPTOUT, "push", "1")
+        self.assertEqual(self.record("o1", "a", resp="other"), ["dup", "R1"])
+        self.assertEqual(self.record("o1", "b", window=0, resp="other"), ["dup", "R1"])
 
     def test_decide_record_answers_a_retry_with_the_stored_answer(self):
         self.assertEqual(self.record("o1", "a", resp="R1"), ["sent"])
@@ -139,7 +167,8 @@ class LuaScriptsTest(unittest.TestCase):
                                      sets=["push:ewma", "0.25", "push:first_week", "2900"]),
                          ["sent"])
         self.assertEqual(self.hgetall(K_WEEK), {"keep": "x", F_OPP: "1", F_SENT: "1",
-                                                "push:ewma": "0.25", "push:first_week": "2900"})
+                                                "push:ewma": "0.25", "push:first_week": "2900",
+                                                "v": "1"})
 
     def test_decide_record_decays_the_members_sends(self):
         # Two half-lives since updated_at: every count is brought to ts.
@@ -162,9 +191,34 @@ class LuaScriptsTest(unittest.TestCase):
     # ---- decide_skip --------------------------------------------------------
 
     def skip(self, opp, resp="S", counted=True, stale=(), sets=()):
-        return self.run_script("decide_skip", [K_IDEM + opp, K_WEEK],
-                               [resp, IDEM_TTL, F_OPP if counted else "", WEEK_TTL, len(stale),
-                                *stale, *sets])
+        return self.outcome(self.run_script("decide_skip", [K_IDEM + opp, K_WEEK],
+                                            [resp, IDEM_TTL, F_OPP if counted else "", WEEK_TTL,
+                                             len(stale), *stale, *sets]))
+
+    def test_every_record_that_writes_adds_one_to_the_week_version(self):
+        # The member cache's staleness check: a notifd that saw version v
+        # and gets v + 1 back knows nobody else wrote the member between.
+        self.assertEqual(self.skip("o1"), ["skip"])
+        self.assertEqual(self.version, 1)
+        self.assertEqual(self.record("o2", "a"), ["sent"])
+        self.assertEqual(self.version, 2)
+        self.assertEqual(self.skip("o3", counted=False), ["skip"])
+        self.assertEqual(self.version, 3)
+        self.assertEqual(self.hgetall(K_WEEK)["v"], "3")
+        # Nothing written, no version: a retry, a message sent already.
+        self.assertEqual(self.skip("o1"), ["dup", "S"])
+        self.assertEqual(self.record("o9", "a", ts=T0 + 1), ["sent_already"])
+        self.assertEqual(self.hgetall(K_WEEK)["v"], "3")
+        # A cap writes (the opportunity, the stored answer): a version.
+        self.assertEqual(self.record("o4", "b", cap=1), ["cap"])
+        self.assertEqual(self.version, 4)
+        # A version that is not a counter starts again rather than failing.
+        self.r("HSET", K_WEEK, "v", "not a number")
+        self.assertEqual(self.skip("o5"), ["skip"])
+        self.assertEqual(self.version, 1)
+        self.r("HSET", K_WEEK, "v", "1000000000")
+        self.assertEqual(self.record("o6", "c", ts=T0 + 9 * 86400), ["sent"])
+        self.assertEqual(self.version, 1)
 
     def test_decide_skip_counts_an_opportunity_once(self):
         self.assertEqual(self.skip("o1", resp="S1"), ["skip"])
@@ -179,7 +233,7 @@ class LuaScriptsTest(unittest.TestCase):
         self.r("HSET", K_WEEK, F_OPP, "not a number", "push:2898:opp", "3")
         self.assertEqual(self.skip("o1", stale=["push:2898:opp"], sets=["push:ewma", "0.5"]),
                          ["skip"])
-        self.assertEqual(self.hgetall(K_WEEK), {F_OPP: "1", "push:ewma": "0.5"})
+        self.assertEqual(self.hgetall(K_WEEK), {F_OPP: "1", "push:ewma": "0.5", "v": "1"})
 
     # ---- feedback: ARGV as feedback_send() in src/fast/feedback.c builds it ------
 

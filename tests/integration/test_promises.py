@@ -161,5 +161,102 @@ def week(ts):
     return (ts - 4 * DAY) // (7 * DAY)
 
 
+
+def metric(notifd, name):
+    """One unlabelled sample of notifd's /metrics."""
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % notifd.admin_port,
+                                timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError("no metric " + name)
+
+
+class CachedViewsAcrossInstancesTest(NotifdTestCase):
+    # A member decided recently is decided on the member cache, without a
+    # read. Another instance's writes reach that view only through the
+    # record script, which re-checks every promise: here each one is broken
+    # on purpose behind a warm cache, and must still hold.
+    overrides = {"fast": {**PLAIN_COIN, "prior_opportunities_per_week": 0.5},
+                 "slow": {"default_plan": {"push": 20}}}
+    members = ["c%02d" % i for i in range(20)]
+
+    def setUp(self):
+        super().setUp()
+        for m in self.members:
+            # A plan in force: a member with none is never cached.
+            self.redis.command("HSET", "t:plan:{%s}" % m, "version", 1, "action", 0,
+                               "computed_at", MONDAY, "valid_until", MONDAY + 14 * DAY,
+                               "source", "planner", "push_per_week", 3, "email_per_week", 1)
+        self.other = Notifd(self.redis.port, self.overrides)
+        self.addCleanup(self.other.close)
+        self.other.start()
+
+    def decide(self, notifd, m, opp, ts, ids):
+        c = Client(notifd.port)
+        try:
+            r = c.request({"op": "decide", "member": m, "channel": "push", "opportunity": opp,
+                           "ts": ts, "candidates": [{"id": i, "score": 0.9} for i in ids]})
+        finally:
+            c.close()
+        self.assertTrue(r["ok"], r)
+        return r
+
+    def warm(self, ts):
+        # Two decides each on this instance: the second is on the cache.
+        for k in range(2):
+            for m in self.members:
+                self.decide(self.notifd, m, "warm%d-%s" % (k, m), ts + k, ["w%d" % k])
+
+    def test_a_warm_cache_never_sends_what_another_instance_sent(self):
+        ts = MONDAY + 9 * 3600
+        self.warm(ts)
+        hits = metric(self.notifd, "notifd_member_cache_hits_total")
+        self.assertGreaterEqual(hits, len(self.members))
+        for m in self.members:
+            self.assertTrue(self.decide(self.other, m, "b-" + m, ts + 10, ["promo"])["send"])
+        for m in self.members:
+            r = self.decide(self.notifd, m, "a-" + m, ts + 20, ["promo"])
+            self.assertFalse(r["send"], r)
+            self.assertEqual(r["reason"], "all_filtered", r)
+        self.assertGreater(metric(self.notifd, "notifd_member_cache_hits_total"), hits)
+        self.assertGreaterEqual(metric(self.notifd, "notifd_member_cache_conflicts_total"),
+                                len(self.members))
+        for m in self.members:
+            self.assertEqual(self.redis.command("ZSCORE", "t:sent:{%s}" % m, "promo"),
+                             str(ts + 10))
+
+    def test_a_warm_cache_holds_the_weekly_cap_reached_elsewhere(self):
+        ts = MONDAY + 9 * 3600
+        self.warm(ts)  # two sends each: cap = 3 (ceil(3 * cap_factor 1))
+        for m in self.members:
+            self.assertTrue(self.decide(self.other, m, "b-" + m, ts + 10, ["x"])["send"])
+        for m in self.members:
+            r = self.decide(self.notifd, m, "a-" + m, ts + 20, ["y"])
+            self.assertEqual((r["send"], r["reason"]), (False, "cap_reached"), r)
+            sent = self.redis.command("HGET", "t:week:{%s}" % m, "push:%d:sent" % week(MONDAY))
+            self.assertEqual(sent, "3")
+        # The conflict dropped each member's view: the next decide reads, and
+        # knows the cap without asking the script.
+        for m in self.members:
+            r = self.decide(self.notifd, m, "a2-" + m, ts + 30, ["z"])
+            self.assertEqual(r["reason"], "cap_reached", r)
+
+    def test_a_warm_cache_holds_an_opt_out_recorded_elsewhere(self):
+        ts = MONDAY + 9 * 3600
+        self.warm(ts)
+        for m in self.members:
+            c = Client(self.other.port)
+            fb = c.request({"op": "feedback", "member": m, "channel": "push",
+                            "event": "unsubscribe", "ts": ts + 5})
+            c.close()
+            self.assertTrue(fb["ok"], fb)
+        for m in self.members:
+            r = self.decide(self.notifd, m, "a-" + m, ts + 20, ["fresh"])
+            self.assertEqual((r["send"], r["reason"]), (False, "unsubscribed"), r)
+            self.assertIsNone(self.redis.command("ZSCORE", "t:sent:{%s}" % m, "fresh"))
+
+
 if __name__ == "__main__":
     unittest.main()

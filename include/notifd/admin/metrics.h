@@ -83,6 +83,17 @@ void metrics_observe_decision(metrics_t *m, int channel, int mode, int reason, d
  * fit to replay: notifd_stored_answers_corrupt_total. */
 void metrics_stored_answer_corrupt(metrics_t *m);
 
+/* The decide path's member cache: a decide without a read (hit), one that
+ * could have used it and read (miss), a record refused on a cached or read
+ * view that was stale (conflict: the decide read again or chose again). */
+typedef enum metrics_member_cache {
+    METRICS_MEMBER_CACHE_HIT = 0,
+    METRICS_MEMBER_CACHE_MISS,
+    METRICS_MEMBER_CACHE_CONFLICT,
+    METRICS_MEMBER_CACHE_COUNT
+} metrics_member_cache_t;
+void metrics_observe_member_cache(metrics_t *m, metrics_member_cache_t what);
+
 /* Why a decision was answered `degraded` (fast.on_store_error):
  * notifd_decide_degraded_total{cause}. */
 typedef enum metrics_degraded_cause {

@@ -45,6 +45,7 @@ typedef struct config_redis {
     int max_in_flight;              /* commands written and not yet answered */
     int max_queued;                 /* commands waiting in notifd for the window */
     int probe_interval_ms;          /* PING an idle connection this often; 0 = never */
+    bool tracking;                  /* client-side caching: CLIENT TRACKING on a second connection */
     int reconnect_min_ms;           /* backoff starts here, doubles ... */
     int reconnect_max_ms;           /* ... up to here */
 } config_redis_t;

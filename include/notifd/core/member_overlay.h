@@ -59,6 +59,10 @@ typedef struct member_view {
     int channel;
     uint64_t channel_key;            /* as overlay_effect_t.channel_key */
     int64_t week;
+    /* The week hash's v: every record (of any channel, on any instance)
+     * adds one, so a record that finds it other than this + 1 knows the
+     * view missed someone else's (member_cache.h). 0 when missing. */
+    int64_t version;
     opportunity_history_t history;   /* counts[0..2]: weeks W-2..W */
     uint32_t sent_this_week;
     int64_t sends[DECISION_MAX_RECENT_SENDS]; /* send times, newest first */

@@ -50,6 +50,8 @@ typedef struct fast_config {
     double threshold_target_send_rate; /* threshold mode: share of opportunities */
     double threshold_initial;
     int plan_cache_ms;            /* 0: read the plan from Redis on every decide */
+    int member_cache_ms;          /* 0: read the member's state on every decide */
+    int member_cache_entries;     /* of the member cache (the base config's counts) */
     int deadline_ms;              /* a decide unanswered this long degrades alone; 0: none */
     /* Channels outside the slow policy's grid are paced at this per-week
      * value, capped like a plan, unless listed in unpaced_mask. */

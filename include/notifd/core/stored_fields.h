@@ -55,6 +55,7 @@ typedef enum stored_field {
     STORED_FIRST_FRAC,       /* <ch>:first_frac: 0 .. 1 */
     STORED_SCORE,            /* <ch>:scores entries: -1e12 .. 1e12 */
     STORED_SEND_TIME,        /* <ch>:sends entries, sent zset scores: unix seconds */
+    STORED_WEEK_VERSION,     /* the week hash's v: integer 0 .. 1e9 */
     STORED_FIELD_COUNT
 } stored_field_t;
 

@@ -70,6 +70,8 @@ typedef struct store_counters {
     uint64_t probes;        /* PINGs sent on an idle connection */
     uint64_t congestions;   /* times the queue passed its high-water mark */
     uint64_t rtt_us_sum;    /* round-trip time of answered commands */
+    uint64_t invalidations; /* keys Redis reported changed (client tracking; a flush counts one) */
+    bool tracking;          /* Redis tracks what this connection reads (store_tracking_epoch != 0) */
     int64_t pending;        /* in flight + queued */
     int64_t in_flight;      /* written and not yet answered */
     int64_t queued;         /* waiting in notifd for the window */
@@ -130,6 +132,19 @@ int64_t store_waiting(const store_t *st);
 uint64_t store_last_sent_ms(const store_t *st);
 /* Observer for round-trip times (histograms live in metrics). */
 void store_set_rtt_observer(store_t *st, void (*fn)(void *arg, double seconds), void *arg);
+
+/* Client-side caching (redis.tracking), in OPTIN mode. While the epoch is
+ * not 0, a read that follows the command CLIENT CACHING yes (sent as its
+ * own command, just before) is tracked: the next change another connection
+ * makes to a key it read is reported through fn(arg, key, len), once (read
+ * it again to hear of later ones). This connection's own writes are not
+ * reported (NOLOOP); fn(arg, NULL, 0) means "everything": a FLUSHALL, or
+ * tracking was lost. The epoch changes each time tracking is established
+ * again, so a caller can tell whether a reply it holds came from a read
+ * Redis still tracks: one sent while the epoch it has now was in force. */
+typedef void (*store_invalidate_fn)(void *arg, const char *key, size_t len);
+void store_set_invalidation_handler(store_t *st, store_invalidate_fn fn, void *arg);
+uint64_t store_tracking_epoch(const store_t *st);
 
 /* Fails all pending commands (callbacks with NULL), closes the connection and
  * frees the store once libuv has closed its handles. */

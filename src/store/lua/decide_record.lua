@@ -10,6 +10,7 @@
 --   KEYS[2]   P week:{M}: the week hash (weekly counters, EWMA, scores)
 --   KEYS[3]   P sent:{M}: the sent set (message id -> send time)
 --   KEYS[4]   P member:{M}: the member hash (decayed feature counts)
+--   KEYS[5]   P optout:{M}: the durable opt-outs (channel -> 1)
 --   ARGV[1]   ts: the decision's time, s
 --   ARGV[2]   "<ch>:<week>:sent": the week-hash field of the channel's
 --             sends this week
@@ -29,19 +30,20 @@
 --   ARGV[14]  the cap over any 7 days (-1: keep the times, check nothing)
 --   ARGV[15]  "<ch>_sent": member-hash field of the channel's decayed sends
 --   ARGV[16]  "<ch>_last_sent": member-hash field of its last send time
---   ARGV[17]  n: how many week-hash fields follow to delete (stale weeks)
---   ARGV[18 .. 17+n]   those n fields
---   ARGV[18+n ..]      field/value pairs to set in the week hash (the EWMA,
+--   ARGV[17]  <ch>: the channel's name (its field in the opt-out hash)
+--   ARGV[18]  n: how many week-hash fields follow to delete (stale weeks)
+--   ARGV[19 .. 18+n]   those n fields
+--   ARGV[19+n ..]      field/value pairs to set in the week hash (the EWMA,
 --             the recent-scores list, the first week: values notifd
 --             computed from what it read)
 --
 -- The same positions by name, the one list C and Lua share: embed.cmake
 -- turns these lines (an "@argv" line continues the one before) into DECIDE_RECORD_KEY_* and DECIDE_RECORD_ARGV_*
 -- for the builder, which checks every argument's position against them.
--- @keys idem week sent member
+-- @keys idem week sent member optout
 -- @argv ts sent_field opp_field cap message idem_ttl dedup_s answer
 -- @argv capped_answer half_life_s week_ttl member_ttl sends_field
--- @argv rolling_cap member_sent_field member_last_field n_stale
+-- @argv rolling_cap member_sent_field member_last_field channel n_stale
 --
 -- The 7-day cap (ARGV[13], ARGV[14]): the send is stopped if the stored
 -- times within 7 days of ts already reach it, and if it happens, ts is put
@@ -56,8 +58,11 @@
 -- Returns {'dup', stored response} when the opportunity was decided before
 -- (nothing else is touched); {'sent_already'} when the message was sent to
 -- the member within the dedup window since notifd read the sent set
--- (nothing is touched: notifd decides again without it); else {'cap'} (a
--- cap stopped the send) or {'sent'}. Decisions not to send go through
+-- (nothing is touched: notifd decides again without it); {'unsubscribed'}
+-- when the member opted out of the channel since notifd read (or cached)
+-- its state (nothing is touched: notifd reads again and decides); else
+-- {'cap', v} (a cap stopped the send) or {'sent', v}, v the week hash's
+-- version after this record (see decide_skip.lua). Decisions not to send go through
 -- decide_skip.lua.
 --
 -- Redis charges a script per redis.call (~8,700 instructions each), per
@@ -110,9 +115,18 @@ if window > 0 then
   local last = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '')
   if last and last > ts - window then return {'sent_already'} end
 end
+-- The durable opt-out, re-checked here for the same reason: an opt-out
+-- holds from the moment it is stored, whatever notifd's view was.
+if tonumber(redis.call('HGET', KEYS[5], ARGV[17]) or '') == 1 then
+  if window <= 0 then
+    local prev = redis.call('GET', KEYS[1])
+    if prev then return {'dup', prev} end
+  end
+  return {'unsubscribed'}
+end
 local sentf, oppf, sendsf = ARGV[2], ARGV[3], ARGV[13]
 local wk = redis.call('HMGET', KEYS[2], sentf, sendsf ~= '' and sendsf or sentf,
-                      oppf ~= '' and oppf or sentf)
+                      oppf ~= '' and oppf or sentf, 'v')
 local sent = counter(wk[1])
 local outcome, resp, sends = 'sent', ARGV[8], nil
 local cap = tonumber(ARGV[4])
@@ -134,14 +148,16 @@ elseif sendsf ~= '' then
 end
 local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[6])
 if prev then return {'dup', prev} end
-local set, opps = {}, 0
+local v = counter(wk[4]) + 1
+if v > 1e9 then v = 1 end
+local set, opps = {'v', v}, 0
 if oppf ~= '' then
   opps = counter(wk[3]) + 1
-  set[1], set[2] = oppf, opps
+  set[3], set[4] = oppf, opps
 end
-local ndel = tonumber(ARGV[17])
-if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 18, 17 + ndel)) end
-for i = 18 + ndel, #ARGV do set[#set + 1] = ARGV[i] end
+local ndel = tonumber(ARGV[18])
+if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 19, 18 + ndel)) end
+for i = 19 + ndel, #ARGV do set[#set + 1] = ARGV[i] end
 if outcome == 'sent' then
   set[#set + 1] = sentf
   set[#set + 1] = sent + 1
@@ -150,7 +166,7 @@ if outcome == 'sent' then
     set[#set + 1] = table.concat(sends, ',')
   end
 end
-if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
+redis.call('HSET', KEYS[2], unpack(set))
 if outcome == 'sent' then
   if window > 0 then
     redis.call('ZADD', KEYS[3], ARGV[1], ARGV[5])
@@ -214,6 +230,6 @@ end
   redis.call('HSET', KEYS[4], unpack(mset))
   redis.call('EXPIRE', KEYS[4], ARGV[12])
 end
-if opps ~= 1 and opps ~= 0 then return {outcome} end
+if opps ~= 1 and opps ~= 0 then return {outcome, v} end
 redis.call('EXPIRE', KEYS[2], ARGV[11])
-return {outcome}
+return {outcome, v}

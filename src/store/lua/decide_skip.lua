@@ -22,7 +22,10 @@
 -- @keys idem week
 -- @argv answer idem_ttl opp_field week_ttl n_stale
 --
--- Returns {'dup', stored response} or {'skip'}.
+-- Returns {'dup', stored response}, or {'skip', v}: v is the week hash's
+-- version after this record (every record adds one to it, so a notifd
+-- that expected v - 1 before knows nobody else wrote in between; see
+-- src/core/member_cache.h).
 --
 -- Most decisions are not to send, and Redis charges a script for every
 -- argument and every redis.call (each is interned into Lua, put in a table
@@ -30,21 +33,31 @@
 -- takes 21 and more, which cut Redis's instructions per such decide by
 -- about a seventh (docs/benchmarks.md).
 
+-- A week counter as decide reads it (stored_fields.h: an integer in
+-- 0..1e9); anything else starts again from 0 rather than failing every
+-- decide of the member. The same text as in decide_record.lua.
+local function counter(v)
+  local n = tonumber(v or '0')
+  if n == nil or n < 0 or n > 1e9 or n ~= math.floor(n) then return 0 end
+  return n
+end
 local prev = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
 if prev then return {'dup', prev} end
+-- One read and one write of the week hash: the version and the
+-- opportunity count are incremented here, so still atomically.
+local oppf = ARGV[3]
+local cur = redis.call('HMGET', KEYS[2], 'v', oppf ~= '' and oppf or 'v')
+local v = counter(cur[1]) + 1
+if v > 1e9 then v = 1 end
+local set = {'v', v}
 local opps = 0
-if ARGV[3] ~= '' then
-  -- A counter HINCRBY refuses (not an integer) or one out of decide's
-  -- range (stored_fields.h) starts again at 1 rather than failing every
-  -- decide of the member.
-  opps = redis.pcall('HINCRBY', KEYS[2], ARGV[3], 1)
-  if type(opps) ~= 'number' or opps < 1 or opps > 1e9 then
-    opps = 1
-    redis.call('HSET', KEYS[2], ARGV[3], 1)
-  end
+if oppf ~= '' then
+  opps = counter(cur[2]) + 1
+  set[3], set[4] = oppf, opps
 end
 local ndel = tonumber(ARGV[5])
 if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 6, 5 + ndel)) end
-if #ARGV > 5 + ndel then redis.call('HSET', KEYS[2], unpack(ARGV, 6 + ndel)) end
+for i = 6 + ndel, #ARGV do set[#set + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(set))
 if opps == 0 or opps == 1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
-return {'skip'}
+return {'skip', v}
