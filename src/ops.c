@@ -35,6 +35,11 @@ static const op_fn ops_table[OP_COUNT] = {
 static void request_free(request_t *req)
 {
     config_release(req->cfg);
+    if (req->scanned) {
+        /* What op_decide did not take, and the id made for the reply. */
+        decide_request_free(&req->scan.r);
+        json_decref(req->id);
+    }
     /* A tree wholly in its arena goes with the arena; nothing outside the
      * request holds a value of it (json_arena.h). */
     if (!json_arena_holds_all(req->arena))
@@ -182,6 +187,65 @@ static void op_auth(request_t *req)
     request_reply_ok(req, json_pack("{s:b}", "authenticated", 1));
 }
 
+static void log_sampled_request(app_t *app, conn_t *conn, op_id_t op, size_t len)
+{
+    if (app->config->log_sample_every > 0 &&
+        metrics_requests(app->metrics, op, true) % (uint64_t)app->config->log_sample_every == 0)
+        log_debug("request", "conn=%llu op=%s bytes=%zu", (unsigned long long)conn_id(conn),
+                  ops_name(op), len);
+}
+
+/* The request's "id" as the tree would hold it, for the reply. */
+static bool scanned_id(const decide_scan_t *scan, json_t **id)
+{
+    switch (scan->id_kind) {
+    case DECIDE_SCAN_ID_STRING:
+        *id = json_stringn_nocheck(scan->id_text, scan->id_len);
+        break;
+    case DECIDE_SCAN_ID_NUMBER:
+        *id = scan->id_number.is_real ? json_real(scan->id_number.real)
+                                      : json_integer((json_int_t)scan->id_number.integer);
+        break;
+    default:
+        *id = NULL;
+        return true;
+    }
+    return *id != NULL;
+}
+
+/* A decide read without a JSON tree (decide_scan.h): true when the line
+ * was one and op_decide has it; false leaves the line to the tree path,
+ * which answers every other op and every error. An unauthenticated
+ * connection goes that way too, to be refused there. */
+static bool start_scanned_decide(app_t *app, conn_t *conn, reply_slot_t *slot, config_t *cfg,
+                                 const char *line, size_t len, uint64_t start)
+{
+    if (cfg->auth_token != NULL && !conn_is_authenticated(conn))
+        return false;
+    decide_scan_t scan;
+    if (!decide_scan_line(line, len, cfg, &scan))
+        return false;
+    json_t *id;
+    request_t *req = scanned_id(&scan, &id) ? calloc(1, sizeof *req) : NULL;
+    if (req == NULL) {
+        json_decref(id);
+        decide_request_free(&scan.r);
+        return false;
+    }
+    req->app = app;
+    req->conn = conn;
+    req->slot = slot;
+    req->cfg = cfg;
+    req->id = id;
+    req->scanned = true;
+    req->scan = scan;
+    req->start_ns = start;
+    req->op = OP_DECIDE;
+    log_sampled_request(app, conn, req->op, len);
+    op_decide(req);
+    return true;
+}
+
 void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *line, size_t len)
 {
     app_t *app = ctx;
@@ -193,6 +257,9 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
         reply_raw_error(app, slot, PROTO_BAD_REQUEST, "empty line; send one JSON object per line");
         return;
     }
+    config_t *cfg = config_acquire(app->config);
+    if (start_scanned_decide(app, conn, slot, cfg, line, len, start))
+        return;
     /* proto_parse_line, not json_loadb: same grammar, a fraction of the
      * cost (see protocol.c). */
     proto_parse_error_t perr;
@@ -201,6 +268,7 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
     json_arena_end();
     if (root == NULL) {
         json_arena_release(arena);
+        config_release(cfg);
         char msg[300];
         snprintf(msg, sizeof msg, "invalid JSON at column %zu: %s", perr.column, perr.text);
         reply_raw_error(app, slot, PROTO_BAD_REQUEST, msg);
@@ -210,13 +278,14 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
     if (req == NULL) {
         json_decref(root);
         json_arena_release(arena);
+        config_release(cfg);
         reply_raw_error(app, slot, PROTO_INTERNAL, "out of memory");
         return;
     }
     req->app = app;
     req->conn = conn;
     req->slot = slot;
-    req->cfg = config_acquire(app->config);
+    req->cfg = cfg;
     req->root = root;
     req->arena = arena;
     req->start_ns = start;
@@ -249,10 +318,7 @@ void ops_handle_line(void *ctx, conn_t *conn, reply_slot_t *slot, const char *li
                             json_string_value(op), known_ops());
         return;
     }
-    if (app->config->log_sample_every > 0 &&
-        metrics_requests(app->metrics, req->op, true) % (uint64_t)app->config->log_sample_every == 0)
-        log_debug("request", "conn=%llu op=%s bytes=%zu", (unsigned long long)conn_id(conn),
-                  ops_name(req->op), len);
+    log_sampled_request(app, conn, req->op, len);
     if (req->op == OP_AUTH)
         op_auth(req);
     else

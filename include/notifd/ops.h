@@ -15,15 +15,18 @@
 #include <stdint.h>
 
 #include "notifd/app.h"
+#include "notifd/fast/decide_scan.h"
 
 typedef struct request {
     app_t *app;
     conn_t *conn;
     reply_slot_t *slot;
     config_t *cfg;       /* this request's snapshot (one reference) */
-    json_t *root;        /* the parsed request (in `arena` when it has one) */
+    json_t *root;        /* the parsed request (in `arena` when it has one); NULL when scanned */
     struct json_arena *arena;
-    json_t *id;          /* borrowed from root, may be NULL */
+    json_t *id;          /* borrowed from root (owned when scanned), may be NULL */
+    bool scanned;        /* a decide read without a tree: `scan` holds it */
+    decide_scan_t scan;
     op_id_t op;
     uint64_t start_ns;
 } request_t;

@@ -43,6 +43,7 @@
 #include "notifd/core/plan_cache.h"
 #include "notifd/policy.h"
 #include "notifd/slow/schedule.h"
+#include "notifd/fast/decide_request.h"
 #include "notifd/fast/stored_answer.h"
 
 /* In the order a decide happens; helpers after the flow. */
@@ -75,7 +76,7 @@ void op_decide(request_t *req)
     }
     d->req = req;
     d->app = req->app;
-    const char *why = decide_request_parse(&d->r, req->root, cfg, now_unix());
+    const char *why = decide_request_of(req, &d->r, cfg, now_unix());
     if (why != NULL) {
         request_reply_error(req, PROTO_BAD_REQUEST, "%s", why);
         decide_ctx_free(d);

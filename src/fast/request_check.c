@@ -9,14 +9,18 @@
 
 #include "notifd/core/keys.h"
 
-#define ID_MAX 256
+
 
 const char *ops_check_member(const json_t *member)
 {
     if (!json_is_string(member))
         return "\"member\" must be a string";
-    size_t len = json_string_length(member);
-    const unsigned char *s = (const unsigned char *)json_string_value(member);
+    return ops_check_member_bytes(json_string_value(member), json_string_length(member));
+}
+
+const char *ops_check_member_bytes(const char *member, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)member;
     if (len == 0 || len > MEMBER_ID_MAX)
         return "\"member\" must be 1..256 bytes";
     for (size_t i = 0; i < len; i++) {
@@ -50,11 +54,15 @@ bool ops_get_ts_at(const json_t *root, int64_t now, int64_t window, int64_t *ts,
         return false;
     }
     *ts = (int64_t)floor(x);
-    if (window > 0 && (*ts > now + window || *ts < now - window)) {
-        *why = "\"ts\" is too far from the server's clock (limits.ts_window_s)";
-        return false;
-    }
-    return true;
+    *why = ops_check_ts_window(*ts, now, window);
+    return *why == NULL;
+}
+
+const char *ops_check_ts_window(int64_t ts, int64_t now, int64_t window)
+{
+    if (window > 0 && (ts > now + window || ts < now - window))
+        return "\"ts\" is too far from the server's clock (limits.ts_window_s)";
+    return NULL;
 }
 
 /* The fields of one candidate object, found in one walk over its keys
@@ -147,7 +155,7 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
         const candidate_fields_t *cf = &fields[i];
         json_t *id = cf->id;
         if (!json_is_string(id) || json_string_length(id) == 0 ||
-            json_string_length(id) > ID_MAX) {
+            json_string_length(id) > DECIDE_ID_MAX) {
             why = "each candidate needs an \"id\": a string of 1..256 bytes";
             goto out;
         }
@@ -213,7 +221,8 @@ const char *decide_request_parse(decide_request_t *out, json_t *root, const conf
     if (out->channel < 0)
         return "\"channel\" must be a configured channel (see \"channels\" in the config)";
     json_t *opp = json_object_get(root, "opportunity");
-    if (!json_is_string(opp) || json_string_length(opp) == 0 || json_string_length(opp) > ID_MAX)
+    if (!json_is_string(opp) || json_string_length(opp) == 0 ||
+        json_string_length(opp) > DECIDE_ID_MAX)
         return "\"opportunity\" must be a string id of 1..256 bytes (it makes retries "
                "idempotent)";
     out->opportunity = json_string_value(opp);

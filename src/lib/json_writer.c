@@ -2,10 +2,11 @@
  * json_writer.c - see json_writer.h.
  */
 #include "notifd/lib/json_writer.h"
+#include "notifd/lib/json_lex.h"
 #include "notifd/lib/number_format.h"
 
 #include <math.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,8 @@ void jw_free(json_writer_t *w)
 char *jw_take(json_writer_t *w, size_t *len)
 {
     char *out = w->failed || w->buf == NULL ? NULL : w->buf;
+    if (out != NULL)
+        out[w->len] = '\0'; /* every reservation kept a byte for it */
     if (out == NULL)
         free(w->buf);
     if (len)
@@ -28,13 +31,14 @@ char *jw_take(json_writer_t *w, size_t *len)
     return out;
 }
 
-static bool reserve(json_writer_t *w, size_t more)
+/* Room for `more` bytes and the NUL jw_take adds: the buffer grows by
+ * doubling, so a reply is one or two allocations. */
+static bool reserve_slow(json_writer_t *w, size_t more)
 {
     if (w->failed)
         return false;
-    if (w->len + more + 1 <= w->cap)
-        return true;
-    size_t cap = w->cap ? w->cap : 256;
+    /* A decide body and its reply line are a few hundred bytes: one malloc each. */
+    size_t cap = w->cap ? w->cap : 512;
     while (cap < w->len + more + 1)
         cap *= 2;
     char *b = realloc(w->buf, cap);
@@ -47,26 +51,41 @@ static bool reserve(json_writer_t *w, size_t more)
     return true;
 }
 
+static inline bool reserve(json_writer_t *w, size_t more)
+{
+    return (!w->failed && w->len + more + 1 <= w->cap) || reserve_slow(w, more);
+}
+
 static void put(json_writer_t *w, const char *s, size_t n)
 {
     if (!reserve(w, n))
         return;
     memcpy(w->buf + w->len, s, n);
     w->len += n;
-    w->buf[w->len] = '\0';
 }
 
-/* The separator a new item (key, or value in an array/at top) needs. */
-static void begin_item(json_writer_t *w)
+/* The separator a new item (key, or value in an array/at top) needs, if
+ * any; the caller has reserved a byte for it. */
+static size_t separator(json_writer_t *w, char *out)
 {
     if (w->after_key) {
         w->after_key = false;
-        return;
+        return 0;
     }
-    if (w->depth > 0 && w->has_items[w->depth - 1])
-        put(w, ",", 1);
-    if (w->depth > 0)
-        w->has_items[w->depth - 1] = true;
+    if (w->depth == 0)
+        return 0;
+    bool comma = w->has_items[w->depth - 1];
+    w->has_items[w->depth - 1] = true;
+    if (comma)
+        *out = ',';
+    return comma;
+}
+
+static void begin_item(json_writer_t *w)
+{
+    if (!reserve(w, 1))
+        return;
+    w->len += separator(w, w->buf + w->len);
 }
 
 static void open_container(json_writer_t *w, const char *bracket)
@@ -121,48 +140,74 @@ static size_t utf8_valid_len(const unsigned char *p, size_t avail)
     return n;
 }
 
-static void put_escaped(json_writer_t *w, const char *s, size_t len)
+/* The quoted, escaped string at out, which has room for 6 bytes per input
+ * byte (the longest escape, \u00XX) plus the quotes; returns its length. */
+static size_t write_escaped(char *out, const char *s, size_t len)
 {
+    static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    put(w, "\"", 1);
+    char *o = out;
+    *o++ = '"';
     while (p < end) {
-        /* Copy the longest run that needs no escaping in one go. */
-        const unsigned char *run = p;
-        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
-            p++;
-        if (p > run)
-            put(w, (const char *)run, (size_t)(p - run));
+        /* Bytes that need no escaping, copied as they are scanned: most
+         * strings here are short keys, where a memcpy call costs more. */
+        while (p < end && json_lex_plain[*p])
+            *o++ = (char)*p++;
         if (p == end)
             break;
         unsigned c = *p;
         if (c >= 0x80) {
             size_t n = utf8_valid_len(p, (size_t)(end - p));
             if (n == 0) {
-                put(w, "\xEF\xBF\xBD", 3); /* U+FFFD for a byte that is not UTF-8 */
+                memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for a byte that is not UTF-8 */
+                o += 3;
                 p++;
             } else {
-                put(w, (const char *)p, n);
+                memcpy(o, p, n);
+                o += n;
                 p += n;
             }
             continue;
         }
-        char esc[8];
+        *o++ = '\\';
         switch (c) {
-        case '"': put(w, "\\\"", 2); break;
-        case '\\': put(w, "\\\\", 2); break;
-        case '\b': put(w, "\\b", 2); break;
-        case '\f': put(w, "\\f", 2); break;
-        case '\n': put(w, "\\n", 2); break;
-        case '\r': put(w, "\\r", 2); break;
-        case '\t': put(w, "\\t", 2); break;
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
         default:
-            snprintf(esc, sizeof esc, "\\u%04X", c);
-            put(w, esc, 6);
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
         }
         p++;
     }
-    put(w, "\"", 1);
+    *o++ = '"';
+    return (size_t)(o - out);
 }
+
+/* Separator, then the string, in one reservation: most replies are short
+ * keys and ids, so the per-byte work is the copy. */
+static void put_item_string(json_writer_t *w, const char *s, size_t len, bool key)
+{
+    if (len > (SIZE_MAX - 8) / 6 || !reserve(w, 6 * len + 4)) {
+        w->failed = true;
+        return;
+    }
+    char *o = w->buf + w->len;
+    o += separator(w, o);
+    o += write_escaped(o, s, len);
+    if (key)
+        *o++ = ':';
+    w->len = (size_t)(o - w->buf);
+}
+
+void jw_raw(json_writer_t *w, const char *text, size_t len) { put(w, text, len); }
 
 void jw_key(json_writer_t *w, const char *key)
 {
@@ -170,16 +215,13 @@ void jw_key(json_writer_t *w, const char *key)
         w->failed = true;
         return;
     }
-    begin_item(w);
-    put_escaped(w, key, strlen(key));
-    put(w, ":", 1);
+    put_item_string(w, key, strlen(key), true);
     w->after_key = true;
 }
 
 void jw_string(json_writer_t *w, const char *s, size_t len)
 {
-    begin_item(w);
-    put_escaped(w, s, len);
+    put_item_string(w, s, len, false);
 }
 
 void jw_cstring(json_writer_t *w, const char *s) { jw_string(w, s, strlen(s)); }

@@ -38,6 +38,26 @@ size_t number_format_i64(char *out, int64_t v)
     return at;
 }
 
+/* floor(log10(a)) without log10, by comparison with powers of ten, for
+ * the a the fast path can take (1e-5 <= a < 1e15); below that -5, which
+ * sends a to snprintf. The negative powers are rounded, so near one of
+ * them the result may be one off: the digit count check in
+ * number_format_g catches that, as it did log10's. */
+static int decimal_exponent(double a)
+{
+    static const double neg_pow10[] = {1e-1, 1e-2, 1e-3, 1e-4};
+    if (a >= 1.0) {
+        int e = 0;
+        while (e < 22 && a >= pow10_exact[e + 1])
+            e++;
+        return e;
+    }
+    for (int i = 0; i < 4; i++)
+        if (a >= neg_pow10[i])
+            return -(i + 1);
+    return -5;
+}
+
 static size_t slow_g(char *out, double x, int precision)
 {
     int n = snprintf(out, NUMBER_FORMAT_MAX, "%.*g", precision, x);
@@ -57,7 +77,7 @@ size_t number_format_g(char *out, double x, int precision)
         return 1;
     }
     const double a = fabs(x);
-    const int e = (int)floor(log10(a));
+    const int e = decimal_exponent(a);
     /* %g writes the fixed form for exponents -4 .. precision-1. */
     if (e < -4 || e >= precision)
         return slow_g(out, x, precision);
@@ -67,8 +87,10 @@ size_t number_format_g(char *out, double x, int precision)
     const double y = a * pow10_exact[k];
     double m = floor(y);
     const double frac = y - m;
-    /* The product may be off by half an ulp: too close to a tie to tell. */
-    if (fabs(frac - 0.5) <= nextafter(y, INFINITY) - y)
+    /* The product may be off by half an ulp: too close to a tie to tell.
+     * y * 2^-52 is at least y's ulp (y is normal here): a wider margin
+     * only sends a few more values to snprintf. */
+    if (fabs(frac - 0.5) <= y * 0x1p-52)
         return slow_g(out, x, precision);
     if (frac > 0.5)
         m += 1.0;

@@ -14,8 +14,8 @@
  */
 #include "notifd/net/json_parse.h"
 
-#include <errno.h>
-#include <math.h>
+#include "notifd/lib/json_lex.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,38 +69,6 @@ static bool scratch_reserve(parser_t *ps, size_t n)
     ps->scratch = nb;
     ps->scratch_cap = cap;
     return true;
-}
-
-/* Length of the valid UTF-8 sequence at p (2..4 bytes), or 0: rejects
- * overlong forms, surrogates and code points above U+10FFFF, as jansson. */
-static size_t utf8_sequence(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
 }
 
 static int hex4(const unsigned char *p)
@@ -185,7 +153,7 @@ static bool parse_string_raw(parser_t *ps, const char **out, size_t *len)
             return false;
         }
         if (c >= 0x80) {
-            size_t k = utf8_sequence(q, end);
+            size_t k = json_lex_utf8_sequence(q, end);
             if (k == 0) {
                 parse_fail(ps, q, "invalid UTF-8 in string");
                 return false;
@@ -247,109 +215,18 @@ static bool parse_string_raw(parser_t *ps, const char **out, size_t *len)
     return false;
 }
 
-static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-/* A number per the JSON grammar. Integers become json_integer (an error
- * past json_int_t, as in jansson); reals are exact when the digits fit in
- * 53 bits and the decimal exponent in +-22 (Clinger's fast path: both
- * operands are exact doubles, so one correctly rounded operation gives the
- * correctly rounded result), otherwise strtod() decides, as in jansson. */
+/* A number per the JSON grammar (json_lex.c): integers become
+ * json_integer (an error past json_int_t, as in jansson), reals json_real. */
 static json_t *parse_number(parser_t *ps)
 {
-    const unsigned char *p = ps->p, *end = ps->end, *begin = p;
-    bool neg = false, is_real = false;
-    if (*p == '-') {
-        neg = true;
-        p++;
-    }
-    if (p >= end || *p < '0' || *p > '9')
-        return parse_fail(ps, begin, "invalid number");
-    uint64_t mant = 0;
-    int digits = 0, dropped = 0; /* significant digits kept / beyond 19 */
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*p - '0');
-                digits += mant != 0;
-            } else {
-                dropped++;
-            }
-            p++;
-        }
-    }
-    int frac = 0;
-    if (p < end && *p == '.') {
-        is_real = true;
-        p++;
-        if (p >= end || *p < '0' || *p > '9')
-            return parse_fail(ps, p, "invalid number: digits expected after '.'");
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*p - '0');
-                digits += mant != 0;
-                frac++;
-            } else {
-                dropped++; /* a fraction digit beyond 19: not exact */
-            }
-            p++;
-        }
-    }
-    long exp10 = 0;
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        is_real = true;
-        p++;
-        bool eneg = false;
-        if (p < end && (*p == '+' || *p == '-'))
-            eneg = *p++ == '-';
-        if (p >= end || *p < '0' || *p > '9')
-            return parse_fail(ps, p, "invalid number: exponent digits expected");
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (exp10 < 100000)
-                exp10 = exp10 * 10 + (*p - '0');
-            p++;
-        }
-        if (eneg)
-            exp10 = -exp10;
-    }
-    ps->p = p;
-    size_t len = (size_t)(p - begin);
-    if (!is_real) {
-        /* At most 19 digits parsed exactly; anything longer overflows. */
-        if (dropped > 0 || mant > (uint64_t)INT64_MAX + (neg ? 1u : 0u))
-            return parse_fail(ps, begin, neg ? "too big negative integer" : "too big integer");
-        json_int_t v = neg ? (json_int_t)(0 - mant) : (json_int_t)mant;
-        return json_integer(v);
-    }
-    double v;
-    long e = exp10 - frac;
-    if (dropped == 0 && mant < (1ull << 53) && e >= -22 && e <= 22) {
-        v = (double)mant;
-        v = e >= 0 ? v * pow10_exact[e] : v / pow10_exact[-e];
-        if (neg)
-            v = -v;
-    } else {
-        char buf[128];
-        char *heap = NULL, *s = buf;
-        if (len >= sizeof buf) {
-            heap = malloc(len + 1);
-            if (heap == NULL)
-                return parse_fail(ps, begin, "out of memory");
-            s = heap;
-        }
-        memcpy(s, begin, len);
-        s[len] = '\0';
-        errno = 0;
-        v = strtod(s, NULL);
-        bool overflow = errno == ERANGE && isinf(v);
-        free(heap);
-        if (overflow || !isfinite(v))
-            return parse_fail(ps, begin, "real number overflow");
-    }
-    return json_real(v);
+    json_lex_number_t num;
+    const char *why;
+    const unsigned char *why_at;
+    const unsigned char *next = json_lex_number(ps->p, ps->end, &num, &why, &why_at);
+    if (next == NULL)
+        return parse_fail(ps, why_at, why);
+    ps->p = next;
+    return num.is_real ? json_real(num.real) : json_integer((json_int_t)num.integer);
 }
 
 static bool expect_literal(parser_t *ps, const char *word, size_t n)

@@ -4,6 +4,8 @@
  */
 #include "notifd/net/protocol.h"
 
+#include "notifd/lib/json_writer.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -89,6 +91,21 @@ fail:
     return NULL;
 }
 
+/* The request's id as jansson writes it (JSON_COMPACT |
+ * JSON_REAL_PRECISION(15), which json_writer.h matches), null when absent
+ * or not a string or a number. */
+static void write_id(json_writer_t *w, const json_t *id)
+{
+    if (json_is_string(id))
+        jw_string(w, json_string_value(id), json_string_length(id));
+    else if (json_is_integer(id))
+        jw_int(w, (int64_t)json_integer_value(id));
+    else if (json_is_real(id))
+        jw_real(w, json_real_value(id));
+    else
+        jw_null(w);
+}
+
 char *proto_ok_line_text(const json_t *id, const char *obj, size_t obj_len, const char *extra,
                          size_t *len)
 {
@@ -103,23 +120,23 @@ char *proto_ok_line_text(const json_t *id, const char *obj, size_t obj_len, cons
     for (size_t i = 0; i < obj_len; i++)
         if ((unsigned char)obj[i] < 0x20)
             return NULL;
-    growbuf_t b = {0};
-    size_t extra_len = extra ? strlen(extra) : 0;
-    bool empty = obj_len == 2;
-    if (growbuf_append("{\"id\":", 6, &b) != 0 ||
-        json_dump_callback(id && proto_id_valid(id) ? id : json_null(), growbuf_append, &b,
-                           JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) != 0 ||
-        growbuf_append(",\"ok\":true", 10, &b) != 0 ||
-        (!empty && (growbuf_append(",", 1, &b) != 0 ||
-                    growbuf_append(obj + 1, obj_len - 2, &b) != 0)) ||
-        (extra_len > 0 && (growbuf_append(",", 1, &b) != 0 ||
-                           growbuf_append(extra, extra_len, &b) != 0)) ||
-        growbuf_append("}\n", 2, &b) != 0) {
-        free(b.data);
-        return NULL;
+    /* Written directly, the id included: every decide's reply is this
+     * line, and it needs no jansson dump. */
+    json_writer_t w;
+    jw_init(&w);
+    jw_raw(&w, "{\"id\":", 6);
+    write_id(&w, id);
+    jw_raw(&w, ",\"ok\":true", 10);
+    if (obj_len > 2) {
+        jw_raw(&w, ",", 1);
+        jw_raw(&w, obj + 1, obj_len - 2);
     }
-    *len = b.len;
-    return b.data;
+    if (extra != NULL && extra[0] != '\0') {
+        jw_raw(&w, ",", 1);
+        jw_raw(&w, extra, strlen(extra));
+    }
+    jw_raw(&w, "}\n", 2);
+    return jw_take(&w, len);
 }
 
 int proto_id_valid(const json_t *id) { return json_is_string(id) || json_is_number(id); }

@@ -165,7 +165,18 @@ static char *merged_line(json_t *id, json_t *body, size_t *len)
 static void test_ok_line_matches_merged_encoding(void **state)
 {
     (void)state;
-    json_t *ids[] = {NULL, json_integer(7), json_string("req-\"1\""), json_real(2.5)};
+    /* Ids the text variant writes itself: each must read as jansson's. */
+    json_t *ids[] = {NULL,
+                     json_integer(7),
+                     json_string("req-\"1\""),
+                     json_real(2.5),
+                     json_integer(INT64_MIN),
+                     json_string("tab\there \x01\x1f caf\xc3\xa9 \\ / \xe2\x80\xa8"),
+                     json_real(1.0 / 3.0),
+                     json_real(-0.0),
+                     json_real(1e300),
+                     json_real(2.5e-9),
+                     json_real(123456789012345678.0)};
     json_t *bodies[] = {
         NULL, json_object(),
         json_pack("{s:b,s:n,s:s,s:f,s:{s:I,s:s,s:{s:f}}}", "send", 1, "message", "reason", "send",

@@ -115,6 +115,54 @@ static void test_invalid_utf8_becomes_replacement_character(void **state)
     free(ours);
 }
 
+static void test_every_ascii_byte_and_long_strings_match_jansson(void **state)
+{
+    (void)state;
+    /* Bytes 1..127 (escapes written in place, \u00XX in upper case), then
+     * strings long enough to grow the buffer several times. */
+    char ascii[128];
+    for (int c = 1; c < 128; c++)
+        ascii[c - 1] = (char)c;
+    ascii[127] = '\0';
+    size_t sizes[] = {127, 5000, 70000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char *s = malloc(sizes[i] + 1);
+        assert_non_null(s);
+        for (size_t k = 0; k < sizes[i]; k++)
+            s[k] = ascii[k % 127];
+        s[sizes[i]] = '\0';
+        json_writer_t w;
+        jw_init(&w);
+        jw_array_begin(&w);
+        jw_cstring(&w, s);
+        jw_cstring(&w, "x");
+        jw_array_end(&w);
+        size_t len;
+        char *ours = jw_take(&w, &len);
+        char *theirs = jansson_dump(json_pack("[s,s]", s, "x"));
+        assert_string_equal(ours, theirs);
+        assert_int_equal(len, strlen(theirs));
+        free(ours);
+        free(theirs);
+        free(s);
+    }
+}
+
+static void test_raw_text_goes_in_as_it_is(void **state)
+{
+    (void)state;
+    json_writer_t w;
+    jw_init(&w);
+    jw_raw(&w, "{\"id\":", 6);
+    jw_string(&w, "a", 1);
+    jw_raw(&w, ",\"ok\":true}", 11);
+    size_t len;
+    char *ours = jw_take(&w, &len);
+    assert_string_equal(ours, "{\"id\":\"a\",\"ok\":true}");
+    assert_int_equal(len, strlen(ours));
+    free(ours);
+}
+
 static void test_non_finite_real_is_null(void **state)
 {
     (void)state;
@@ -194,6 +242,8 @@ int main(void)
         cmocka_unit_test(test_strings_round_trip_and_stay_valid_utf8),
         cmocka_unit_test(test_invalid_utf8_becomes_replacement_character),
         cmocka_unit_test(test_non_finite_real_is_null),
+        cmocka_unit_test(test_every_ascii_byte_and_long_strings_match_jansson),
+        cmocka_unit_test(test_raw_text_goes_in_as_it_is),
         cmocka_unit_test(test_misuse_fails_instead_of_writing_bad_json),
         cmocka_unit_test(test_arrays_nest_with_objects),
     };

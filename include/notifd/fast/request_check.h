@@ -20,6 +20,9 @@
 #include "notifd/config/config.h"
 #include "notifd/core/ranker.h"
 
+/* The longest candidate id and opportunity id, in bytes. */
+#define DECIDE_ID_MAX 256
+
 typedef struct decide_request {
     const char *member;
     size_t member_len;
@@ -44,6 +47,11 @@ void decide_request_free(decide_request_t *r);
  * (the braces delimit the member in every key, keys.h); returns NULL when
  * valid, else the message to answer with. */
 const char *ops_check_member(const json_t *member);
+/* The same rules for a member id as bytes. */
+const char *ops_check_member_bytes(const char *member, size_t len);
+/* NULL when `ts` is within `window` seconds of `now` (window 0: any), else
+ * the message to answer with. */
+const char *ops_check_ts_window(int64_t ts, int64_t now, int64_t window);
 /* ts from the request (integer or number of unix seconds) or `now`. Returns
  * false, with *why set, when present but invalid or more than `window` s
  * from `now` (window 0: any ts in 0..1e11). A ts far from the wall clock

@@ -18,7 +18,7 @@
 #define JSON_WRITER_MAX_DEPTH 16
 
 typedef struct json_writer {
-    char *buf;          /* NUL-terminated while not failed */
+    char *buf;          /* NUL-terminated by jw_take */
     size_t len, cap;
     bool failed;        /* out of memory or nesting too deep: output unusable */
     int depth;
@@ -35,6 +35,9 @@ void jw_object_begin(json_writer_t *w);
 void jw_object_end(json_writer_t *w);
 void jw_array_begin(json_writer_t *w);
 void jw_array_end(json_writer_t *w);
+/* Appends text as it is, outside the writer's bookkeeping: for the
+ * pieces of a reply line the caller has already encoded. */
+void jw_raw(json_writer_t *w, const char *text, size_t len);
 void jw_key(json_writer_t *w, const char *key);
 void jw_string(json_writer_t *w, const char *s, size_t len);
 void jw_cstring(json_writer_t *w, const char *s);

@@ -1,0 +1,140 @@
+/*
+ * test_decide_body.c - unit tests for the decide answer's text
+ * (src/fast/decide_body.c): written as fixed text around the values, it
+ * must be byte for byte what jansson writes for the same object (compact,
+ * reals to 15 digits, keys in order), since retries get the stored text
+ * back and clients compare answers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "notifd/config/config.h"
+#include "notifd/fast/decide_body.h"
+
+static config_t *cfg;
+
+static int setup(void **state)
+{
+    (void)state;
+    config_errors_t errs;
+    config_errors_init(&errs);
+    cfg = config_load_string("{}", 1, &errs);
+    config_errors_free(&errs);
+    return cfg == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    config_release(cfg);
+    return 0;
+}
+
+/* The same answer built as a jansson object, the order of decide_body.h. */
+static char *reference(const decide_body_t *b)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "send", json_boolean(b->send));
+    json_object_set_new(o, "message", b->send && b->message
+                                          ? json_stringn(b->message, b->message_len)
+                                          : json_null());
+    json_object_set_new(o, "reason", json_string(decision_reason_name(b->reason)));
+    json_object_set_new(o, "p_send",
+                        json_real(b->reason == REASON_CAP_REACHED ? 0.0 : b->dec->p_send));
+    json_object_set_new(o, "propensity",
+                        json_real(b->send || b->reason == REASON_PACED_SKIP ? b->dec->propensity
+                                                                            : 1.0));
+    if (b->plan != NULL) {
+        json_t *per_week = json_object(), *plan = json_object();
+        json_object_set_new(plan, "version", json_integer(b->plan->version));
+        json_object_set_new(plan, "source", json_string(b->plan->source));
+        for (int c = 0; c < cfg->n_channels; c++)
+            if (plan_has_channel(b->plan, c))
+                json_object_set_new(per_week, cfg->channels[c], json_real(b->plan->per_week[c]));
+        json_object_set_new(plan, "per_week", per_week);
+        if (b->plan->defaulted_mask) {
+            json_t *d = json_array();
+            for (int c = 0; c < cfg->n_channels; c++)
+                if (b->plan->defaulted_mask & (1u << c))
+                    json_array_append_new(d, json_string(cfg->channels[c]));
+            json_object_set_new(plan, "defaulted", d);
+        }
+        json_object_set_new(o, "plan", plan);
+    } else {
+        json_object_set_new(o, "plan", json_null());
+    }
+    json_object_set_new(o, "arm", json_pack("{s:s,s:s}", "slow", b->slow_arm, "fast",
+                                            b->fast_arm));
+    json_object_set_new(o, "mode", json_string(b->threshold_mode ? "threshold" : "hierarchical"));
+    if (b->reason == REASON_QUIET_HOURS)
+        json_object_set_new(o, "retry_at", json_integer(b->dec->retry_at));
+    if (b->degraded)
+        json_object_set_new(o, "degraded", json_true());
+    char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(o);
+    return text;
+}
+
+static void check(const decide_body_t *b)
+{
+    size_t len;
+    char *ours = decide_body_text(b, &len);
+    char *theirs = reference(b);
+    assert_non_null(ours);
+    assert_string_equal(ours, theirs);
+    assert_int_equal(len, strlen(theirs));
+    free(ours);
+    free(theirs);
+}
+
+static void test_every_shape_matches_jansson(void **state)
+{
+    (void)state;
+    decision_t dec;
+    memset(&dec, 0, sizeof dec);
+    dec.p_send = 1.0 / 3.0;
+    dec.propensity = 0.0125;
+    dec.retry_at = 1800003600;
+    plan_t plan;
+    memset(&plan, 0, sizeof plan);
+    plan.version = 42;
+    snprintf(plan.source, sizeof plan.source, "%s", "planner");
+    const decision_reason_t reasons[] = {REASON_SEND, REASON_PACED_SKIP, REASON_CAP_REACHED,
+                                         REASON_QUIET_HOURS, REASON_DEGRADED};
+    /* Plans with no channel, some, all; with and without defaulted ones. */
+    const unsigned masks[] = {0u, 1u, 5u, 7u};
+    for (size_t r = 0; r < sizeof reasons / sizeof reasons[0]; r++) {
+        for (size_t m = 0; m < sizeof masks / sizeof masks[0]; m++) {
+            for (int variant = 0; variant < 3; variant++) {
+                plan.planned_mask = masks[m];
+                plan.defaulted_mask = variant == 1 ? (~masks[m] & 7u) : 0u;
+                for (int c = 0; c < cfg->n_channels; c++)
+                    plan.per_week[c] = c == 0 ? 3.0 : 2.5e-9 * (c + 1);
+                decide_body_t b = {
+                    .cfg = cfg, .dec = &dec, .reason = reasons[r],
+                    .send = reasons[r] == REASON_SEND,
+                    .message = "msg-\"7\"\n", .message_len = 8,
+                    .plan = variant == 2 ? NULL : &plan,
+                    .slow_arm = "control", .fast_arm = "arm \xc3\xa9",
+                    .threshold_mode = variant == 2, .degraded = reasons[r] == REASON_DEGRADED,
+                };
+                check(&b);
+            }
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_shape_matches_jansson),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
