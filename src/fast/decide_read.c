@@ -138,10 +138,14 @@ static void on_plan(redisReply *r, void *p)
     decide_read_done(d);
 }
 
+/* CLIENT CACHING yes. Refused (a reconnect resent it to a connection not
+ * tracked yet) or lost: the plan read after it is not tracked, so it is
+ * used but never cached. Never a reason to fail the decide. */
 static void on_caching(redisReply *r, void *p)
 {
     decide_ctx_t *d = p;
-    (void)reply_failed(d, r); /* an error here fails the read like any other */
+    if (r == NULL || r->type != REDIS_REPLY_STATUS)
+        d->cache_epoch = 0;
     decide_read_done(d);
 }
 
