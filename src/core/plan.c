@@ -25,6 +25,10 @@ bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channe
     memset(out, 0, sizeof *out);
     out->action = -1;
     bool unusable = false;
+    double propensity = 0.0;
+    int neighbours = 0;
+    double greedy[NOTIFD_MAX_CHANNELS] = {0};
+    uint32_t greedy_mask = 0;
     for (size_t i = 0; i < n_pairs; i++) {
         const char *f = fields[i], *v = values[i];
         size_t fl = field_lens[i], vl = value_lens[i];
@@ -53,6 +57,28 @@ bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channe
         } else if (field_is(f, fl, "arm")) {
             if (v != NULL)
                 copy_text(out->arm, sizeof out->arm, v, vl);
+        } else if (field_is(f, fl, "propensity")) {
+            double x;
+            /* 0 is in the field's range but no logged choice has it. */
+            if (stored_parse_real(STORED_PLAN_PROPENSITY, v, vl, &x, invalid)) {
+                if (x > 0.0)
+                    propensity = x;
+                else
+                    stored_invalid_add(invalid, STORED_PLAN_PROPENSITY);
+            }
+        } else if (field_is(f, fl, "neighbours")) {
+            if (stored_parse_int(STORED_PLAN_NEIGHBOURS, v, vl, &n, invalid))
+                neighbours = (int)n;
+        } else if (fl > 7 && memcmp(f, "greedy_", 7) == 0) {
+            for (int c = 0; c < n_channels && c < NOTIFD_MAX_CHANNELS; c++) {
+                if (strlen(channel_names[c]) != fl - 7 || memcmp(f + 7, channel_names[c], fl - 7) != 0)
+                    continue;
+                double x;
+                if (stored_parse_per_week(v, vl, max_per_week, &x, invalid)) {
+                    greedy[c] = x;
+                    greedy_mask |= 1u << c;
+                }
+            }
         } else if (fl > 9 && memcmp(f + fl - 9, "_per_week", 9) == 0) {
             for (int c = 0; c < n_channels && c < NOTIFD_MAX_CHANNELS; c++) {
                 if (strlen(channel_names[c]) != fl - 9 || memcmp(f, channel_names[c], fl - 9) != 0)
@@ -69,6 +95,15 @@ bool plan_parse_hash(plan_t *out, const char *const *channel_names, int n_channe
     }
     if (out->source[0] == '\0')
         memcpy(out->source, "unknown", 8);
+    /* A drawn plan needs both its propensity and K; either alone is not a
+     * logged choice, and the plan is then read as greedy (propensity 1). A
+     * channel without greedy_<ch> was not moved: its greedy value is its own. */
+    if (propensity > 0.0 && neighbours > 0) {
+        out->explore_neighbours = neighbours;
+        out->propensity = propensity;
+        for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)
+            out->greedy_per_week[c] = (greedy_mask & (1u << c)) ? greedy[c] : out->per_week[c];
+    }
     return out->planned_mask != 0 && !unusable;
 }
 

@@ -21,6 +21,24 @@ static void write_plan(json_writer_t *w, const config_t *cfg, const plan_t *plan
         }
     }
     jw_object_end(w);
+    /* The probability the planner chose this plan with (1 unless it was
+     * drawn with slow.explore_prob), and for a drawn plan the greedy plan
+     * it was drawn around and K, what off-policy evaluation needs. */
+    jw_key(w, "propensity");
+    jw_real(w, plan_action_propensity(plan));
+    if (plan->explore_neighbours > 0) {
+        jw_key(w, "neighbours");
+        jw_int(w, plan->explore_neighbours);
+        jw_key(w, "greedy");
+        jw_object_begin(w);
+        for (int c = 0; c < cfg->n_channels; c++) {
+            if (plan_has_channel(plan, c) && !(plan->defaulted_mask & (1u << c))) {
+                jw_key(w, cfg->channels[c]);
+                jw_real(w, plan_greedy_per_week(plan, c));
+            }
+        }
+        jw_object_end(w);
+    }
     if (plan->defaulted_mask != 0) {
         /* Channels the plan left out, paced by the default plan or
          * fast.unplanned_per_week. */
