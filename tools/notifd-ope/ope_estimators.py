@@ -1,0 +1,273 @@
+"""Off-policy estimators for notifd's plan-level logs: pure functions, no I/O.
+
+A *unit* is one member-week: the plan the planner drew (action), the greedy
+plan it was drawn around, K (its valid neighbours), the logged propensity
+p0 of the action, and the week's reward (visits, opt-outs, ...). A *target*
+policy gives the probability of any action given the greedy plan and K.
+
+With w = pi1(a | x) / p0 (the importance weight) over n units:
+
+    IPS    = (1/n) sum w r                         unbiased, high variance
+    SNIPS  = sum w r / sum w                       self-normalised: bounded, small bias
+    DR     = (1/n) sum [ sum_a pi1(a|x) q(x,a) + w (r - q(x,a_logged)) ]
+                                                   unbiased if either q or p0 is right
+    ESS    = (sum w)^2 / sum w^2                   units the estimate is worth
+
+Each estimate also comes as a *difference* from the logged policy's own
+mean (the on-policy value, mean r): delta = estimate - mean r, computed on the
+same units and the same bootstrap replicates. Members differ far more from
+one another (a heavy member visits 30 times as often as a casual one) than
+one week's plan changes anything, and the difference cancels that: DR's
+delta is (1/n) sum [(sum_a pi1 q(a) - q(a_i)) + (w - 1)(r - q(a_i))], whose
+spread is the weekly residual's, not the population's.
+
+Confidence intervals are percentile intervals of a bootstrap that resamples
+*members* (a member's weeks are not independent), using per-member sums so a
+replicate costs one pass over the members.
+"""
+import math
+import random
+
+# ---- actions and targets ------------------------------------------------------
+
+
+def neighbours(greedy, grid):
+    """Actions one planned channel one grid step from `greedy` (tuples of
+    per-week values in channel order; grid: one sorted value list per
+    channel), down before up, channel by channel: notifd's order."""
+    out = []
+    for k, v in enumerate(greedy):
+        values = grid[k]
+        if v not in values:
+            continue
+        i = values.index(v)
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(values):
+                a = list(greedy)
+                a[k] = values[j]
+                out.append(tuple(a))
+    return out
+
+
+class Target:
+    """A target policy over plans: probs(greedy, K, grid) -> {action: p}."""
+
+    def __init__(self, name, probs):
+        self.name = name
+        self.probs = probs
+
+
+def target_greedy():
+    return Target("greedy", lambda g, k, grid: {g: 1.0})
+
+
+def target_explore(eps):
+    """notifd's exploring planner at another slow.explore_prob."""
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError("explore probability must be in [0, 1], not %r" % eps)
+
+    def probs(g, k, grid):
+        nb = neighbours(g, grid)
+        if k <= 0 or not nb or eps == 0:
+            return {g: 1.0}
+        # K from the log counts only the neighbours notifd allowed (never an
+        # opted-out channel's); the grid may hold more. A logged neighbour
+        # always had eps / K; the rest of the grid's are not in the support.
+        out = {g: 1.0 - eps}
+        for a in nb:
+            out[a] = eps / k
+        if len(nb) != k:
+            # Which neighbours were refused is not logged: keep the total
+            # mass right for DR's direct term by spreading it evenly.
+            for a in nb:
+                out[a] = eps / len(nb)
+        return out
+    return Target("explore:%g" % eps, probs)
+
+
+def target_shift(channel_index, step, label):
+    """The greedy plan with one channel moved `step` grid steps (+1 one
+    message more on the grid, -1 one fewer); the greedy plan where the grid
+    ends."""
+    def probs(g, k, grid):
+        values = grid[channel_index]
+        if g[channel_index] not in values:
+            return {g: 1.0}
+        i = values.index(g[channel_index]) + step
+        if not 0 <= i < len(values):
+            return {g: 1.0}
+        a = list(g)
+        a[channel_index] = values[i]
+        return {tuple(a): 1.0}
+    return Target(label, probs)
+
+
+# ---- the reward model for DR ---------------------------------------------------
+
+
+def fit_reward_model(units, metric, shrink=20.0):
+    """q(x, a) = b_member + tau(greedy, a).
+
+    b_member is the member's mean reward over its *other* logged weeks
+    (leave one out, so a unit's own reward never enters its baseline; the
+    global mean for a member seen once). tau is the mean of (r - b) over
+    units with the same greedy plan and action, shrunk toward 0 with
+    `shrink` pseudo-units: an empirical-Bayes cell effect. The baseline
+    takes out most of the between-member variance, which is what makes DR's
+    interval narrow; tau carries the dose-response."""
+    by_member = {}
+    for u in units:
+        s = by_member.setdefault(u["member"], [0.0, 0])
+        s[0] += u["reward"][metric]
+        s[1] += 1
+    total = sum(s[0] for s in by_member.values())
+    count = sum(s[1] for s in by_member.values())
+    global_mean = total / count if count else 0.0
+
+    def baseline(u):
+        s, n = by_member[u["member"]]
+        if n <= 1:
+            return global_mean
+        return (s - u["reward"][metric]) / (n - 1)
+
+    cells = {}
+    for u in units:
+        c = cells.setdefault((u["greedy"], u["action"]), [0.0, 0])
+        c[0] += u["reward"][metric] - baseline(u)
+        c[1] += 1
+
+    def tau(g, a):
+        c = cells.get((g, a))
+        if c is None:
+            return 0.0
+        return c[0] / (c[1] + shrink)
+
+    def q(u, a):
+        return baseline(u) + tau(u["greedy"], a)
+    return q
+
+
+# ---- estimates -------------------------------------------------------------------
+
+
+def unit_terms(units, target, metric, grid, q=None):
+    """Per unit: (member, w, w*r, dr_term, r). Units whose logged propensity is
+    not in (0, 1] are an error: the log is broken, not the estimate."""
+    out = []
+    for u in units:
+        p0 = u["p0"]
+        if not (0.0 < p0 <= 1.0):
+            raise ValueError("member %s week %s: logged propensity %r is not in (0, 1]"
+                             % (u["member"], u["week"], p0))
+        pi = target.probs(u["greedy"], u["k"], grid)
+        w = pi.get(u["action"], 0.0) / p0
+        r = u["reward"][metric]
+        if q is not None:
+            direct = sum(p * q(u, a) for a, p in pi.items())
+            dr = direct + w * (r - q(u, u["action"]))
+        else:
+            dr = w * r
+        out.append((u["member"], w, w * r, dr, r))
+    return out
+
+
+NAN = float("nan")
+
+
+def estimates_from_sums(n, sw, swr, sdr, sw2, sr=0.0):
+    """IPS, SNIPS, DR, ESS and the on-policy mean from the sums over units,
+    and each estimate's difference from the on-policy mean (d_*)."""
+    if n == 0:
+        return {"ips": NAN, "snips": NAN, "dr": NAN, "ess": 0.0, "logged": NAN,
+                "d_ips": NAN, "d_snips": NAN, "d_dr": NAN}
+    snips = swr / sw if sw > 0 else NAN
+    logged = sr / n
+    return {
+        "ips": swr / n,
+        "snips": snips,
+        "dr": sdr / n,
+        "ess": sw * sw / sw2 if sw2 > 0 else 0.0,
+        "logged": logged,
+        "d_ips": (swr - sr) / n,
+        "d_snips": snips - logged,
+        "d_dr": (sdr - sr) / n,
+    }
+
+
+def member_sums(terms):
+    """Per member: [n, sum w, sum w r, sum dr, sum w^2, sum r]."""
+    sums = {}
+    for member, w, wr, dr, r in terms:
+        s = sums.setdefault(member, [0, 0.0, 0.0, 0.0, 0.0, 0.0])
+        s[0] += 1
+        s[1] += w
+        s[2] += wr
+        s[3] += dr
+        s[4] += w * w
+        s[5] += r
+    return list(sums.values())
+
+
+def percentile(sorted_values, q):
+    """Linear interpolation between order statistics (q in [0, 1])."""
+    if not sorted_values:
+        return float("nan")
+    pos = q * (len(sorted_values) - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def evaluate(units, target, metric, grid, bootstrap=200, level=0.95, seed=1, use_dr=True):
+    """Point estimates, ESS, differences from the logged mean and bootstrap
+    intervals of one target."""
+    q = fit_reward_model(units, metric) if use_dr else None
+    terms = unit_terms(units, target, metric, grid, q)
+    return evaluate_terms(terms, target.name, metric, len(units), bootstrap, level, seed)
+
+
+def evaluate_terms(terms, name, metric, n_units, bootstrap=200, level=0.95, seed=1):
+    """evaluate() from unit_terms() output."""
+    per_member = member_sums(terms)
+    tot = [sum(s[i] for s in per_member) for i in range(6)]
+    point = estimates_from_sums(*tot)
+    rng = random.Random(seed)
+    keys = ("ips", "snips", "dr", "d_ips", "d_snips", "d_dr")
+    reps = {k: [] for k in keys}
+    m = len(per_member)
+    for _ in range(bootstrap if m else 0):
+        acc = [0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        for _j in range(m):
+            s = per_member[rng.randrange(m)]
+            for i in range(6):
+                acc[i] += s[i]
+        e = estimates_from_sums(*acc)
+        for k in keys:
+            if not math.isnan(e[k]):
+                reps[k].append(e[k])
+    alpha = (1.0 - level) / 2.0
+    ci = {}
+    for k, v in reps.items():
+        v.sort()
+        ci[k] = (percentile(v, alpha), percentile(v, 1.0 - alpha)) if v else (NAN, NAN)
+    return {"target": name, "metric": metric, "units": n_units, "members": m,
+            "matched": sum(1 for t in terms if t[1] > 0), **point, "ci": ci}
+
+
+def mean_difference(a, b, bootstrap=200, level=0.95, seed=1):
+    """mean(a) - mean(b) of two groups of per-member (sum, count) pairs, with
+    a bootstrap interval resampling members within each group."""
+    def mean(groups):
+        s = sum(g[0] for g in groups)
+        n = sum(g[1] for g in groups)
+        return s / n if n else float("nan")
+    point = mean(a) - mean(b)
+    rng = random.Random(seed)
+    reps = []
+    for _ in range(bootstrap if a and b else 0):
+        ra = [a[rng.randrange(len(a))] for _j in range(len(a))]
+        rb = [b[rng.randrange(len(b))] for _j in range(len(b))]
+        reps.append(mean(ra) - mean(rb))
+    reps.sort()
+    alpha = (1.0 - level) / 2.0
+    return point, (percentile(reps, alpha), percentile(reps, 1.0 - alpha))
