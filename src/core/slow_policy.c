@@ -70,6 +70,10 @@ int slow_plan_member_explore(const slow_weights_t *w, const slow_priors_t *p,
     out->explore_neighbours = choice.neighbours;
     out->propensity = choice.propensity;
     memcpy(out->greedy_per_week, greedy_plan.per_week, sizeof out->greedy_per_week);
+    int nb[PLAN_EXPLORE_MAX_NEIGHBOURS];
+    out->n_gaps = plan_explore_neighbours(g, greedy, u, nb);
+    for (int j = 0; j < out->n_gaps; j++)
+        out->utility_gap[j] = u[greedy] - u[nb[j]];
     if (choice_out != NULL)
         *choice_out = choice;
     return choice.action;

@@ -30,6 +30,7 @@ static const stored_field_spec_t specs[STORED_FIELD_COUNT] = {
     [STORED_SCORE] = {"score", -1e12, 1e12, false, false},
     [STORED_SEND_TIME] = {"send_time", 0, STORED_TIME_MAX, false, false},
     [STORED_PLAN_PROPENSITY] = {"plan_propensity", 0, 1, false, false},
+    [STORED_PLAN_GAP] = {"plan_gap", -1e12, 1e12, false, false},
     [STORED_PLAN_NEIGHBOURS] = {"plan_neighbours", 1, PLAN_EXPLORE_MAX_NEIGHBOURS, true, false},
 };
 

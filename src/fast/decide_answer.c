@@ -36,6 +36,12 @@ json_t *decide_plan_json(const config_t *cfg, const plan_t *plan)
     if (pj != NULL && greedy != NULL) {
         json_object_set_new(pj, "neighbours", json_integer(plan->explore_neighbours));
         json_object_set_new(pj, "greedy", greedy);
+        if (plan->n_gaps > 0) {
+            json_t *gaps = json_array();
+            for (int j = 0; j < plan->n_gaps; j++)
+                json_array_append_new(gaps, json_real(plan->utility_gap[j]));
+            json_object_set_new(pj, "gaps", gaps);
+        }
     } else {
         json_decref(greedy);
     }

@@ -38,6 +38,13 @@ static void write_plan(json_writer_t *w, const config_t *cfg, const plan_t *plan
             }
         }
         jw_object_end(w);
+        if (plan->n_gaps > 0) {
+            jw_key(w, "gaps");
+            jw_array_begin(w);
+            for (int j = 0; j < plan->n_gaps; j++)
+                jw_real(w, plan->utility_gap[j]);
+            jw_array_end(w);
+        }
     }
     if (plan->defaulted_mask != 0) {
         /* Channels the plan left out, paced by the default plan or

@@ -191,6 +191,17 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
         t += l + 1;
         ARG_LIT("neighbours");
         ARG_INT(plan->explore_neighbours);
+        if (plan->n_gaps > 0) {
+            /* Six significant digits: utilities are O(1), and what the
+             * gaps decide (which neighbour another cost picks) is not
+             * decided at the seventh. */
+            ARG_LIT("gaps");
+            char *start = t;
+            for (int j = 0; j < plan->n_gaps; j++)
+                t += snprintf(t, 24, j ? ",%.6g" : "%.6g", plan->utility_gap[j]);
+            ARG(start, (size_t)(t - start));
+            t++;
+        }
         for (int c = 0; c < cfg->n_channels; c++) {
             if (!plan_has_channel(plan, c) || plan->greedy_per_week[c] == plan->per_week[c])
                 continue;

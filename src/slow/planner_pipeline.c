@@ -205,7 +205,8 @@ static bool stored_plan_covered(const part_ctx_t *p, const redisReply *stored,
         /* A drawn plan writes its propensity and K (and greedy_<ch>, whose
          * value may be the plan's own next time: those go by script). */
         if (plan->explore_neighbours > 0 &&
-            (field_is(f, "propensity", 10) || field_is(f, "neighbours", 10)))
+            (field_is(f, "propensity", 10) || field_is(f, "neighbours", 10) ||
+             (plan->n_gaps > 0 && field_is(f, "gaps", 4))))
             continue;
         bool planned_channel = false;
         if (f->len > 9 && memcmp(f->str + f->len - 9, "_per_week", 9) == 0)

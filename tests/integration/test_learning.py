@@ -86,6 +86,9 @@ class PlanExplorationTest(LearningTestCase):
             # The greedy plan and its three neighbours: push 0 or 2, email 1.
             self.assertIn(plan, [(1, 0), (0, 0), (2, 0), (1, 1)], h)
             self.assertEqual(h["neighbours"], "3", h)
+            gaps = [float(x) for x in h["gaps"].split(",")]
+            self.assertEqual(len(gaps), 3, h)
+            self.assertTrue(all(x >= 0 for x in gaps), h)
             p = float(h["propensity"])
             if plan == (1, 0):
                 self.assertAlmostEqual(p, 1 - EPS, places=12)
@@ -125,6 +128,7 @@ class PlanExplorationTest(LearningTestCase):
             h = hgetall(self.redis, "t:plan:{%s}" % req["member"])
             self.assertAlmostEqual(a["plan"]["propensity"], float(h["propensity"]), places=12)
             self.assertEqual(a["plan"]["neighbours"], 3)
+            self.assertEqual(len(a["plan"]["gaps"]), 3)
             e = evs[req["member"]]
             self.assertAlmostEqual(e["propensities"]["plan"], float(h["propensity"]), places=12)
             if e["send"]:
@@ -162,7 +166,7 @@ class PlanExplorationTest(LearningTestCase):
         for m in members:
             h = hgetall(self.redis, "t:plan:{%s}" % m)
             self.assertEqual((h["push_per_week"], h["email_per_week"]), ("1", "0"), h)
-            for stale in ("propensity", "neighbours", "greedy_push", "greedy_email"):
+            for stale in ("propensity", "neighbours", "gaps", "greedy_push", "greedy_email"):
                 self.assertNotIn(stale, h)
         d = c2.request({"op": "decide", "member": members[0], "channel": "push",
                         "opportunity": "x", "ts": MONDAY + 7 * DAY + 43200,

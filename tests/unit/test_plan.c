@@ -86,6 +86,21 @@ static void test_a_drawn_plan_reads_back_its_propensity_and_greedy_plan(void **s
     assert_true(plan_action_propensity(&p) == 0.025);
     assert_true(plan_greedy_per_week(&p, 0) == 2.0);
     assert_true(plan_greedy_per_week(&p, 1) == 1.0); /* not moved: its own */
+    assert_int_equal(p.n_gaps, 0); /* no gaps field */
+
+    const char *fg[] = {"push_per_week", "propensity", "neighbours", "gaps"};
+    const char *vg[] = {"3", "0.05", "3", "0.01,2.5e-05,0"};
+    assert_true(parse(&p, fg, vg, 4));
+    assert_int_equal(p.n_gaps, 3);
+    assert_true(p.utility_gap[0] == 0.01 && p.utility_gap[1] == 2.5e-05 && p.utility_gap[2] == 0);
+    /* Not one gap per neighbour, or an unusable entry: no gaps. */
+    const char *bad[] = {"0.01,0.02", "0.01,x,0", "0.01,,0", "1,2,3,4,5,6,7,8,9"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        vg[3] = bad[i];
+        assert_true(parse(&p, fg, vg, 4));
+        assert_int_equal(p.n_gaps, 0);
+        assert_true(plan_action_propensity(&p) == 0.05);
+    }
 }
 
 static void test_a_plan_without_a_whole_logged_choice_is_certain(void **state)

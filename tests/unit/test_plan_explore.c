@@ -4,6 +4,7 @@
  * propensities, how often each is drawn, and what the plan carries.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -229,6 +230,24 @@ static void test_slow_plan_carries_propensity_and_greedy(void **state)
         moved += plan.per_week[ch] != greedy_plan.per_week[ch];
     }
     assert_true(moved == 1.0); /* one channel moved */
+
+    /* The gaps are U(greedy) - U(neighbour), in neighbour order: none
+     * negative (greedy is the argmax), and the drawn one among them. */
+    member_estimate_t e;
+    memset(&plan, 0, sizeof plan);
+    slow_plan_member_explore(&w, &p, &g, &f, now, 28 * 86400.0, 0.1, 0.05, 0.0, &plan, &e, &c);
+    double u[ACTION_GRID_MAX_ACTIONS];
+    utility_argmax(&w, &e, &g, u);
+    int nb[PLAN_EXPLORE_MAX_NEIGHBOURS];
+    int k = plan_explore_neighbours(&g, greedy, u, nb);
+    assert_int_equal(plan.n_gaps, k);
+    bool drawn_found = false;
+    for (int j = 0; j < k; j++) {
+        assert_true(plan.utility_gap[j] >= 0.0);
+        assert_true(fabs(plan.utility_gap[j] - (u[greedy] - u[nb[j]])) < 1e-12);
+        drawn_found |= nb[j] == c.action;
+    }
+    assert_true(drawn_found);
 }
 
 int main(void)

@@ -28,6 +28,8 @@
 
 /* At most one step down and one up per planned channel. */
 #define PLAN_EXPLORE_MAX_NEIGHBOURS (2 * ACTION_GRID_MAX_CHANNELS)
+_Static_assert(PLAN_EXPLORE_MAX_NEIGHBOURS == NOTIFD_PLAN_MAX_NEIGHBOURS,
+               "plan_t holds one utility gap per neighbour");
 
 /* The highest slow.explore_prob the config accepts: above it the plans
  * stop being the policy's and become mostly experiment. */

@@ -37,7 +37,8 @@ int slow_plan_member_ex(const slow_weights_t *w, const slow_priors_t *p,
  * slow_plan_member_ex() with plan-level exploration (plan_explore.h): with
  * probability explore_prob the plan is a neighbour of the argmax. u_explore
  * and u_pick are the draws (plan_explore_draws()). When explore_prob > 0
- * the plan carries its propensity, K and the greedy plan (types.h), so the
+ * the plan carries its propensity, K, the greedy plan and the utility gaps
+ * from the greedy plan to each neighbour (types.h), so the
  * writer stores them; with explore_prob 0 the result is exactly
  * slow_plan_member_ex()'s. choice_out may be NULL.
  */

@@ -57,6 +57,7 @@ typedef enum stored_field {
     STORED_SEND_TIME,        /* <ch>:sends entries, sent zset scores: unix seconds */
     STORED_PLAN_PROPENSITY,  /* plan propensity: 0 .. 1 (0 itself is refused by the plan parser) */
     STORED_PLAN_NEIGHBOURS,  /* plan neighbours: integer 1 .. 8 */
+    STORED_PLAN_GAP,         /* entries of plan gaps: -1e12 .. 1e12 */
     STORED_FIELD_COUNT
 } stored_field_t;
 

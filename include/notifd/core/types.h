@@ -19,6 +19,10 @@
 #define NOTIFD_SOURCE_MAX 32
 #define NOTIFD_ARM_NAME_MAX 32
 
+/* Most neighbours of a plan on the grid: one step down and up on each of
+ * at most 4 planned channels (plan_explore.h). */
+#define NOTIFD_PLAN_MAX_NEIGHBOURS 8
+
 #define NOTIFD_SECONDS_PER_DAY 86400
 #define NOTIFD_SECONDS_PER_WEEK 604800
 
@@ -41,6 +45,12 @@ typedef struct plan {
     int explore_neighbours;
     double propensity;                         /* P(this action | member) */
     double greedy_per_week[NOTIFD_MAX_CHANNELS]; /* the argmax's values */
+    /* U(greedy) - U(neighbour j), in plan_explore_neighbours() order, when
+     * n_gaps == explore_neighbours (else unknown): what lets an offline
+     * evaluation find the plan another slow.message_cost would have chosen
+     * among the same neighbours, without the member's estimate. */
+    int n_gaps;
+    double utility_gap[NOTIFD_PLAN_MAX_NEIGHBOURS];
 } plan_t;
 
 static inline bool plan_has_channel(const plan_t *p, int channel)

@@ -84,9 +84,9 @@ void planner_stop(planner_t *pl);
  */
 extern const char planner_script_plan_write[];
 
-/* 3 leading arguments; pairs: 6 fixed fields and a spare, propensity and
- * neighbours, and per channel <ch>_per_week and greedy_<ch>. */
-#define PLANNER_WRITE_MAX_ARGS (3 + 2 * (9 + 2 * NOTIFD_MAX_CHANNELS))
+/* 3 leading arguments; pairs: 6 fixed fields and a spare, propensity,
+ * neighbours and gaps, and per channel <ch>_per_week and greedy_<ch>. */
+#define PLANNER_WRITE_MAX_ARGS (3 + 2 * (10 + 2 * NOTIFD_MAX_CHANNELS))
 
 /* Arguments of one plan write (after EVALSHA sha numkeys), argv form. */
 typedef struct planner_write_args {
@@ -132,7 +132,7 @@ int planner_plan_member(const config_t *cfg, const slow_config_t *slow, const ch
 
 /* Fills `out` for `plan` (action, per_week, computed_at, valid_until,
  * version and arm set by the caller; source is written as "planner"; arm
- * only when not empty; propensity, neighbours and greedy_<ch> (where the
+ * only when not empty; propensity, neighbours, gaps and greedy_<ch> (where the
  * greedy value differs) only for a drawn plan; expires_at only when not 0: the write sets the TTL
  * ttl_s, which runs out then). `key` and `plan` must outlive the use of
  * `out`. */
