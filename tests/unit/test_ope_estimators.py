@@ -45,6 +45,26 @@ class NeighboursAndTargets(unittest.TestCase):
         self.assertEqual(down.probs((5.0, 0.0), 3, GRID), {(5.0, 0.0): 1.0})
 
 
+class CostTarget(unittest.TestCase):
+    def test_another_cost_moves_to_the_neighbour_it_favours(self):
+        g = (2.0, 1.0)  # neighbours: (1,1), (3,1), (2,0), (2,2)
+        gaps = [0.02, 0.004, 0.012, 0.03]
+        # Same cost: the greedy plan.
+        self.assertEqual(est.target_cost(0.0).probs(g, 4, GRID, gaps), {g: 1.0})
+        # Cheaper by 0.005: one more push gains 0.005 - 0.004 > 0.
+        self.assertEqual(est.target_cost(-0.005).probs(g, 4, GRID, gaps), {(3.0, 1.0): 1.0})
+        # Dearer by 0.015: one fewer email saves 0.015 - 0.012, one fewer
+        # push 0.015 - 0.02 < 0: the email goes.
+        self.assertEqual(est.target_cost(0.015).probs(g, 4, GRID, gaps), {(2.0, 0.0): 1.0})
+        # Dearer by 0.025: both gain; the larger gain wins.
+        self.assertEqual(est.target_cost(0.025).probs(g, 4, GRID, gaps), {(2.0, 0.0): 1.0})
+        # An exact tie goes to fewer messages.
+        self.assertEqual(est.target_cost(0.012).probs(g, 4, GRID, gaps), {(2.0, 0.0): 1.0})
+        # No gaps logged, or not one per neighbour: the greedy plan.
+        self.assertEqual(est.target_cost(0.5).probs(g, 4, GRID, None), {g: 1.0})
+        self.assertEqual(est.target_cost(0.5).probs(g, 4, GRID, [0.1]), {g: 1.0})
+
+
 class Estimates(unittest.TestCase):
     def test_hand_computed_sums(self):
         # Weights 2, 0, 1 with rewards 3, 5, 1: IPS (6 + 0 + 1)/3, SNIPS 7/3,

@@ -50,11 +50,19 @@ def neighbours(greedy, grid):
 
 
 class Target:
-    """A target policy over plans: probs(greedy, K, grid) -> {action: p}."""
+    """A target policy over plans: probs(greedy, K, grid) -> {action: p}
+    (and the logged utility gaps when uses_gaps is set)."""
+
+    uses_gaps = False
 
     def __init__(self, name, probs):
         self.name = name
         self.probs = probs
+
+    def probs_for(self, u, grid):
+        if self.uses_gaps:
+            return self.probs(u["greedy"], u["k"], grid, u.get("gaps"))
+        return self.probs(u["greedy"], u["k"], grid)
 
 
 def target_greedy():
@@ -100,6 +108,31 @@ def target_shift(channel_index, step, label):
         a[channel_index] = values[i]
         return {tuple(a): 1.0}
     return Target(label, probs)
+
+
+def target_cost(delta, label=None):
+    """The greedy planner at slow.message_cost + delta, among the logged
+    plan's greedy action and its neighbours: U'(a) = U(a) - delta * M(a),
+    with U(g) - U(neighbour j) the logged gap j and M the messages a week
+    (every channel's cost multiplier 1, notifd's default). Ties go to fewer
+    messages, as notifd's argmax does. A plan logged without gaps keeps its
+    greedy action. For a small delta the argmax moves at most one step, so
+    this is the policy notifd would run at that cost; a larger delta moves
+    some members further than the neighbourhood, which this cannot see."""
+    def probs(g, k, grid, gaps=None):
+        nb = neighbours(g, grid)
+        if not gaps or len(gaps) != len(nb):
+            return {g: 1.0}
+        best, best_u, best_m = g, 0.0, sum(g)
+        for a, gap in zip(nb, gaps):
+            u = -gap - delta * (sum(a) - sum(g))
+            m = sum(a)
+            if u > best_u + 1e-12 or (abs(u - best_u) <= 1e-12 and m < best_m):
+                best, best_u, best_m = a, u, m
+        return {best: 1.0}
+    t = Target(label or "cost:%+g" % delta, probs)
+    t.uses_gaps = True
+    return t
 
 
 # ---- the reward model for DR ---------------------------------------------------
@@ -159,7 +192,7 @@ def unit_terms(units, target, metric, grid, q=None):
         if not (0.0 < p0 <= 1.0):
             raise ValueError("member %s week %s: logged propensity %r is not in (0, 1]"
                              % (u["member"], u["week"], p0))
-        pi = target.probs(u["greedy"], u["k"], grid)
+        pi = target.probs_for(u, grid)
         w = pi.get(u["action"], 0.0) / p0
         r = u["reward"][metric]
         if q is not None:

@@ -131,6 +131,7 @@ def member_weeks(paths, from_week=None, to_week=None):
             "member": member, "week": week, "channels": chans, "action": action,
             "greedy": tuple(float(greedy.get(c, per_week[c])) for c in chans),
             "k": int(plan.get("neighbours", 0) or 0),
+            "gaps": [float(x) for x in plan.get("gaps") or ()],
             "p0": float(plan.get("propensity", 1.0)),
             "holdout": member in holdout, "reward": reward,
         })
