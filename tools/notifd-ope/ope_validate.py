@@ -66,7 +66,10 @@ def validate(sim_bin, notifd_bin, args, warmup, explore, pairs=PAIRS, workdir=No
              bootstrap=200):
     """Runs A and every B; returns (A's overall row, A's logged estimate,
     rows of {label, target, sim_b, sim_delta, est})."""
-    workdir = workdir or tempfile.mkdtemp(prefix="ope-validate-")
+    if workdir is None:
+        # The events are hundreds of MB at a full run's size: gone afterwards.
+        with tempfile.TemporaryDirectory(prefix="ope-validate-") as d:
+            return validate(sim_bin, notifd_bin, args, warmup, explore, pairs, d, bootstrap)
     events = os.path.join(workdir, "events-a")
     a = run_sim(sim_bin, notifd_bin, args, ["slow.explore_prob=%g" % explore], events)
     ests = estimate(events, ["logged"] + [p[1] for p in pairs], warmup, bootstrap)
