@@ -166,6 +166,47 @@ class SyntheticTruth(unittest.TestCase):
         self.assertLess(r["ips"], 0.5 * truth["up"])
 
 
+class CarryOver(unittest.TestCase):
+    def test_a_horizon_of_two_weeks_sees_next_weeks_fatigue(self):
+        # Each push a week brings 0.3 visits that week and costs 0.2 the
+        # week after (fatigue). Steady state of "one push more": +0.1 a
+        # week; its own week alone says +0.3.
+        rng = random.Random(9)
+        units = []
+        eps = 0.4
+        for m in range(4000):
+            b = rng.choice([0.5, 4.0, 18.0])
+            g = (2.0, 0.0)
+            nb = est.neighbours(g, GRID)
+            prev = g
+            rows = []
+            for w in range(6):
+                if rng.random() < eps:
+                    a, p0 = nb[rng.randrange(len(nb))], eps / len(nb)
+                else:
+                    a, p0 = g, 1 - eps
+                r = b + 0.3 * a[0] - 0.2 * prev[0] + rng.gauss(0, 0.5)
+                rows.append((w, a, p0, r))
+                prev = a
+            for i, (w, a, p0, r) in enumerate(rows[:-1]):
+                units.append({"member": "m%d" % m, "week": w, "action": a, "greedy": g,
+                              "k": len(nb), "p0": p0, "reward": {"visits": r},
+                              "reward_h": {"visits": r + rows[i + 1][3]}})
+        up = est.target_shift(0, +1, "up")
+        two = est.evaluate(units, up, "visits", GRID, bootstrap=100)
+        lo, hi = two["ci"]["d_dr"]
+        # Relative to the logged policy (mean push 2 + 0.4 * 0), one push
+        # more every week: +1 push -> +0.3 - 0.2 = +0.1.
+        self.assertLess(lo, 0.1)
+        self.assertGreater(hi, 0.1)
+        for u in units:
+            del u["reward_h"]
+        one = est.evaluate(units, up, "visits", GRID, bootstrap=100)
+        lo, hi = one["ci"]["d_dr"]
+        self.assertGreater(lo, 0.2)  # its own week only: the fatigue is missed
+        self.assertAlmostEqual(one["logged"], two["logged"])
+
+
 class Reader(unittest.TestCase):
     MON = 1795392000
 
@@ -229,6 +270,18 @@ class Reader(unittest.TestCase):
         self.assertTrue(h["holdout"])
         self.assertFalse(u["holdout"])
         self.assertEqual(h["greedy"], h["action"])  # not drawn: greedy is the plan
+
+    def test_horizon_sums_the_following_weeks_and_drops_the_last(self):
+        mon, wk = self.MON, 7 * 86400
+        evs = [self.decision("a", mon + i * wk + 100, "d%d" % i) for i in range(3)]
+        evs += [{"type": "feedback", "ts": mon + i * wk + 200, "member": "a", "event": "visit",
+                 "event_id": "v%d-%d" % (i, j)} for i in range(3) for j in range(i + 1)]
+        units, stats = ope_logs.member_weeks([self.write(evs)], horizon=2)
+        self.assertEqual([u["reward"]["visits"] for u in units], [1.0, 2.0])
+        self.assertEqual([u["reward_h"]["visits"] for u in units], [3.0, 5.0])
+        self.assertEqual(stats["weeks_past_the_logs"], 1)
+        with self.assertRaises(ValueError):
+            ope_logs.member_weeks([self.write(evs)], horizon=0)
 
     def test_week_window(self):
         d = self.write([self.decision("a", self.MON + 100, "e1"),

@@ -21,6 +21,15 @@ one week's plan changes anything, and the difference cancels that: DR's
 delta is (1/n) sum [(sum_a pi1 q(a) - q(a_i)) + (w - 1)(r - q(a_i))], whose
 spread is the weekly residual's, not the population's.
 
+A plan's effect outlives its week (fatigue, opt-outs, what the features
+learn from the sends). With a horizon of H weeks a unit's reward R is the
+sum of its week's and the next H - 1 weeks' rewards, its weight still its
+own week's plan's: the difference then holds the plan's effect on its week
+and on the H - 1 after it, which, if effects add up and fade within H
+weeks, is what changing every week's plan changes a week's reward by. The
+value is reported as the logged policy's weekly mean plus that difference
+(H = 1: exactly the estimators above).
+
 Confidence intervals are percentile intervals of a bootstrap that resamples
 *members* (a member's weeks are not independent), using per-member sums so a
 replicate costs one pass over the members.
@@ -138,6 +147,11 @@ def target_cost(delta, label=None):
 # ---- the reward model for DR ---------------------------------------------------
 
 
+def horizon_reward(u, metric):
+    """R: the unit's reward over its horizon (its own week's without one)."""
+    return u.get("reward_h", u["reward"])[metric]
+
+
 def fit_reward_model(units, metric, shrink=20.0):
     """q(x, a) = b_member + tau(greedy, a).
 
@@ -151,7 +165,7 @@ def fit_reward_model(units, metric, shrink=20.0):
     by_member = {}
     for u in units:
         s = by_member.setdefault(u["member"], [0.0, 0])
-        s[0] += u["reward"][metric]
+        s[0] += horizon_reward(u, metric)
         s[1] += 1
     total = sum(s[0] for s in by_member.values())
     count = sum(s[1] for s in by_member.values())
@@ -161,12 +175,12 @@ def fit_reward_model(units, metric, shrink=20.0):
         s, n = by_member[u["member"]]
         if n <= 1:
             return global_mean
-        return (s - u["reward"][metric]) / (n - 1)
+        return (s - horizon_reward(u, metric)) / (n - 1)
 
     cells = {}
     for u in units:
         c = cells.setdefault((u["greedy"], u["action"]), [0.0, 0])
-        c[0] += u["reward"][metric] - baseline(u)
+        c[0] += horizon_reward(u, metric) - baseline(u)
         c[1] += 1
 
     def tau(g, a):
@@ -184,7 +198,8 @@ def fit_reward_model(units, metric, shrink=20.0):
 
 
 def unit_terms(units, target, metric, grid, q=None):
-    """Per unit: (member, w, w*r, dr_term, r). Units whose logged propensity is
+    """Per unit: (member, w, w*R, dr_term, R, r): R over the horizon, r the
+    week's own reward. Units whose logged propensity is
     not in (0, 1] are an error: the log is broken, not the estimate."""
     out = []
     for u in units:
@@ -194,50 +209,57 @@ def unit_terms(units, target, metric, grid, q=None):
                              % (u["member"], u["week"], p0))
         pi = target.probs_for(u, grid)
         w = pi.get(u["action"], 0.0) / p0
-        r = u["reward"][metric]
+        r = horizon_reward(u, metric)
         if q is not None:
             direct = sum(p * q(u, a) for a, p in pi.items())
             dr = direct + w * (r - q(u, u["action"]))
         else:
             dr = w * r
-        out.append((u["member"], w, w * r, dr, r))
+        out.append((u["member"], w, w * r, dr, r, u["reward"][metric]))
     return out
 
 
 NAN = float("nan")
 
 
-def estimates_from_sums(n, sw, swr, sdr, sw2, sr=0.0):
-    """IPS, SNIPS, DR, ESS and the on-policy mean from the sums over units,
-    and each estimate's difference from the on-policy mean (d_*)."""
+def estimates_from_sums(n, sw, swr, sdr, sw2, sr=0.0, sr1=None):
+    """IPS, SNIPS, DR, ESS and the on-policy weekly mean from the sums over
+    units, and each estimate's difference from the on-policy mean (d_*).
+    sr sums R (the horizon's reward), sr1 the weeks' own (= sr without a
+    horizon); each value is the weekly mean plus its difference."""
+    if sr1 is None:
+        sr1 = sr
     if n == 0:
         return {"ips": NAN, "snips": NAN, "dr": NAN, "ess": 0.0, "logged": NAN,
                 "d_ips": NAN, "d_snips": NAN, "d_dr": NAN}
-    snips = swr / sw if sw > 0 else NAN
-    logged = sr / n
+    logged = sr1 / n
+    d_ips = (swr - sr) / n
+    d_snips = swr / sw - sr / n if sw > 0 else NAN
+    d_dr = (sdr - sr) / n
     return {
-        "ips": swr / n,
-        "snips": snips,
-        "dr": sdr / n,
+        "ips": logged + d_ips,
+        "snips": logged + d_snips,
+        "dr": logged + d_dr,
         "ess": sw * sw / sw2 if sw2 > 0 else 0.0,
         "logged": logged,
-        "d_ips": (swr - sr) / n,
-        "d_snips": snips - logged,
-        "d_dr": (sdr - sr) / n,
+        "d_ips": d_ips,
+        "d_snips": d_snips,
+        "d_dr": d_dr,
     }
 
 
 def member_sums(terms):
-    """Per member: [n, sum w, sum w r, sum dr, sum w^2, sum r]."""
+    """Per member: [n, sum w, sum w R, sum dr, sum w^2, sum R, sum r]."""
     sums = {}
-    for member, w, wr, dr, r in terms:
-        s = sums.setdefault(member, [0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    for member, w, wr, dr, r, r1 in terms:
+        s = sums.setdefault(member, [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
         s[0] += 1
         s[1] += w
         s[2] += wr
         s[3] += dr
         s[4] += w * w
         s[5] += r
+        s[6] += r1
     return list(sums.values())
 
 
@@ -262,17 +284,17 @@ def evaluate(units, target, metric, grid, bootstrap=200, level=0.95, seed=1, use
 def evaluate_terms(terms, name, metric, n_units, bootstrap=200, level=0.95, seed=1):
     """evaluate() from unit_terms() output."""
     per_member = member_sums(terms)
-    tot = [sum(s[i] for s in per_member) for i in range(6)]
+    tot = [sum(s[i] for s in per_member) for i in range(7)]
     point = estimates_from_sums(*tot)
     rng = random.Random(seed)
     keys = ("ips", "snips", "dr", "d_ips", "d_snips", "d_dr")
     reps = {k: [] for k in keys}
     m = len(per_member)
     for _ in range(bootstrap if m else 0):
-        acc = [0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        acc = [0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
         for _j in range(m):
             s = per_member[rng.randrange(m)]
-            for i in range(6):
+            for i in range(7):
                 acc[i] += s[i]
         e = estimates_from_sums(*acc)
         for k in keys:

@@ -64,13 +64,17 @@ def plan_channels(plan):
     return tuple(sorted(c for c in plan.get("per_week", {}) if c not in defaulted))
 
 
-def member_weeks(paths, from_week=None, to_week=None):
+def member_weeks(paths, from_week=None, to_week=None, horizon=1):
     """Returns (units, stats). A unit: member, week, channels, action,
-    greedy, k, p0, holdout, reward {metric: value}. Weeks outside
-    [from_week, to_week) are left out; so are member-weeks with no decision
-    (nothing says which plan they had) and threshold-mode decisions."""
+    greedy, k, p0, gaps, holdout, reward {metric: value} (the week's) and
+    reward_h (the sum over the week and the horizon - 1 after it). Weeks
+    outside [from_week, to_week) are left out; so are member-weeks with no
+    decision (nothing says which plan they had), threshold-mode decisions,
+    and weeks whose horizon runs past the last week in the logs."""
+    if horizon < 1:
+        raise ValueError("the horizon must be at least 1 week")
     stats = {"events": 0, "decisions": 0, "feedback": 0, "bad_lines": 0,
-             "weeks_without_plan": 0, "dup_events": 0}
+             "weeks_without_plan": 0, "dup_events": 0, "weeks_past_the_logs": 0}
     plans = {}
     rewards = {}
     holdout = set()
@@ -112,11 +116,15 @@ def member_weeks(paths, from_week=None, to_week=None):
             elif kind == "open":
                 r["opens"] += 1
     units = []
+    last_week = max((k[1] for k in rewards), default=None)
     for key, reward in rewards.items():
         member, week = key
         if from_week is not None and week < from_week:
             continue
         if to_week is not None and week >= to_week:
+            continue
+        if week + horizon - 1 > last_week:
+            stats["weeks_past_the_logs"] += 1
             continue
         got = plans.get(key)
         if got is None:
@@ -134,6 +142,9 @@ def member_weeks(paths, from_week=None, to_week=None):
             "gaps": [float(x) for x in plan.get("gaps") or ()],
             "p0": float(plan.get("propensity", 1.0)),
             "holdout": member in holdout, "reward": reward,
+            # A week with no event of the member's had none of the rewards.
+            "reward_h": {m: sum(rewards.get((member, week + j), {}).get(m, 0.0)
+                                for j in range(horizon)) for m in METRICS},
         })
     units.sort(key=lambda u: (u["member"], u["week"]))
     return units, stats

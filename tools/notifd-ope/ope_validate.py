@@ -53,9 +53,9 @@ def run_sim(sim_bin, notifd_bin, args, sets, events_dir=None, timeout=3600):
         return rows[-1]
 
 
-def estimate(events_dir, targets, warmup, bootstrap=200):
+def estimate(events_dir, targets, warmup, bootstrap=200, horizon=1):
     cmd = [sys.executable, OPE, "--json", "--metric", "visits", "--skip-weeks", str(warmup),
-           "--bootstrap", str(bootstrap)]
+           "--bootstrap", str(bootstrap), "--horizon", str(horizon)]
     for t in targets:
         cmd += ["--target", t]
     proc = subprocess.run(cmd + [events_dir], capture_output=True, text=True, timeout=3600)
@@ -66,23 +66,33 @@ def estimate(events_dir, targets, warmup, bootstrap=200):
 
 
 def validate(sim_bin, notifd_bin, args, warmup, explore, pairs=PAIRS, workdir=None,
-             bootstrap=200):
+             bootstrap=200, horizon=1):
     """Runs A and every B; returns (A's overall row, A's logged estimate,
-    rows of {label, target, sim_b, sim_delta, est})."""
+    rows of {label, target, sim_b, sim_delta, est}). horizon may be a list:
+    then est (and the logged estimate) are {horizon: estimate}, all from
+    the same runs."""
     if workdir is None:
         # The events are hundreds of MB at a full run's size: gone afterwards.
         with tempfile.TemporaryDirectory(prefix="ope-validate-") as d:
-            return validate(sim_bin, notifd_bin, args, warmup, explore, pairs, d, bootstrap)
+            return validate(sim_bin, notifd_bin, args, warmup, explore, pairs, d, bootstrap,
+                            horizon)
     events = os.path.join(workdir, "events-a")
     a = run_sim(sim_bin, notifd_bin, args, ["slow.explore_prob=%g" % explore], events)
-    ests = estimate(events, ["logged"] + [p[1] for p in pairs], warmup, bootstrap)
+    horizons = horizon if isinstance(horizon, list) else [horizon]
+    by_h = {h: estimate(events, ["logged"] + [p[1] for p in pairs], warmup, bootstrap, h)
+            for h in horizons}
+
+    def pick(target):
+        if isinstance(horizon, list):
+            return {h: by_h[h][target] for h in horizons}
+        return by_h[horizon][target]
     rows = []
     for label, target, sets in pairs:
         b = run_sim(sim_bin, notifd_bin, args, sets)
         sim_b = float(b["visits_pmw"])
         rows.append({"label": label, "target": target, "sim_b": sim_b,
-                     "sim_delta": sim_b - float(a["visits_pmw"]), "est": ests[target]})
-    return a, ests["logged"], rows
+                     "sim_delta": sim_b - float(a["visits_pmw"]), "est": pick(target)})
+    return a, pick("logged"), rows
 
 
 def inside(x, ci):
