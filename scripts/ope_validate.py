@@ -4,11 +4,12 @@
 Policy A plans with slow.explore_prob (0.3 unless --explore) and keeps its
 events; for each policy B of tools/notifd-ope/ope_validate.py's PAIRS
 (greedy plans, message_cost 0.015, message_cost 0.005) notifd-sim runs B
-and notifd-ope estimates it from A's logs. Prints, per pair, B's simulated
+and notifd-ope estimates it from A's logs. Prints, per pair and reward
+horizon (--horizons, default 1 and 2 weeks: docs/ope.md), B's simulated
 visits per member-week, the IPS / SNIPS / DR estimates with 95% intervals,
-the same for the difference B - A, whether each interval holds the
-simulated value, and the effective sample size. Exit status 1 if a DR
-interval misses.
+the same for the difference B - A, whether the DR intervals hold the
+simulated values, and the effective sample size. Exit status 1 if a DR
+interval of the last horizon misses.
 
 Usage: scripts/ope_validate.py [--members 5000] [--weeks 8] [--warmup 2]
                                [--seed 1] [--explore 0.3] [--mix C:R:H]
