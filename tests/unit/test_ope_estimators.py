@@ -207,6 +207,58 @@ class CarryOver(unittest.TestCase):
         self.assertAlmostEqual(one["logged"], two["logged"])
 
 
+class Pooling(unittest.TestCase):
+    def test_equal_groups_pool_to_their_mean_and_noisy_ones_shrink(self):
+        # No spread beyond the noise: tau2 0, everything at the mean.
+        mu, tau2, post = est.eb_pool({"a": (1.0, 1.0, 10), "b": (1.2, 1.0, 10),
+                                      "c": (0.8, 1.0, 10)})
+        self.assertAlmostEqual(mu, 1.0)
+        self.assertEqual(tau2, 0.0)
+        self.assertAlmostEqual(post["a"], 1.0)
+        # Real spread: precise groups keep their value, a noisy one shrinks
+        # toward the mean, the more the noisier.
+        groups = {"x": (0.0, 0.001, 100), "y": (2.0, 0.001, 100), "z": (10.0, 25.0, 2)}
+        mu, tau2, post = est.eb_pool(groups)
+        self.assertGreater(tau2, 0.5)
+        self.assertAlmostEqual(post["x"], 0.0, places=2)
+        self.assertAlmostEqual(post["y"], 2.0, places=2)
+        self.assertLess(post["z"], 5.0)
+        self.assertGreater(post["z"], mu)
+        self.assertEqual(est.eb_pool({}), (est.eb_pool({})[0], 0.0, {}))
+
+    def test_group_differences_recover_each_groups_dose_response(self):
+        # Two kinds of members: one more push is worth +0.5 a week to
+        # greedy (1, 0) members and -0.2 to greedy (3, 0) members.
+        rng = random.Random(4)
+        units = []
+        eps = 0.5
+        for m in range(3000):
+            g = (1.0, 0.0) if m % 2 else (3.0, 0.0)
+            slope = 0.5 if m % 2 else -0.2
+            b = rng.choice([1.0, 5.0])
+            nb = est.neighbours(g, GRID)
+            for w in range(4):
+                if rng.random() < eps:
+                    a, p0 = nb[rng.randrange(len(nb))], eps / len(nb)
+                else:
+                    a, p0 = g, 1 - eps
+                r = b + slope * (a[0] - g[0]) + rng.gauss(0, 0.3)
+                units.append({"member": "m%d" % m, "week": w, "action": a, "greedy": g,
+                              "k": len(nb), "p0": p0, "reward": {"visits": r}})
+        up = est.target_shift(0, +1, "up")
+        raw = est.group_differences(units, up, "visits", GRID, key=lambda u: u["greedy"])
+        # The logged push is one step down or up with equal probability
+        # (e/3 each; the steps are 1 message on this part of the grid), so
+        # its mean is the greedy value and one step up differs by the slope.
+        for g, slope in (((1.0, 0.0), 0.5), ((3.0, 0.0), -0.2)):
+            d, var, n = raw[g]
+            expected = slope
+            self.assertLess(abs(d - expected), 4 * math.sqrt(var) + 0.02, (g, d, expected))
+        _mu, _tau2, post = est.eb_pool(raw)
+        self.assertGreater(post[(1.0, 0.0)], 0.3)
+        self.assertLess(post[(3.0, 0.0)], 0.0)
+
+
 class Reader(unittest.TestCase):
     MON = 1795392000
 

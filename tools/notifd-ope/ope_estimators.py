@@ -326,3 +326,50 @@ def mean_difference(a, b, bootstrap=200, level=0.95, seed=1):
     reps.sort()
     alpha = (1.0 - level) / 2.0
     return point, (percentile(reps, alpha), percentile(reps, 1.0 - alpha))
+
+
+# ---- dose-response by group, pooled ---------------------------------------------
+
+
+def group_differences(units, target, metric, grid, key, q=None):
+    """Per group (key(unit)): the DR difference of `target` from the logged
+    policy, (1/n) sum (dr_i - R_i), with its variance from member clusters
+    (a member's weeks are not independent). Returns {group: (d, var, n)}."""
+    q = q or fit_reward_model(units, metric)
+    groups = {}
+    for u, t in zip(units, unit_terms(units, target, metric, grid, q)):
+        groups.setdefault(key(u), []).append((t[0], t[3] - t[4]))
+    out = {}
+    for g, rows in groups.items():
+        n = len(rows)
+        d = sum(x for _m, x in rows) / n
+        per_member = {}
+        for m, x in rows:
+            per_member[m] = per_member.get(m, 0.0) + (x - d)
+        var = sum(s * s for s in per_member.values()) / (n * n)
+        out[g] = (d, var, n)
+    return out
+
+
+def eb_pool(estimates):
+    """Empirical-Bayes pooling of noisy group estimates {g: (d, var, n)}:
+    d_g ~ N(theta_g, var_g), theta_g ~ N(mu, tau2). mu is the precision-
+    weighted mean, tau2 the method-of-moments between-group variance
+    (DerSimonian-Laird, floored at 0); each group's posterior mean is
+    mu + tau2 / (tau2 + var_g) * (d_g - mu): a group with little data leans
+    on the others, one with much data keeps its own. Returns
+    (mu, tau2, {g: posterior mean})."""
+    items = [(g, d, v) for g, (d, v, _n) in estimates.items() if v > 0 and not math.isnan(d)]
+    if not items:
+        return NAN, 0.0, {}
+    w = [1.0 / v for _g, _d, v in items]
+    sw = sum(w)
+    mu_fixed = sum(wi * d for wi, (_g, d, _v) in zip(w, items)) / sw
+    qstat = sum(wi * (d - mu_fixed) ** 2 for wi, (_g, d, _v) in zip(w, items))
+    k = len(items)
+    denom = sw - sum(wi * wi for wi in w) / sw
+    tau2 = max(0.0, (qstat - (k - 1)) / denom) if k > 1 and denom > 0 else 0.0
+    wr = [1.0 / (v + tau2) for _g, _d, v in items]
+    mu = sum(wi * d for wi, (_g, d, _v) in zip(wr, items)) / sum(wr)
+    post = {g: mu + (tau2 / (tau2 + v)) * (d - mu) for g, d, v in items}
+    return mu, tau2, post
