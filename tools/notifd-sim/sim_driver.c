@@ -326,6 +326,21 @@ static int recent_volume(const sim_member_t *m, int c, int64_t t)
     return v;
 }
 
+/* The recovering model's opt-out load on c at t: every delivery counts
+ * e^(-age / mean life), scaled by 7 days / mean life so that a steady rate
+ * gives the same load as the 7-day window's count; a burst recovers within
+ * days instead of staying for a week. */
+static double recovering_volume(const sim_member_t *m, int c, int64_t t)
+{
+    double v = 0.0;
+    for (int i = 0; i < SIM_RING; i++) {
+        int64_t at = m->delivered[c][i];
+        if (at > 0 && at <= t)
+            v += exp(-(double)(t - at) / SIM_RECOVERY_MEAN_LIFE_S);
+    }
+    return v * SIM_WEEK / SIM_RECOVERY_MEAN_LIFE_S;
+}
+
 /* After a send at t (already in the ring): the member's sends on c in its
  * calendar week and in the 7 days up to t, against the cap of the plan the
  * reply named. notifd must never let the week past the cap, nor the 7 days
@@ -417,7 +432,9 @@ static void member_react(driver_t *d, sim_member_t *m)
             schedule(m, reacted, EV_DISMISS, c, item, o);
         }
     }
-    double excess = (recent_volume(m, c, t) - m->tolerance) / m->tolerance;
+    double volume = m->model == SIM_MODEL_RECOVERING ? recovering_volume(m, c, t)
+                                                     : (double)recent_volume(m, c, t);
+    double excess = (volume - m->tolerance) / m->tolerance;
     double hazard = cd->unsub + SIM_OPTOUT_SLOPE * (excess > 0.0 ? excess : 0.0);
     if (u_unsub < hazard)
         schedule(m, reacted + 120, EV_UNSUB, c, item, o);
