@@ -326,19 +326,26 @@ static int recent_volume(const sim_member_t *m, int c, int64_t t)
     return v;
 }
 
-/* The recovering model's opt-out load on c at t: every delivery counts
- * e^(-age / mean life), scaled by 7 days / mean life so that a steady rate
- * gives the same load as the 7-day window's count; a burst recovers within
- * days instead of staying for a week. */
+/* The recovering model's opt-out load on c at t, for the delivery at t
+ * (already in the ring): that delivery counts 1, as in the 7-day count;
+ * each earlier one e^(-age / mean life) * 7 days / mean life, so that a
+ * steady rate gives the same load as the 7-day count (1 + 7 days' worth)
+ * while a burst is forgiven within days instead of a week. */
 static double recovering_volume(const sim_member_t *m, int c, int64_t t)
 {
-    double v = 0.0;
+    double earlier = 0.0;
+    bool self = false;
     for (int i = 0; i < SIM_RING; i++) {
         int64_t at = m->delivered[c][i];
-        if (at > 0 && at <= t)
-            v += exp(-(double)(t - at) / SIM_RECOVERY_MEAN_LIFE_S);
+        if (at <= 0 || at > t)
+            continue;
+        if (at == t && !self) {
+            self = true; /* this delivery */
+            continue;
+        }
+        earlier += exp(-(double)(t - at) / SIM_RECOVERY_MEAN_LIFE_S);
     }
-    return v * SIM_WEEK / SIM_RECOVERY_MEAN_LIFE_S;
+    return (self ? 1.0 : 0.0) + earlier * SIM_WEEK / SIM_RECOVERY_MEAN_LIFE_S;
 }
 
 /* After a send at t (already in the ring): the member's sends on c in its
