@@ -225,6 +225,10 @@ class Pooling(unittest.TestCase):
         self.assertLess(post["z"], 5.0)
         self.assertGreater(post["z"], mu)
         self.assertEqual(est.eb_pool({}), (est.eb_pool({})[0], 0.0, {}))
+        # A group with no spread (no event at all) takes the pooled mean.
+        mu, _tau2, post = est.eb_pool({"a": (1.0, 0.01, 50), "b": (2.0, 0.01, 50),
+                                       "quiet": (0.0, 0.0, 20)})
+        self.assertAlmostEqual(post["quiet"], mu)
 
     def test_group_differences_recover_each_groups_dose_response(self):
         # Two kinds of members: one more push is worth +0.5 a week to

@@ -358,7 +358,7 @@ def eb_pool(estimates):
     (DerSimonian-Laird, floored at 0); each group's posterior mean is
     mu + tau2 / (tau2 + var_g) * (d_g - mu): a group with little data leans
     on the others, one with much data keeps its own. Returns
-    (mu, tau2, {g: posterior mean})."""
+    (mu, tau2, {g: posterior mean}); a group with zero variance gets mu."""
     items = [(g, d, v) for g, (d, v, _n) in estimates.items() if v > 0 and not math.isnan(d)]
     if not items:
         return NAN, 0.0, {}
@@ -372,4 +372,10 @@ def eb_pool(estimates):
     wr = [1.0 / (v + tau2) for _g, _d, v in items]
     mu = sum(wi * d for wi, (_g, d, _v) in zip(wr, items)) / sum(wr)
     post = {g: mu + (tau2 / (tau2 + v)) * (d - mu) for g, d, v in items}
+    # A group whose estimate has no spread at all (no event in any of its
+    # weeks, e.g. no opt-out) says nothing about its noise: it takes the
+    # pooled mean rather than an exact 0.
+    for g, (d, v, _n) in estimates.items():
+        if g not in post and not math.isnan(d):
+            post[g] = mu
     return mu, tau2, post
