@@ -13,7 +13,8 @@
 #include "notifd/config/config_reader.h"
 #include "notifd/core/stored_fields.h"
 
-static const char *const experiments_keys[] = {"slow", "fast", NULL};
+static const char *const experiments_keys[] = {"slow", "fast", "holdout_share", "holdout_salt",
+                                                NULL};
 
 static const char *const layer_keys[] = {"salt", "arms", NULL};
 
@@ -168,6 +169,26 @@ static void check_arm_channels(config_errors_t *errs, const char *path, const co
                               cfg->channels[c]);
 }
 
+/* The permanent holdout: a share of members under a salt of its own. Half
+ * the members is the most a holdout may take: beyond that the policy is
+ * the experiment's minority. */
+static void parse_holdout(config_errors_t *errs, json_t *ex, policy_config_t *pc)
+{
+    config_get_double(errs, ex, "experiments", "holdout_share", 0.0, 0.5, &pc->holdout_share);
+    bool have_salt = config_get_string(errs, ex, "experiments", "holdout_salt", pc->holdout_salt,
+                                       sizeof pc->holdout_salt, false, false);
+    if (pc->holdout_share > 0.0 && !have_salt && json_object_get(ex, "holdout_salt") == NULL)
+        config_errors_add(errs, "experiments.holdout_salt",
+                          "is required with holdout_share: it fixes who is held out");
+    if (pc->holdout_salt[0] == '\0')
+        return;
+    if (strcmp(pc->holdout_salt, pc->fast_layer.salt) == 0 ||
+        strcmp(pc->holdout_salt, pc->slow_layer.salt) == 0)
+        config_errors_add(errs, "experiments.holdout_salt",
+                          "must differ from the layers' salts, or the holdout would be a "
+                          "slice of an arm instead of a sample of every arm");
+}
+
 void config_parse_experiments(config_errors_t *errs, json_t *root, const config_t *cfg,
                               policy_config_t *pc)
 {
@@ -212,4 +233,5 @@ void config_parse_experiments(config_errors_t *errs, json_t *root, const config_
     if (pc->fast_layer.salt[0] != '\0' && strcmp(pc->fast_layer.salt, pc->slow_layer.salt) == 0)
         config_errors_add(errs, "experiments", "the slow and fast layers need different salts, "
                           "or a member's arm in one layer would predict its arm in the other");
+    parse_holdout(errs, ex, pc);
 }

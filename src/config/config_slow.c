@@ -11,10 +11,12 @@
 
 #include "config_policy_internal.h"
 #include "notifd/config/config_reader.h"
+#include "notifd/core/plan_explore.h"
 #include "notifd/core/stored_fields.h"
 
 static const char *const slow_keys[] = {
-    "default_plan", "actions", "message_cost", "weights", "priors", "max_per_week", NULL,
+    "default_plan", "actions", "message_cost", "weights", "priors", "max_per_week",
+    "explore_prob", NULL,
 };
 
 static const char *const weights_keys[] = {
@@ -39,6 +41,7 @@ void config_slow_defaults(slow_config_t *s, const config_t *cfg)
     slow_priors_defaults(&s->priors, names, cfg->n_channels);
     slow_weights_defaults(&s->weights);
     s->max_per_week = STORED_PER_WEEK_DEFAULT;
+    s->explore_prob = 0.0; /* greedy plans unless an operator asks to learn */
     /* Default grid: push x email when both channels exist. */
     action_channel_spec_t specs[2];
     int n = 0;
@@ -290,6 +293,9 @@ void config_parse_slow(config_errors_t *errs, json_t *so, const char *path, cons
                               &s->max_per_week);
         }
     }
+    /* Above PLAN_EXPLORE_MAX_PROB the plans would be mostly experiment. */
+    config_get_double(errs, so, path, "explore_prob", 0.0, PLAN_EXPLORE_MAX_PROB,
+                      &s->explore_prob);
     parse_actions(errs, so, path, cfg, s);
     parse_default_plan(errs, so, path, cfg, s);
     parse_weights(errs, so, path, cfg, s);

@@ -64,6 +64,15 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
         finish_guardrail(out, REASON_ALL_FILTERED);
         return;
     }
+    /* The permanent holdout gets nothing the policy paces: every channel in
+     * threshold mode, every planned or defaulted channel in hierarchical
+     * mode. An unpaced channel (fast.unpaced_channels) is outside the
+     * policy, so it still goes. Certain given the member: propensity 1. */
+    if (in->holdout && (fast->mode == FAST_MODE_THRESHOLD || in->plan == NULL ||
+                        plan_has_channel(in->plan, in->channel))) {
+        finish_guardrail(out, REASON_HOLDOUT);
+        return;
+    }
 
     /* Draw order is fixed (ranking, then the coin) so a replay of the same
      * inputs reproduces the same decision. */

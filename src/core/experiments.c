@@ -25,3 +25,11 @@ int experiments_assign(const char *salt, const double *shares, int n_arms, const
     }
     return -1;
 }
+
+bool experiments_in_holdout(const char *salt, double share, const char *member,
+                            size_t member_len)
+{
+    if (!(share > 0.0))
+        return false;
+    return experiments_position(salt, member, member_len) < share;
+}

@@ -30,3 +30,8 @@ const slow_config_t *policy_slow_for(const policy_config_t *pc, const char *memb
     int arm = assign(&pc->slow_layer, member, member_len, arm_index, arm_name);
     return arm >= 0 ? &pc->slow_arms[arm] : &pc->slow;
 }
+
+bool policy_in_holdout(const policy_config_t *pc, const char *member, size_t member_len)
+{
+    return experiments_in_holdout(pc->holdout_salt, pc->holdout_share, member, member_len);
+}

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "notifd/core/plan_explore.h"
 #include "notifd/lib/number_parse.h"
 
 /* 2^53 - 1: the largest integer a double (and Lua) holds exactly. */
@@ -29,6 +30,9 @@ static const stored_field_spec_t specs[STORED_FIELD_COUNT] = {
     [STORED_FIRST_FRAC] = {"first_frac", 0, 1, false, false},
     [STORED_SCORE] = {"score", -1e12, 1e12, false, false},
     [STORED_SEND_TIME] = {"send_time", 0, STORED_TIME_MAX, false, false},
+    [STORED_PLAN_PROPENSITY] = {"plan_propensity", 0, 1, false, false},
+    [STORED_PLAN_GAP] = {"plan_gap", -1e12, 1e12, false, false},
+    [STORED_PLAN_NEIGHBOURS] = {"plan_neighbours", 1, PLAN_EXPLORE_MAX_NEIGHBOURS, true, false},
 };
 
 const stored_field_spec_t *stored_field_spec(stored_field_t f)

@@ -86,6 +86,7 @@ void op_decide(request_t *req)
     d->fast = policy_fast_for(&cfg->policy, d->r.member, d->r.member_len, &d->fast_arm,
                               &d->fast_arm_name);
     policy_slow_for(&cfg->policy, d->r.member, d->r.member_len, &d->slow_arm, &d->slow_arm_name);
+    d->holdout = policy_in_holdout(&cfg->policy, d->r.member, d->r.member_len);
     d->view.channel = d->r.channel;
     d->view.channel_key = hash_bytes(0, cfg->channels[d->r.channel],
                                      strlen(cfg->channels[d->r.channel]));
@@ -206,7 +207,7 @@ void decide_and_record(decide_ctx_t *d)
         .opportunity = r->opportunity, .opportunity_len = r->opportunity_len,
         .channel_name = cfg->channels[r->channel], .channel = r->channel, .ts = r->ts,
         .tz_offset_min = d->tz, .plan = th_mode ? NULL : &plan,
-        .unsubscribed = d->unsubscribed, .member_open_rate = d->open_rate,
+        .unsubscribed = d->unsubscribed, .holdout = d->holdout, .member_open_rate = d->open_rate,
         .candidates = r->candidates, .n_candidates = r->n, .last_sent_ts = r->last_sent,
         .utility = r->utility, .select_prob = r->select_prob,
         .sent_this_week = d->view.sent_this_week, .recent_sends = d->view.sends,
@@ -365,7 +366,8 @@ static void answer_degraded(decide_ctx_t *d)
             .fast = d->fast, .seed = cfg->seed, .member = r->member, .member_len = r->member_len,
             .opportunity = r->opportunity, .opportunity_len = r->opportunity_len,
             .channel_name = cfg->channels[r->channel], .channel = r->channel, .ts = r->ts,
-            .plan = &plan, .member_open_rate = -1.0, .candidates = r->candidates,
+            .plan = &plan, .holdout = d->holdout, .member_open_rate = -1.0,
+            .candidates = r->candidates,
             .n_candidates = r->n, .last_sent_ts = NULL, .utility = r->utility,
             .select_prob = r->select_prob, .expected_opportunities = -1.0,
         };

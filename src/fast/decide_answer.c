@@ -22,8 +22,30 @@ json_t *decide_plan_json(const config_t *cfg, const plan_t *plan)
         if (defaulted != NULL && (plan->defaulted_mask & (1u << c)))
             json_array_append_new(defaulted, json_string(cfg->channels[c]));
     }
-    return json_pack("{s:I,s:s,s:o,s:o*}", "version", (json_int_t)plan->version, "source",
-                     plan->source, "per_week", per_week, "defaulted", defaulted);
+    json_t *greedy = NULL;
+    if (plan->explore_neighbours > 0) {
+        greedy = json_object();
+        for (int c = 0; c < cfg->n_channels; c++)
+            if (plan_has_channel(plan, c) && !(plan->defaulted_mask & (1u << c)))
+                json_object_set_new(greedy, cfg->channels[c],
+                                    json_real(plan_greedy_per_week(plan, c)));
+    }
+    json_t *pj = json_pack("{s:I,s:s,s:o,s:f,s:o*}", "version", (json_int_t)plan->version,
+                           "source", plan->source, "per_week", per_week, "propensity",
+                           plan_action_propensity(plan), "defaulted", defaulted);
+    if (pj != NULL && greedy != NULL) {
+        json_object_set_new(pj, "neighbours", json_integer(plan->explore_neighbours));
+        json_object_set_new(pj, "greedy", greedy);
+        if (plan->n_gaps > 0) {
+            json_t *gaps = json_array();
+            for (int j = 0; j < plan->n_gaps; j++)
+                json_array_append_new(gaps, json_real(plan->utility_gap[j]));
+            json_object_set_new(pj, "gaps", gaps);
+        }
+    } else {
+        json_decref(greedy);
+    }
+    return pj;
 }
 
 char *decide_answer_text(decide_ctx_t *d, const decision_t *dec, decision_reason_t reason,
@@ -70,6 +92,35 @@ static void publish_event(decide_ctx_t *d, const char *body, size_t len)
         json_array_append_new(cands, c);
     }
     json_object_set_new(ev, "candidates", cands);
+    /* The three draws behind this outcome, each with its probability: the
+     * plan the planner drew, the pacing coin's side, the ranker's pick.
+     * Their product over the levels is what an off-policy estimator divides
+     * by; `propensity` (above) is the coin's times the ranker's. */
+    json_t *plan = json_object_get(ev, "plan");
+    json_t *p_send = json_object_get(ev, "p_send");
+    const char *reason = json_string_value(json_object_get(ev, "reason"));
+    bool sent = json_is_true(json_object_get(ev, "send"));
+    double ps = json_is_number(p_send) ? json_number_value(p_send) : 0.0;
+    double coin = sent ? ps : (reason != NULL && strcmp(reason, "paced_skip") == 0 ? 1.0 - ps : 1.0);
+    json_t *plan_p = json_is_object(plan) ? json_object_get(plan, "propensity") : NULL;
+    /* The ranker's pick is the sent message (the answer names it). */
+    json_t *ranker = json_null();
+    const char *msg = json_string_value(json_object_get(ev, "message"));
+    if (sent && msg != NULL && d->ranked) {
+        size_t ml = json_string_length(json_object_get(ev, "message"));
+        for (size_t i = 0; i < r->n; i++)
+            if (r->candidates[i].id_len == ml && memcmp(r->candidates[i].id, msg, ml) == 0) {
+                json_decref(ranker);
+                ranker = json_real(r->select_prob[i]);
+                break;
+            }
+    }
+    json_object_set_new(ev, "propensities",
+                        json_pack("{s:o,s:f,s:o}", "plan",
+                                  plan_p != NULL ? json_incref(plan_p) : json_null(), "coin", coin,
+                                  "ranker", ranker));
+    if (d->holdout)
+        json_object_set_new(ev, "holdout", json_true());
     events_publish(d->req->app, ev);
 }
 

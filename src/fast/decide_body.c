@@ -30,6 +30,37 @@ static void write_plan(json_writer_t *w, const config_t *cfg, const plan_t *plan
         }
     }
     RAW(w, "}");
+    /* The probability the planner chose this plan with (1 unless it was
+     * drawn with slow.explore_prob), and for a drawn plan the greedy plan
+     * it was drawn around and K, what off-policy evaluation needs. */
+    RAW(w, ",\"propensity\":");
+    jw_real(w, plan_action_propensity(plan));
+    if (plan->explore_neighbours > 0) {
+        RAW(w, ",\"neighbours\":");
+        jw_int(w, plan->explore_neighbours);
+        RAW(w, ",\"greedy\":{");
+        first = true;
+        for (int c = 0; c < cfg->n_channels; c++) {
+            if (plan_has_channel(plan, c) && !(plan->defaulted_mask & (1u << c))) {
+                if (!first)
+                    RAW(w, ",");
+                first = false;
+                jw_cstring(w, cfg->channels[c]);
+                RAW(w, ":");
+                jw_real(w, plan_greedy_per_week(plan, c));
+            }
+        }
+        RAW(w, "}");
+        if (plan->n_gaps > 0) {
+            RAW(w, ",\"gaps\":[");
+            for (int j = 0; j < plan->n_gaps; j++) {
+                if (j > 0)
+                    RAW(w, ",");
+                jw_real(w, plan->utility_gap[j]);
+            }
+            RAW(w, "]");
+        }
+    }
     if (plan->defaulted_mask != 0) {
         /* Channels the plan left out, paced by the default plan or
          * fast.unplanned_per_week. */

@@ -48,6 +48,7 @@ typedef struct decide_ctx {
     plan_t plan;
     int tz;
     bool unsubscribed;
+    bool holdout;                   /* in the permanent holdout (experiments.holdout_share) */
     double open_rate;
     member_view_t view;             /* week hash, for this channel and week */
     char *scores_raw;               /* the recent-scores field as read */

@@ -154,6 +154,10 @@ bool feedback_applied(app_t *app, const config_t *cfg, const feedback_fields_t *
                            (json_int_t)f->ts, "member", f->member, f->member_len, "channel",
                            f->channel >= 0 ? cfg->channels[f->channel] : NULL, "event",
                            f->event, "message", f->message);
+    /* Holdout members' feedback flows like everyone's; the mark lets an
+     * analysis split it without the salt. */
+    if (ev != NULL && policy_in_holdout(&cfg->policy, f->member, f->member_len))
+        json_object_set_new(ev, "holdout", json_true());
     if (ev != NULL)
         events_publish(app, ev);
     return true;

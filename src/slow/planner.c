@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "notifd/core/cadence.h"
+#include "notifd/core/slow_policy.h"
 #include "notifd/lib/hash.h"
 #include "notifd/core/keys.h"
 #include "notifd/log.h"
@@ -132,6 +133,18 @@ bool planner_ttl_long_enough(const config_t *cfg, int64_t expires_at, int64_t co
     return expires_at >= now + planner_plan_ttl_s(cfg, computed_at, valid_until);
 }
 
+int planner_plan_member(const config_t *cfg, const slow_config_t *slow, const char *member,
+                        size_t member_len, const member_features_t *features, int64_t as_of,
+                        plan_t *out)
+{
+    double u_explore = 1.0, u_pick = 0.0;
+    if (slow->explore_prob > 0.0)
+        plan_explore_draws(cfg->seed, member, member_len, as_of, &u_explore, &u_pick);
+    return slow_plan_member_explore(&slow->weights, &slow->priors, &slow->grid, features, as_of,
+                                    cfg->policy.half_life_s, slow->explore_prob, u_explore,
+                                    u_pick, out, NULL, NULL);
+}
+
 void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, const char *key,
                               size_t key_len, const plan_t *plan, int64_t ttl_s,
                               int64_t expires_at)
@@ -169,6 +182,36 @@ void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, co
     if (plan->arm[0] != '\0') {
         ARG_LIT("arm");
         ARG(plan->arm, strlen(plan->arm));
+    }
+    if (plan->explore_neighbours > 0) {
+        /* The logged choice: what off-policy evaluation weights by. */
+        ARG_LIT("propensity");
+        int l = snprintf(t, 32, "%.17g", plan->propensity);
+        ARG(t, (size_t)l);
+        t += l + 1;
+        ARG_LIT("neighbours");
+        ARG_INT(plan->explore_neighbours);
+        if (plan->n_gaps > 0) {
+            /* Six significant digits: utilities are O(1), and what the
+             * gaps decide (which neighbour another cost picks) is not
+             * decided at the seventh. */
+            ARG_LIT("gaps");
+            char *start = t;
+            for (int j = 0; j < plan->n_gaps; j++)
+                t += snprintf(t, 24, j ? ",%.6g" : "%.6g", plan->utility_gap[j]);
+            ARG(start, (size_t)(t - start));
+            t++;
+        }
+        for (int c = 0; c < cfg->n_channels; c++) {
+            if (!plan_has_channel(plan, c) || plan->greedy_per_week[c] == plan->per_week[c])
+                continue;
+            l = snprintf(t, 48, "greedy_%s", cfg->channels[c]);
+            ARG(t, (size_t)l);
+            t += l + 1;
+            l = snprintf(t, 32, "%.10g", plan->greedy_per_week[c]);
+            ARG(t, (size_t)l);
+            t += l + 1;
+        }
     }
     for (int c = 0; c < cfg->n_channels; c++) {
         if (!plan_has_channel(plan, c))

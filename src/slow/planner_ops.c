@@ -83,8 +83,8 @@ static void replan_write(replan_ctx_t *r)
                                                 &arm_name);
     plan_t *plan = &r->plan;
     memset(plan, 0, sizeof *plan);
-    if (slow_plan_member(&slow->weights, &slow->priors, &slow->grid, &r->features, r->ts,
-                         cfg->policy.half_life_s, plan) < 0) {
+    if (planner_plan_member(cfg, slow, r->member, r->member_len, &r->features, r->ts,
+                            plan) < 0) {
         request_reply_error(req, PROTO_INTERNAL, "the action grid is empty");
         free(r);
         return;

@@ -209,6 +209,12 @@ static bool stored_plan_covered(const part_ctx_t *p, const redisReply *stored,
             field_is(f, "valid_until", 11) || field_is(f, "source", 6) ||
             (plan->arm[0] != '\0' && field_is(f, "arm", 3)))
             continue;
+        /* A drawn plan writes its propensity and K (and greedy_<ch>, whose
+         * value may be the plan's own next time: those go by script). */
+        if (plan->explore_neighbours > 0 &&
+            (field_is(f, "propensity", 10) || field_is(f, "neighbours", 10) ||
+             (plan->n_gaps > 0 && field_is(f, "gaps", 4))))
+            continue;
         bool planned_channel = false;
         if (f->len > 9 && memcmp(f->str + f->len - 9, "_per_week", 9) == 0)
             for (int c = 0; c < p->cfg->n_channels && !planned_channel; c++)
@@ -277,8 +283,7 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
     const slow_config_t *slow = policy_slow_for(&cfg->policy, id, s->len, NULL, &arm_name);
     plan_t plan;
     memset(&plan, 0, sizeof plan);
-    if (slow_plan_member(&slow->weights, &slow->priors, &slow->grid, &mf, p->as_of,
-                         cfg->policy.half_life_s, &plan) < 0) {
+    if (planner_plan_member(cfg, slow, id, s->len, &mf, p->as_of, &plan) < 0) {
         member_failed(p, s, "the action grid is empty");
         return;
     }

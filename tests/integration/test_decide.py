@@ -356,7 +356,7 @@ class DecideBehaviourTest(NotifdTestCase):
         # fast.unplanned_per_week, and the answer says so.
         self.assertEqual(r["plan"], {"version": 4, "source": "crm",
                                      "per_week": {"push": 9.0, "email": 1.0, "in_app": 7.0},
-                                     "defaulted": ["in_app"]})
+                                     "propensity": 1.0, "defaulted": ["in_app"]})
         r = self.decide(opp="later", ts=MONDAY + 2 * DAY + 12 * 3600)
         self.assertEqual(r["plan"]["source"], "default")
         p = self.client().request({"op": "plan", "member": "nobody"})

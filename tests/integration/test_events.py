@@ -30,7 +30,7 @@ from harness import (NOTIFD_WRAPPER, EventSink, Notifd, Redis, proc_rss_kib, san
 
 DECISION_FIELDS = {"event_id", "type", "ts", "member", "channel", "opportunity", "send",
                    "message", "reason", "p_send", "propensity", "plan", "arm", "mode",
-                   "version", "candidates"}
+                   "version", "candidates", "propensities"}
 FEEDBACK_FIELDS = {"event_id", "type", "ts", "member", "channel", "event", "message", "version"}
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -168,8 +168,14 @@ class DeliveryTest(EventsTestCase):
         for e in decisions:
             self.assertLessEqual(DECISION_FIELDS, set(e), "missing: %s" % (DECISION_FIELDS - set(e)))
             self.assertEqual(e["channel"], "push")
-            self.assertLessEqual({"version", "source", "per_week"}, set(e["plan"]))
-            self.assertLessEqual(set(e["plan"]), {"version", "source", "per_week", "defaulted"})
+            self.assertLessEqual({"version", "source", "per_week", "propensity"}, set(e["plan"]))
+            self.assertLessEqual(set(e["plan"]), {"version", "source", "per_week", "propensity",
+                                                  "defaulted"})
+            # A plan written by another system was not drawn: certain.
+            self.assertEqual(e["plan"]["propensity"], 1.0)
+            self.assertEqual(e["propensities"]["plan"], 1.0)
+            self.assertEqual(set(e["propensities"]), {"plan", "coin", "ranker"})
+            self.assertNotIn("holdout", e)
             self.assertEqual(set(e["arm"]), {"slow", "fast"})
             self.assertEqual([c["id"] for c in e["candidates"]], ["msg-0", "msg-1", "msg-2"])
             for c in e["candidates"]:

@@ -150,5 +150,35 @@ class SimSmoke(unittest.TestCase):
         self.assertIn("slow.message_cost", proc.stdout)
 
 
+
+class SecondMemberModel(unittest.TestCase):
+    """--model recovering: fatigue and opt-out load that recover within days,
+    responsiveness that drifts. The same members and opportunities, other
+    dynamics: the run works, says which model it ran, and the members respond
+    differently (drifting responsiveness changes who opens)."""
+
+    ARGS = ("--members", "300", "--weeks", "4", "--warmup", "1", "--seed", "7",
+            "--mode", "hierarchical")
+
+    def test_the_recovering_model_runs_and_differs(self):
+        if not os.path.exists(SIM_BIN):
+            raise AssertionError("notifd-sim is not built (%s)" % SIM_BIN)
+        window = run_sim(*self.ARGS)
+        recovering = run_sim(*self.ARGS, "--model", "recovering")
+        for proc, _text, rows in (window, recovering):
+            self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+            self.assertTrue(rows)
+        self.assertIn("model recovering", recovering[0].stdout)
+        self.assertNotIn("model recovering", window[0].stdout)
+        w = {r["cohort"]: r for r in window[2]}
+        r = {r["cohort"]: r for r in recovering[2]}
+        # The same population, other responses.
+        self.assertEqual(w["overall"]["members"], r["overall"]["members"])
+        self.assertNotEqual(w["overall"]["opens_pmw"], r["overall"]["opens_pmw"])
+        bad = subprocess.run([SIM_BIN, "--model", "sometimes"], capture_output=True, text=True)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--model wants window or recovering", bad.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -863,9 +863,56 @@ static void test_a_slow_arm_must_plan_every_channel_the_base_plans(void **state)
                            "'email': [0]}}}]}}}"));
 }
 
+static void test_explore_prob_defaults_to_0_and_is_bounded(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok("{}");
+    assert_true(cfg->policy.slow.explore_prob == 0.0);
+    config_release(cfg);
+    cfg = load_ok("{'slow': {'explore_prob': 0.1}, 'experiments': {'slow': {'salt': 's', "
+                  "'arms': [{'name': 'learn', 'share': 0.5, 'set': {'slow.explore_prob': 0.3}}]}}}");
+    assert_true(cfg->policy.slow.explore_prob == 0.1);
+    assert_true(cfg->policy.slow_arms[0].explore_prob == 0.3);
+    config_release(cfg);
+    expect_error("{'slow': {'explore_prob': 0.6}}",
+                 "slow.explore_prob: must be a number in [0, 0.5], not 0.6");
+    expect_error("{'slow': {'explore_prob': -0.1}}",
+                 "slow.explore_prob: must be a number in [0, 0.5], not -0.1");
+    expect_error_prefix("{'slow': {'explore_prob': 'often'}}", "slow.explore_prob: ");
+    expect_error("{'experiments': {'slow': {'salt': 's', 'arms': [{'name': 'a', 'share': 0.5, "
+                 "'set': {'slow.explore_prob': 1}}]}}}",
+                 "experiments.slow.arms[0].set.slow.explore_prob: must be a number in [0, 0.5], "
+                 "not 1");
+}
+
+static void test_holdout_needs_its_own_salt_and_a_bounded_share(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok("{}");
+    assert_true(cfg->policy.holdout_share == 0.0);
+    config_release(cfg);
+    cfg = load_ok("{'experiments': {'holdout_share': 0.05, 'holdout_salt': 'hold-2026'}}");
+    assert_true(cfg->policy.holdout_share == 0.05);
+    assert_string_equal(cfg->policy.holdout_salt, "hold-2026");
+    config_release(cfg);
+    expect_error("{'experiments': {'holdout_share': 0.05}}",
+                 "experiments.holdout_salt: is required with holdout_share: it fixes who is "
+                 "held out");
+    expect_error("{'experiments': {'holdout_share': 0.6, 'holdout_salt': 'h'}}",
+                 "experiments.holdout_share: must be a number in [0, 0.5], not 0.6");
+    expect_error("{'experiments': {'holdout_share': 0.05, 'holdout_salt': 's', "
+                 "'slow': {'salt': 's'}}}",
+                 "experiments.holdout_salt: must differ from the layers' salts, or the holdout "
+                 "would be a slice of an arm instead of a sample of every arm");
+    expect_error("{'experiments': {'holdout_share': 0.05, 'holdout_salt': ''}}",
+                 "experiments.holdout_salt: must not be empty");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_explore_prob_defaults_to_0_and_is_bounded),
+        cmocka_unit_test(test_holdout_needs_its_own_salt_and_a_bounded_share),
         cmocka_unit_test(test_empty_config_has_documented_defaults),
         cmocka_unit_test(test_max_per_week_defaults_to_100_and_covers_the_default_grid),
         cmocka_unit_test(test_a_slow_arm_must_plan_every_channel_the_base_plans),

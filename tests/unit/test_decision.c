@@ -286,6 +286,60 @@ static void test_threshold_mode_sends_iff_best_clears_the_threshold(void **state
     assert_int_equal(d.cap, -1);
 }
 
+static void test_holdout_gets_no_paced_message_in_either_mode(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.in.holdout = true;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_HOLDOUT);
+    assert_string_equal(decision_reason_name(d.reason), "holdout");
+    assert_false(d.send);
+    assert_true(d.propensity == 1.0);
+    assert_int_equal(d.chosen, -1);
+    /* Threshold mode: a threshold any message clears still sends nothing. */
+    fx.fast.mode = FAST_MODE_THRESHOLD;
+    fx.in.plan = NULL;
+    threshold_state_t th;
+    threshold_init(&th, 0.0);
+    fx.in.threshold = &th;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_HOLDOUT);
+    assert_false(d.send);
+    /* The same member out of the holdout gets the send. */
+    fx.in.holdout = false;
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+}
+
+static void test_holdout_leaves_unpaced_channels_and_earlier_guardrails(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.in.holdout = true;
+    /* Channel 2 is not in the plan: unpaced, outside the policy. */
+    fx.in.channel = 2;
+    fx.in.channel_name = "in_app";
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+    assert_int_equal(d.reason, REASON_SEND);
+    /* Guardrails keep their reasons, as for every member. */
+    fx.in.channel = 0;
+    fx.in.unsubscribed = true;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_UNSUBSCRIBED);
+    fx.in.unsubscribed = false;
+    fx.in.ts = MONDAY + 23 * 3600;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_QUIET_HOURS);
+    fx.in.ts = MONDAY + 12 * 3600;
+    fx.in.n_candidates = 0;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_NO_CANDIDATES);
+}
+
 static void test_fold_scales_a_partly_seen_first_week(void **state)
 {
     opportunity_history_t h = {.have_first_week = true, .first_week = 10, .first_fraction = 0.5};
@@ -404,6 +458,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fold_survives_any_week_numbers),
+        cmocka_unit_test(test_holdout_gets_no_paced_message_in_either_mode),
+        cmocka_unit_test(test_holdout_leaves_unpaced_channels_and_earlier_guardrails),
         cmocka_unit_test(test_fold_ignores_a_first_week_from_the_future),
         cmocka_unit_test(test_fold_takes_unusable_counts_and_ewma_as_none),
         cmocka_unit_test(test_unsubscribed_comes_before_quiet_hours),

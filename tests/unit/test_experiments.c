@@ -53,6 +53,29 @@ static void test_assignment_is_stable_and_depends_on_the_salt(void **state)
 /* Golden assignments, computed once: a member's arm must survive an
  * upgrade, or a running experiment's arms get reshuffled mid-flight (the
  * test above compares one build with itself, which cannot see that). */
+static void test_holdout_share_is_kept_and_only_grows(void **state)
+{
+    (void)state;
+    int in5 = 0, in10 = 0;
+    char id[32];
+    for (int i = 0; i < N_MEMBERS; i++) {
+        int n = snprintf(id, sizeof id, "member-%d", i);
+        bool a = experiments_in_holdout("hold-1", 0.05, id, (size_t)n);
+        bool b = experiments_in_holdout("hold-1", 0.10, id, (size_t)n);
+        assert_true(a == experiments_in_holdout("hold-1", 0.05, id, (size_t)n));
+        assert_false(a && !b); /* raising the share only adds members */
+        assert_false(experiments_in_holdout("hold-1", 0.0, id, (size_t)n));
+        in5 += a;
+        in10 += b;
+    }
+    assert_true(fabs(in5 / (double)N_MEMBERS - 0.05) < 0.005);
+    assert_true(fabs(in10 / (double)N_MEMBERS - 0.10) < 0.005);
+    /* Golden: the holdout must survive an upgrade. */
+    assert_true(experiments_position("s1", "m1", 2) < 0.52);
+    assert_true(experiments_in_holdout("s1", 0.52, "m1", 2));
+    assert_false(experiments_in_holdout("s1", 0.51, "m1", 2));
+}
+
 static void test_assignment_matches_golden_values(void **state)
 {
     (void)state;
@@ -209,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_shares_hold_within_two_percent_over_100k_members),
         cmocka_unit_test(test_assignment_is_stable_and_depends_on_the_salt),
         cmocka_unit_test(test_assignment_matches_golden_values),
+        cmocka_unit_test(test_holdout_share_is_kept_and_only_grows),
         cmocka_unit_test(test_layers_with_different_salts_are_independent),
         cmocka_unit_test(test_arm_overrides_apply_to_their_layer_only),
         cmocka_unit_test(test_invalid_arms_are_reported_with_paths),

@@ -67,6 +67,16 @@ extern const channel_def_t sim_channel_defs[SIM_MAX_CHANNELS];
 /* Global constants of the ground truth, documented in docs/simulation.md. */
 #define SIM_FATIGUE_MEAN_LIFE_S (5.0 * SIM_DAY) /* F decays as e^(-t/5 days) */
 #define SIM_OPTOUT_SLOPE 0.01    /* extra hazard per unit of relative excess volume */
+/* The second member model (--model recovering): fatigue and the opt-out
+ * load recover with this mean life instead of 5 days and a 7-day window,
+ * and responsiveness drifts week by week. */
+#define SIM_RECOVERY_MEAN_LIFE_S (2.0 * SIM_DAY)
+#define SIM_DRIFT_SD 0.15        /* sd of the weekly log-step of responsiveness */
+
+typedef enum sim_model {
+    SIM_MODEL_WINDOW = 0,     /* fatigue mean life 5 days, opt-outs by the last 7 days */
+    SIM_MODEL_RECOVERING = 1, /* recovery in a few days, drifting responsiveness */
+} sim_model_t;
 #define SIM_PULL_FORWARD_S SIM_DAY /* a caused visit replaces an organic one this close */
 #define SIM_CLICK_GIVEN_OPEN 0.4
 #define SIM_SCORE_NOISE 0.6      /* sd of the score's error, in logits */
@@ -109,6 +119,7 @@ typedef struct sim_counts {
 typedef struct sim_member {
     uint32_t idx;
     uint8_t cohort;
+    uint8_t model;           /* sim_model_t */
     int16_t tz_offset_min;
     bool tz_sent;
     /* hidden, fixed */
@@ -151,6 +162,7 @@ typedef struct sim_population_params {
     sim_channel_t channel[SIM_MAX_CHANNELS];
     int candidates;
     uint64_t seed;
+    sim_model_t model;
 } sim_population_params_t;
 
 sim_member_t *sim_population_create(const sim_population_params_t *pp);

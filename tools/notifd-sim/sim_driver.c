@@ -326,6 +326,28 @@ static int recent_volume(const sim_member_t *m, int c, int64_t t)
     return v;
 }
 
+/* The recovering model's opt-out load on c at t, for the delivery at t
+ * (already in the ring): that delivery counts 1, as in the 7-day count;
+ * each earlier one e^(-age / mean life) * 7 days / mean life, so that a
+ * steady rate gives the same load as the 7-day count (1 + 7 days' worth)
+ * while a burst is forgiven within days instead of a week. */
+static double recovering_volume(const sim_member_t *m, int c, int64_t t)
+{
+    double earlier = 0.0;
+    bool self = false;
+    for (int i = 0; i < SIM_RING; i++) {
+        int64_t at = m->delivered[c][i];
+        if (at <= 0 || at > t)
+            continue;
+        if (at == t && !self) {
+            self = true; /* this delivery */
+            continue;
+        }
+        earlier += exp(-(double)(t - at) / SIM_RECOVERY_MEAN_LIFE_S);
+    }
+    return (self ? 1.0 : 0.0) + earlier * SIM_WEEK / SIM_RECOVERY_MEAN_LIFE_S;
+}
+
 /* After a send at t (already in the ring): the member's sends on c in its
  * calendar week and in the 7 days up to t, against the cap of the plan the
  * reply named. notifd must never let the week past the cap, nor the 7 days
@@ -417,7 +439,9 @@ static void member_react(driver_t *d, sim_member_t *m)
             schedule(m, reacted, EV_DISMISS, c, item, o);
         }
     }
-    double excess = (recent_volume(m, c, t) - m->tolerance) / m->tolerance;
+    double volume = m->model == SIM_MODEL_RECOVERING ? recovering_volume(m, c, t)
+                                                     : (double)recent_volume(m, c, t);
+    double excess = (volume - m->tolerance) / m->tolerance;
     double hazard = cd->unsub + SIM_OPTOUT_SLOPE * (excess > 0.0 ? excess : 0.0);
     if (u_unsub < hazard)
         schedule(m, reacted + 120, EV_UNSUB, c, item, o);

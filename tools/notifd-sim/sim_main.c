@@ -70,6 +70,9 @@ static void usage(FILE *f)
             "  --warmup K           first weeks excluded from the results (2)\n"
             "  --seed S             seed of the population and of notifd (1)\n"
             "  --mix C:R:H          cohort shares casual:regular:heavy (0.5:0.35:0.15)\n"
+            "  --model M            window (default): fatigue lasts days, opt-outs by the\n"
+            "                       last 7 days' volume; recovering: fatigue and opt-out\n"
+            "                       load recover within days, responsiveness drifts weekly\n"
             "  --channels LIST      push,email[,in_app] (push,email)\n"
             "  --candidates K       candidates per opportunity (5)\n"
             "  --connections N      connections for hierarchical runs (4; threshold uses 1)\n"
@@ -286,6 +289,8 @@ static void print_header(const options_t *o, FILE *f)
             (unsigned long long)o->pop.seed);
     for (int c = 0; c < o->pop.n_channels; c++)
         fprintf(f, "%s%s", c ? "," : " ", sim_channel_defs[o->pop.channel[c]].name);
+    if (o->pop.model == SIM_MODEL_RECOVERING)
+        fprintf(f, "; model recovering");
     for (int i = 0; i < o->n_sets; i++)
         fprintf(f, "%s%s", i ? ", " : "; overrides: ", o->sets[i]);
     fprintf(f, "\n");
@@ -370,6 +375,7 @@ int main(int argc, char **argv)
         {"members", required_argument, 0, 'm'}, {"weeks", required_argument, 0, 'w'},
         {"warmup", required_argument, 0, 'W'}, {"seed", required_argument, 0, 's'},
         {"mix", required_argument, 0, 'x'}, {"channels", required_argument, 0, 'c'},
+        {"model", required_argument, 0, 'X'},
         {"candidates", required_argument, 0, 'k'}, {"connections", required_argument, 0, 'n'},
         {"mode", required_argument, 0, 'M'}, {"sweep", required_argument, 0, 'S'},
         {"set", required_argument, 0, 'e'}, {"target-rate", required_argument, 0, 'r'},
@@ -389,6 +395,17 @@ int main(int argc, char **argv)
         case 'x':
             if (parse_mix(optarg, o.pop.mix) != 0) {
                 fprintf(stderr, "notifd-sim: --mix wants casual:regular:heavy shares\n");
+                return 2;
+            }
+            break;
+        case 'X':
+            if (strcmp(optarg, "window") == 0) {
+                o.pop.model = SIM_MODEL_WINDOW;
+            } else if (strcmp(optarg, "recovering") == 0) {
+                o.pop.model = SIM_MODEL_RECOVERING;
+            } else {
+                fprintf(stderr, "notifd-sim: --model wants window or recovering, not %s\n",
+                        optarg);
                 return 2;
             }
             break;

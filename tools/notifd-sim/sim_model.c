@@ -116,7 +116,28 @@ double sim_fatigue_at(const sim_member_t *m, int64_t t)
 {
     if (t <= m->fatigue_ts)
         return m->fatigue;
-    return m->fatigue * exp(-(double)(t - m->fatigue_ts) / SIM_FATIGUE_MEAN_LIFE_S);
+    double life = m->model == SIM_MODEL_RECOVERING ? SIM_RECOVERY_MEAN_LIFE_S
+                                                   : SIM_FATIGUE_MEAN_LIFE_S;
+    return m->fatigue * exp(-(double)(t - m->fatigue_ts) / life);
+}
+
+/* The recovering model's responsiveness multiplier at t: a log-normal random
+ * walk with one step a week from the start, stable in (seed, member, week),
+ * so both policies face the same drift; the -sd^2/2 per step keeps its mean
+ * at 1. */
+static double drift_at(const sim_member_t *m, uint64_t seed, int64_t t)
+{
+    if (m->model != SIM_MODEL_RECOVERING || t <= SIM_T0)
+        return 1.0;
+    int64_t weeks = (t - SIM_T0) / SIM_WEEK;
+    double z = 0.0;
+    for (int64_t w = 1; w <= weeks; w++) {
+        uint32_t key[2] = {m->idx, (uint32_t)w};
+        z += SIM_DRIFT_SD * normal_from_hash(hash_bytes(seed ^ 0x6472696674ull /* "drift" */,
+                                                        key, sizeof key)) -
+             0.5 * SIM_DRIFT_SD * SIM_DRIFT_SD;
+    }
+    return exp(z);
 }
 
 void sim_opportunity_rng(rng_t *r, uint64_t seed, const sim_member_t *m, uint32_t opp,
@@ -128,7 +149,8 @@ void sim_opportunity_rng(rng_t *r, uint64_t seed, const sim_member_t *m, uint32_
 
 double sim_open_probability(const sim_member_t *m, uint64_t seed, int c, int32_t item, int64_t t)
 {
-    double p = m->open_base[c] * relevance(m, seed, item) * exp(-m->phi * sim_fatigue_at(m, t));
+    double p = m->open_base[c] * drift_at(m, seed, t) * relevance(m, seed, item) *
+               exp(-m->phi * sim_fatigue_at(m, t));
     return p < 0.95 ? p : 0.95;
 }
 
@@ -148,6 +170,7 @@ sim_member_t *sim_population_create(const sim_population_params_t *pp)
     for (int i = 0; i < pp->members; i++) {
         sim_member_t *m = &ms[i];
         m->idx = (uint32_t)i;
+        m->model = (uint8_t)pp->model;
         rng_t rng;
         rng_seed(&rng, hash_mix64(pp->seed * 0x100000001b3ull + (uint64_t)i + 1));
         rng_seed(&m->rng_visits, hash_mix64(pp->seed * 0x100000001b3ull + (uint64_t)i + 1) ^

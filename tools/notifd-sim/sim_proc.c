@@ -236,7 +236,10 @@ int sim_stack_start(sim_stack_t *s, const char *notifd_bin, const char *redis_bi
         events = json_object();
         json_object_set_new(config, "events", events);
     }
-    json_object_set_new(events, "spool_dir", json_string(spool));
+    /* The run's own spool, unless --set events.spool_dir keeps the events
+     * somewhere that outlives the run (for tools/notifd-ope). */
+    if (json_object_get(events, "spool_dir") == NULL)
+        json_object_set_new(events, "spool_dir", json_string(spool));
     snprintf(path, sizeof path, "%s/notifd.json", s->dir);
     if (json_dump_file(config, path, JSON_INDENT(1)) != 0) {
         snprintf(err, errlen, "cannot write %s", path);

@@ -6,7 +6,9 @@
  * calls decision_evaluate(), and records the outcome in a second. All the
  * policy logic sits here, in order:
  *   1. guardrails: unsubscribed, quiet hours (with retry_at), no candidates,
- *      every candidate sent within the dedup window;
+ *      every candidate sent within the dedup window; then the permanent
+ *      holdout on a paced channel (after the others, so that holdout and
+ *      treated members' guardrail counts stay comparable);
  *   2. ranking: score every eligible candidate, choose one (greedy or with
  *      exploration) and know each one's selection probability;
  *   3. the send decision: in hierarchical mode the plan's pacing coin, with
@@ -39,7 +41,8 @@
     X(NO_CANDIDATES, "no_candidates")                                         \
     X(ALL_FILTERED, "all_filtered")                                           \
     X(UNSUBSCRIBED, "unsubscribed")                                           \
-    X(DEGRADED, "degraded")
+    X(DEGRADED, "degraded")                                                   \
+    X(HOLDOUT, "holdout")
 
 typedef enum decision_reason {
 #define DECISION_REASON_ENUM(id, name) REASON_##id,
@@ -68,6 +71,7 @@ typedef struct decision_input {
     int tz_offset_min;
     const plan_t *plan;            /* hierarchical mode; NULL in threshold mode */
     bool unsubscribed;
+    bool holdout;                  /* in the permanent holdout: no paced message */
     double member_open_rate;       /* ranker context; < 0 unknown */
     ranker_candidate_t *candidates; /* eligible is set here (dedup) */
     size_t n_candidates;

@@ -11,6 +11,7 @@
 #ifndef NOTIFD_EXPERIMENTS_H
 #define NOTIFD_EXPERIMENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define EXPERIMENT_MAX_ARMS 16
@@ -24,5 +25,12 @@ double experiments_position(const char *salt, const char *member, size_t member_
  * -1 for control. shares[] sum to at most 1. */
 int experiments_assign(const char *salt, const double *shares, int n_arms, const char *member,
                        size_t member_len);
+
+/* Whether the member is in the permanent holdout (experiments.holdout_share
+ * under experiments.holdout_salt): position < share. Its own salt keeps it
+ * independent of both layers' arms; raising the share only adds members,
+ * and a reload with the same salt and share keeps every member where it was. */
+bool experiments_in_holdout(const char *salt, double share, const char *member,
+                            size_t member_len);
 
 #endif

@@ -69,6 +69,9 @@ typedef struct slow_config {
      * more messages a week on a channel (a stored plan above it is not a
      * plan, stored_fields.h). Base only: arms share it. */
     double max_per_week;
+    /* slow.explore_prob: the probability that a plan is a neighbour of the
+     * best action (plan_explore.h); 0 = greedy plans. */
+    double explore_prob;
 } slow_config_t;
 
 /* One experiment layer (experiments.slow or experiments.fast): arms with
@@ -86,6 +89,11 @@ typedef struct policy_config {
     double half_life_s;           /* features.half_life_days */
     int64_t event_id_ttl_s;       /* features.event_id_ttl_s: feedback event ids remembered */
     double attribution_window_s;  /* = slow.priors.attribution_window_s */
+    /* experiments.holdout_share / holdout_salt: members who never get a
+     * paced message (reason "holdout"), to measure what messages are worth
+     * at all. share 0: no holdout. */
+    double holdout_share;
+    char holdout_salt[EXPERIMENT_SALT_MAX];
     experiment_layer_t fast_layer;
     experiment_layer_t slow_layer;
     fast_config_t *fast_arms;     /* fast_layer.n_arms copies of `fast`, overridden */
@@ -97,6 +105,9 @@ typedef struct policy_config {
  * arm's name or "control". Pure and stable (experiments.h). */
 const fast_config_t *policy_fast_for(const policy_config_t *pc, const char *member,
                                      size_t member_len, int *arm_index, const char **arm_name);
+/* Whether the member is in the permanent holdout (experiments.h). */
+bool policy_in_holdout(const policy_config_t *pc, const char *member, size_t member_len);
+
 const slow_config_t *policy_slow_for(const policy_config_t *pc, const char *member,
                                      size_t member_len, int *arm_index, const char **arm_name);
 

@@ -16,6 +16,7 @@
 #include "notifd/core/actions.h"
 #include "notifd/core/estimate.h"
 #include "notifd/core/features.h"
+#include "notifd/core/plan_explore.h"
 #include "notifd/core/types.h"
 #include "notifd/core/utility.h"
 
@@ -31,6 +32,21 @@ int slow_plan_member_ex(const slow_weights_t *w, const slow_priors_t *p,
                         const action_grid_t *g, const member_features_t *raw,
                         int64_t now, double half_life_s, plan_t *out,
                         member_estimate_t *estimate_out);
+
+/*
+ * slow_plan_member_ex() with plan-level exploration (plan_explore.h): with
+ * probability explore_prob the plan is a neighbour of the argmax. u_explore
+ * and u_pick are the draws (plan_explore_draws()). When explore_prob > 0
+ * the plan carries its propensity, K, the greedy plan and the utility gaps
+ * from the greedy plan to each neighbour (types.h), so the
+ * writer stores them; with explore_prob 0 the result is exactly
+ * slow_plan_member_ex()'s. choice_out may be NULL.
+ */
+int slow_plan_member_explore(const slow_weights_t *w, const slow_priors_t *p,
+                             const action_grid_t *g, const member_features_t *raw,
+                             int64_t now, double half_life_s, double explore_prob,
+                             double u_explore, double u_pick, plan_t *out,
+                             member_estimate_t *estimate_out, plan_choice_t *choice_out);
 
 /* slow_plan_member_ex() without the estimate. */
 int slow_plan_member(const slow_weights_t *w, const slow_priors_t *p,

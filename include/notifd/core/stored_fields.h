@@ -56,6 +56,9 @@ typedef enum stored_field {
     STORED_SCORE,            /* <ch>:scores entries: -1e12 .. 1e12 */
     STORED_SEND_TIME,        /* <ch>:sends entries, sent zset scores: unix seconds */
     STORED_WEEK_VERSION,     /* the week hash's v: integer 0 .. 1e9 */
+    STORED_PLAN_PROPENSITY,  /* plan propensity: 0 .. 1 (0 itself is refused by the plan parser) */
+    STORED_PLAN_NEIGHBOURS,  /* plan neighbours: integer 1 .. 8 */
+    STORED_PLAN_GAP,         /* entries of plan gaps: -1e12 .. 1e12 */
     STORED_FIELD_COUNT
 } stored_field_t;
 

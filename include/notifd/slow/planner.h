@@ -31,6 +31,8 @@
 #include <stdint.h>
 
 #include "notifd/app.h"
+#include "notifd/core/features.h"
+#include "notifd/core/policy_config.h"
 #include "notifd/core/types.h"
 
 typedef struct planner planner_t;
@@ -82,14 +84,16 @@ void planner_stop(planner_t *pl);
  */
 extern const char planner_script_plan_write[];
 
-#define PLANNER_WRITE_MAX_ARGS (3 + 2 * (7 + NOTIFD_MAX_CHANNELS))
+/* 3 leading arguments; pairs: 6 fixed fields and a spare, propensity,
+ * neighbours and gaps, and per channel <ch>_per_week and greedy_<ch>. */
+#define PLANNER_WRITE_MAX_ARGS (3 + 2 * (10 + 2 * NOTIFD_MAX_CHANNELS))
 
 /* Arguments of one plan write (after EVALSHA sha numkeys), argv form. */
 typedef struct planner_write_args {
     int argc;                  /* key + ARGV */
     const char *argv[PLANNER_WRITE_MAX_ARGS];
     size_t lens[PLANNER_WRITE_MAX_ARGS];
-    char text[768];            /* the formatted numbers and names argv points into */
+    char text[1536];           /* the formatted numbers and names argv points into */
 } planner_write_args_t;
 
 /* valid_until of the member's plan computed at `computed_at`: until its
@@ -116,9 +120,20 @@ int64_t planner_plan_ttl_set_s(const config_t *cfg, int64_t computed_at, int64_t
 bool planner_ttl_long_enough(const config_t *cfg, int64_t expires_at, int64_t computed_at,
                              int64_t valid_until, int64_t now);
 
+/* Plans one member as of `as_of` with its slow parameters `slow` (its
+ * arm's or the base): slow_plan_member_explore() with the member's
+ * exploration draws (plan_explore_draws, seeded by the config seed), so the
+ * planner pass and the replan op plan alike. Fills action, per_week and,
+ * when slow->explore_prob > 0, the exploration fields. Returns the action
+ * index, or -1 if the grid is empty. */
+int planner_plan_member(const config_t *cfg, const slow_config_t *slow, const char *member,
+                        size_t member_len, const member_features_t *features, int64_t as_of,
+                        plan_t *out);
+
 /* Fills `out` for `plan` (action, per_week, computed_at, valid_until,
  * version and arm set by the caller; source is written as "planner"; arm
- * only when not empty; expires_at only when not 0: the write sets the TTL
+ * only when not empty; propensity, neighbours, gaps and greedy_<ch> (where the
+ * greedy value differs) only for a drawn plan; expires_at only when not 0: the write sets the TTL
  * ttl_s, which runs out then). `key` and `plan` must outlive the use of
  * `out`. */
 void planner_write_args_build(planner_write_args_t *out, const config_t *cfg, const char *key,
