@@ -59,6 +59,22 @@ static char *reference(const decide_body_t *b)
             if (plan_has_channel(b->plan, c))
                 json_object_set_new(per_week, cfg->channels[c], json_real(b->plan->per_week[c]));
         json_object_set_new(plan, "per_week", per_week);
+        json_object_set_new(plan, "propensity", json_real(plan_action_propensity(b->plan)));
+        if (b->plan->explore_neighbours > 0) {
+            json_t *greedy = json_object();
+            json_object_set_new(plan, "neighbours", json_integer(b->plan->explore_neighbours));
+            for (int c = 0; c < cfg->n_channels; c++)
+                if (plan_has_channel(b->plan, c) && !(b->plan->defaulted_mask & (1u << c)))
+                    json_object_set_new(greedy, cfg->channels[c],
+                                        json_real(plan_greedy_per_week(b->plan, c)));
+            json_object_set_new(plan, "greedy", greedy);
+            if (b->plan->n_gaps > 0) {
+                json_t *gaps = json_array();
+                for (int j = 0; j < b->plan->n_gaps; j++)
+                    json_array_append_new(gaps, json_real(b->plan->utility_gap[j]));
+                json_object_set_new(plan, "gaps", gaps);
+            }
+        }
         if (b->plan->defaulted_mask) {
             json_t *d = json_array();
             for (int c = 0; c < cfg->n_channels; c++)
@@ -112,9 +128,17 @@ static void test_every_shape_matches_jansson(void **state)
     const unsigned masks[] = {0u, 1u, 5u, 7u};
     for (size_t r = 0; r < sizeof reasons / sizeof reasons[0]; r++) {
         for (size_t m = 0; m < sizeof masks / sizeof masks[0]; m++) {
-            for (int variant = 0; variant < 3; variant++) {
+            for (int variant = 0; variant < 5; variant++) {
                 plan.planned_mask = masks[m];
                 plan.defaulted_mask = variant == 1 ? (~masks[m] & 7u) : 0u;
+                /* 3, 4: a plan drawn by exploration, with and without gaps. */
+                plan.explore_neighbours = variant >= 3 ? 4 : 0;
+                plan.propensity = 0.0375;
+                plan.n_gaps = variant == 3 ? 4 : 0;
+                for (int j = 0; j < 4; j++)
+                    plan.utility_gap[j] = 0.125 * (j + 1) - 1e-7;
+                for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)
+                    plan.greedy_per_week[c] = 2.0 + 0.5 * c;
                 for (int c = 0; c < cfg->n_channels; c++)
                     plan.per_week[c] = c == 0 ? 3.0 : 2.5e-9 * (c + 1);
                 decide_body_t b = {
