@@ -36,8 +36,8 @@ typedef struct entry {
     int64_t sends[DECISION_MAX_RECENT_SENDS];
     size_t scores_len;
     bool have_scores;
-    size_t n_sent;
-    size_t sent_lens[MEMBER_CACHE_SENT_MAX];
+    uint16_t n_sent;
+    uint16_t sent_lens[MEMBER_CACHE_SENT_MAX]; /* ids are at most MEMBER_ID_MAX bytes */
     double sent_ts[MEMBER_CACHE_SENT_MAX];
     size_t cap;               /* bytes of text[] */
     char text[];              /* the scores, then the sent ids */
@@ -150,6 +150,9 @@ bool member_cache_put(member_cache_t *c, const member_cache_key_t *k, uint64_t s
 {
     if (!cacheable(c, k->member, k->member_len) || s->n_sent > MEMBER_CACHE_SENT_MAX)
         return false;
+    for (size_t i = 0; i < s->n_sent; i++)
+        if (s->sent_lens[i] > UINT16_MAX)
+            return false;
     set_t *set = set_of(c, k->member, k->member_len);
     if (set->stamp > since || c->cleared_at > since)
         return false;
@@ -200,11 +203,11 @@ bool member_cache_put(member_cache_t *c, const member_cache_key_t *k, uint64_t s
     if (e->scores_len > 0)
         memcpy(e->text, s->scores, e->scores_len);
     char *at = e->text + e->scores_len;
-    e->n_sent = s->n_sent;
+    e->n_sent = (uint16_t)s->n_sent;
     for (size_t i = 0; i < s->n_sent; i++) {
         memcpy(at, s->sent_ids[i], s->sent_lens[i]);
         at += s->sent_lens[i];
-        e->sent_lens[i] = s->sent_lens[i];
+        e->sent_lens[i] = (uint16_t)s->sent_lens[i];
         e->sent_ts[i] = s->sent_ts[i];
     }
     return true;

@@ -83,7 +83,7 @@ bool decide_cached_plan(decide_ctx_t *d)
 
 static void cache_plan(decide_ctx_t *d)
 {
-    enum { SLOTS = 16384 };
+    enum { SLOTS = 8192 };
     policy_state_t *ps = policy_state(d->app);
     if (ps->plan_cache == NULL)
         ps->plan_cache = plan_cache_new(SLOTS);

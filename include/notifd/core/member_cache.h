@@ -43,7 +43,7 @@
 #define MEMBER_CACHE_MEMBER_MAX 64
 /* The newest sent messages an entry keeps; a member with more in its sent
  * set is not cached (its older sends would be missing from dedup). */
-#define MEMBER_CACHE_SENT_MAX 64
+#define MEMBER_CACHE_SENT_MAX 32
 
 /* A member's state on one channel, as a decide uses it. Pointers are the
  * caller's (put) or point into the cache until its next change (get). */

@@ -148,9 +148,9 @@ elseif sendsf ~= '' then
 end
 local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[6])
 if prev then return {'dup', prev} end
-local v = counter(wk[4]) + 1
-if v > 1e9 then v = 1 end
-local set, opps = {'v', v}, 0
+local version = counter(wk[4]) + 1
+if version > 1e9 then version = 1 end
+local set, opps = {'v', version}, 0
 if oppf ~= '' then
   opps = counter(wk[3]) + 1
   set[3], set[4] = oppf, opps
@@ -230,6 +230,6 @@ end
   redis.call('HSET', KEYS[4], unpack(mset))
   redis.call('EXPIRE', KEYS[4], ARGV[12])
 end
-if opps ~= 1 and opps ~= 0 then return {outcome, v} end
+if opps ~= 1 and opps ~= 0 then return {outcome, version} end
 redis.call('EXPIRE', KEYS[2], ARGV[11])
-return {outcome, v}
+return {outcome, version}

@@ -47,9 +47,9 @@ if prev then return {'dup', prev} end
 -- opportunity count are incremented here, so still atomically.
 local oppf = ARGV[3]
 local cur = redis.call('HMGET', KEYS[2], 'v', oppf ~= '' and oppf or 'v')
-local v = counter(cur[1]) + 1
-if v > 1e9 then v = 1 end
-local set = {'v', v}
+local version = counter(cur[1]) + 1
+if version > 1e9 then version = 1 end
+local set = {'v', version}
 local opps = 0
 if oppf ~= '' then
   opps = counter(cur[2]) + 1
@@ -60,4 +60,4 @@ if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 6, 5 + ndel)) end
 for i = 6 + ndel, #ARGV do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(set))
 if opps == 0 or opps == 1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
-return {'skip', v}
+return {'skip', version}
