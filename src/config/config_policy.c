@@ -81,7 +81,7 @@ static void fast_defaults(fast_config_t *f)
      * what a lost invalidation could cost. */
     f->plan_cache_ms = 60000;
     f->member_cache_ms = 10000;
-    f->member_cache_entries = 8192;
+    f->member_cache_entries = 4096;
     f->deadline_ms = 1500;
     /* A channel no plan covers (in-app by default) gets at most one a day
      * on average, paced and capped like a plan: no channel is unbounded
