@@ -315,6 +315,13 @@ class SharedHelpersTest(unittest.TestCase):
         for name in shared:
             self.assertEqual(record[name], feedback[name], name)
 
+    def test_both_record_scripts_read_week_counters_alike(self):
+        # A version or count one script reads as 0 and the other as a
+        # number would make the member cache's version check disagree.
+        record, skip = helpers("decide_record"), helpers("decide_skip")
+        self.assertEqual(sorted(set(record) & set(skip)), ["counter"])
+        self.assertEqual(record["counter"], skip["counter"])
+
 
 class NotifdLoadsTheFilesTest(NotifdTestCase):
     def test_notifd_loads_exactly_these_scripts(self):
