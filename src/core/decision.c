@@ -135,16 +135,20 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
             }
         }
         int64_t week = calendar_week_index(in->ts, in->tz_offset_min);
+        const size_t ch_len = strlen(in->channel_name);
+        double phase =
+            pacing_member_phase(in->seed, in->member, in->member_len, in->channel_name, ch_len);
+        int64_t period = pacing_period_start(&fast->pacing, week, phase);
         pacing_input_t pin = {
             .per_week = per_week,
             .sent_this_week = in->sent_this_week,
+            .sent_before = {in->sent_before[0], in->sent_before[1]},
             .expected_opportunities = in->expected_opportunities,
             .seconds_into_week = calendar_seconds_into_week(in->ts, in->tz_offset_min),
             .week_draw = pacing_week_draw(in->seed, in->member, in->member_len, in->channel_name,
-                                          strlen(in->channel_name), week),
+                                          ch_len, period),
             .week_index = week,
-            .member_phase = pacing_member_phase(in->seed, in->member, in->member_len,
-                                                in->channel_name, strlen(in->channel_name)),
+            .member_phase = phase,
             .best_score = best,
             .recent_best_scores = in->recent_best,
             .n_recent = in->n_recent,

@@ -76,6 +76,10 @@ void pacing_params_defaults(pacing_params_t *params)
      * clipped the weeks that ran over, so even fresh candidates got 70% of
      * it (tests/integration/plan_delivery.py). */
     params->quality_quantile = PACING_QUANTILE_BUDGET;
+    /* Two weeks: a plan of 0.5 is one send in two weeks, in the better of
+     * the two under quality pacing, instead of in a week a hash picked
+     * (docs/fast-policy.md, "Fractional plans"). */
+    params->period_weeks = 2;
     /* The rank rule sends at rate p on average with any number of recent
      * scores (pacing_quality_probability), and even a handful of them picks
      * better moments than the coin; waiting for 20 spent a member's first
@@ -114,6 +118,8 @@ const char *pacing_params_check(const pacing_params_t *params)
         return "prior opportunities per week must be > 0";
     if (!(params->ewma_alpha > 0.0 && params->ewma_alpha <= 1.0))
         return "ewma alpha must be in (0, 1]";
+    if (params->period_weeks < 1 || params->period_weeks > PACING_MAX_PERIOD_WEEKS)
+        return "period weeks must be 1, 2 or 3";
     if (!isfinite(params->quality_flat_epsilon) || params->quality_flat_epsilon < 0.0)
         return "quality flat epsilon must be >= 0";
     return NULL;
@@ -160,20 +166,50 @@ static double clamp_unit(double p)
     return p > 1.0 ? 1.0 : p;
 }
 
-/* The integer number of sends this week's budget allows: per_week itself
- * when it is whole, else rounded up with probability equal to its fraction.
- * Without this, "remaining / remaining opportunities" spends a fractional
- * remainder such as 0.5 almost surely (it keeps raising p until a send
- * happens), and a plan of 0.5/week would deliver about 0.9. */
-static double weekly_target(double per_week, double week_draw)
+/* A plan split into its whole part and its fraction in [0, 1), with float
+ * noise at either end of the fraction snapped away (2.9999999999 is 3). */
+static void split_plan(double per_week, double *whole, double *frac)
 {
-    const double whole = floor(per_week);
-    const double frac = per_week - whole;
-    if (frac < 1e-9)
-        return whole;
-    if (frac > 1.0 - 1e-9)
-        return whole + 1.0;
-    return whole + ((week_draw < frac) ? 1.0 : 0.0);
+    double w = floor(per_week);
+    double f = per_week - w;
+    if (f > 1.0 - 1e-9) {
+        w += 1.0;
+        f = 0.0;
+    } else if (f < 1e-9) {
+        f = 0.0;
+    }
+    *whole = w;
+    *frac = f;
+}
+
+static unsigned period_length(const pacing_params_t *params)
+{
+    unsigned l = params->period_weeks;
+    if (l < 1)
+        return 1;
+    return l > PACING_MAX_PERIOD_WEEKS ? PACING_MAX_PERIOD_WEEKS : l;
+}
+
+/* The week's position in its period, 0 .. L-1. */
+static int64_t period_position(int64_t week_index, double member_phase, unsigned l)
+{
+    const double u = isfinite(member_phase) && member_phase >= 0.0 && member_phase < 1.0
+                         ? member_phase
+                         : 0.0;
+    const int64_t offset = (int64_t)(u * l);
+    /* Modulo of a week index that may be negative (before 1970), without
+     * overflow for any int64 the caller passes. */
+    int64_t k = week_index % (int64_t)l;
+    k = (k + offset) % (int64_t)l;
+    return k < 0 ? k + (int64_t)l : k;
+}
+
+int64_t pacing_period_start(const pacing_params_t *params, int64_t week_index,
+                            double member_phase)
+{
+    const unsigned l = period_length(params);
+    const int64_t k = period_position(week_index, member_phase, l);
+    return week_index > INT64_MIN + k ? week_index - k : week_index;
 }
 
 static double expected_per_week(const pacing_params_t *params, const pacing_input_t *in)
@@ -215,12 +251,35 @@ static double rate_probability(const pacing_input_t *in, double e, double w)
     return clamp_unit(in->per_week * w / e);
 }
 
+/* The period's extra sends: a plan's fraction f over a period of L weeks
+ * is f*L extra sends, rounded up with probability equal to its own
+ * fraction, so the mean is f per week. f < 1 makes it at most L: one a
+ * week. Without the rounding, "remaining / remaining opportunities" spends
+ * a fractional remainder such as 0.5 almost surely (it keeps raising p
+ * until a send happens), and a plan of 0.5/week would deliver about 0.9. */
+static double period_extras(double frac, unsigned l, double draw)
+{
+    const double x = frac * l;
+    double whole = floor(x + 1e-9);
+    const double rest = x - whole;
+    return whole + ((rest > 1e-9 && draw < rest) ? 1.0 : 0.0);
+}
+
+/* The budget's probability: the whole part of the plan is this week's
+ * budget, spread over the week's remaining opportunities; a fraction's
+ * extra sends are the period's budget, spread over the period's remaining
+ * opportunities, at most one a week, and due this week once every week
+ * left in the period needs one. With one-week periods that is the plain
+ * weekly budget of floor(P) or ceil(P) sends. */
 static double budget_probability(const pacing_params_t *params, const pacing_input_t *in,
                                  double e, double w)
 {
-    const double remaining = weekly_target(in->per_week, in->week_draw) - in->sent_this_week;
-    if (remaining <= 0.0 || w <= 0.0)
+    if (w <= 0.0)
         return 0.0;
+    double whole, frac;
+    split_plan(in->per_week, &whole, &frac);
+    const double sent = (double)in->sent_this_week;
+    const double base_left = whole > sent ? whole - sent : 0.0;
     /* Opportunities still expected this week, counted at today's rate:
      * E * (1 - F) is the remaining opportunity mass in profile units, and
      * dividing by today's weight w turns it into "opportunities at the pace
@@ -228,10 +287,29 @@ static double budget_probability(const pacing_params_t *params, const pacing_inp
      * day) and reduces to remaining / (E * (1 - F)) without one. The floor of
      * one opportunity keeps p finite at the end of the week. */
     const double f = pacing_week_fraction_elapsed(params, in->seconds_into_week);
-    double left = e * (1.0 - f) / w;
-    if (left < 1.0)
-        left = 1.0;
-    return clamp_unit(remaining / left);
+    double left_week = e * (1.0 - f) / w;
+    if (left_week < 1.0)
+        left_week = 1.0;
+    if (frac <= 0.0 || sent > whole)
+        return clamp_unit(base_left / left_week); /* no extra, or this week's is spent */
+
+    const unsigned l = period_length(params);
+    const int64_t k = period_position(in->week_index, in->member_phase, l);
+    double spent = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        const double before = (double)in->sent_before[j];
+        spent += before > whole ? before - whole : 0.0;
+    }
+    const double extras_left = period_extras(frac, l, in->week_draw) - spent;
+    if (extras_left <= 0.0)
+        return clamp_unit(base_left / left_week);
+    const double weeks_left = (double)(l - (unsigned)k);
+    if (extras_left >= weeks_left)
+        return clamp_unit((base_left + 1.0) / left_week);
+    double left_period = e * (weeks_left - f) / w;
+    if (left_period < 1.0)
+        left_period = 1.0;
+    return clamp_unit(base_left / left_week + extras_left / left_period);
 }
 
 double pacing_quality_probability(double p, double best, const double *recent, size_t n)

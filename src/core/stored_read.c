@@ -110,10 +110,14 @@ static void week_counter(stored_week_t *w, const char *rest, size_t rl, const ch
         double x;
         if (stored_parse_real(STORED_WEEK_OPP, value, value_len, &x, invalid))
             v->history.counts[wk - (v->week - 2)] = x;
-    } else if (wk == v->week) {
+    } else {
         int64_t x;
-        if (stored_parse_int(STORED_WEEK_SENT, value, value_len, &x, invalid))
+        if (!stored_parse_int(STORED_WEEK_SENT, value, value_len, &x, invalid))
+            return;
+        if (wk == v->week)
             v->sent_this_week = (uint32_t)x;
+        else
+            v->history.sent_before[v->week - 1 - wk] = (uint32_t)x;
     }
 }
 

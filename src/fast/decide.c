@@ -210,7 +210,9 @@ void decide_and_record(decide_ctx_t *d)
         .unsubscribed = d->unsubscribed, .holdout = d->holdout, .member_open_rate = d->open_rate,
         .candidates = r->candidates, .n_candidates = r->n, .last_sent_ts = r->last_sent,
         .utility = r->utility, .select_prob = r->select_prob,
-        .sent_this_week = d->view.sent_this_week, .recent_sends = d->view.sends,
+        .sent_this_week = d->view.sent_this_week,
+        .sent_before = {d->view.history.sent_before[0], d->view.history.sent_before[1]},
+        .recent_sends = d->view.sends,
         .n_recent_sends = d->view.n_sends, .expected_opportunities = fold.expected,
         .recent_best = d->view.recent, .n_recent = d->view.n_recent, .threshold = th,
     };

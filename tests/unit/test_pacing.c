@@ -274,7 +274,8 @@ static void test_budget_spends_leftover_at_end_of_week(void **state)
 static void test_budget_rounds_fractional_plan_by_week_draw(void **state)
 {
     (void)state;
-    const pacing_params_t p = params_for(PACING_BUDGET);
+    pacing_params_t p = params_for(PACING_BUDGET);
+    p.period_weeks = 1; /* each week draws its own extra send */
     pacing_input_t in = input_at(DAY);
     in.per_week = 2.5;
     in.sent_this_week = 2;
@@ -289,7 +290,8 @@ static void test_fractional_plan_delivers_its_mean_over_many_weeks(void **state)
     (void)state;
     /* 0.5/week with budget pacing over 2000 simulated weeks of 70
      * opportunities: the week draw must make the mean 0.5, not ~0.9. */
-    const pacing_params_t p = params_for(PACING_BUDGET);
+    pacing_params_t p = params_for(PACING_BUDGET);
+    p.period_weeks = 1;
     rng_t r;
     rng_seed(&r, 5);
     unsigned total = 0;
@@ -306,6 +308,140 @@ static void test_fractional_plan_delivers_its_mean_over_many_weeks(void **state)
         total += in.sent_this_week;
     }
     assert_close((double)total / weeks, 0.5, 0.05);
+}
+
+static void test_period_start_follows_phase_and_negative_weeks(void **state)
+{
+    (void)state;
+    pacing_params_t p = params_for(PACING_BUDGET);
+    p.period_weeks = 1;
+    assert_int_equal(pacing_period_start(&p, 2969, 0.7), 2969);
+    p.period_weeks = 2;
+    assert_int_equal(pacing_period_start(&p, 2968, 0.0), 2968);
+    assert_int_equal(pacing_period_start(&p, 2969, 0.0), 2968);
+    /* A phase in the upper half shifts the periods by a week. */
+    assert_int_equal(pacing_period_start(&p, 2969, 0.6), 2969);
+    assert_int_equal(pacing_period_start(&p, 2970, 0.6), 2969);
+    /* Weeks before 1970 fall into periods the same way. */
+    assert_int_equal(pacing_period_start(&p, -1, 0.0), -2);
+    assert_int_equal(pacing_period_start(&p, -2, 0.0), -2);
+    p.period_weeks = 3;
+    assert_int_equal(pacing_period_start(&p, 2970, 0.0), 2970 - 2970 % 3);
+    assert_int_equal(pacing_period_start(&p, -4, 0.0), -6);
+    /* A phase outside [0, 1) (NaN, hostile) counts as 0. */
+    assert_int_equal(pacing_period_start(&p, 2970, NAN), 2970 - 2970 % 3);
+}
+
+static void test_two_week_period_spreads_a_half_plan_over_both_weeks(void **state)
+{
+    (void)state;
+    pacing_params_t p = params_for(PACING_BUDGET);
+    p.period_weeks = 2;
+    pacing_input_t in = input_at(DAY);
+    in.per_week = 0.5;
+    in.week_index = 2968; /* first week of its period at phase 0 */
+    /* One send in two weeks, over the 13/7 weeks of opportunities left. */
+    assert_close(pacing_send_probability(&p, &in), 1.0 / (70.0 * 13.0 / 7.0), 1e-15);
+    in.sent_this_week = 1; /* this week took the period's send */
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+    /* Second week: due now if the first week did not send, else nothing. */
+    in.week_index = 2969;
+    in.sent_this_week = 0;
+    assert_close(pacing_send_probability(&p, &in), 1.0 / (70.0 * 6.0 / 7.0), 1e-15);
+    in.sent_before[0] = 1;
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+    /* A plan of 2.5: the whole part is the week's, the half the period's. */
+    in.per_week = 2.5;
+    in.week_index = 2968;
+    in.sent_before[0] = 0;
+    assert_close(pacing_send_probability(&p, &in),
+                 2.0 / (70.0 * 6.0 / 7.0) + 1.0 / (70.0 * 13.0 / 7.0), 1e-15);
+    in.sent_this_week = 3; /* whole part and the extra both spent */
+    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
+}
+
+/* Plays `weeks` weeks of 70 opportunities for one member with plan
+ * per_week, best scores uniform in [0, 1) ranked against the last 100:
+ * the mean weekly count, the most in a week and the mean sent score. */
+static void simulate_fraction(const pacing_params_t *p, double per_week, int weeks,
+                              uint64_t seed, double *mean, unsigned *most, double *score)
+{
+    rng_t r;
+    rng_seed(&r, seed);
+    double recent[100];
+    size_t n_recent = 0, next = 0;
+    unsigned long total = 0, sends = 0;
+    double score_sum = 0.0;
+    uint32_t before[2] = {0, 0};
+    *most = 0;
+    for (int w = 0; w < weeks; w++) {
+        pacing_input_t in = input_at(0);
+        in.per_week = per_week;
+        in.week_index = 3000 + w;
+        in.member_phase = 0.3;
+        in.sent_before[0] = before[0];
+        in.sent_before[1] = before[1];
+        in.week_draw = pacing_week_draw(seed, "m", 1, "push", 4,
+                                        pacing_period_start(p, in.week_index, 0.3));
+        for (int k = 0; k < 70; k++) {
+            in.seconds_into_week = (int64_t)((k + 0.5) * NOTIFD_SECONDS_PER_WEEK / 70);
+            in.best_score = rng_next_unit(&r);
+            in.recent_best_scores = recent;
+            in.n_recent = n_recent;
+            if (rng_next_unit(&r) < pacing_send_probability(p, &in)) {
+                in.sent_this_week++;
+                score_sum += in.best_score;
+                sends++;
+            }
+            recent[next] = in.best_score;
+            next = (next + 1) % 100;
+            n_recent += n_recent < 100;
+        }
+        total += in.sent_this_week;
+        *most = in.sent_this_week > *most ? in.sent_this_week : *most;
+        before[1] = before[0];
+        before[0] = in.sent_this_week;
+    }
+    *mean = (double)total / weeks;
+    *score = sends ? score_sum / (double)sends : 0.0;
+}
+
+static void test_periods_keep_the_mean_and_one_extra_a_week(void **state)
+{
+    (void)state;
+    const double plans[] = {0.5, 0.25, 1.5, 2.7};
+    for (unsigned l = 1; l <= PACING_MAX_PERIOD_WEEKS; l++) {
+        for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
+            for (int strategy = PACING_BUDGET; strategy <= PACING_QUALITY; strategy++) {
+                pacing_params_t p = params_for((pacing_strategy_t)strategy);
+                p.period_weeks = l;
+                double mean, score;
+                unsigned most;
+                simulate_fraction(&p, plans[i], 3000, 7 + l, &mean, &most, &score);
+                assert_close(mean, plans[i], 0.05 * plans[i] + 0.01);
+                /* At most one extra a week: never over ceil(plan), the cap. */
+                assert_true(most <= (unsigned)ceil(plans[i]));
+            }
+        }
+    }
+}
+
+static void test_quality_picks_the_better_week_of_a_period(void **state)
+{
+    (void)state;
+    /* A plan of 0.5 under quality pacing: with one-week periods each week
+     * a hash picked must send, good moment or not; with two-week periods
+     * the send goes to the better of the two weeks. */
+    pacing_params_t one = params_for(PACING_QUALITY), two = one;
+    one.period_weeks = 1;
+    two.period_weeks = 2;
+    double m1, m2, s1, s2;
+    unsigned most;
+    simulate_fraction(&one, 0.5, 3000, 11, &m1, &most, &s1);
+    simulate_fraction(&two, 0.5, 3000, 11, &m2, &most, &s2);
+    assert_close(m1, 0.5, 0.03);
+    assert_close(m2, 0.5, 0.03);
+    assert_true(s2 > s1 + 0.005);
 }
 
 static void test_week_draw_is_stable_and_varies_by_week(void **state)
@@ -673,6 +809,10 @@ int main(void)
         cmocka_unit_test(test_budget_spends_leftover_at_end_of_week),
         cmocka_unit_test(test_budget_rounds_fractional_plan_by_week_draw),
         cmocka_unit_test(test_fractional_plan_delivers_its_mean_over_many_weeks),
+        cmocka_unit_test(test_period_start_follows_phase_and_negative_weeks),
+        cmocka_unit_test(test_two_week_period_spreads_a_half_plan_over_both_weeks),
+        cmocka_unit_test(test_periods_keep_the_mean_and_one_extra_a_week),
+        cmocka_unit_test(test_quality_picks_the_better_week_of_a_period),
         cmocka_unit_test(test_week_draw_is_stable_and_varies_by_week),
         cmocka_unit_test(test_week_draw_matches_golden_values),
         cmocka_unit_test(test_weekly_cap_rounds_up_without_float_noise),

@@ -241,6 +241,9 @@ static void test_week_read_keeps_the_present_and_counts_the_hostile(void **state
     week(&w, "push:100:sent", "-5", &inv);
     week(&w, "push:100:opp", "4", &inv);
     week(&w, "push:99:opp", "6", &inv);
+    week(&w, "push:99:sent", "1", &inv);   /* the weeks a period looks back on */
+    week(&w, "push:98:sent", "2", &inv);
+    week(&w, "push:97:sent", "3", &inv);   /* folded: deleted, not read */
     week(&w, "push:103:opp", "50", &inv);  /* the future: ignored, not deleted */
     week(&w, "push:103:sent", "40", &inv);
     week(&w, "push:90:opp", "1", &inv);    /* folded long ago: deleted */
@@ -255,8 +258,11 @@ static void test_week_read_keeps_the_present_and_counts_the_hostile(void **state
     assert_true(view.history.have_ewma_week);
     assert_int_equal(view.sent_this_week, 0);
     assert_true(view.history.counts[2] == 4 && view.history.counts[1] == 6);
-    assert_int_equal(w.n_stale, 1);
-    assert_string_equal(w.stale[0], "push:90:opp");
+    assert_int_equal(view.history.sent_before[0], 1);
+    assert_int_equal(view.history.sent_before[1], 2);
+    assert_int_equal(w.n_stale, 2);
+    assert_string_equal(w.stale[0], "push:97:sent");
+    assert_string_equal(w.stale[1], "push:90:opp");
     assert_int_equal(view.n_recent, 2);
     assert_true(view.recent[0] == 0.5 && view.recent[1] == 0.25);
     assert_int_equal(view.n_sends, 2);

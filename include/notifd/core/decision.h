@@ -79,6 +79,7 @@ typedef struct decision_input {
     double *utility;               /* scratch, n_candidates */
     double *select_prob;           /* scratch, n_candidates */
     uint32_t sent_this_week;
+    uint32_t sent_before[2];       /* sends in weeks W-1 and W-2 (fractional plans' periods) */
     const int64_t *recent_sends;   /* this channel's send times, newest first */
     size_t n_recent_sends;
     double expected_opportunities; /* <= 0: the prior */
@@ -120,6 +121,9 @@ typedef struct opportunity_history {
     int64_t first_week;        /* week of the member's first opportunity */
     double first_fraction;     /* share of that week observed (1 if unknown) */
     double counts[3];
+    /* Sends in weeks W-1 and W-2: what a fractional plan's period already
+     * spent (pacing_input_t.sent_before). */
+    uint32_t sent_before[2];
 } opportunity_history_t;
 
 typedef struct opportunity_fold {
