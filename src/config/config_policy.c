@@ -20,7 +20,7 @@
 
 static const char *const fast_keys[] = {
     "mode", "pacing", "pacing_profile", "prior_opportunities_per_week",
-    "opportunity_ewma_alpha", "period_weeks", "quality_quantile", "quality_min_history", "quality_history",
+    "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
     "cap_factor", "rolling_cap", "rolling_cap_factor",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
     "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", "member_cache_ms",
@@ -317,8 +317,6 @@ void config_parse_fast(config_errors_t *errs, json_t *fo, const char *path, cons
             f->pacing.quality_quantile = (pacing_quantile_t)q;
     }
     long long x;
-    if (config_get_int(errs, fo, path, "period_weeks", 1, PACING_MAX_PERIOD_WEEKS, &x))
-        f->pacing.period_weeks = (unsigned)x;
     if (config_get_int(errs, fo, path, "quality_min_history", 1, PACING_MAX_RECENT, &x))
         f->pacing.quality_min_history = (unsigned)x;
     if (config_get_int(errs, fo, path, "quality_history", 1, PACING_MAX_RECENT, &x))

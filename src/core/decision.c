@@ -33,6 +33,31 @@ static void finish_guardrail(decision_t *out, decision_reason_t reason)
     out->propensity = 1.0;
 }
 
+/* When, as a share of the week, the 7-day cap last made room before ts:
+ * the rolling-th latest send before ts plus 7 days, if that falls in this
+ * week; 0 when the cap is not enforced or did not block this week. */
+static double unblocked_from(const decision_input_t *in, int64_t rolling)
+{
+    if (rolling <= 0 || in->recent_sends == NULL || (size_t)rolling > in->n_recent_sends)
+        return 0.0;
+    int64_t bound = in->ts; /* the k-th latest send before ts, by selection */
+    int64_t kth = INT64_MIN;
+    for (int64_t k = 0; k < rolling; k++) {
+        kth = INT64_MIN;
+        for (size_t i = 0; i < in->n_recent_sends; i++)
+            if (in->recent_sends[i] < bound && in->recent_sends[i] > kth)
+                kth = in->recent_sends[i];
+        if (kth == INT64_MIN)
+            return 0.0; /* fewer than `rolling` sends before ts */
+        bound = kth;
+    }
+    const int64_t week_start = calendar_week_start(in->ts, in->tz_offset_min);
+    const int64_t free_at = kth + DECISION_ROLLING_WINDOW_S;
+    if (free_at <= week_start)
+        return 0.0;
+    return pacing_week_fraction_elapsed(&in->fast->pacing, free_at - week_start);
+}
+
 void decision_evaluate(const decision_input_t *in, decision_t *out)
 {
     const fast_config_t *fast = in->fast;
@@ -135,20 +160,19 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
             }
         }
         int64_t week = calendar_week_index(in->ts, in->tz_offset_min);
-        const size_t ch_len = strlen(in->channel_name);
-        double phase =
-            pacing_member_phase(in->seed, in->member, in->member_len, in->channel_name, ch_len);
-        int64_t period = pacing_period_start(&fast->pacing, week, phase);
         pacing_input_t pin = {
             .per_week = per_week,
             .sent_this_week = in->sent_this_week,
-            .sent_before = {in->sent_before[0], in->sent_before[1]},
+            .fraction_balance = in->fraction_balance,
+            /* Only a fraction's chance looks at it (pacing.h). */
+            .unblocked_from = pacing_extra_share(per_week, 0.0) > 0.0
+                                  ? unblocked_from(in, out->rolling_cap)
+                                  : 0.0,
             .expected_opportunities = in->expected_opportunities,
             .seconds_into_week = calendar_seconds_into_week(in->ts, in->tz_offset_min),
-            .week_draw = pacing_week_draw(in->seed, in->member, in->member_len, in->channel_name,
-                                          ch_len, period),
             .week_index = week,
-            .member_phase = phase,
+            .member_phase = pacing_member_phase(in->seed, in->member, in->member_len,
+                                                in->channel_name, strlen(in->channel_name)),
             .best_score = best,
             .recent_best_scores = in->recent_best,
             .n_recent = in->n_recent,
@@ -206,14 +230,22 @@ static bool week_sane(int64_t w) { return w > -FOLD_WEEK_LIMIT && w < FOLD_WEEK_
 static double sane_count(double x) { return x >= 0 && isfinite(x) ? x : 0.0; }
 
 void decision_fold_history(const opportunity_history_t *h, int64_t week, double alpha,
-                           opportunity_fold_t *out)
+                           double per_week, opportunity_fold_t *out)
 {
     *out = (opportunity_fold_t){0};
     bool have = h->have_ewma && h->ewma >= 0 && isfinite(h->ewma);
     double ewma = have ? h->ewma : 0.0;
+    /* A whole plan (or none) has no balance: pacing_balance_update() gives
+     * 0 for it, and a stored one left over from a fractional plan is
+     * cleared below. */
+    const bool fractional = pacing_extra_share(per_week, 0.0) > 0.0;
+    const double stored = h->have_balance && isfinite(h->balance) ? h->balance : 0.0;
+    double balance = fractional ? stored : 0.0;
     bool have_ewma_week = h->have_ewma_week && week_sane(h->ewma_week);
     if (!h->have_first_week || !week_sane(h->first_week) || !week_sane(week)) {
         out->expected = have ? ewma : -1.0;
+        out->balance = balance;
+        out->store_balance = h->have_balance ? balance != h->balance : balance != 0.0;
         return;
     }
     /* Weeks after `week` (first_week or ewma_week from the future, as an
@@ -225,8 +257,9 @@ void decision_fold_history(const opportunity_history_t *h, int64_t week, double 
         if (wk < h->first_week)
             continue;
         double count = sane_count(h->counts[wk - (week - 2)]);
+        double seen = 1.0;
         if (wk == h->first_week) {
-            double seen = h->first_fraction > 0 && h->first_fraction <= 1 ? h->first_fraction : 1.0;
+            seen = h->first_fraction > 0 && h->first_fraction <= 1 ? h->first_fraction : 1.0;
             if (seen < 0.25) {
                 last = wk;
                 continue;
@@ -236,6 +269,12 @@ void decision_fold_history(const opportunity_history_t *h, int64_t week, double 
         ewma = pacing_ewma_update(ewma, have, count, alpha);
         have = true;
         value_changed = true;
+        /* A week without an opportunity could not have sent: it owes
+         * nothing. counts[] holds weeks W-2..W, sent_before W-1 and W-2. */
+        if (fractional && count > 0.0) {
+            double sent = (double)h->sent_before[week - 1 - wk];
+            balance = pacing_balance_update(balance, per_week, sent, seen);
+        }
         last = wk;
     }
     if (!have_ewma_week || last != h->ewma_week) {
@@ -249,4 +288,7 @@ void decision_fold_history(const opportunity_history_t *h, int64_t week, double 
         out->ewma = ewma;
     }
     out->expected = have ? ewma : -1.0;
+    out->balance = balance;
+    /* Written when it moved (a NaN stored never equals anything). */
+    out->store_balance = h->have_balance ? balance != h->balance : balance != 0.0;
 }

@@ -54,6 +54,10 @@ void overlay_apply(const overlay_effect_t *e, member_view_t *v, const ranker_can
         h->have_ewma_week = true;
         h->ewma_week = e->ewma_week;
     }
+    if (e->store_balance) {
+        h->have_balance = true;
+        h->balance = e->balance;
+    }
     if (e->set_first_week && !h->have_first_week) {
         h->have_first_week = true;
         h->first_week = e->first_week;

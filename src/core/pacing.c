@@ -76,10 +76,6 @@ void pacing_params_defaults(pacing_params_t *params)
      * clipped the weeks that ran over, so even fresh candidates got 70% of
      * it (tests/integration/plan_delivery.py). */
     params->quality_quantile = PACING_QUANTILE_BUDGET;
-    /* Two weeks: a plan of 0.5 is one send in two weeks, in the better of
-     * the two under quality pacing, instead of in a week a hash picked
-     * (docs/fast-policy.md, "Fractional plans"). */
-    params->period_weeks = 2;
     /* The rank rule sends at rate p on average with any number of recent
      * scores (pacing_quality_probability), and even a handful of them picks
      * better moments than the coin; waiting for 20 spent a member's first
@@ -118,8 +114,7 @@ const char *pacing_params_check(const pacing_params_t *params)
         return "prior opportunities per week must be > 0";
     if (!(params->ewma_alpha > 0.0 && params->ewma_alpha <= 1.0))
         return "ewma alpha must be in (0, 1]";
-    if (params->period_weeks < 1 || params->period_weeks > PACING_MAX_PERIOD_WEEKS)
-        return "period weeks must be 1, 2 or 3";
+
     if (!isfinite(params->quality_flat_epsilon) || params->quality_flat_epsilon < 0.0)
         return "quality flat epsilon must be >= 0";
     return NULL;
@@ -182,36 +177,6 @@ static void split_plan(double per_week, double *whole, double *frac)
     *frac = f;
 }
 
-static unsigned period_length(const pacing_params_t *params)
-{
-    unsigned l = params->period_weeks;
-    if (l < 1)
-        return 1;
-    return l > PACING_MAX_PERIOD_WEEKS ? PACING_MAX_PERIOD_WEEKS : l;
-}
-
-/* The week's position in its period, 0 .. L-1. */
-static int64_t period_position(int64_t week_index, double member_phase, unsigned l)
-{
-    const double u = isfinite(member_phase) && member_phase >= 0.0 && member_phase < 1.0
-                         ? member_phase
-                         : 0.0;
-    const int64_t offset = (int64_t)(u * l);
-    /* Modulo of a week index that may be negative (before 1970), without
-     * overflow for any int64 the caller passes. */
-    int64_t k = week_index % (int64_t)l;
-    k = (k + offset) % (int64_t)l;
-    return k < 0 ? k + (int64_t)l : k;
-}
-
-int64_t pacing_period_start(const pacing_params_t *params, int64_t week_index,
-                            double member_phase)
-{
-    const unsigned l = period_length(params);
-    const int64_t k = period_position(week_index, member_phase, l);
-    return week_index > INT64_MIN + k ? week_index - k : week_index;
-}
-
 static double expected_per_week(const pacing_params_t *params, const pacing_input_t *in)
 {
     double e = in->expected_opportunities;
@@ -251,26 +216,53 @@ static double rate_probability(const pacing_input_t *in, double e, double w)
     return clamp_unit(in->per_week * w / e);
 }
 
-/* The period's extra sends: a plan's fraction f over a period of L weeks
- * is f*L extra sends, rounded up with probability equal to its own
- * fraction, so the mean is f per week. f < 1 makes it at most L: one a
- * week. Without the rounding, "remaining / remaining opportunities" spends
- * a fractional remainder such as 0.5 almost surely (it keeps raising p
- * until a send happens), and a plan of 0.5/week would deliver about 0.9. */
-static double period_extras(double frac, unsigned l, double draw)
+double pacing_extra_share(double per_week, double balance)
 {
-    const double x = frac * l;
-    double whole = floor(x + 1e-9);
-    const double rest = x - whole;
-    return whole + ((rest > 1e-9 && draw < rest) ? 1.0 : 0.0);
+    if (!isfinite(per_week) || per_week <= 0.0)
+        return 0.0;
+    double whole, frac;
+    split_plan(per_week, &whole, &frac);
+    if (frac <= 0.0)
+        return 0.0;
+    if (!isfinite(balance))
+        balance = 0.0;
+    const double g = frac + balance / PACING_PAYBACK_WEEKS;
+    if (!(g > 0.0))
+        return 0.0;
+    return g > PACING_MAX_WEEK_SHARE ? PACING_MAX_WEEK_SHARE : g;
 }
 
-/* The budget's probability: the whole part of the plan is this week's
- * budget, spread over the week's remaining opportunities; a fraction's
- * extra sends are the period's budget, spread over the period's remaining
- * opportunities, at most one a week, and due this week once every week
- * left in the period needs one. With one-week periods that is the plain
- * weekly budget of floor(P) or ceil(P) sends. */
+double pacing_balance_update(double balance, double per_week, double sent, double seen)
+{
+    if (!isfinite(per_week) || per_week <= 0.0)
+        return 0.0;
+    double whole, frac;
+    split_plan(per_week, &whole, &frac);
+    if (frac <= 0.0)
+        return 0.0;
+    if (!isfinite(balance))
+        balance = 0.0;
+    if (!(seen > 0.0) || seen > 1.0)
+        seen = 1.0;
+    const double extra = isfinite(sent) && sent > whole ? sent - whole : 0.0;
+    balance += frac * seen - extra;
+    if (balance > PACING_BALANCE_LIMIT)
+        return PACING_BALANCE_LIMIT;
+    return balance < -PACING_BALANCE_LIMIT ? -PACING_BALANCE_LIMIT : balance;
+}
+
+/* The budget's probability. The plan's whole part is this week's budget,
+ * spread over the week's remaining opportunities and spent by Sunday. A
+ * fraction f is a chance instead: the week gets at most one extra send, with
+ * probability g = pacing_extra_share() (f, plus what the balance owes),
+ * spread evenly over the part of the week the 7-day cap leaves open, so the
+ * week's first extra is as likely on Thursday as on Monday (a constant rate
+ * put two thirds of them in the first half). Nothing forces it out by
+ * the week's end: under quality pacing a week without a good moment goes
+ * without, and the balance makes up for it in the weeks after, so the mean
+ * stays the plan's. (Forcing it, as a whole send is, made every casual
+ * member's week of a plan of 0.5 end with a send whatever the week
+ * offered, and the baseline beat that in notifd-sim.) */
 static double budget_probability(const pacing_params_t *params, const pacing_input_t *in,
                                  double e, double w)
 {
@@ -290,26 +282,16 @@ static double budget_probability(const pacing_params_t *params, const pacing_inp
     double left_week = e * (1.0 - f) / w;
     if (left_week < 1.0)
         left_week = 1.0;
-    if (frac <= 0.0 || sent > whole)
-        return clamp_unit(base_left / left_week); /* no extra, or this week's is spent */
-
-    const unsigned l = period_length(params);
-    const int64_t k = period_position(in->week_index, in->member_phase, l);
-    double spent = 0.0;
-    for (int64_t j = 0; j < k; j++) {
-        const double before = (double)in->sent_before[j];
-        spent += before > whole ? before - whole : 0.0;
+    double p = base_left / left_week;
+    if (frac > 0.0 && sent <= whole) {
+        const double g = pacing_extra_share(in->per_week, in->fraction_balance);
+        double b = in->unblocked_from;
+        b = b > 0.0 && b < f ? b : (b >= f && f < 1.0 ? f : 0.0);
+        /* The week's chance g spread evenly over the unblocked part [b, 1):
+         * the survival 1 - g (F - b) / (1 - b), whose hazard is this. */
+        p += g * (w / e) / ((1.0 - b) - g * (f - b));
     }
-    const double extras_left = period_extras(frac, l, in->week_draw) - spent;
-    if (extras_left <= 0.0)
-        return clamp_unit(base_left / left_week);
-    const double weeks_left = (double)(l - (unsigned)k);
-    if (extras_left >= weeks_left)
-        return clamp_unit((base_left + 1.0) / left_week);
-    double left_period = e * (weeks_left - f) / w;
-    if (left_period < 1.0)
-        left_period = 1.0;
-    return clamp_unit(base_left / left_week + extras_left / left_period);
+    return clamp_unit(p);
 }
 
 double pacing_quality_probability(double p, double best, const double *recent, size_t n)
@@ -427,22 +409,5 @@ double pacing_member_phase(uint64_t config_seed, const char *member, size_t memb
     uint64_t h = hash_bytes(config_seed, "pacing.phase", 12);
     h = hash_bytes(h, member, member_len);
     h = hash_bytes(h, channel, channel_len);
-    return hash_to_unit(h);
-}
-
-double pacing_week_draw(uint64_t config_seed, const char *member, size_t member_len,
-                        const char *channel, size_t channel_len, int64_t week_index)
-{
-    /* The week index is hashed as 8 little-endian bytes so the value is the
-     * same on every architecture. The tag keeps this stream apart from the
-     * decision streams seeded from the same config seed. */
-    unsigned char week[8];
-    uint64_t w = (uint64_t)week_index;
-    for (int i = 0; i < 8; i++)
-        week[i] = (unsigned char)(w >> (8 * i));
-    uint64_t h = hash_bytes(config_seed, "pacing.week", 11);
-    h = hash_bytes(h, member, member_len);
-    h = hash_bytes(h, channel, channel_len);
-    h = hash_bytes(h, week, sizeof week);
     return hash_to_unit(h);
 }

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "notifd/core/pacing.h"
 #include "notifd/core/plan_explore.h"
 #include "notifd/lib/number_parse.h"
 
@@ -27,6 +28,7 @@ static const stored_field_spec_t specs[STORED_FIELD_COUNT] = {
     [STORED_WEEK_SENT] = {"week_sent", 0, 1e9, true, false},
     [STORED_WEEK_VERSION] = {"week_version", 0, 1e9, true, false},
     [STORED_EWMA] = {"ewma", 0, 1e9, false, false},
+    [STORED_BALANCE] = {"balance", -PACING_BALANCE_LIMIT, PACING_BALANCE_LIMIT, false, false},
     [STORED_FIRST_FRAC] = {"first_frac", 0, 1, false, false},
     [STORED_SCORE] = {"score", -1e12, 1e12, false, false},
     [STORED_SEND_TIME] = {"send_time", 0, STORED_TIME_MAX, false, false},

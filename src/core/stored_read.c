@@ -152,7 +152,10 @@ void stored_read_week_field(stored_week_t *w, const char *ch, size_t ch_len,
         return;
     }
     int64_t wk;
-    if (is(rest, rl, "ewma")) {
+    if (is(rest, rl, "bal")) {
+        h->have_balance =
+            stored_parse_real(STORED_BALANCE, value, value_len, &h->balance, invalid);
+    } else if (is(rest, rl, "ewma")) {
         h->have_ewma = stored_parse_real(STORED_EWMA, value, value_len, &h->ewma, invalid);
     } else if (is(rest, rl, "ewma_week")) {
         h->have_ewma_week = stored_parse_int(STORED_WEEK, value, value_len, &wk, invalid);

@@ -176,9 +176,6 @@ void decide_and_record(decide_ctx_t *d)
     /* Bring the read up to date with the member's decisions recorded since. */
     overlay_apply_since(d->overlay, d->read_seq, &d->view, r->candidates, r->n, r->last_sent);
 
-    opportunity_fold_t fold;
-    decision_fold_history(&d->view.history, d->view.week, fast->pacing.ewma_alpha, &fold);
-
     plan_t plan;
     if (!th_mode && !(d->have_plan && plan_in_force(&d->plan, r->ts))) {
         decide_default_plan(cfg, &plan);
@@ -190,6 +187,13 @@ void decide_and_record(decide_ctx_t *d)
     }
     if (!th_mode)
         decide_complete_plan(cfg, fast, &plan);
+
+    opportunity_fold_t fold;
+    double per_week = !th_mode && plan_has_channel(&plan, r->channel)
+                          ? plan.per_week[r->channel]
+                          : 0.0;
+    decision_fold_history(&d->view.history, d->view.week, fast->pacing.ewma_alpha, per_week,
+                          &fold);
 
     threshold_state_t *th = NULL;
     if (th_mode) {
@@ -211,7 +215,7 @@ void decide_and_record(decide_ctx_t *d)
         .candidates = r->candidates, .n_candidates = r->n, .last_sent_ts = r->last_sent,
         .utility = r->utility, .select_prob = r->select_prob,
         .sent_this_week = d->view.sent_this_week,
-        .sent_before = {d->view.history.sent_before[0], d->view.history.sent_before[1]},
+        .fraction_balance = fold.balance,
         .recent_sends = d->view.sends,
         .n_recent_sends = d->view.n_sends, .expected_opportunities = fold.expected,
         .recent_best = d->view.recent, .n_recent = d->view.n_recent, .threshold = th,
@@ -237,6 +241,7 @@ void decide_and_record(decide_ctx_t *d)
         .counted_opp = dec.reached_coin, .sent = dec.send,
         .store_ewma = fold.store_ewma, .ewma = fold.ewma,
         .store_ewma_week = fold.store_ewma_week, .ewma_week = fold.ewma_week,
+        .store_balance = fold.store_balance, .balance = fold.balance,
         .set_first_week = dec.reached_coin && !d->view.history.have_first_week,
         .first_week = d->view.week,
         .first_fraction = as_stored_fraction(1.0 - (double)calendar_seconds_into_week(r->ts, d->tz) /

@@ -231,6 +231,13 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARGS(f_ewma_week);
         ARGS(v_ewma_week);
     }
+    char f_bal[48], v_bal[32];
+    if (fold->store_balance) {
+        key_field(f_bal, sizeof f_bal, ch, ":bal");
+        snprintf(v_bal, sizeof v_bal, "%.17g", fold->balance);
+        ARGS(f_bal);
+        ARGS(v_bal);
+    }
     if (effect->set_first_week) {
         key_field(f_first, sizeof f_first, ch, ":first_week");
         number_format_i64(v_first, effect->first_week);

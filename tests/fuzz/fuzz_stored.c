@@ -139,7 +139,7 @@ static void decide(const config_t *cfg, int64_t ts, const pairs_t *plan_pairs,
         check(isfinite(view.recent[i]));
 
     opportunity_fold_t fold;
-    decision_fold_history(&view.history, view.week, fast->pacing.ewma_alpha, &fold);
+    decision_fold_history(&view.history, view.week, fast->pacing.ewma_alpha, 2.5, &fold);
     check(isfinite(fold.expected));
     check(!fold.store_ewma || (isfinite(fold.ewma) && fold.ewma >= 0));
     check(!fold.store_ewma_week || fold.ewma_week < view.week);

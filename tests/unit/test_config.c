@@ -395,21 +395,6 @@ static void test_planner_interval_zero_is_out_of_range(void **state)
                  "planner.interval_s: must be an integer in 1..31622400, not 0");
 }
 
-static void test_pacing_period_weeks_defaults_to_two_within_one_to_three(void **state)
-{
-    (void)state;
-    config_t *cfg = load_ok("{}");
-    assert_int_equal(cfg->policy.fast.pacing.period_weeks, 2);
-    config_release(cfg);
-    cfg = load_ok("{'fast': {'period_weeks': 3}}");
-    assert_int_equal(cfg->policy.fast.pacing.period_weeks, 3);
-    config_release(cfg);
-    expect_error("{'fast': {'period_weeks': 0}}",
-                 "fast.period_weeks: must be an integer in 1..3, not 0");
-    expect_error("{'fast': {'period_weeks': 4}}",
-                 "fast.period_weeks: must be an integer in 1..3, not 4");
-}
-
 static void test_planner_nice_is_a_nice_value(void **state)
 {
     (void)state;
@@ -958,7 +943,6 @@ int main(void)
         cmocka_unit_test(test_admin_limits_are_read_and_checked),
         cmocka_unit_test(test_feedback_queue_keys_have_defaults_and_ranges),
         cmocka_unit_test(test_planner_interval_zero_is_out_of_range),
-        cmocka_unit_test(test_pacing_period_weeks_defaults_to_two_within_one_to_three),
         cmocka_unit_test(test_planner_nice_is_a_nice_value),
         cmocka_unit_test(test_number_above_range),
         cmocka_unit_test(test_ipv6_listen_in_brackets_is_accepted),

@@ -176,6 +176,36 @@ static void test_rolling_cap_counts_the_last_seven_days(void **state)
     assert_true(d.send);
 }
 
+static void test_a_fractions_chance_starts_when_the_rolling_cap_makes_room(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.fast.cap_factor = 1.0;
+    fx.fast.rolling_cap = true;
+    fx.fast.rolling_cap_factor = 1.5;
+    fx.fast.pacing.strategy = PACING_BUDGET;
+    fx.plan.per_week[0] = 0.5; /* cap 1, and 1 over any 7 days */
+    fx.in.expected_opportunities = 70.0;
+    fx.in.ts = MONDAY + 3 * 86400 + 43200; /* Thursday noon: F = 0.5 */
+    /* Last week's send on Wednesday noon made room again this Wednesday
+     * noon (F = 5/14): the week's chance 0.5 is spread from there. */
+    int64_t sends[2] = {MONDAY - 5 * 86400 + 43200, MONDAY - 30 * 86400};
+    fx.in.recent_sends = sends;
+    fx.in.n_recent_sends = 2;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    const double b = 5.0 / 14.0, f = 0.5;
+    assert_true(fabs(d.p_send - 0.5 / 70.0 / ((1.0 - b) - 0.5 * (f - b))) < 1e-12);
+    /* A send before the week that made room before it: the whole week. */
+    sends[0] = MONDAY - 8 * 86400;
+    decision_evaluate(&fx.in, &d);
+    assert_true(fabs(d.p_send - 0.5 / 70.0 / (1.0 - 0.5 * f)) < 1e-12);
+    /* A later ts (out of order) is not what made room. */
+    sends[0] = fx.in.ts + 8 * 86400;
+    decision_evaluate(&fx.in, &d);
+    assert_true(fabs(d.p_send - 0.5 / 70.0 / (1.0 - 0.5 * f)) < 1e-12);
+}
+
 static void test_sends_in_window_bounds(void **state)
 {
     const int64_t ts = MONDAY;
@@ -345,7 +375,7 @@ static void test_fold_scales_a_partly_seen_first_week(void **state)
     opportunity_history_t h = {.have_first_week = true, .first_week = 10, .first_fraction = 0.5};
     h.counts[1] = 20; /* week 10 = W-1 */
     opportunity_fold_t f;
-    decision_fold_history(&h, 11, 0.3, &f);
+    decision_fold_history(&h, 11, 0.3, 5.0, &f);
     assert_true(f.store_ewma);
     assert_true(fabs(f.ewma - 40.0) < 1e-9);
     assert_true(f.store_ewma_week);
@@ -358,10 +388,51 @@ static void test_fold_skips_a_barely_seen_first_week(void **state)
     opportunity_history_t h = {.have_first_week = true, .first_week = 10, .first_fraction = 0.1};
     h.counts[1] = 3;
     opportunity_fold_t f;
-    decision_fold_history(&h, 11, 0.3, &f);
+    decision_fold_history(&h, 11, 0.3, 5.0, &f);
     assert_false(f.store_ewma);
     assert_true(f.store_ewma_week);
     assert_true(f.expected <= 0); /* still the prior */
+}
+
+static void test_fold_keeps_a_fractional_plans_balance(void **state)
+{
+    (void)state;
+    /* Weeks 9 and 10 to fold: 20 opportunities and no send, then 10 and
+     * one send, on a plan of 0.5: +0.5, then 0.5 + 0.5 - 1 = 0. */
+    opportunity_history_t h = {.have_first_week = true, .first_week = 5, .first_fraction = 1,
+                               .have_ewma = true, .ewma = 10, .have_ewma_week = true,
+                               .ewma_week = 8};
+    h.counts[0] = 20;
+    h.counts[1] = 10;
+    h.sent_before[0] = 1; /* week 10 */
+    h.sent_before[1] = 0; /* week 9 */
+    opportunity_fold_t f;
+    decision_fold_history(&h, 11, 0.3, 0.5, &f);
+    assert_false(f.store_balance); /* 0 stays 0: nothing to write */
+    assert_true(f.balance == 0.0);
+    h.sent_before[0] = 0;
+    decision_fold_history(&h, 11, 0.3, 0.5, &f);
+    assert_true(f.store_balance);
+    assert_true(fabs(f.balance - 1.0) < 1e-12);
+    /* A week without an opportunity owes nothing. */
+    h.counts[1] = 0;
+    decision_fold_history(&h, 11, 0.3, 0.5, &f);
+    assert_true(fabs(f.balance - 0.5) < 1e-12);
+    /* Within the week, once folded, the stored balance stands. */
+    h.have_balance = true;
+    h.balance = 0.75;
+    h.ewma_week = 10;
+    decision_fold_history(&h, 11, 0.3, 0.5, &f);
+    assert_false(f.store_balance);
+    assert_true(f.balance == 0.75);
+    /* A whole plan clears a balance left by a fractional one. */
+    decision_fold_history(&h, 11, 0.3, 2.0, &f);
+    assert_true(f.store_balance);
+    assert_true(f.balance == 0.0);
+    /* A hostile stored value never leaves the bounds. */
+    h.balance = NAN;
+    decision_fold_history(&h, 11, 0.3, 0.5, &f);
+    assert_true(f.balance == 0.0);
 }
 
 static void test_fold_is_idempotent_within_a_week_and_folds_two_missed_weeks(void **state)
@@ -370,14 +441,14 @@ static void test_fold_is_idempotent_within_a_week_and_folds_two_missed_weeks(voi
                                .have_ewma = true, .ewma = 10, .have_ewma_week = true,
                                .ewma_week = 10};
     opportunity_fold_t f;
-    decision_fold_history(&h, 11, 0.5, &f); /* W-1 = 10 already folded */
+    decision_fold_history(&h, 11, 0.5, 5.0, &f); /* W-1 = 10 already folded */
     assert_false(f.store_ewma);
     assert_false(f.store_ewma_week);
     assert_true(fabs(f.expected - 10.0) < 1e-12);
     h.ewma_week = 8; /* weeks 9 and 10 not folded: counts 20 then 0 */
     h.counts[0] = 20;
     h.counts[1] = 0;
-    decision_fold_history(&h, 11, 0.5, &f);
+    decision_fold_history(&h, 11, 0.5, 5.0, &f);
     assert_true(f.store_ewma);
     assert_true(fabs(f.ewma - 7.5) < 1e-9); /* (10 -> 15) -> 7.5 */
     assert_int_equal(f.ewma_week, 10);
@@ -401,7 +472,7 @@ static void test_fold_survives_any_week_numbers(void **state)
                                            .ewma = 4.0, .first_fraction = 0.5,
                                            .counts = {1, 2, 3}};
                 opportunity_fold_t f;
-                decision_fold_history(&h, weeks[c], 0.3, &f);
+                decision_fold_history(&h, weeks[c], 0.3, 5.0, &f);
                 assert_true(isfinite(f.expected));
                 assert_true(!f.store_ewma || (isfinite(f.ewma) && f.ewma >= 0));
                 assert_true(!f.store_ewma_week || f.ewma_week < weeks[c]);
@@ -416,7 +487,7 @@ static void test_fold_ignores_a_first_week_from_the_future(void **state)
     opportunity_history_t h = {.have_first_week = true, .first_week = 20, .have_ewma = true,
                                .ewma = 6.0, .counts = {5, 5, 5}};
     opportunity_fold_t f;
-    decision_fold_history(&h, 11, 0.3, &f);
+    decision_fold_history(&h, 11, 0.3, 5.0, &f);
     assert_false(f.store_ewma);
     assert_false(f.store_ewma_week);
     assert_true(fabs(f.expected - 6.0) < 1e-12);
@@ -424,7 +495,7 @@ static void test_fold_ignores_a_first_week_from_the_future(void **state)
     h = (opportunity_history_t){.have_first_week = true, .first_week = 2, .have_ewma = true,
                                 .ewma = 6.0, .have_ewma_week = true, .ewma_week = 15,
                                 .counts = {0, 0, 0}};
-    decision_fold_history(&h, 11, 0.3, &f);
+    decision_fold_history(&h, 11, 0.3, 5.0, &f);
     assert_false(f.store_ewma);
     assert_false(f.store_ewma_week);
     assert_true(fabs(f.expected - 6.0) < 1e-12);
@@ -436,7 +507,7 @@ static void test_fold_takes_unusable_counts_and_ewma_as_none(void **state)
     opportunity_history_t h = {.have_first_week = true, .first_week = 2, .have_ewma = true,
                                .ewma = NAN, .counts = {NAN, -5, INFINITY}};
     opportunity_fold_t f;
-    decision_fold_history(&h, 11, 0.5, &f);
+    decision_fold_history(&h, 11, 0.5, 5.0, &f);
     assert_true(f.store_ewma);
     assert_true(f.ewma == 0.0); /* two weeks of no opportunities, no prior EWMA */
     assert_true(f.expected == 0.0);
@@ -468,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_recently_sent_candidates_are_filtered_and_old_ones_are_not),
         cmocka_unit_test(test_cap_reached_before_the_coin),
         cmocka_unit_test(test_rolling_cap_counts_the_last_seven_days),
+        cmocka_unit_test(test_a_fractions_chance_starts_when_the_rolling_cap_makes_room),
         cmocka_unit_test(test_sends_in_window_bounds),
         cmocka_unit_test(test_coin_probability_and_propensities),
         cmocka_unit_test(test_rolling_cap_adds_the_whole_part_of_the_plans_slack),
@@ -476,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_threshold_mode_sends_iff_best_clears_the_threshold),
         cmocka_unit_test(test_fold_scales_a_partly_seen_first_week),
         cmocka_unit_test(test_fold_skips_a_barely_seen_first_week),
+        cmocka_unit_test(test_fold_keeps_a_fractional_plans_balance),
         cmocka_unit_test(test_fold_is_idempotent_within_a_week_and_folds_two_missed_weeks),
         cmocka_unit_test(test_reason_names_are_the_contract),
     };

@@ -271,98 +271,82 @@ static void test_budget_spends_leftover_at_end_of_week(void **state)
     assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
 }
 
-static void test_budget_rounds_fractional_plan_by_week_draw(void **state)
+static void test_extra_share_is_the_fraction_plus_what_the_balance_owes(void **state)
 {
     (void)state;
-    pacing_params_t p = params_for(PACING_BUDGET);
-    p.period_weeks = 1; /* each week draws its own extra send */
-    pacing_input_t in = input_at(DAY);
-    in.per_week = 2.5;
-    in.sent_this_week = 2;
-    in.week_draw = 0.7; /* >= 0.5: this week rounds down to 2 */
-    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
-    in.week_draw = 0.2; /* < 0.5: rounds up to 3, one left */
-    assert_close(pacing_send_probability(&p, &in), 1.0 / (70.0 * 6.0 / 7.0), 1e-15);
+    assert_close(pacing_extra_share(0.5, 0.0), 0.5, 1e-15);
+    assert_close(pacing_extra_share(2.5, 0.2), 0.6, 1e-15);
+    assert_close(pacing_extra_share(0.5, 1.0), PACING_MAX_WEEK_SHARE, 0.0);
+    assert_close(pacing_extra_share(0.5, -1.0), 0.0, 0.0);
+    assert_close(pacing_extra_share(0.5, NAN), 0.5, 1e-15);
+    /* Whole plans (float noise included) have no extra to share. */
+    assert_close(pacing_extra_share(2.0, 1.0), 0.0, 0.0);
+    assert_close(pacing_extra_share(2.9999999999, 1.0), 0.0, 0.0);
+    assert_close(pacing_extra_share(0.0, 1.0), 0.0, 0.0);
+    assert_close(pacing_extra_share(NAN, 1.0), 0.0, 0.0);
 }
 
-static void test_fractional_plan_delivers_its_mean_over_many_weeks(void **state)
+static void test_balance_owes_the_fraction_and_is_repaid_by_extra_sends(void **state)
 {
     (void)state;
-    /* 0.5/week with budget pacing over 2000 simulated weeks of 70
-     * opportunities: the week draw must make the mean 0.5, not ~0.9. */
-    pacing_params_t p = params_for(PACING_BUDGET);
-    p.period_weeks = 1;
-    rng_t r;
-    rng_seed(&r, 5);
-    unsigned total = 0;
-    const int weeks = 2000;
-    for (int w = 0; w < weeks; w++) {
-        pacing_input_t in = input_at(0);
-        in.per_week = 0.5;
-        in.week_draw = pacing_week_draw(5, "m", 1, "push", 4, w);
-        for (int k = 0; k < 70; k++) {
-            in.seconds_into_week = (int64_t)((k + 0.5) * NOTIFD_SECONDS_PER_WEEK / 70);
-            if (rng_next_unit(&r) < pacing_send_probability(&p, &in))
-                in.sent_this_week++;
-        }
-        total += in.sent_this_week;
-    }
-    assert_close((double)total / weeks, 0.5, 0.05);
+    assert_close(pacing_balance_update(0.0, 0.5, 0.0, 1.0), 0.5, 1e-15);
+    assert_close(pacing_balance_update(0.5, 0.5, 1.0, 1.0), 0.0, 1e-15);
+    assert_close(pacing_balance_update(0.0, 2.5, 3.0, 1.0), -0.5, 1e-15);
+    assert_close(pacing_balance_update(0.0, 2.5, 2.0, 1.0), 0.5, 1e-15);
+    /* A first week seen in part owes its share. */
+    assert_close(pacing_balance_update(0.0, 0.5, 0.0, 0.5), 0.25, 1e-15);
+    /* Bounded both ways, whatever a week or the store says. */
+    assert_close(pacing_balance_update(1.9, 0.5, 0.0, 1.0), PACING_BALANCE_LIMIT, 0.0);
+    assert_close(pacing_balance_update(-1.9, 0.5, 5.0, 1.0), -PACING_BALANCE_LIMIT, 0.0);
+    assert_close(pacing_balance_update(NAN, 0.5, 0.0, 1.0), 0.5, 1e-15);
+    /* A whole plan keeps no balance. */
+    assert_close(pacing_balance_update(1.5, 3.0, 0.0, 1.0), 0.0, 0.0);
 }
 
-static void test_period_start_follows_phase_and_negative_weeks(void **state)
+static void test_budget_fraction_is_a_chance_never_forced_by_the_week_end(void **state)
 {
     (void)state;
-    pacing_params_t p = params_for(PACING_BUDGET);
-    p.period_weeks = 1;
-    assert_int_equal(pacing_period_start(&p, 2969, 0.7), 2969);
-    p.period_weeks = 2;
-    assert_int_equal(pacing_period_start(&p, 2968, 0.0), 2968);
-    assert_int_equal(pacing_period_start(&p, 2969, 0.0), 2968);
-    /* A phase in the upper half shifts the periods by a week. */
-    assert_int_equal(pacing_period_start(&p, 2969, 0.6), 2969);
-    assert_int_equal(pacing_period_start(&p, 2970, 0.6), 2969);
-    /* Weeks before 1970 fall into periods the same way. */
-    assert_int_equal(pacing_period_start(&p, -1, 0.0), -2);
-    assert_int_equal(pacing_period_start(&p, -2, 0.0), -2);
-    p.period_weeks = 3;
-    assert_int_equal(pacing_period_start(&p, 2970, 0.0), 2970 - 2970 % 3);
-    assert_int_equal(pacing_period_start(&p, -4, 0.0), -6);
-    /* A phase outside [0, 1) (NaN, hostile) counts as 0. */
-    assert_int_equal(pacing_period_start(&p, 2970, NAN), 2970 - 2970 % 3);
-}
-
-static void test_two_week_period_spreads_a_half_plan_over_both_weeks(void **state)
-{
-    (void)state;
-    pacing_params_t p = params_for(PACING_BUDGET);
-    p.period_weeks = 2;
-    pacing_input_t in = input_at(DAY);
+    const pacing_params_t p = params_for(PACING_BUDGET);
+    pacing_input_t in = input_at(0);
     in.per_week = 0.5;
-    in.week_index = 2968; /* first week of its period at phase 0 */
-    /* One send in two weeks, over the 13/7 weeks of opportunities left. */
-    assert_close(pacing_send_probability(&p, &in), 1.0 / (70.0 * 13.0 / 7.0), 1e-15);
-    in.sent_this_week = 1; /* this week took the period's send */
+    /* Half the weeks get the send, spread evenly over the week: the hazard
+     * of a uniform first send, g / E / (1 - g F). */
+    assert_close(pacing_send_probability(&p, &in), 0.5 / 70.0, 1e-15);
+    const int64_t last = NOTIFD_SECONDS_PER_WEEK - 1;
+    const double f_last = pacing_week_fraction_elapsed(&p, last);
+    in.seconds_into_week = last;
+    /* The last opportunity of a week without a send: still a chance. */
+    assert_close(pacing_send_probability(&p, &in), 0.5 / 70.0 / (1.0 - 0.5 * f_last), 1e-15);
+    assert_true(pacing_send_probability(&p, &in) < 0.02);
+    in.sent_this_week = 1; /* the week's extra is spent */
     assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
-    /* Second week: due now if the first week did not send, else nothing. */
-    in.week_index = 2969;
+    /* A balance owed raises the chance: 0.5 + 0.5 / 2 of weeks. */
     in.sent_this_week = 0;
-    assert_close(pacing_send_probability(&p, &in), 1.0 / (70.0 * 6.0 / 7.0), 1e-15);
-    in.sent_before[0] = 1;
-    assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
-    /* A plan of 2.5: the whole part is the week's, the half the period's. */
+    in.seconds_into_week = 0;
+    in.fraction_balance = 0.5;
+    assert_close(pacing_send_probability(&p, &in), 0.75 / 70.0, 1e-15);
+    /* Blocked by the 7-day cap until mid-week: the week's chance is spread
+     * over its second half. */
+    in.fraction_balance = 0.0;
+    in.seconds_into_week = NOTIFD_SECONDS_PER_WEEK * 3 / 4;
+    in.unblocked_from = 0.5;
+    assert_close(pacing_send_probability(&p, &in), 0.5 / 70.0 / (0.5 - 0.5 * 0.25), 1e-15);
+    in.unblocked_from = 0.0;
+    /* The whole part is still spent by the week's end. */
+    in.seconds_into_week = last;
     in.per_week = 2.5;
-    in.week_index = 2968;
-    in.sent_before[0] = 0;
-    assert_close(pacing_send_probability(&p, &in),
-                 2.0 / (70.0 * 6.0 / 7.0) + 1.0 / (70.0 * 13.0 / 7.0), 1e-15);
-    in.sent_this_week = 3; /* whole part and the extra both spent */
+    in.sent_this_week = 1;
+    assert_close(pacing_send_probability(&p, &in), 1.0, 0.0);
+    in.sent_this_week = 2;
+    assert_close(pacing_send_probability(&p, &in), 0.5 / 70.0 / (1.0 - 0.5 * f_last), 1e-15);
+    in.sent_this_week = 3;
     assert_close(pacing_send_probability(&p, &in), 0.0, 0.0);
 }
 
 /* Plays `weeks` weeks of 70 opportunities for one member with plan
- * per_week, best scores uniform in [0, 1) ranked against the last 100:
- * the mean weekly count, the most in a week and the mean sent score. */
+ * per_week, best scores uniform in [0, 1) ranked against the last 100,
+ * folding each week into the balance: the mean weekly count, the most in a
+ * week and the mean sent score. */
 static void simulate_fraction(const pacing_params_t *p, double per_week, int weeks,
                               uint64_t seed, double *mean, unsigned *most, double *score)
 {
@@ -371,18 +355,12 @@ static void simulate_fraction(const pacing_params_t *p, double per_week, int wee
     double recent[100];
     size_t n_recent = 0, next = 0;
     unsigned long total = 0, sends = 0;
-    double score_sum = 0.0;
-    uint32_t before[2] = {0, 0};
+    double score_sum = 0.0, balance = 0.0;
     *most = 0;
     for (int w = 0; w < weeks; w++) {
         pacing_input_t in = input_at(0);
         in.per_week = per_week;
-        in.week_index = 3000 + w;
-        in.member_phase = 0.3;
-        in.sent_before[0] = before[0];
-        in.sent_before[1] = before[1];
-        in.week_draw = pacing_week_draw(seed, "m", 1, "push", 4,
-                                        pacing_period_start(p, in.week_index, 0.3));
+        in.fraction_balance = balance;
         for (int k = 0; k < 70; k++) {
             in.seconds_into_week = (int64_t)((k + 0.5) * NOTIFD_SECONDS_PER_WEEK / 70);
             in.best_score = rng_next_unit(&r);
@@ -399,76 +377,79 @@ static void simulate_fraction(const pacing_params_t *p, double per_week, int wee
         }
         total += in.sent_this_week;
         *most = in.sent_this_week > *most ? in.sent_this_week : *most;
-        before[1] = before[0];
-        before[0] = in.sent_this_week;
+        balance = pacing_balance_update(balance, per_week, in.sent_this_week, 1.0);
     }
     *mean = (double)total / weeks;
     *score = sends ? score_sum / (double)sends : 0.0;
 }
 
-static void test_periods_keep_the_mean_and_one_extra_a_week(void **state)
+static void test_fractional_plans_keep_their_mean_and_one_extra_a_week(void **state)
 {
     (void)state;
-    const double plans[] = {0.5, 0.25, 1.5, 2.7};
-    for (unsigned l = 1; l <= PACING_MAX_PERIOD_WEEKS; l++) {
-        for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
-            for (int strategy = PACING_BUDGET; strategy <= PACING_QUALITY; strategy++) {
-                pacing_params_t p = params_for((pacing_strategy_t)strategy);
-                p.period_weeks = l;
-                double mean, score;
-                unsigned most;
-                simulate_fraction(&p, plans[i], 3000, 7 + l, &mean, &most, &score);
-                assert_close(mean, plans[i], 0.05 * plans[i] + 0.01);
-                /* At most one extra a week: never over ceil(plan), the cap. */
-                assert_true(most <= (unsigned)ceil(plans[i]));
-            }
+    const double plans[] = {0.25, 0.5, 0.9, 1.5, 2.7};
+    for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
+        for (int strategy = PACING_BUDGET; strategy <= PACING_QUALITY; strategy++) {
+            pacing_params_t p = params_for((pacing_strategy_t)strategy);
+            double mean, score;
+            unsigned most;
+            simulate_fraction(&p, plans[i], 3000, 7 + i, &mean, &most, &score);
+            assert_close(mean, plans[i], 0.03 * plans[i] + 0.01);
+            /* At most one extra a week: never over ceil(plan), the cap. */
+            assert_true(most <= (unsigned)ceil(plans[i]));
         }
     }
 }
 
-static void test_quality_picks_the_better_week_of_a_period(void **state)
+/* Mean weekly sends of a plan of 0.9 when the member's opportunity estimate
+ * is 90 a week and 70 come, folding each week into the balance or not. */
+static double mean_with_wrong_estimate(bool use_balance)
 {
-    (void)state;
-    /* A plan of 0.5 under quality pacing: with one-week periods each week
-     * a hash picked must send, good moment or not; with two-week periods
-     * the send goes to the better of the two weeks. */
-    pacing_params_t one = params_for(PACING_QUALITY), two = one;
-    one.period_weeks = 1;
-    two.period_weeks = 2;
-    double m1, m2, s1, s2;
-    unsigned most;
-    simulate_fraction(&one, 0.5, 3000, 11, &m1, &most, &s1);
-    simulate_fraction(&two, 0.5, 3000, 11, &m2, &most, &s2);
-    assert_close(m1, 0.5, 0.03);
-    assert_close(m2, 0.5, 0.03);
-    assert_true(s2 > s1 + 0.005);
-}
-
-static void test_week_draw_is_stable_and_varies_by_week(void **state)
-{
-    (void)state;
-    const double a = pacing_week_draw(1, "member", 6, "push", 4, 2968);
-    assert_true(a == pacing_week_draw(1, "member", 6, "push", 4, 2968));
-    assert_true(a != pacing_week_draw(1, "member", 6, "push", 4, 2969));
-    assert_true(a != pacing_week_draw(1, "member", 6, "email", 5, 2968));
-    assert_true(a != pacing_week_draw(1, "member2", 7, "push", 4, 2968));
-    double sum = 0.0;
-    for (int w = 0; w < 4000; w++) {
-        const double u = pacing_week_draw(1, "member", 6, "push", 4, w);
-        assert_true(u >= 0.0 && u < 1.0);
-        sum += u;
+    const pacing_params_t p = params_for(PACING_BUDGET);
+    rng_t r;
+    rng_seed(&r, 3);
+    unsigned long total = 0;
+    double balance = 0.0;
+    const int weeks = 3000;
+    for (int w = 0; w < weeks; w++) {
+        pacing_input_t in = input_at(0);
+        in.per_week = 0.9;
+        in.expected_opportunities = 90.0;
+        in.fraction_balance = balance;
+        for (int k = 0; k < 70; k++) {
+            in.seconds_into_week = (int64_t)((k + 0.5) * NOTIFD_SECONDS_PER_WEEK / 70);
+            if (rng_next_unit(&r) < pacing_send_probability(&p, &in))
+                in.sent_this_week++;
+        }
+        total += in.sent_this_week;
+        if (use_balance)
+            balance = pacing_balance_update(balance, 0.9, in.sent_this_week, 1.0);
     }
-    assert_close(sum / 4000, 0.5, 0.02);
+    return (double)total / weeks;
 }
 
-/* Golden draws, computed once: the week's draw rounds a fractional plan
- * up or down, and must not move between releases (the test above only
- * compares one build with itself). */
-static void test_week_draw_matches_golden_values(void **state)
+static void test_the_balance_holds_the_mean_where_the_rate_alone_falls_short(void **state)
 {
     (void)state;
-    assert_true(pacing_week_draw(1, "member", 6, "push", 4, 2968) == 0x1.a27560575a859p-1);
-    assert_true(pacing_week_draw(99, "alice", 5, "email", 5, 2969) == 0x1.6cf7ddfa6fe36p-2);
+    /* Asked at a rate, 0.9 a week from an estimate of 90 opportunities
+     * when 70 come misses its send in too many weeks; the balance brings
+     * them back in the weeks after. */
+    assert_true(mean_with_wrong_estimate(false) < 0.9 * 0.95);
+    assert_close(mean_with_wrong_estimate(true), 0.9, 0.03);
+}
+
+static void test_quality_spends_a_fraction_on_better_moments_than_budget(void **state)
+{
+    (void)state;
+    const pacing_params_t bud = params_for(PACING_BUDGET), qual = params_for(PACING_QUALITY);
+    double mb, mq, sb, sq;
+    unsigned most;
+    simulate_fraction(&bud, 0.5, 3000, 11, &mb, &most, &sb);
+    simulate_fraction(&qual, 0.5, 3000, 11, &mq, &most, &sq);
+    assert_close(mq, 0.5, 0.03);
+    /* Budget sends average moments (~0.5); quality waits for the member's
+     * best: a plan of 0.5 at 70 opportunities a week is about the top 1%. */
+    assert_true(sb < 0.6);
+    assert_true(sq > 0.9);
 }
 
 static void test_weekly_cap_rounds_up_without_float_noise(void **state)
@@ -807,14 +788,12 @@ int main(void)
         cmocka_unit_test(test_budget_is_remaining_over_remaining_opportunities),
         cmocka_unit_test(test_budget_exhausted_gives_zero),
         cmocka_unit_test(test_budget_spends_leftover_at_end_of_week),
-        cmocka_unit_test(test_budget_rounds_fractional_plan_by_week_draw),
-        cmocka_unit_test(test_fractional_plan_delivers_its_mean_over_many_weeks),
-        cmocka_unit_test(test_period_start_follows_phase_and_negative_weeks),
-        cmocka_unit_test(test_two_week_period_spreads_a_half_plan_over_both_weeks),
-        cmocka_unit_test(test_periods_keep_the_mean_and_one_extra_a_week),
-        cmocka_unit_test(test_quality_picks_the_better_week_of_a_period),
-        cmocka_unit_test(test_week_draw_is_stable_and_varies_by_week),
-        cmocka_unit_test(test_week_draw_matches_golden_values),
+        cmocka_unit_test(test_extra_share_is_the_fraction_plus_what_the_balance_owes),
+        cmocka_unit_test(test_balance_owes_the_fraction_and_is_repaid_by_extra_sends),
+        cmocka_unit_test(test_budget_fraction_is_a_chance_never_forced_by_the_week_end),
+        cmocka_unit_test(test_fractional_plans_keep_their_mean_and_one_extra_a_week),
+        cmocka_unit_test(test_the_balance_holds_the_mean_where_the_rate_alone_falls_short),
+        cmocka_unit_test(test_quality_spends_a_fraction_on_better_moments_than_budget),
         cmocka_unit_test(test_weekly_cap_rounds_up_without_float_noise),
         cmocka_unit_test(test_ewma_takes_first_week_then_blends),
         cmocka_unit_test(test_ewma_converges_to_a_steady_rate),

@@ -154,6 +154,17 @@ static void test_version_and_plan_times(void **state)
     assert_true(n == 1795392000);
 }
 
+static void test_balance_is_within_its_limit(void **state)
+{
+    (void)state;
+    double x;
+    assert_true(stored_parse_real(STORED_BALANCE, S("-2"), &x, NULL) && x == -2.0);
+    assert_true(stored_parse_real(STORED_BALANCE, S("0.5"), &x, NULL) && x == 0.5);
+    assert_false(stored_parse_real(STORED_BALANCE, S("2.5"), &x, NULL));
+    assert_false(stored_parse_real(STORED_BALANCE, S("-1e308"), &x, NULL));
+    assert_false(stored_parse_real(STORED_BALANCE, S("nan"), &x, NULL));
+}
+
 /* ---- plan_parse_hash ---------------------------------------------------- */
 
 static bool parse_plan(plan_t *p, const char *const *kv, size_t n_pairs, stored_invalid_t *inv)
@@ -244,6 +255,7 @@ static void test_week_read_keeps_the_present_and_counts_the_hostile(void **state
     week(&w, "push:99:sent", "1", &inv);   /* the weeks a period looks back on */
     week(&w, "push:98:sent", "2", &inv);
     week(&w, "push:97:sent", "3", &inv);   /* folded: deleted, not read */
+    week(&w, "push:bal", "-0.75", &inv);
     week(&w, "push:103:opp", "50", &inv);  /* the future: ignored, not deleted */
     week(&w, "push:103:sent", "40", &inv);
     week(&w, "push:90:opp", "1", &inv);    /* folded long ago: deleted */
@@ -260,6 +272,7 @@ static void test_week_read_keeps_the_present_and_counts_the_hostile(void **state
     assert_true(view.history.counts[2] == 4 && view.history.counts[1] == 6);
     assert_int_equal(view.history.sent_before[0], 1);
     assert_int_equal(view.history.sent_before[1], 2);
+    assert_true(view.history.have_balance && view.history.balance == -0.75);
     assert_int_equal(w.n_stale, 2);
     assert_string_equal(w.stale[0], "push:97:sent");
     assert_string_equal(w.stale[1], "push:90:opp");
@@ -298,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_tz_is_minus_720_to_840),
         cmocka_unit_test(test_per_week_is_a_plain_decimal_up_to_the_configured_max),
         cmocka_unit_test(test_version_and_plan_times),
+        cmocka_unit_test(test_balance_is_within_its_limit),
         cmocka_unit_test(test_plan_with_an_unusable_per_week_or_valid_until_is_no_plan),
         cmocka_unit_test(test_member_read_treats_out_of_range_as_missing),
         cmocka_unit_test(test_week_read_keeps_the_present_and_counts_the_hostile),

@@ -79,7 +79,7 @@ typedef struct decision_input {
     double *utility;               /* scratch, n_candidates */
     double *select_prob;           /* scratch, n_candidates */
     uint32_t sent_this_week;
-    uint32_t sent_before[2];       /* sends in weeks W-1 and W-2 (fractional plans' periods) */
+    double fraction_balance;       /* a fractional plan's balance (opportunity_fold_t) */
     const int64_t *recent_sends;   /* this channel's send times, newest first */
     size_t n_recent_sends;
     double expected_opportunities; /* <= 0: the prior */
@@ -121,9 +121,12 @@ typedef struct opportunity_history {
     int64_t first_week;        /* week of the member's first opportunity */
     double first_fraction;     /* share of that week observed (1 if unknown) */
     double counts[3];
-    /* Sends in weeks W-1 and W-2: what a fractional plan's period already
-     * spent (pacing_input_t.sent_before). */
+    /* Sends in weeks W-1 and W-2, for the fractional plan's balance. */
     uint32_t sent_before[2];
+    /* A fractional plan's balance of extra sends as of ewma_week
+     * (pacing_input_t.fraction_balance). */
+    bool have_balance;
+    double balance;
 } opportunity_history_t;
 
 typedef struct opportunity_fold {
@@ -132,6 +135,8 @@ typedef struct opportunity_fold {
     double ewma;
     bool store_ewma_week;
     int64_t ewma_week;
+    double balance;            /* the fractional plan's balance, weeks folded */
+    bool store_balance;        /* it differs from the stored one */
 } opportunity_fold_t;
 
 /* The cap over any 7 days: the weekly cap plus the whole part of
@@ -149,8 +154,10 @@ double decision_round_score(double x);
  * member's first week was observed only from the first opportunity on: its
  * count is scaled up by the share observed, or skipped when less than a
  * quarter was seen, so a member who joins on a Sunday does not look like one
- * with a single opportunity a week. */
+ * with a single opportunity a week. The same weeks fold into a fractional
+ * plan's balance (pacing_balance_update, with per_week the plan in force
+ * now; weeks without an opportunity owe nothing); a whole plan clears it. */
 void decision_fold_history(const opportunity_history_t *h, int64_t week, double alpha,
-                           opportunity_fold_t *out);
+                           double per_week, opportunity_fold_t *out);
 
 #endif

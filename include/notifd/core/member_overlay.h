@@ -44,6 +44,8 @@ typedef struct overlay_effect {
     double ewma;
     bool store_ewma_week;
     int64_t ewma_week;
+    bool store_balance;        /* a fractional plan's balance (opportunity_fold_t) */
+    double balance;
     bool set_first_week;
     int64_t first_week;
     double first_fraction;

@@ -11,12 +11,12 @@
  *             the first opportunity once the plan's share of the week
  *             elapsed (profile-weighted) passes n - phase, with a random
  *             phase per member and channel; deterministic given the phase;
- *   budget  - p = remaining budget / expected remaining opportunities: the
- *             weekly count tracks the plan with low variance. A fractional
- *             plan's extra sends are budgeted over a period of
- *             period_weeks weeks (a plan of 0.5 is one send in two weeks,
- *             in whichever week its opportunity comes), at most one extra
- *             a week;
+ *   budget  - p = remaining budget / expected remaining opportunities for
+ *             the plan's whole part: the weekly count tracks it with low
+ *             variance. A fractional part f (the 0.5 of 2.5) is a rate: at
+ *             most one extra send a week, with probability f plus what the
+ *             member's balance of extra sends owes, never forced by the
+ *             week's end, so under quality pacing a poor week goes without;
  *   quality - the plan spent on the member's best opportunities: send when
  *             the best candidate ranks in the top p of recent best scores,
  *             where p is the plan's rate per opportunity (default) or the
@@ -42,9 +42,13 @@
 #define PACING_DAYS_PER_WEEK 7
 /* Most recent best scores the quality strategy looks at; more are ignored. */
 #define PACING_MAX_RECENT 256
-/* Longest period a fractional plan's extra sends are budgeted over: the
- * week hash keeps the send counts of the two weeks before this one. */
-#define PACING_MAX_PERIOD_WEEKS 3
+/* A fractional plan's balance of extra sends (owed > 0, ahead < 0) is kept
+ * within +-this many sends, and repaid over PACING_PAYBACK_WEEKS weeks. */
+#define PACING_BALANCE_LIMIT 2.0
+#define PACING_PAYBACK_WEEKS 2.0
+/* The most a fractional part may ask of one week: a share of weeks with an
+ * extra send just below 1 keeps the bar above the week's worst moment. */
+#define PACING_MAX_WEEK_SHARE 0.95
 
 typedef enum pacing_strategy {
     PACING_UNIFORM = 0,
@@ -90,13 +94,6 @@ typedef struct pacing_params {
     double ewma_alpha;
     /* Quality: what sets the share of opportunities that clear the bar. */
     pacing_quantile_t quality_quantile;
-    /* Budget and quality: a fractional plan's extra sends (the 0.5 of a
-     * plan of 2.5) are budgeted over periods of this many weeks, 1 ..
-     * PACING_MAX_PERIOD_WEEKS, and each week takes at most one of them. With
-     * 1 a hash of the week decides whether the week has its extra; with 2 a
-     * plan of 0.5 sends once in two weeks, at the better moment of the two
-     * weeks under quality pacing. */
-    unsigned period_weeks;
     /* Quality: with fewer recent best scores than this, use the coin. */
     unsigned quality_min_history;
     /* Quality: when max - min of the recent scores is below this, the
@@ -106,7 +103,7 @@ typedef struct pacing_params {
 
 /* Defaults (see pacing.c for why): strategy budget, no profile (all 1),
  * prior 28 opportunities/week (4 a day), ewma_alpha 0.3, quality_quantile
- * budget, period_weeks 2, quality_min_history 5, quality_flat_epsilon 1e-6. */
+ * budget, quality_min_history 5, quality_flat_epsilon 1e-6. */
 void pacing_params_defaults(pacing_params_t *params);
 
 /* NULL when the params are usable, else a static message naming the first
@@ -118,15 +115,15 @@ typedef struct pacing_input {
     uint32_t sent_this_week;       /* sends in this ISO week before this opportunity */
     double expected_opportunities; /* member's EWMA of opportunities/week; <= 0: use the prior */
     int64_t seconds_into_week;     /* member-local, [0, 604800) (calendar_seconds_into_week) */
-    /* A uniform [0,1) value fixed for (member, channel, period), from
-     * pacing_week_draw() of the period's first week (pacing_period_start).
-     * Budget and quality round a fractional plan's extra sends per period,
-     * f * period_weeks, up or down with probability equal to its fraction,
-     * so the mean weekly count equals the plan; integer plans ignore it. */
-    double week_draw;
-    /* Sends in the weeks before this one, [0] = W-1, [1] = W-2: the extra
-     * sends a period already spent. */
-    uint32_t sent_before[PACING_MAX_PERIOD_WEEKS - 1];
+    /* Budget and quality: the member's balance of a fractional plan's extra
+     * sends, what earlier weeks owe (> 0) or sent ahead (< 0), from
+     * pacing_balance_update(); clamped to +-PACING_BALANCE_LIMIT. */
+    double fraction_balance;
+    /* The share of the week elapsed (as pacing_week_fraction_elapsed) when
+     * the 7-day cap last made room, 0 if it did not block this week: a
+     * send late last week blocks the start of this one, and the fraction's
+     * chance is spread over the part of the week left unblocked. */
+    double unblocked_from;
     /* Uniform: the week's index (calendar_week_index) and a uniform [0,1)
      * value fixed for (member, channel), pacing_member_phase(). The
      * schedule runs on across weeks, so a plan of 0.5 sends every other
@@ -180,16 +177,16 @@ double pacing_uniform_due(const pacing_params_t *params, double per_week, int64_
 double pacing_member_phase(uint64_t config_seed, const char *member, size_t member_len,
                            const char *channel, size_t channel_len);
 
-/* The first week of the period week_index belongs to. Periods are
- * period_weeks long and start at a week set by the member's phase, so the
- * members' periods do not all end in the same week. week_index itself when
- * period_weeks is 1. */
-int64_t pacing_period_start(const pacing_params_t *params, int64_t week_index,
-                            double member_phase);
+/* The share of weeks that get an extra send from a plan's fraction f, given
+ * the balance: f + balance / PACING_PAYBACK_WEEKS, within
+ * [0, PACING_MAX_WEEK_SHARE]. 0 for whole plans. */
+double pacing_extra_share(double per_week, double balance);
 
-/* A uniform [0,1) value stable for (config seed, member, channel name,
- * week index): the pacing_input_t.week_draw of the period starting then. */
-double pacing_week_draw(uint64_t config_seed, const char *member, size_t member_len,
-                        const char *channel, size_t channel_len, int64_t week_index);
+/* The balance after a completed week that sent `sent` on a plan of
+ * per_week: it owes the fraction f and is repaid by each send over the
+ * whole part, kept within +-PACING_BALANCE_LIMIT. `seen` (0..1] is the share
+ * of the week the member was observed (its first week), which owes only
+ * that share. A whole plan owes nothing: its balance is 0. */
+double pacing_balance_update(double balance, double per_week, double sent, double seen);
 
 #endif

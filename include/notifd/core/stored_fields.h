@@ -52,6 +52,7 @@ typedef enum stored_field {
     STORED_WEEK_OPP,         /* <ch>:<week>:opp: integer 0 .. 1e9 */
     STORED_WEEK_SENT,        /* <ch>:<week>:sent: integer 0 .. 1e9 */
     STORED_EWMA,             /* <ch>:ewma opportunities per week: 0 .. 1e9 */
+    STORED_BALANCE,          /* <ch>:bal fractional plan's balance: -2 .. 2 */
     STORED_FIRST_FRAC,       /* <ch>:first_frac: 0 .. 1 */
     STORED_SCORE,            /* <ch>:scores entries: -1e12 .. 1e12 */
     STORED_SEND_TIME,        /* <ch>:sends entries, sent zset scores: unix seconds */
