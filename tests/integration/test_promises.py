@@ -162,6 +162,46 @@ def week(ts):
 
 
 
+class FractionBalanceTest(NotifdTestCase):
+    """A plan's fraction is a chance each week; the balance of extra sends
+    that holds it to the plan's mean lives in the week hash and folds once
+    a week (docs/fast-policy.md)."""
+    overrides = {"fast": {"pacing": "budget", "prior_opportunities_per_week": 14}}
+
+    def decide(self, c, opp, ts):
+        r = c.request({"op": "decide", "member": "f1", "channel": "push", "opportunity": opp,
+                       "ts": ts, "candidates": [{"id": opp, "score": 0.5}]})
+        self.assertTrue(r["ok"], r)
+        return r
+
+    def balance(self):
+        v = self.redis.command("HGET", "t:week:{f1}", "push:bal")
+        return None if v is None else float(v)
+
+    def test_a_week_folds_into_the_balance_and_a_whole_plan_clears_it(self):
+        self.redis.command("HSET", "t:plan:{f1}", "version", 1, "computed_at", MONDAY,
+                           "valid_until", MONDAY + 30 * DAY, "source", "test",
+                           "push_per_week", 0.5, "email_per_week", 0)
+        c = self.client()
+        # Week W: six opportunities, the first on Monday at 09:00.
+        sent = sum(self.decide(c, "w0-%d" % i, MONDAY + i * DAY + 9 * 3600)["send"]
+                   for i in range(6))
+        self.assertIsNone(self.balance())  # nothing folded yet
+        # The first decide of week W+1 folds W: it owed 0.5 for the share of
+        # the week seen (from Monday 09:00), and sent `sent`.
+        self.decide(c, "w1-0", MONDAY + 7 * DAY + 9 * 3600)
+        seen = 1 - 9 * 3600 / (7 * DAY)
+        self.assertAlmostEqual(self.balance(), 0.5 * seen - sent, places=6)
+        # Folded once: the rest of the week leaves it as it is.
+        self.redis.command("HSET", "t:week:{f1}", "push:bal", "0.25")
+        self.decide(c, "w1-1", MONDAY + 8 * DAY + 9 * 3600)
+        self.assertEqual(self.balance(), 0.25)
+        # A whole plan owes no extra sends: its first decide clears it.
+        self.redis.command("HSET", "t:plan:{f1}", "version", 2, "push_per_week", 2)
+        self.decide(c, "w1-2", MONDAY + 9 * DAY + 9 * 3600)
+        self.assertEqual(self.balance(), 0.0)
+
+
 def metric(notifd, name):
     """One unlabelled sample of notifd's /metrics."""
     import urllib.request
