@@ -60,12 +60,12 @@ void config_slow_defaults(slow_config_t *s, const config_t *cfg)
         action_grid_build(&s->grid, specs, n, err, sizeof err);
     /* The plan a member has before the planner first runs: what the planner
      * gives a member with no history under the default priors and weights
-     * (one push a week; a unit test keeps the two in step). */
+     * (half a push a week; a unit test keeps the two in step). */
     s->default_mask = 0;
     for (int k = 0; k < s->grid.n_channels; k++) {
         int c = s->grid.channel[k];
         s->default_mask |= 1u << c;
-        s->default_per_week[c] = strcmp(cfg->channels[c], "push") == 0 ? 1.0 : 0.0;
+        s->default_per_week[c] = strcmp(cfg->channels[c], "push") == 0 ? 0.5 : 0.0;
     }
 }
 

@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static const double default_push[] = {0, 1, 2, 3, 4, 5, 7, 10, 14};
-static const double default_email[] = {0, 1, 2, 3, 4, 5, 7};
+/* Half a message a week is a plan whose send is a chance each week
+ * (pacing.h): the member gets one in about every other week, at their best
+ * moments, which is what casual members respond to. */
+static const double default_push[] = {0, 0.5, 1, 2, 3, 4, 5, 7, 10, 14};
+static const double default_email[] = {0, 0.5, 1, 2, 3, 4, 5, 7};
 
 #define N_DEFAULT_PUSH ((int)(sizeof(default_push) / sizeof(default_push[0])))
 #define N_DEFAULT_EMAIL ((int)(sizeof(default_email) / sizeof(default_email[0])))

@@ -5,7 +5,7 @@
  * Why it is cheap: U is a sum of one term per planned channel, each a
  * function of that channel's volume only, plus a term in the total volume.
  * utility_argmax() therefore evaluates each channel's term once per allowed
- * value (9 + 7 exp() calls on the default grid), and the 63 actions are then
+ * value (10 + 8 exp() calls on the default grid), and the 80 actions are then
  * sums of table entries using the per-action value indices and totals the
  * grid precomputed. Nothing is allocated; the scratch row lives on the stack.
  */
@@ -36,7 +36,15 @@ void slow_weights_defaults(slow_weights_t *w)
         .fatigue = 0.05,
         .cross_fatigue = 0.5,
         .optout = 10.0,
-        .message_cost = 0.01,
+        /* 0.03 with half a message a week in the grid: with a plan's
+         * fraction a chance at the member's best moments (pacing.c), casual
+         * members are planned 0.5 or 1 a week and regular ones little, which
+         * is where notifd-sim's lift over the baseline is (docs/simulation.md,
+         * "Fractional plans as a chance"). At 0.01 every member was planned
+         * whole messages a week, each one forced out by Sunday. Above 0.03 a
+         * member with no history is planned nothing, and a member who is
+         * never sent anything teaches the planner nothing. */
+        .message_cost = 0.03,
     };
     for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)
         w->channel_cost[c] = 1.0;

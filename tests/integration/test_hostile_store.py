@@ -211,7 +211,7 @@ class StoredPlanTest(HostileStoreCase):
             r = self.decide(m, "o1")
             # Not a usable plan: the default plan, and the planner is asked.
             self.assertEqual(r["plan"]["source"], "default", (poison, r))
-            self.assertEqual(r["plan"]["per_week"]["push"], 1, poison)
+            self.assertEqual(r["plan"]["per_week"]["push"], 0.5, poison)
             self.assertEqual(self.invalid("plan_per_week") - before, 1, poison)
         self.set_plan("pw-ok", push_per_week="3.5")
         r = self.decide("pw-ok", "o1")

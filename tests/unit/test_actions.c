@@ -1,6 +1,6 @@
 /*
  * test_actions.c - unit tests for the action grid (src/core/actions.c): the
- * default 63-action grid, the mixed-radix index layout that plans store,
+ * default 80-action grid, the mixed-radix index layout that plans store,
  * lookups in both directions, filling a plan, and every validation rule.
  */
 #include <setjmp.h>
@@ -14,13 +14,13 @@
 
 #include "notifd/core/actions.h"
 
-static void test_default_grid_has_63_actions(void **state)
+static void test_default_grid_has_80_actions(void **state)
 {
     (void)state;
     action_grid_t g;
     assert_int_equal(action_grid_defaults(&g, 0, 1), 0);
     assert_int_equal(g.n_channels, 2);
-    assert_int_equal(g.n_actions, 63);
+    assert_int_equal(g.n_actions, 80);
     assert_int_equal(g.planned_mask, 0x3);
     assert_string_equal(g.name[0], "push");
     assert_string_equal(g.name[1], "email");
@@ -32,12 +32,14 @@ static void test_default_values_are_known_by_channel_name(void **state)
     int n = -1;
     const double *push = action_grid_default_values("push", &n);
     assert_non_null(push);
-    assert_int_equal(n, 9);
-    assert_float_equal(push[8], 14, 0);
+    assert_int_equal(n, 10);
+    assert_float_equal(push[1], 0.5, 0);
+    assert_float_equal(push[9], 14, 0);
     const double *email = action_grid_default_values("email", &n);
     assert_non_null(email);
-    assert_int_equal(n, 7);
-    assert_float_equal(email[6], 7, 0);
+    assert_int_equal(n, 8);
+    assert_float_equal(email[1], 0.5, 0);
+    assert_float_equal(email[7], 7, 0);
     assert_null(action_grid_default_values("in_app", &n));
     assert_int_equal(n, 0);
 }
@@ -55,13 +57,15 @@ static void test_index_is_mixed_radix_with_first_channel_most_significant(void *
     (void)state;
     action_grid_t g;
     action_grid_defaults(&g, 0, 1);
-    /* push index 3 (3/week), email index 2 (2/week): 3 * 7 + 2 */
-    assert_float_equal(action_grid_value(&g, 23, 0), 3, 0);
-    assert_float_equal(action_grid_value(&g, 23, 1), 2, 0);
+    /* push index 4 (3/week), email index 3 (2/week): 4 * 8 + 3 */
+    assert_float_equal(action_grid_value(&g, 35, 0), 3, 0);
+    assert_float_equal(action_grid_value(&g, 35, 1), 2, 0);
     assert_float_equal(action_grid_value(&g, 0, 0), 0, 0);
     assert_float_equal(action_grid_value(&g, 0, 1), 0, 0);
-    assert_float_equal(action_grid_value(&g, 62, 0), 14, 0);
-    assert_float_equal(action_grid_value(&g, 62, 1), 7, 0);
+    assert_float_equal(action_grid_value(&g, 9, 0), 0.5, 0);
+    assert_float_equal(action_grid_value(&g, 9, 1), 0.5, 0);
+    assert_float_equal(action_grid_value(&g, 79, 0), 14, 0);
+    assert_float_equal(action_grid_value(&g, 79, 1), 7, 0);
 }
 
 static void test_vector_and_total_agree(void **state)
@@ -76,7 +80,7 @@ static void test_vector_and_total_agree(void **state)
         assert_float_equal(v[1], action_grid_value(&g, a, 1), 0);
         assert_float_equal(action_grid_total(&g, a), v[0] + v[1], 0);
     }
-    assert_float_equal(action_grid_total(&g, 62), 21, 0);
+    assert_float_equal(action_grid_total(&g, 79), 21, 0);
 }
 
 static void test_find_round_trips_every_action(void **state)
@@ -112,8 +116,8 @@ static void test_fill_plan_sets_channels_by_configured_index(void **state)
     memset(&p, 0, sizeof(p));
     p.version = 7;
     p.per_week[1] = 99; /* an unplanned channel: cleared */
-    action_grid_fill_plan(&g, 23, &p);
-    assert_int_equal(p.action, 23);
+    action_grid_fill_plan(&g, 35, &p); /* push index 4 (3), email index 3 (2) */
+    assert_int_equal(p.action, 35);
     assert_int_equal(p.planned_mask, (1u << 2) | (1u << 0));
     assert_float_equal(p.per_week[2], 3, 0);
     assert_float_equal(p.per_week[0], 2, 0);
@@ -211,7 +215,7 @@ static void test_rejects_bad_channel_lists(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default_grid_has_63_actions),
+        cmocka_unit_test(test_default_grid_has_80_actions),
         cmocka_unit_test(test_default_values_are_known_by_channel_name),
         cmocka_unit_test(test_defaults_reject_equal_channels),
         cmocka_unit_test(test_index_is_mixed_radix_with_first_channel_most_significant),

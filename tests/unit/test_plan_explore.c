@@ -20,8 +20,18 @@
 
 enum { PUSH = 0, EMAIL = 1 };
 
-/* The action with push value index ip and email value index ie on the
- * default grid (push 9 values x email 7). */
+/* The grid these tests walk, fixed here so that a change of the default
+ * grid does not move them: push 9 values x email 7. */
+static int whole_grid(action_grid_t *g, int push, int email)
+{
+    static const double push_values[] = {0, 1, 2, 3, 4, 5, 7, 10, 14};
+    static const double email_values[] = {0, 1, 2, 3, 4, 5, 7};
+    const action_channel_spec_t specs[2] = {{push, "push", push_values, 9},
+                                            {email, "email", email_values, 7}};
+    return action_grid_build(g, specs, 2, NULL, 0);
+}
+
+/* The action with push value index ip and email value index ie on it. */
 static int act(int ip, int ie)
 {
     return ip * 7 + ie;
@@ -31,7 +41,7 @@ static void test_neighbours_move_one_channel_one_step(void **state)
 {
     (void)state;
     action_grid_t g;
-    assert_int_equal(action_grid_defaults(&g, PUSH, EMAIL), 0);
+    assert_int_equal(whole_grid(&g, PUSH, EMAIL), 0);
     int nb[PLAN_EXPLORE_MAX_NEIGHBOURS];
     /* (push 2, email 1): push 1 and 3, email 0 and 2. */
     int k = plan_explore_neighbours(&g, act(2, 1), NULL, nb);
@@ -57,7 +67,7 @@ static void test_neighbours_never_send_on_an_opted_out_channel(void **state)
 {
     (void)state;
     action_grid_t g;
-    assert_int_equal(action_grid_defaults(&g, PUSH, EMAIL), 0);
+    assert_int_equal(whole_grid(&g, PUSH, EMAIL), 0);
     double u[ACTION_GRID_MAX_ACTIONS];
     for (int a = 0; a < g.n_actions; a++)
         u[a] = action_grid_value(&g, a, 1) > 0 ? -INFINITY : 1.0; /* email opted out */
@@ -75,7 +85,7 @@ static void test_propensities_of_greedy_and_neighbours_sum_to_one(void **state)
 {
     (void)state;
     action_grid_t g;
-    assert_int_equal(action_grid_defaults(&g, PUSH, EMAIL), 0);
+    assert_int_equal(whole_grid(&g, PUSH, EMAIL), 0);
     const double eps[] = {0.01, 0.1, 0.3, 0.5};
     for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++) {
         for (int greedy = 0; greedy < g.n_actions; greedy++) {
@@ -101,7 +111,7 @@ static void test_no_exploration_or_no_neighbour_is_certain(void **state)
 {
     (void)state;
     action_grid_t g;
-    assert_int_equal(action_grid_defaults(&g, PUSH, EMAIL), 0);
+    assert_int_equal(whole_grid(&g, PUSH, EMAIL), 0);
     plan_choice_t c;
     plan_explore_choose(&g, act(2, 2), NULL, 0.0, 0.0, 0.0, &c);
     assert_int_equal(c.action, act(2, 2));
@@ -125,7 +135,7 @@ static void test_draw_frequencies_match_the_logged_propensities(void **state)
 {
     (void)state;
     action_grid_t g;
-    assert_int_equal(action_grid_defaults(&g, PUSH, EMAIL), 0);
+    assert_int_equal(whole_grid(&g, PUSH, EMAIL), 0);
     const int greedy = act(2, 1);
     const double eps = 0.2;
     const int n = 200000;
@@ -184,7 +194,7 @@ static void test_slow_plan_carries_propensity_and_greedy(void **state)
 {
     (void)state;
     action_grid_t g;
-    assert_int_equal(action_grid_defaults(&g, PUSH, EMAIL), 0);
+    assert_int_equal(whole_grid(&g, PUSH, EMAIL), 0);
     slow_weights_t w;
     slow_weights_defaults(&w);
     slow_priors_t p;

@@ -4,8 +4,8 @@
  * An action is a weekly plan: a number of messages per week for every
  * *planned* channel (push and email by default; in_app is not planned). Each
  * planned channel has a sorted list of allowed per-week values, and the grid
- * is their cartesian product: push in {0,1,2,3,4,5,7,10,14} x email in
- * {0,1,2,3,4,5,7} = 63 actions by default.
+ * is their cartesian product: push in {0,0.5,1,2,3,4,5,7,10,14} x email in
+ * {0,0.5,1,2,3,4,5,7} = 80 actions by default.
  *
  * Action indices are mixed-radix numbers with the first planned channel most
  * significant: action = i_0 * n_1 * n_2 ... + i_1 * n_2 ... + i_last, where i_k
@@ -69,7 +69,7 @@ int action_grid_build(action_grid_t *g, const action_channel_spec_t *specs,
  * NULL for channels that are not planned by default; *n_values is set. */
 const double *action_grid_default_values(const char *channel_name, int *n_values);
 
-/* The default 63-action grid: push x email, push at configured index
+/* The default 80-action grid: push x email, push at configured index
  * push_channel and email at email_channel. Returns 0, or -1 if the indices
  * are invalid or equal. */
 int action_grid_defaults(action_grid_t *g, int push_channel, int email_channel);
