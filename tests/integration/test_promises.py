@@ -189,7 +189,8 @@ class FractionBalanceTest(NotifdTestCase):
         self.assertIsNone(self.balance())  # nothing folded yet
         # The first decide of week W+1 folds W: it owed 0.5 for the share of
         # the week seen (from Monday 09:00), and sent `sent`.
-        self.decide(c, "w1-0", MONDAY + 7 * DAY + 9 * 3600)
+        r = self.decide(c, "w1-0", MONDAY + 7 * DAY + 9 * 3600)
+        self.assertIsNotNone(self.balance(), (r, self.redis.command("HGETALL", "t:week:{f1}")))
         seen = 1 - 9 * 3600 / (7 * DAY)
         self.assertAlmostEqual(self.balance(), 0.5 * seen - sent, places=6)
         # Folded once: the rest of the week leaves it as it is.
