@@ -7,7 +7,8 @@
  * opportunity and reports what each member does with what was sent
  * (sim_driver.c), through pipelined connections (sim_net.c) to processes it
  * starts (sim_proc.c); sim_main.c runs the hierarchical policy and the
- * calibrated threshold baseline (or a sweep of one config key) and
+ * calibrated threshold baseline (or a sweep of one config key, or the
+ * frontier of both over slow.message_cost) and
  * sim_report.c prints the tables, the CSV and the plot.
  *
  * Invariants:
@@ -278,8 +279,23 @@ int sim_dump_members(const sim_member_t *ms, const sim_population_params_t *pp, 
 double sim_per_member_week(const sim_cohort_result_t *c, double x);
 void sim_report_compare(FILE *f, const sim_result_t *a, const sim_result_t *b);
 void sim_report_sweep(FILE *f, const sim_result_t *runs, int n);
+/* Linear interpolation of y at x through the points (xs[i], ys[i]), taken
+ * in order of x whatever their order in the arrays; NaN when x lies outside
+ * [min xs, max xs] (a comparison with measured runs, never an
+ * extrapolation). Pure: no state, no output. */
+double sim_interpolate(const double *xs, const double *ys, int n, double x);
+/* For each hierarchical run of a (a slow.message_cost sweep), per cohort:
+ * its sends and visits per member-week, the baseline's visits interpolated
+ * at that volume on the threshold runs b, the difference, and whether
+ * overall it is at least the baseline. */
+void sim_report_frontier(FILE *f, const sim_result_t *a, int na, const sim_result_t *b, int nb);
 int sim_report_csv(const char *path, const sim_result_t *runs, int n, char *err, size_t errlen);
-int sim_report_plot(const char *path, const sim_result_t *runs, int n, bool sweep, char *err,
-                    size_t errlen);
+typedef enum sim_plot_kind {
+    SIM_PLOT_COMPARE,   /* (a) and the calibrated (b) */
+    SIM_PLOT_SWEEP,     /* one mode over a config key */
+    SIM_PLOT_FRONTIER,  /* both modes' frontiers in every panel */
+} sim_plot_kind_t;
+int sim_report_plot(const char *path, const sim_result_t *runs, int n, sim_plot_kind_t kind,
+                    char *err, size_t errlen);
 
 #endif

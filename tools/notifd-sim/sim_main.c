@@ -18,6 +18,11 @@
  *   --sweep KEY=a:b:step  one run per value of a config key (for example
  *                      slow.message_cost), hierarchical unless --mode
  *                      threshold: the volume / engagement / opt-out frontier.
+ *   --frontier a:b:step  the hierarchical policy at each slow.message_cost,
+ *                      then the threshold baseline at target rates that
+ *                      bracket all their volumes; per cost and cohort, the
+ *                      baseline's visits interpolated at (a)'s volume, and
+ *                      whether overall (a) is at least the baseline.
  *   --mode hierarchical|threshold  a single run.
  *
  * Determinism: the population's randomness is the simulator's own, seeded by
@@ -53,6 +58,7 @@ typedef struct options {
     const char *csv;
     const char *plot;
     const char *sweep;
+    const char *frontier;
     const char *sets[MAX_SETS];
     int n_sets;
     double target_rate;
@@ -79,6 +85,9 @@ static void usage(FILE *f)
             "  --mode M             compare (default), hierarchical or threshold\n"
             "  --sweep KEY=a:b:step one run per value of a config key, e.g.\n"
             "                       slow.message_cost=0.002:0.05:0.004\n"
+            "  --frontier a:b:step  hierarchical runs over slow.message_cost, threshold\n"
+            "                       runs bracketing their volumes, and the baseline's\n"
+            "                       visits interpolated at each cost's volume\n"
             "  --set KEY=VALUE      config override for every run (repeatable), e.g.\n"
             "                       fast.pacing=quality; VALUE is JSON or a string\n"
             "  --target-rate R      threshold target send rate (compare: first guess)\n"
@@ -330,19 +339,28 @@ static int do_compare(const options_t *o, sim_result_t *runs, int *n_runs)
     return fabs(ratio - 1.0) <= o->tolerance ? 0 : 1;
 }
 
+/* "a:b:step" -> the number of values a, a + step, ... <= b; -1 if malformed. */
+static int parse_range(const char *s, double *lo, double *step)
+{
+    double hi;
+    char tail;
+    if (sscanf(s, "%lf:%lf:%lf%c", lo, &hi, step, &tail) != 3 || !(*step > 0) || hi < *lo)
+        return -1;
+    return (int)floor((hi - *lo) / *step + 1e-9) + 1;
+}
+
 static int do_sweep(const options_t *o, sim_result_t *runs, int *n_runs)
 {
     char key[128];
-    double lo, hi, step;
+    double lo, step;
     const char *eq = strchr(o->sweep, '=');
-    if (eq == NULL || (size_t)(eq - o->sweep) >= sizeof key ||
-        sscanf(eq + 1, "%lf:%lf:%lf", &lo, &hi, &step) != 3 || !(step > 0) || hi < lo) {
+    int steps = eq != NULL ? parse_range(eq + 1, &lo, &step) : -1;
+    if (eq == NULL || (size_t)(eq - o->sweep) >= sizeof key || steps < 1) {
         fprintf(stderr, "notifd-sim: --sweep wants KEY=a:b:step with step > 0 and a <= b\n");
         return 2;
     }
     snprintf(key, sizeof key, "%.*s", (int)(eq - o->sweep), o->sweep);
     const char *mode = strcmp(o->mode, "threshold") == 0 ? "threshold" : "hierarchical";
-    int steps = (int)floor((hi - lo) / step + 1e-9) + 1;
     if (steps > MAX_RUNS) {
         fprintf(stderr, "notifd-sim: --sweep gives %d runs, at most %d\n", steps, MAX_RUNS);
         return 2;
@@ -357,6 +375,138 @@ static int do_sweep(const options_t *o, sim_result_t *runs, int *n_runs)
     print_header(o, stdout);
     printf("sweep of %s (%s mode)\n\n", key, mode);
     sim_report_sweep(stdout, runs, *n_runs);
+    return 0;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* The threshold target rates of a frontier: each hierarchical run's sends
+ * per opportunity (the rate that gives about its volume, as in compare's
+ * first guess), plus one 25% below the lowest and one 25% above the highest,
+ * so that every hierarchical volume falls between two baseline runs and the
+ * comparison interpolates, never extrapolates. Ascending, without repeats
+ * or zeros (a rate of 0 is no baseline). Returns how many. */
+static int frontier_rates(const sim_result_t *a, int na, double *rates)
+{
+    int n = 0;
+    for (int i = 0; i < na; i++)
+        if (overall_rate(&a[i]) > 0)
+            rates[n++] = overall_rate(&a[i]);
+    if (n == 0)
+        return 0;
+    qsort(rates, (size_t)n, sizeof *rates, cmp_double);
+    double lowest = rates[0] * 0.75, highest = fmin(rates[n - 1] * 1.25, 1.0);
+    rates[n++] = lowest;
+    rates[n++] = highest;
+    qsort(rates, (size_t)n, sizeof *rates, cmp_double);
+    /* Rates are passed to notifd with 6 decimals: equal there is a repeat. */
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (m == 0 || rates[i] - rates[m - 1] >= 5e-7)
+            rates[m++] = rates[i];
+    return m;
+}
+
+static int cmp_rate(const void *x, const void *y)
+{
+    return cmp_double(&((const sim_result_t *)x)->target_send_rate,
+                      &((const sim_result_t *)y)->target_send_rate);
+}
+
+/* The index of the run with the least (sign 1) or most (sign -1) overall
+ * volume. */
+static int extreme_volume(const sim_result_t *r, int n, int sign)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (sign * (overall_sends(&r[i]) - overall_sends(&r[best])) < 0)
+            best = i;
+    return best;
+}
+
+static int run_baseline_at(const options_t *o, double rate, sim_result_t *out)
+{
+    char value[32], label[48];
+    snprintf(value, sizeof value, "%.6f", rate);
+    snprintf(label, sizeof label, "b@%s", value);
+    return run_one(o, "threshold", "fast.threshold.target_send_rate", value, 0, label, out);
+}
+
+/* A threshold run's volume is close to proportional to its rate but not
+ * exactly (compare needs a calibration step for it), so the planned brackets may fall short of (a)'s lowest or highest overall
+ * volume. Then one more run past that end, the rate scaled by the volume
+ * still missing and 25% beyond, at most FRONTIER_EXTEND times per end. */
+#define FRONTIER_EXTEND 2
+static int extend_brackets(const options_t *o, const sim_result_t *a, int na, sim_result_t *b,
+                           int *nb)
+{
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        const double want = overall_sends(&a[extreme_volume(a, na, sign)]);
+        for (int t = 0; t < FRONTIER_EXTEND; t++) {
+            const sim_result_t *end = &b[extreme_volume(b, *nb, sign)];
+            const double have = overall_sends(end);
+            if (sign * (want - have) >= 0 || !(have > 0))
+                break;
+            double rate = end->target_send_rate * want / have * (sign > 0 ? 0.75 : 1.25);
+            if (run_baseline_at(o, fmin(rate, 1.0), &b[(*nb)++]) != 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int do_frontier(const options_t *o, sim_result_t *runs, int *n_runs)
+{
+    double lo, step;
+    int steps = parse_range(o->frontier, &lo, &step);
+    if (steps < 1) {
+        fprintf(stderr, "notifd-sim: --frontier wants a:b:step with step > 0 and a <= b\n");
+        return 2;
+    }
+    /* Each cost's rate, the two brackets and their extensions. */
+    const int most = 2 * steps + 2 + 2 * FRONTIER_EXTEND;
+    if (most > MAX_RUNS) {
+        fprintf(stderr, "notifd-sim: --frontier gives up to %d runs, at most %d\n", most,
+                MAX_RUNS);
+        return 2;
+    }
+    for (int i = 0; i < steps; i++) {
+        char value[32];
+        snprintf(value, sizeof value, "%.6g", lo + i * step);
+        if (run_one(o, "hierarchical", "slow.message_cost", value, 0, value,
+                    &runs[(*n_runs)++]) != 0)
+            return 1;
+    }
+    double rates[MAX_RUNS];
+    int n_rates = frontier_rates(runs, steps, rates);
+    sim_result_t *b = runs + steps;
+    int nb = 0;
+    for (int j = 0; j < n_rates; j++)
+        if (run_baseline_at(o, rates[j], &b[nb++]) != 0)
+            return 1;
+    int rc = nb > 0 ? extend_brackets(o, runs, steps, b, &nb) : 0;
+    *n_runs += nb;
+    if (rc != 0)
+        return rc;
+    /* Named b1, b2, ... in order of rate (the plot's labels). */
+    qsort(b, (size_t)nb, sizeof *b, cmp_rate);
+    for (int j = 0; j < nb; j++)
+        snprintf(b[j].label, sizeof b[j].label, "b%d", j + 1);
+    print_header(o, stdout);
+    printf("frontier: (a) hierarchical over slow.message_cost, (b) threshold baseline over "
+           "fast.threshold.target_send_rate (%d runs bracketing (a)'s volumes)\n\n",
+           nb);
+    sim_report_sweep(stdout, runs, steps);
+    printf("\n");
+    sim_report_sweep(stdout, b, nb);
+    printf("\n(b)'s visits interpolated linearly at (a)'s sends, per cohort on that cohort's "
+           "own threshold runs\n(\"outside\": (a)'s volume is outside the baseline's range "
+           "there)\n\n");
+    sim_report_frontier(stdout, runs, steps, b, nb);
     return 0;
 }
 
@@ -378,6 +528,7 @@ int main(int argc, char **argv)
         {"model", required_argument, 0, 'X'},
         {"candidates", required_argument, 0, 'k'}, {"connections", required_argument, 0, 'n'},
         {"mode", required_argument, 0, 'M'}, {"sweep", required_argument, 0, 'S'},
+        {"frontier", required_argument, 0, 'F'},
         {"set", required_argument, 0, 'e'}, {"target-rate", required_argument, 0, 'r'},
         {"tolerance", required_argument, 0, 't'}, {"max-calibration", required_argument, 0, 'C'},
         {"csv", required_argument, 0, 'o'}, {"plot", required_argument, 0, 'p'},
@@ -419,6 +570,7 @@ int main(int argc, char **argv)
         case 'n': o.run.connections = atoi(optarg); break;
         case 'M': o.mode = optarg; break;
         case 'S': o.sweep = optarg; break;
+        case 'F': o.frontier = optarg; break;
         case 'e':
             if (strchr(optarg, '=') == NULL || o.n_sets >= MAX_SETS) {
                 fprintf(stderr, "notifd-sim: --set wants KEY=VALUE\n");
@@ -448,7 +600,9 @@ int main(int argc, char **argv)
         o.pop.candidates > SIM_MAX_CANDIDATES || o.max_calibration < 1 ||
         (unsigned)o.pop.members > (UINT32_MAX >> 1) ||
         (strcmp(o.mode, "compare") && strcmp(o.mode, "hierarchical") &&
-         strcmp(o.mode, "threshold"))) {
+         strcmp(o.mode, "threshold")) ||
+        /* A frontier runs both modes over fixed keys. */
+        (o.frontier != NULL && (o.sweep != NULL || strcmp(o.mode, "compare") != 0))) {
         usage(stderr);
         return 2;
     }
@@ -458,7 +612,9 @@ int main(int argc, char **argv)
 
     static sim_result_t runs[MAX_RUNS];
     int n_runs = 0, rc;
-    if (o.sweep != NULL) {
+    if (o.frontier != NULL) {
+        rc = do_frontier(&o, runs, &n_runs);
+    } else if (o.sweep != NULL) {
         rc = do_sweep(&o, runs, &n_runs);
     } else if (strcmp(o.mode, "compare") == 0) {
         rc = do_compare(&o, runs, &n_runs);
@@ -478,11 +634,15 @@ int main(int argc, char **argv)
         rc = 1;
     }
     if (n_runs > 0 && o.plot != NULL) {
-        /* compare: (a) and the calibrated (b) only; sweep: every run. */
+        /* compare: (a) and the calibrated (b) only; sweep and frontier:
+         * every run. */
         sim_result_t sel[2];
         const sim_result_t *p = runs;
         int np = n_runs;
-        if (o.sweep == NULL && strcmp(o.mode, "compare") == 0 && n_runs >= 2) {
+        sim_plot_kind_t kind = o.frontier != NULL ? SIM_PLOT_FRONTIER
+                               : o.sweep != NULL  ? SIM_PLOT_SWEEP
+                                                  : SIM_PLOT_COMPARE;
+        if (kind == SIM_PLOT_COMPARE && strcmp(o.mode, "compare") == 0 && n_runs >= 2) {
             sel[0] = runs[0];
             sel[1] = runs[n_runs - 1];
             snprintf(sel[0].label, sizeof sel[0].label, "(a)");
@@ -490,7 +650,7 @@ int main(int argc, char **argv)
             p = sel;
             np = 2;
         }
-        if (sim_report_plot(o.plot, p, np, o.sweep != NULL, err, sizeof err) != 0)
+        if (sim_report_plot(o.plot, p, np, kind, err, sizeof err) != 0)
             fprintf(stderr, "notifd-sim: plot: %s\n", err);
     }
     return rc;

@@ -2,8 +2,9 @@
  * sim_report.c - what notifd-sim prints and writes: the per-cohort
  * comparison table of the hierarchical policy (a) against the calibrated
  * threshold baseline (b), the sweep table (the message-cost frontier), the
- * CSV with every run and cohort, and the gnuplot chart of volume against
- * engagement per cohort.
+ * frontier table (the baseline's visits interpolated at each hierarchical
+ * run's volume), the CSV with every run and cohort, and the gnuplot chart of
+ * volume against engagement per cohort.
  *
  * Every rate is per member per measured week (warm-up weeks excluded), over
  * all members of the cohort including those who opted out, so a policy that
@@ -90,6 +91,86 @@ void sim_report_sweep(FILE *f, const sim_result_t *runs, int n)
     }
 }
 
+double sim_interpolate(const double *xs, const double *ys, int n, double x)
+{
+    /* The nearest point at or below x and the nearest at or above it: no
+     * sorting, and the points may come in any order. */
+    int below = -1, above = -1;
+    for (int i = 0; i < n; i++) {
+        if (xs[i] <= x && (below < 0 || xs[i] > xs[below]))
+            below = i;
+        if (xs[i] >= x && (above < 0 || xs[i] < xs[above]))
+            above = i;
+    }
+    if (below < 0 || above < 0)
+        return NAN;
+    if (xs[above] == xs[below])
+        return ys[below];
+    double t = (x - xs[below]) / (xs[above] - xs[below]);
+    return ys[below] + t * (ys[above] - ys[below]);
+}
+
+/* The baseline's visits per member-week in cohort k at `sends` per
+ * member-week, read off the threshold runs' own points of that cohort (a
+ * cohort's volume under the baseline is not the overall one's, so each
+ * cohort has its own frontier). NaN: outside the runs' range. */
+static double baseline_visits_at(const sim_result_t *b, int nb, int k, double sends)
+{
+    double *xs = malloc(sizeof *xs * (size_t)(nb > 0 ? nb : 1));
+    double *ys = malloc(sizeof *ys * (size_t)(nb > 0 ? nb : 1));
+    double v = NAN;
+    if (xs != NULL && ys != NULL) {
+        for (int j = 0; j < nb; j++) {
+            const sim_cohort_result_t *c = &b[j].cohort[k];
+            xs[j] = sim_per_member_week(c, c->sends);
+            ys[j] = sim_per_member_week(c, c->visits);
+        }
+        v = sim_interpolate(xs, ys, nb, sends);
+    }
+    free(xs);
+    free(ys);
+    return v;
+}
+
+void sim_report_frontier(FILE *f, const sim_result_t *a, int na, const sim_result_t *b, int nb)
+{
+    fprintf(f, "%-8s %-8s | %9s %10s | %14s | %8s\n", "", "", "(a)", "(a)", "(b) visits",
+            "visits");
+    fprintf(f, "%-8s %-8s | %9s %10s | %14s | %8s\n", "cost", "cohort", "sends", "visits",
+            "at (a)'s sends", "(a)-(b)");
+    for (int i = 0; i < na; i++) {
+        const sim_result_t *r = &a[i];
+        double overall_a = 0, overall_b = NAN;
+        for (int k = 0; k <= SIM_MAX_COHORTS; k++) {
+            const sim_cohort_result_t *c = &r->cohort[k];
+            if (c->members == 0)
+                continue;
+            double sa = sim_per_member_week(c, c->sends), va = sim_per_member_week(c, c->visits);
+            double vb = baseline_visits_at(b, nb, k, sa);
+            char diff[16];
+            if (isnan(vb))
+                snprintf(diff, sizeof diff, "n/a");
+            else
+                snprintf(diff, sizeof diff, "%+.2f%%", vb > 0 ? 100.0 * (va - vb) / vb : 0.0);
+            if (isnan(vb))
+                fprintf(f, "%-8g %-8s | %9.3f %10.3f | %14s | %8s\n", r->param_value,
+                        cohort_label(k), sa, va, "outside", diff);
+            else
+                fprintf(f, "%-8g %-8s | %9.3f %10.3f | %14.3f | %8s\n", r->param_value,
+                        cohort_label(k), sa, va, vb, diff);
+            if (k == SIM_MAX_COHORTS) {
+                overall_a = va;
+                overall_b = vb;
+            }
+        }
+        /* The verdict is on the unrounded values; outside the baseline's
+         * range there is no measured baseline to compare with. */
+        fprintf(f, "%-8g at least the baseline: %s\n\n", r->param_value,
+                isnan(overall_b) ? "outside the baseline's range"
+                                 : overall_a >= overall_b ? "yes" : "no");
+    }
+}
+
 int sim_report_csv(const char *path, const sim_result_t *runs, int n, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "w");
@@ -146,12 +227,36 @@ int sim_report_csv(const char *path, const sim_result_t *runs, int n, char *err,
     return 0;
 }
 
+/* The runs of one mode in order of cohort k's sends (insertion sort: a few
+ * dozen runs at most), so that a line through them is that cohort's
+ * frontier. Returns how many. */
+static int runs_by_sends(const sim_result_t *runs, int n, bool threshold, int k, int *idx)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if ((strcmp(runs[i].mode, "threshold") == 0) != threshold)
+            continue;
+        const sim_cohort_result_t *c = &runs[i].cohort[k];
+        double s = sim_per_member_week(c, c->sends);
+        int j = m++;
+        for (; j > 0; j--) {
+            const sim_cohort_result_t *p = &runs[idx[j - 1]].cohort[k];
+            if (sim_per_member_week(p, p->sends) <= s)
+                break;
+            idx[j] = idx[j - 1];
+        }
+        idx[j] = i;
+    }
+    return m;
+}
+
 /* Writes <base>.dat and <base>.gp beside the PNG and runs gnuplot on them:
  * one panel per cohort (and overall), sends per member-week on x, visits per
  * member-week on y; hierarchical runs as a line (a sweep traces the
- * frontier), threshold runs as points. */
-int sim_report_plot(const char *path, const sim_result_t *runs, int n, bool sweep, char *err,
-                    size_t errlen)
+ * frontier), threshold runs as points, joined by a dashed line in a frontier
+ * plot (the baseline's own frontier, which the table interpolates on). */
+int sim_report_plot(const char *path, const sim_result_t *runs, int n, sim_plot_kind_t kind,
+                    char *err, size_t errlen)
 {
     char base[600], dat[640], gp[640];
     snprintf(base, sizeof base, "%s", path);
@@ -160,8 +265,10 @@ int sim_report_plot(const char *path, const sim_result_t *runs, int n, bool swee
         *dot = '\0';
     snprintf(dat, sizeof dat, "%s.dat", base);
     snprintf(gp, sizeof gp, "%s.gp", base);
-    FILE *f = fopen(dat, "w");
+    int *idx = malloc(sizeof *idx * (size_t)(n > 0 ? n : 1));
+    FILE *f = idx != NULL ? fopen(dat, "w") : NULL;
     if (f == NULL) {
+        free(idx);
         snprintf(err, errlen, "cannot write %s", dat);
         return -1;
     }
@@ -170,15 +277,21 @@ int sim_report_plot(const char *path, const sim_result_t *runs, int n, bool swee
     for (int k = 0; k <= SIM_MAX_COHORTS; k++) {
         for (int mode = 0; mode < 2; mode++) {
             fprintf(f, "# %s %s\n", cohort_label(k), mode == 0 ? "hierarchical" : "threshold");
+            /* Hierarchical runs in run order (a sweep's line follows its
+             * key), threshold runs in order of volume. */
             int written = 0;
-            for (int i = 0; i < n; i++) {
-                const sim_result_t *r = &runs[i];
-                if ((strcmp(r->mode, "threshold") == 0) != (mode == 1))
-                    continue;
+            if (mode == 1) {
+                written = runs_by_sends(runs, n, true, k, idx);
+            } else {
+                for (int i = 0; i < n; i++)
+                    if (strcmp(runs[i].mode, "threshold") != 0)
+                        idx[written++] = i;
+            }
+            for (int j = 0; j < written; j++) {
+                const sim_result_t *r = &runs[idx[j]];
                 const sim_cohort_result_t *c = &r->cohort[k];
                 fprintf(f, "%.6f %.6f \"%s\"\n", sim_per_member_week(c, c->sends),
                         sim_per_member_week(c, c->visits), r->label);
-                written++;
             }
             if (written == 0)
                 fprintf(f, "NaN NaN \"\"\n");
@@ -186,15 +299,22 @@ int sim_report_plot(const char *path, const sim_result_t *runs, int n, bool swee
         }
     }
     fclose(f);
+    free(idx);
     f = fopen(gp, "w");
     if (f == NULL) {
         snprintf(err, errlen, "cannot write %s", gp);
         return -1;
     }
-    fprintf(f, "set terminal png size 1400,1000\nset output '%s'\n", path);
-    fprintf(f, "set multiplot layout 2,2 title '%s'\n",
-            sweep ? "notifd-sim: volume against engagement (sweep)"
-                  : "notifd-sim: hierarchical (a) vs threshold baseline (b)");
+    /* noenhanced: the titles hold config keys, whose underscores gnuplot
+     * would otherwise set as subscripts. */
+    fprintf(f, "set terminal png size 1400,1000 noenhanced\nset output '%s'\n", path);
+    static const char *const titles[] = {
+        [SIM_PLOT_COMPARE] = "notifd-sim: hierarchical (a) vs threshold baseline (b)",
+        [SIM_PLOT_SWEEP] = "notifd-sim: volume against engagement (sweep)",
+        [SIM_PLOT_FRONTIER] = "notifd-sim: the frontier: hierarchical over slow.message_cost "
+                              "vs threshold baseline over target_send_rate",
+    };
+    fprintf(f, "set multiplot layout 2,2 title '%s'\n", titles[kind]);
     fprintf(f, "set xlabel 'sends per member per week'\nset ylabel 'visits per member per week'\n"
                "set key below\nset grid\nset offsets graph 0.15, graph 0.15, graph 0.2, "
                "graph 0.2\n");
@@ -204,9 +324,9 @@ int sim_report_plot(const char *path, const sim_result_t *runs, int n, bool swee
         fprintf(f,
                 "plot '%s' index %d using 1:2 with linespoints pt 7 title 'hierarchical', \\\n"
                 "     '' index %d using 1:2:3 with labels offset 0,1 notitle, \\\n"
-                "     '' index %d using 1:2 with points pt 5 ps 1.5 title 'threshold baseline', \\\n"
+                "     '' index %d using 1:2 with %s pt 5 ps 1.5 title 'threshold baseline', \\\n"
                 "     '' index %d using 1:2:3 with labels offset 0,-1 notitle\n",
-                dat, b0, b0, b1, b1);
+                dat, b0, b0, b1, kind == SIM_PLOT_FRONTIER ? "linespoints dt 2" : "points", b1);
     }
     fprintf(f, "unset multiplot\n");
     fclose(f);
