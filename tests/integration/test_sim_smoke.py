@@ -14,6 +14,7 @@ NOTIFD_BUILD_DIR (set by ctest) holds notifd-sim.
 import csv
 import io
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -148,6 +149,51 @@ class SimSmoke(unittest.TestCase):
         self.assertTrue(all(r["mode"] == "hierarchical" for r in rows))
         self.assertTrue(all(r["param_key"] == "slow.message_cost" for r in rows))
         self.assertIn("slow.message_cost", proc.stdout)
+
+    def test_frontier_interpolates_between_the_bracketing_baseline_runs(self):
+        # 2 costs: hierarchical runs, then threshold runs bracketing them.
+        proc, _, rows = run_sim("--members", "60", "--weeks", "3", "--warmup", "1",
+                                "--frontier", "0.01:0.03:0.02")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        hier = {(float(r["param_value"]), r["cohort"]): r for r in rows
+                if r["mode"] == "hierarchical"}
+        base = [r for r in rows if r["mode"] == "threshold"]
+        self.assertTrue(all(r["param_key"] == "slow.message_cost"
+                            for r in rows if r["mode"] == "hierarchical"))
+        self.assertTrue(all(r["param_key"] == "fast.threshold.target_send_rate" for r in base))
+        # "cost cohort | (a) sends (a) visits | (b) visits at (a)'s sends | diff"
+        line = re.compile(r"^([0-9.]+) +(%s) +\| +([0-9.]+) +([0-9.]+) +\| +([0-9.]+|outside)"
+                          r" +\| +([-+][0-9.]+%%|n/a)$" % "|".join(COHORTS))
+        table = [m.groups() for m in map(line.match, proc.stdout.splitlines()) if m]
+        verdicts = dict(l.split()[0:1] + l.split(": ")[1:] for l in proc.stdout.splitlines()
+                        if " at least the baseline: " in l)
+        self.assertEqual(sorted(float(c) for c in verdicts), [0.01, 0.03], proc.stdout)
+        self.assertEqual(len(table), 2 * len(COHORTS), proc.stdout)
+        for cost, cohort, sends, visits, at, diff in table:
+            a = hier[(float(cost), cohort)]
+            self.assertAlmostEqual(float(sends), float(a["sends_pmw"]), places=3)
+            self.assertAlmostEqual(float(visits), float(a["visits_pmw"]), places=3)
+            # The baseline's own points of this cohort, by volume.
+            pts = sorted((float(r["sends_pmw"]), float(r["visits_pmw"]))
+                         for r in base if r["cohort"] == cohort)
+            x = float(a["sends_pmw"])
+            if at == "outside":
+                self.assertTrue(x < pts[0][0] or x > pts[-1][0], (cohort, x, pts))
+                self.assertNotEqual(cohort, "overall", "the brackets reach every volume")
+                continue
+            lo = max(p for p in pts if p[0] <= x)
+            hi = min(p for p in pts if p[0] >= x)
+            self.assertGreaterEqual(float(at), min(lo[1], hi[1]) - 0.0005, (lo, hi))
+            self.assertLessEqual(float(at), max(lo[1], hi[1]) + 0.0005, (lo, hi))
+            t = (x - lo[0]) / (hi[0] - lo[0]) if hi[0] > lo[0] else 0.0
+            self.assertAlmostEqual(float(at), lo[1] + t * (hi[1] - lo[1]), places=3)
+            if cohort == "overall":
+                # The verdict is the sign of the overall difference.
+                self.assertEqual(verdicts[cost], "no" if diff.startswith("-") else "yes")
+        # A frontier fixes both modes and the swept key.
+        bad = subprocess.run([SIM_BIN, "--frontier", "0.01:0.03:0.02", "--mode", "threshold"],
+                             capture_output=True, text=True)
+        self.assertEqual(bad.returncode, 2)
 
 
 
