@@ -5,8 +5,8 @@
 #
 #   scripts/valgrind.sh [--unit-only | --integration-only] BUILD_DIR [TEST_PY...]
 #
-# BUILD_DIR is a build without sanitizers (valgrind and ASan do not mix), for
-# example one made with
+# BUILD_DIR is a build without sanitizers (valgrind and ASan do not mix),
+# brought up to date before the tests run, for example one made with
 #   cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug && cmake --build build-vg
 #
 # 1. Every unit test binary BUILD_DIR/tests/test_* runs under memcheck.
@@ -49,6 +49,15 @@ fi
 if [ -x "$build/notifd" ] && ldd "$build/notifd" | grep -q libasan; then
     echo "valgrind.sh: $build is a sanitizer build; use a build without -DNOTIFD_SANITIZE" >&2
     exit 2
+fi
+
+# Bring the build up to date first: a build directory left from an earlier
+# checkout tests old code and reports nothing about the new.
+if [ -f "$build/CMakeCache.txt" ]; then
+    cmake --build "$build" -j"$(nproc)" >/dev/null || {
+        echo "valgrind.sh: building $build failed" >&2
+        exit 2
+    }
 fi
 
 vg=(valgrind --leak-check=full --show-leak-kinds=definite,indirect
