@@ -87,6 +87,28 @@ class FirstWeekTest(HostileStoreCase):
         self.assertEqual(int(h["push:first_week"]), THIS_WEEK - 3)
 
 
+class FractionBalanceTest(HostileStoreCase):
+    """A fractional plan's balance (`<ch>:bal`) out of range is missing (0):
+    never a chance above its bound, and rewritten at the next fold."""
+
+    def test_unusable_balance_is_missing_counted_and_replaced(self):
+        for i, poison in enumerate(["1e308", "-1e308", "nan", "3", "x"]):
+            m = "bal%d" % i
+            self.set_plan(m, push_per_week=0.5, valid_until=MONDAY + 30 * 86400)
+            self.redis.command("HSET", "t:week:{%s}" % m, "push:bal", poison,
+                               "push:first_week", THIS_WEEK - 2, "push:ewma", 10,
+                               "push:ewma_week", THIS_WEEK - 2,
+                               "push:%d:opp" % (THIS_WEEK - 1), 10)
+            before = self.invalid("balance")
+            r = self.decide(m, "o1")
+            self.alive()
+            self.assertEqual(self.invalid("balance") - before, 1, poison)
+            # Week W-1 folds from 0: it owed 0.5 and sent nothing.
+            got = self.redis.command("HGET", "t:week:{%s}" % m, "push:bal")
+            self.assertEqual(float(got), 0.5, (poison, r))
+            self.assertLess(r["p_send"], 0.2, (poison, r))
+
+
 class RecordScriptTest(HostileStoreCase):
     """The record scripts read the week's counters too: what decide took as
     missing they must take as missing (0), not fail on every decide."""
