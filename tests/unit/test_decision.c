@@ -204,6 +204,20 @@ static void test_a_fractions_chance_starts_when_the_rolling_cap_makes_room(void 
     sends[0] = fx.in.ts + 8 * 86400;
     decision_evaluate(&fx.in, &d);
     assert_true(fabs(d.p_send - 0.5 / 70.0 / (1.0 - 0.5 * f)) < 1e-12);
+
+    /* A plan of 1.5: two in any 7 days, so the second latest send made
+     * room. Sends last Tuesday noon and last Wednesday noon: room again
+     * since this Tuesday noon (F = 3/14); this week sent nothing yet. */
+    fx.plan.per_week[0] = 1.5;
+    int64_t two[3] = {MONDAY - 5 * 86400 + 43200, MONDAY - 6 * 86400 + 43200,
+                      MONDAY - 20 * 86400};
+    fx.in.recent_sends = two;
+    fx.in.n_recent_sends = 3;
+    decision_evaluate(&fx.in, &d);
+    const double b2 = 3.0 / 14.0;
+    const double left = 70.0 * (1.0 - f); /* the whole part's week budget */
+    assert_true(fabs(d.p_send - (1.0 / left + 0.5 / 70.0 / ((1.0 - b2) - 0.5 * (f - b2)))) <
+                1e-12);
 }
 
 static void test_sends_in_window_bounds(void **state)
