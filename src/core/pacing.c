@@ -216,17 +216,24 @@ static double rate_probability(const pacing_input_t *in, double e, double w)
     return clamp_unit(in->per_week * w / e);
 }
 
-double pacing_extra_share(double per_week, double balance)
+/* A usable plan's whole part and fraction; false when the plan is not a
+ * positive number or has no fraction (nothing of it is a chance). */
+static bool plan_fraction(double per_week, double *whole, double *frac)
 {
     if (!isfinite(per_week) || per_week <= 0.0)
-        return 0.0;
+        return false;
+    split_plan(per_week, whole, frac);
+    return *frac > 0.0;
+}
+
+static double sane_balance(double balance) { return isfinite(balance) ? balance : 0.0; }
+
+double pacing_extra_share(double per_week, double balance)
+{
     double whole, frac;
-    split_plan(per_week, &whole, &frac);
-    if (frac <= 0.0)
+    if (!plan_fraction(per_week, &whole, &frac))
         return 0.0;
-    if (!isfinite(balance))
-        balance = 0.0;
-    const double g = frac + balance / PACING_PAYBACK_WEEKS;
+    const double g = frac + sane_balance(balance) / PACING_PAYBACK_WEEKS;
     if (!(g > 0.0))
         return 0.0;
     return g > PACING_MAX_WEEK_SHARE ? PACING_MAX_WEEK_SHARE : g;
@@ -234,21 +241,16 @@ double pacing_extra_share(double per_week, double balance)
 
 double pacing_balance_update(double balance, double per_week, double sent, double seen)
 {
-    if (!isfinite(per_week) || per_week <= 0.0)
-        return 0.0;
     double whole, frac;
-    split_plan(per_week, &whole, &frac);
-    if (frac <= 0.0)
+    if (!plan_fraction(per_week, &whole, &frac))
         return 0.0;
-    if (!isfinite(balance))
-        balance = 0.0;
     if (!(seen > 0.0) || seen > 1.0)
         seen = 1.0;
     const double extra = isfinite(sent) && sent > whole ? sent - whole : 0.0;
-    balance += frac * seen - extra;
-    if (balance > PACING_BALANCE_LIMIT)
+    const double next = sane_balance(balance) + frac * seen - extra;
+    if (next > PACING_BALANCE_LIMIT)
         return PACING_BALANCE_LIMIT;
-    return balance < -PACING_BALANCE_LIMIT ? -PACING_BALANCE_LIMIT : balance;
+    return next < -PACING_BALANCE_LIMIT ? -PACING_BALANCE_LIMIT : next;
 }
 
 /* The budget's probability. The plan's whole part is this week's budget,
