@@ -134,6 +134,18 @@ void metrics_observe_decision(metrics_t *m, int channel, int mode, int reason, d
     histogram_observe(&m->decide_seconds[mode], seconds);
 }
 
+void metrics_observe_priority_decision(metrics_t *m, int channel, int priority, int reason)
+{
+    if (m == NULL)
+        return;
+    if (channel < 0 || channel >= NOTIFD_MAX_CHANNELS || priority <= PRIORITY_NORMAL ||
+        priority >= PRIORITY_COUNT || reason < 0 || reason >= METRICS_REASON_COUNT) {
+        ADD(m->invalid_observations, 1);
+        return;
+    }
+    ADD(m->priority_decisions[channel][priority][reason], 1);
+}
+
 static const char *const degraded_cause_names[METRICS_DEGRADED_COUNT] = {
     [METRICS_DEGRADED_NOT_READY] = "not_ready",
     [METRICS_DEGRADED_QUEUE_FULL] = "queue_full",

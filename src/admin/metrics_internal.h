@@ -45,6 +45,7 @@ struct metrics {
     /* decisions */
     _Atomic uint64_t decisions[NOTIFD_MAX_CHANNELS][METRICS_MODE_COUNT][METRICS_REASON_COUNT];
     _Atomic uint64_t arm_decisions[2][EXPERIMENT_MAX_ARMS + 1][METRICS_REASON_COUNT];
+    _Atomic uint64_t priority_decisions[NOTIFD_MAX_CHANNELS][PRIORITY_COUNT][METRICS_REASON_COUNT];
     char arm_names[2][EXPERIMENT_MAX_ARMS][EXPERIMENT_NAME_MAX]; /* under text_lock */
     int n_arms[2];
     histogram_t decide_seconds[METRICS_MODE_COUNT];

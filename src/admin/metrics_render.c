@@ -267,6 +267,18 @@ static void render_decisions(metrics_t *m, growbuf_t *b)
                           "%" PRIu64 "\n",
                           names[c], mode_names[mode], metrics_reason_name((metrics_reason_t)r),
                           GET(m->decisions[c][mode][r]));
+    family(b, "notifd_priority_decisions_total", "counter",
+           "Decisions that considered candidates of a class above normal, by channel, class "
+           "and reason.");
+    for (int c = 0; c < n; c++)
+        for (int p = PRIORITY_HIGH; p < PRIORITY_COUNT; p++)
+            for (int r = 0; r < METRICS_REASON_COUNT; r++)
+                gb_printf(b,
+                          "notifd_priority_decisions_total{channel=\"%s\",priority=\"%s\","
+                          "reason=\"%s\"} %" PRIu64 "\n",
+                          names[c], message_priority_name((message_priority_t)p),
+                          metrics_reason_name((metrics_reason_t)r),
+                          GET(m->priority_decisions[c][p][r]));
     static const char *const layer_names[2] = {"fast", "slow"};
     char arms[2][EXPERIMENT_MAX_ARMS + 1][2 * EXPERIMENT_NAME_MAX + 1];
     int n_arms[2];

@@ -21,7 +21,7 @@
 static const char *const fast_keys[] = {
     "mode", "pacing", "pacing_profile", "prior_opportunities_per_week",
     "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
-    "cap_factor", "rolling_cap", "rolling_cap_factor",
+    "cap_factor", "rolling_cap", "rolling_cap_factor", "transactional_respects_optout",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
     "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", "member_cache_ms",
     "member_cache_entries", "deadline_ms",
@@ -67,6 +67,7 @@ static void fast_defaults(fast_config_t *f)
      * two sends in 7 days. */
     f->rolling_cap_factor = 1.5;
     f->quiet_hours.enabled = false;
+    f->transactional_respects_optout = true;
     f->dedup_days = 7;
     f->idempotency_ttl_s = 2 * 86400;
     f->on_store_error = STORE_ERROR_SKIP;
@@ -325,6 +326,8 @@ void config_parse_fast(config_errors_t *errs, json_t *fo, const char *path, cons
     config_get_bool(errs, fo, path, "rolling_cap", &f->rolling_cap);
     config_get_double(errs, fo, path, "rolling_cap_factor", 1.0, 100.0, &f->rolling_cap_factor);
     parse_quiet_hours(errs, fo, path, f);
+    config_get_bool(errs, fo, path, "transactional_respects_optout",
+                    &f->transactional_respects_optout);
     if (config_get_int(errs, fo, path, "dedup_days", 0, 365, &x))
         f->dedup_days = (int)x;
     if (config_get_int(errs, fo, path, "idempotency_ttl_s", 1, 366LL * 86400, &x))

@@ -58,13 +58,91 @@ static double unblocked_from(const decision_input_t *in, int64_t rolling)
     return pacing_week_fraction_elapsed(&in->fast->pacing, free_at - week_start);
 }
 
+/* Marks the candidates sent within the dedup window ineligible; returns
+ * how many remain. */
+static size_t mark_eligible(const decision_input_t *in)
+{
+    size_t eligible = 0;
+    double dedup_after = (double)in->ts - (double)in->fast->dedup_days * 86400.0;
+    for (size_t i = 0; i < in->n_candidates; i++) {
+        bool recent = in->fast->dedup_days > 0 && in->last_sent_ts != NULL &&
+                      in->last_sent_ts[i] >= 0 && in->last_sent_ts[i] > dedup_after;
+        in->candidates[i].eligible = !recent;
+        eligible += !recent;
+    }
+    return eligible;
+}
+
+/* The highest class among the eligible candidates (normal when none). */
+static message_priority_t top_class(const decision_input_t *in)
+{
+    message_priority_t top = PRIORITY_NORMAL;
+    for (size_t i = 0; i < in->n_candidates; i++)
+        if (in->candidates[i].eligible && in->candidates[i].priority > top)
+            top = in->candidates[i].priority;
+    return top;
+}
+
+/* Only the class considered competes: the others are set aside. */
+static void keep_class(const decision_input_t *in, message_priority_t top)
+{
+    for (size_t i = 0; i < in->n_candidates; i++)
+        if (in->candidates[i].priority != top)
+            in->candidates[i].eligible = false;
+}
+
+/* The best of the candidates still eligible, as ranker_choose picks it;
+ * fills best_score. Draws from rng first, so the coin's draw follows. */
+static int rank(const decision_input_t *in, rng_t *rng, decision_t *out)
+{
+    int chosen = ranker_choose(&in->fast->ranker[in->channel], &in->fast->exploration,
+                               in->member_open_rate, in->candidates, in->n_candidates, rng,
+                               in->utility, in->select_prob);
+    double best = -INFINITY;
+    for (size_t i = 0; i < in->n_candidates; i++)
+        if (in->candidates[i].eligible && in->utility[i] > best)
+            best = in->utility[i];
+    /* The best utility as the recent-scores list keeps it (five significant
+     * digits): compared with its own earlier values at full precision, a
+     * repeated message that rounded up would rank below itself and never
+     * clear the quality bar. */
+    out->best_score = decision_round_score(best);
+    out->chosen = chosen;
+    return chosen;
+}
+
+/* A transactional message: the best one goes now, whatever the coin, the
+ * caps, quiet hours and the holdout say, and it spends no budget. It is not
+ * an opportunity of the plan, so it leaves pacing's history alone. */
+static void send_transactional(const decision_input_t *in, decision_t *out)
+{
+    rng_t rng;
+    rng_seed_decision(&rng, in->seed, in->member, in->member_len, in->opportunity,
+                      in->opportunity_len);
+    keep_class(in, PRIORITY_TRANSACTIONAL);
+    int chosen = rank(in, &rng, out);
+    out->unpaced = true;
+    out->reason = REASON_SEND;
+    out->send = true;
+    out->p_send = 1.0;
+    out->propensity = in->select_prob[chosen];
+}
+
 void decision_evaluate(const decision_input_t *in, decision_t *out)
 {
     const fast_config_t *fast = in->fast;
     *out = (decision_t){.chosen = -1, .cap = -1, .rolling_cap = -1, .propensity = 1.0};
 
-    if (in->unsubscribed) {
+    size_t eligible = mark_eligible(in);
+    const message_priority_t top = top_class(in);
+    out->priority = top;
+    const bool transactional = top == PRIORITY_TRANSACTIONAL;
+    if (in->unsubscribed && !(transactional && !fast->transactional_respects_optout)) {
         finish_guardrail(out, REASON_UNSUBSCRIBED);
+        return;
+    }
+    if (transactional) {
+        send_transactional(in, out);
         return;
     }
     int64_t retry_at = 0;
@@ -76,14 +154,6 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
     if (in->n_candidates == 0) {
         finish_guardrail(out, REASON_NO_CANDIDATES);
         return;
-    }
-    size_t eligible = 0;
-    double dedup_after = (double)in->ts - (double)fast->dedup_days * 86400.0;
-    for (size_t i = 0; i < in->n_candidates; i++) {
-        bool recent = fast->dedup_days > 0 && in->last_sent_ts != NULL &&
-                      in->last_sent_ts[i] >= 0 && in->last_sent_ts[i] > dedup_after;
-        in->candidates[i].eligible = !recent;
-        eligible += !recent;
     }
     if (eligible == 0) {
         finish_guardrail(out, REASON_ALL_FILTERED);
@@ -104,27 +174,19 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
     rng_t rng;
     rng_seed_decision(&rng, in->seed, in->member, in->member_len, in->opportunity,
                       in->opportunity_len);
-    int chosen = ranker_choose(&fast->ranker[in->channel], &fast->exploration,
-                               in->member_open_rate, in->candidates, in->n_candidates, &rng,
-                               in->utility, in->select_prob);
-    double best = -INFINITY;
-    for (size_t i = 0; i < in->n_candidates; i++)
-        if (in->candidates[i].eligible && in->utility[i] > best)
-            best = in->utility[i];
-    /* The best utility as the recent-scores list keeps it (five significant
-     * digits): compared with its own earlier values at full precision, a
-     * repeated message that rounded up would rank below itself and never
-     * clear the quality bar. */
-    best = decision_round_score(best);
+    const bool high = top == PRIORITY_HIGH;
+    if (high)
+        keep_class(in, PRIORITY_HIGH);
+    int chosen = rank(in, &rng, out);
+    const double best = out->best_score;
     out->have_best = true;
-    out->best_score = best;
     out->reached_coin = true;
-    out->chosen = chosen;
     double p_select = chosen >= 0 ? in->select_prob[chosen] : 0.0;
 
     if (fast->mode == FAST_MODE_THRESHOLD || in->plan == NULL) {
-        /* The previous system: deterministic given the calibrated threshold. */
-        bool send = in->threshold == NULL || threshold_should_send(in->threshold, best);
+        /* The previous system: deterministic given the calibrated threshold,
+         * which a high-priority message passes as it passes the coin. */
+        bool send = high || in->threshold == NULL || threshold_should_send(in->threshold, best);
         out->p_send = send ? 1.0 : 0.0;
         out->send = send;
         out->reason = send ? REASON_SEND : REASON_PACED_SKIP;
@@ -177,7 +239,9 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
             .recent_best_scores = in->recent_best,
             .n_recent = in->n_recent,
         };
-        p = pacing_send_probability(&fast->pacing, &pin);
+        /* A high-priority message skips the coin, not the caps above, and
+         * its send spends the week's budget like any other. */
+        p = high ? 1.0 : pacing_send_probability(&fast->pacing, &pin);
     }
     double u = rng_next_unit(&rng);
     out->p_send = p;

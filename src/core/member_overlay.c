@@ -42,9 +42,9 @@ void overlay_apply(const overlay_effect_t *e, member_view_t *v, const ranker_can
     int64_t slot = e->week - (v->week - 2);
     if (e->counted_opp && slot >= 0 && slot <= 2)
         h->counts[slot] += 1.0;
-    if (e->sent && e->week == v->week)
+    if (e->sent && !e->unpaced && e->week == v->week)
         v->sent_this_week++;
-    if (e->sent)
+    if (e->sent && !e->unpaced)
         overlay_push_send(v, e->ts);
     if (e->store_ewma) {
         h->have_ewma = true;

@@ -228,6 +228,7 @@ void decide_and_record(decide_ctx_t *d)
 
     const plan_t *shown = th_mode ? NULL : &plan;
     d->reason = dec.reason;
+    d->priority = dec.priority;
     d->chosen = dec.send ? dec.chosen : -1;
     d->body = decide_answer_text(d, &dec, dec.reason, dec.send, shown, false, &d->body_len);
     /* Only a send can be stopped by the cap inside the record script. */
@@ -238,7 +239,7 @@ void decide_and_record(decide_ctx_t *d)
     overlay_effect_t effect = {
         .channel = r->channel, .channel_key = d->view.channel_key, .week = d->view.week,
         .ts = r->ts,
-        .counted_opp = dec.reached_coin, .sent = dec.send,
+        .counted_opp = dec.reached_coin, .sent = dec.send, .unpaced = dec.unpaced,
         .store_ewma = fold.store_ewma, .ewma = fold.ewma,
         .store_ewma_week = fold.store_ewma_week, .ewma_week = fold.ewma_week,
         .store_balance = fold.store_balance, .balance = fold.balance,
@@ -380,6 +381,7 @@ static void answer_degraded(decide_ctx_t *d)
         };
         decision_evaluate(&in, &dec);
         d->ranked = dec.have_best;
+        d->priority = dec.priority;
         reason = dec.reason;
         body = decide_answer_text(d, &dec, dec.reason, dec.send, &plan, true, &len);
     } else {

@@ -86,6 +86,9 @@ static void publish_event(decide_ctx_t *d, const char *body, size_t len)
     for (size_t i = 0; i < r->n; i++) {
         json_t *c = json_pack("{s:s%,s:f}", "id", r->candidates[i].id, r->candidates[i].id_len,
                               "score", r->candidates[i].score);
+        if (r->candidates[i].priority != PRIORITY_NORMAL)
+            json_object_set_new(c, "priority",
+                                json_string(message_priority_name(r->candidates[i].priority)));
         json_object_set_new(c, "utility", d->ranked ? json_real(r->utility[i]) : json_null());
         json_object_set_new(c, "select_prob",
                             d->ranked ? json_real(r->select_prob[i]) : json_null());
@@ -136,6 +139,8 @@ void decide_account(decide_ctx_t *d, const char *body, size_t len, decision_reas
     metrics_observe_arm_decision(m, 1, d->slow_arm, (int)reason);
     metrics_observe_decision(m, d->r.channel, decide_threshold_mode(d) ? 1 : 0, (int)reason,
                              (double)(uv_hrtime() - d->req->start_ns) / 1e9);
+    if (d->priority != PRIORITY_NORMAL)
+        metrics_observe_priority_decision(m, d->r.channel, (int)d->priority, (int)reason);
 }
 
 void decide_default_plan(const config_t *cfg, plan_t *plan)

@@ -110,6 +110,12 @@ char *decide_body_text(const decide_body_t *b, size_t *len)
     jw_cstring(&w, b->fast_arm);
     RAW(&w, "},\"mode\":");
     jw_cstring(&w, b->threshold_mode ? "threshold" : "hierarchical");
+    /* The class considered, when a producer marked one above normal
+     * (priority.h); absent means normal. */
+    if (dec->priority != PRIORITY_NORMAL) {
+        RAW(&w, ",\"priority\":");
+        jw_cstring(&w, message_priority_name(dec->priority));
+    }
     if (b->reason == REASON_QUIET_HOURS) {
         RAW(&w, ",\"retry_at\":");
         jw_int(&w, dec->retry_at);

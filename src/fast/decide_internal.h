@@ -85,6 +85,7 @@ typedef struct decide_ctx {
     char *capped_body;              /* the answer if the cap stops the send */
     size_t capped_len;
     decision_reason_t reason;       /* of `body` */
+    message_priority_t priority;    /* the class the decision considered */
     int chosen;                     /* the message `body` sends, -1 none */
 } decide_ctx_t;
 

@@ -159,8 +159,15 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARGS(a_week_ttl);
         ARGV(DECIDE_SKIP, N_STALE);
     } else {
-        /* decide_record: see its contract in src/store/lua/decide_record.lua. */
-        week_counter_field(f_sent, sizeof f_sent, ch, d->view.week, ":sent");
+        /* decide_record: see its contract in src/store/lua/decide_record.lua.
+         * A send outside the plan (transactional) counts in no week and
+         * checks no cap: its sent field, send-times field and caps are
+         * empty, and it re-checks the opt-out only if it respects one. */
+        const bool paced = !dec->unpaced;
+        if (paced)
+            week_counter_field(f_sent, sizeof f_sent, ch, d->view.week, ":sent");
+        else
+            f_sent[0] = '\0';
         number_format_i64(a_ts, r->ts);
         number_format_i64(a_cap, dec->cap);
         number_format_i64(a_dedup, (int64_t)fast->dedup_days * 86400);
@@ -193,7 +200,7 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARGV(DECIDE_RECORD, MEMBER_TTL);
         ARGS(a_member_ttl);
         ARGV(DECIDE_RECORD, SENDS_FIELD);
-        if (fast->rolling_cap) {
+        if (fast->rolling_cap && paced) {
             key_field(f_sends, sizeof f_sends, ch, ":sends");
             number_format_i64(a_rolling, dec->rolling_cap);
             ARGS(f_sends);
@@ -209,7 +216,7 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARGV(DECIDE_RECORD, MEMBER_LAST_FIELD);
         ARG(f_mlast, key_field(f_mlast, sizeof f_mlast, ch, "_last_sent"));
         ARGV(DECIDE_RECORD, CHANNEL);
-        ARGS(ch);
+        ARGS(paced || fast->transactional_respects_optout ? ch : "");
         ARGV(DECIDE_RECORD, N_STALE);
     }
     ARGS(a_ndel);

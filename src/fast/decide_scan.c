@@ -247,7 +247,7 @@ static bool scan_features(scanner_t *sc, collected_t *col)
     return true;
 }
 
-/* One candidate {id, score, features, tags}. */
+/* One candidate {id, score, features, tags, priority}. */
 static bool scan_candidate(scanner_t *sc, collected_t *col)
 {
     keyset_t keys;
@@ -255,6 +255,7 @@ static bool scan_candidate(scanner_t *sc, collected_t *col)
     bool more, have_id = false;
     span_t id = {0};
     double score = 0.0;
+    message_priority_t priority = PRIORITY_NORMAL;
     size_t first_feature = col->n_feat;
     if (col->n == DECIDE_SCAN_MAX_CANDIDATES || !container_open(sc, '{', '}', &more))
         return false;
@@ -278,6 +279,12 @@ static bool scan_candidate(scanner_t *sc, collected_t *col)
             ok = at(sc, 'n') ? scan_literal(sc, "null", 4) : scan_features(sc, col);
         } else if (span_is(key, "tags", 4)) {
             ok = at(sc, 'n') ? scan_literal(sc, "null", 4) : at(sc, '[') && skip_array(sc);
+        } else if (span_is(key, "priority", 8)) {
+            /* Anything but a class's plain name: the tree path words the error. */
+            span_t name;
+            ok = at(sc, 'n') ? scan_literal(sc, "null", 4)
+                             : scan_string(sc, &name) &&
+                                   message_priority_parse((const char *)name.s, name.n, &priority);
         } else {
             ok = skip_value(sc);
         }
@@ -290,6 +297,7 @@ static bool scan_candidate(scanner_t *sc, collected_t *col)
     c->id = (const char *)id.s;
     c->id_len = id.n;
     c->score = score;
+    c->priority = priority;
     c->eligible = true;
     c->features = &col->features[first_feature];
     c->n_features = col->n_feat - first_feature;

@@ -68,7 +68,7 @@ const char *ops_check_ts_window(int64_t ts, int64_t now, int64_t window)
 /* The fields of one candidate object, found in one walk over its keys
  * (no hash lookups: a decide has ten candidates of four or five keys). */
 typedef struct candidate_fields {
-    json_t *id, *score, *features, *tags;
+    json_t *id, *score, *features, *tags, *priority;
 } candidate_fields_t;
 
 static candidate_fields_t candidate_fields(json_t *c)
@@ -93,6 +93,10 @@ static candidate_fields_t candidate_fields(json_t *c)
         case 't':
             if (strcmp(key, "tags") == 0)
                 f.tags = v;
+            break;
+        case 'p':
+            if (strcmp(key, "priority") == 0)
+                f.priority = v;
             break;
         default:
             break;
@@ -122,7 +126,7 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
     json_t *c;
     json_array_foreach(arr, i, c) {
         if (!json_is_object(c)) {
-            why = "each candidate must be an object {id, score, features, tags}";
+            why = "each candidate must be an object {id, score, features, tags, priority}";
             goto out;
         }
         fields[i] = candidate_fields(c);
@@ -175,7 +179,16 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
             why = "candidate \"tags\" must be an array";
             goto out;
         }
+        message_priority_t prio = PRIORITY_NORMAL;
+        if (cf->priority != NULL && !json_is_null(cf->priority) &&
+            !(json_is_string(cf->priority) &&
+              message_priority_parse(json_string_value(cf->priority),
+                                     json_string_length(cf->priority), &prio))) {
+            why = "candidate \"priority\" must be \"transactional\", \"high\" or \"normal\"";
+            goto out;
+        }
         ranker_candidate_t *rc = &d->candidates[i];
+        rc->priority = prio;
         rc->id = json_string_value(id);
         rc->id_len = json_string_length(id);
         rc->score = sc;

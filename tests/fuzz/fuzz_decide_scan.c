@@ -87,7 +87,8 @@ static void same_request(const decide_request_t *t, const decide_request_t *s)
         const ranker_candidate_t *a = &t->candidates[i], *b = &s->candidates[i];
         same_bytes(a->id, a->id_len, b->id, b->id_len);
         same_double(a->score, b->score);
-        if (a->eligible != b->eligible || a->n_features != b->n_features)
+        if (a->eligible != b->eligible || a->priority != b->priority ||
+            a->n_features != b->n_features)
             abort();
         for (size_t f = 0; f < a->n_features; f++) {
             same_bytes(a->features[f].name, a->features[f].name_len, b->features[f].name,

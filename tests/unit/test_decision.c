@@ -42,6 +42,7 @@ static void fixture_init(fixture_t *fx)
     f->pacing.quality_min_history = 1000;
     f->cap_factor = 1.5;
     f->dedup_days = 7;
+    f->transactional_respects_optout = true; /* the default */
     for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)
         ranker_weights_defaults(&f->ranker[c]);
     ranker_params_defaults(&f->exploration);
@@ -527,6 +528,155 @@ static void test_fold_takes_unusable_counts_and_ewma_as_none(void **state)
     assert_true(f.expected == 0.0);
 }
 
+/* A transactional message goes past the cap, quiet hours, the coin and the
+ * holdout; it spends no budget and counts as no opportunity. */
+static void test_transactional_bypasses_caps_quiet_hours_coin_and_holdout(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.cands[1].priority = PRIORITY_TRANSACTIONAL; /* score 0.4: not the best */
+    fx.in.sent_this_week = 11;                   /* ceil(7 * 1.5): the cap */
+    fx.in.ts = MONDAY + 23 * 3600;               /* quiet hours */
+    fx.in.holdout = true;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_SEND);
+    assert_true(d.send);
+    assert_int_equal(d.chosen, 1);
+    assert_int_equal(d.priority, PRIORITY_TRANSACTIONAL);
+    assert_true(d.unpaced);
+    assert_false(d.reached_coin);
+    assert_false(d.have_best);
+    assert_true(d.p_send == 1.0);
+    assert_true(d.propensity == 1.0);
+    assert_int_equal(d.cap, -1);
+    assert_int_equal(d.rolling_cap, -1);
+    assert_false(fx.cands[3].eligible); /* a lower class is set aside */
+    /* Without it, the same state stops a normal message. */
+    fx.cands[1].priority = PRIORITY_NORMAL;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_QUIET_HOURS);
+    assert_false(d.unpaced);
+}
+
+static void test_transactional_respects_an_opt_out_unless_configured(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.cands[2].priority = PRIORITY_TRANSACTIONAL;
+    fx.in.unsubscribed = true;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_UNSUBSCRIBED);
+    assert_false(d.send);
+    fx.fast.transactional_respects_optout = false;
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+    assert_int_equal(d.chosen, 2);
+    /* The setting is for transactional messages only. */
+    fx.cands[2].priority = PRIORITY_HIGH;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_UNSUBSCRIBED);
+}
+
+/* Dedup holds for every class: a transactional message sent within the
+ * window is out, and the next class present is considered. */
+static void test_a_sent_transactional_message_is_not_sent_twice(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.cands[0].priority = PRIORITY_TRANSACTIONAL;
+    fx.cands[1].priority = PRIORITY_HIGH;
+    fx.last_sent[0] = (double)(fx.in.ts - 3600);
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.priority, PRIORITY_HIGH);
+    assert_true(d.send);
+    assert_int_equal(d.chosen, 1);
+    assert_false(d.unpaced);
+    fx.last_sent[1] = (double)(fx.in.ts - 3600);
+    fx.in.sent_this_week = 11;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.priority, PRIORITY_NORMAL);
+    assert_int_equal(d.reason, REASON_CAP_REACHED);
+}
+
+/* A high-priority message skips the coin (p = 0.5 here) but not the caps
+ * or quiet hours, and it is an opportunity and a send of the plan. */
+static void test_high_skips_the_coin_but_not_caps_or_quiet_hours(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.cands[0].priority = PRIORITY_HIGH; /* the lowest score */
+    char opp[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(opp, sizeof opp, "o%d", i);
+        fx.in.opportunity = opp;
+        fx.in.opportunity_len = strlen(opp);
+        decision_t d;
+        decision_evaluate(&fx.in, &d);
+        assert_true(d.send);
+        assert_int_equal(d.chosen, 0);
+        assert_int_equal(d.priority, PRIORITY_HIGH);
+        assert_true(d.p_send == 1.0);
+        assert_true(d.reached_coin);
+        assert_false(d.unpaced);
+        assert_int_equal(d.cap, 11);
+    }
+    decision_t d;
+    fx.in.sent_this_week = 11;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_CAP_REACHED);
+    fx.in.sent_this_week = 0;
+    fx.in.ts = MONDAY + 23 * 3600;
+    decision_evaluate(&fx.in, &d);
+    assert_int_equal(d.reason, REASON_QUIET_HOURS);
+    /* Without the class, the same coin skips some of them. */
+    fx.cands[0].priority = PRIORITY_NORMAL;
+    fx.in.ts = MONDAY + 12 * 3600;
+    int skips = 0;
+    for (int i = 0; i < 50; i++) {
+        snprintf(opp, sizeof opp, "o%d", i);
+        fx.in.opportunity = opp;
+        fx.in.opportunity_len = strlen(opp);
+        decision_evaluate(&fx.in, &d);
+        skips += d.reason == REASON_PACED_SKIP;
+    }
+    assert_true(skips > 0);
+}
+
+static void test_high_passes_the_threshold_in_threshold_mode(void **state)
+{
+    fixture_t fx;
+    fixture_init(&fx);
+    fx.fast.mode = FAST_MODE_THRESHOLD;
+    fx.in.plan = NULL;
+    threshold_state_t th;
+    threshold_init(&th, 0.99); /* nothing clears it */
+    fx.in.threshold = &th;
+    fx.cands[2].priority = PRIORITY_HIGH;
+    decision_t d;
+    decision_evaluate(&fx.in, &d);
+    assert_true(d.send);
+    assert_int_equal(d.chosen, 2);
+    assert_int_equal(d.priority, PRIORITY_HIGH);
+}
+
+static void test_priority_names_are_the_contract(void **state)
+{
+    assert_string_equal(message_priority_name(PRIORITY_NORMAL), "normal");
+    assert_string_equal(message_priority_name(PRIORITY_HIGH), "high");
+    assert_string_equal(message_priority_name(PRIORITY_TRANSACTIONAL), "transactional");
+    message_priority_t p = PRIORITY_COUNT;
+    assert_true(message_priority_parse("high", 4, &p));
+    assert_int_equal(p, PRIORITY_HIGH);
+    assert_true(message_priority_parse("transactional", 13, &p));
+    assert_int_equal(p, PRIORITY_TRANSACTIONAL);
+    assert_false(message_priority_parse("hig", 3, &p));
+    assert_false(message_priority_parse("High", 4, &p));
+    assert_false(message_priority_parse("", 0, &p));
+}
+
 static void test_reason_names_are_the_contract(void **state)
 {
     assert_string_equal(decision_reason_name(REASON_SEND), "send");
@@ -565,6 +715,12 @@ int main(void)
         cmocka_unit_test(test_fold_keeps_a_fractional_plans_balance),
         cmocka_unit_test(test_fold_is_idempotent_within_a_week_and_folds_two_missed_weeks),
         cmocka_unit_test(test_reason_names_are_the_contract),
+        cmocka_unit_test(test_transactional_bypasses_caps_quiet_hours_coin_and_holdout),
+        cmocka_unit_test(test_transactional_respects_an_opt_out_unless_configured),
+        cmocka_unit_test(test_a_sent_transactional_message_is_not_sent_twice),
+        cmocka_unit_test(test_high_skips_the_coin_but_not_caps_or_quiet_hours),
+        cmocka_unit_test(test_high_passes_the_threshold_in_threshold_mode),
+        cmocka_unit_test(test_priority_names_are_the_contract),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,7 +24,7 @@ static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
 
 static ranker_candidate_t cand(double score, bool eligible)
 {
-    ranker_candidate_t c = {"id", 2, score, NULL, 0, eligible};
+    ranker_candidate_t c = {"id", 2, score, NULL, 0, eligible, PRIORITY_NORMAL};
     return c;
 }
 

@@ -79,6 +79,12 @@ int metrics_reason_from_name(const char *name);
  * notifd_metrics_invalid_observations_total instead, so a caller bug shows. */
 void metrics_observe_decision(metrics_t *m, int channel, int mode, int reason, double seconds);
 
+/* A decision that considered candidates of a class above normal
+ * (priority.h, PRIORITY_HIGH or PRIORITY_TRANSACTIONAL):
+ * notifd_priority_decisions_total{channel,priority,reason}. Out-of-range
+ * values count as invalid observations. */
+void metrics_observe_priority_decision(metrics_t *m, int channel, int priority, int reason);
+
 /* A retried opportunity's stored answer (P idem:{M}:<opportunity>) was not
  * fit to replay: notifd_stored_answers_corrupt_total. */
 void metrics_stored_answer_corrupt(metrics_t *m);

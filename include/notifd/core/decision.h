@@ -5,6 +5,9 @@
  * decide.c reads everything a decision needs from Redis in one round trip,
  * calls decision_evaluate(), and records the outcome in a second. All the
  * policy logic sits here, in order:
+ *   0. the priority class: only the highest class among the candidates not
+ *      sent within the dedup window is considered; a transactional one
+ *      skips everything below but the opt-out (priority.h);
  *   1. guardrails: unsubscribed, quiet hours (with retry_at), no candidates,
  *      every candidate sent within the dedup window; then the permanent
  *      holdout on a paced channel (after the others, so that holdout and
@@ -100,6 +103,10 @@ typedef struct decision {
     double best_score;         /* best eligible utility (quality history, threshold) */
     int64_t cap;               /* weekly hard cap, -1 when none (unplanned, threshold) */
     int64_t rolling_cap;       /* the cap over any 7 days, -1 when none or not enforced */
+    message_priority_t priority; /* the class considered (the highest eligible one) */
+    /* A send outside the plan (transactional): no budget, cap or
+     * opportunity count moves; the message is still marked sent. */
+    bool unpaced;
 } decision_t;
 
 void decision_evaluate(const decision_input_t *in, decision_t *out);

@@ -40,6 +40,8 @@ typedef struct overlay_effect {
     int64_t ts;
     bool counted_opp;          /* the week's opportunity count went up */
     bool sent;                 /* the week's sent count went up, msg marked sent */
+    bool unpaced;              /* ... but a send outside the plan (transactional):
+                                * only msg was marked sent */
     bool store_ewma;
     double ewma;
     bool store_ewma_week;

@@ -57,6 +57,9 @@ typedef struct fast_config {
      * value, capped like a plan, unless listed in unpaced_mask. */
     double unplanned_per_week[NOTIFD_MAX_CHANNELS];
     uint32_t unpaced_mask;        /* fast.unpaced_channels: best message whenever allowed */
+    /* A "transactional" candidate still respects a channel opt-out (the
+     * default); false: it goes to an opted-out channel too (priority.h). */
+    bool transactional_respects_optout;
 } fast_config_t;
 
 typedef struct slow_config {

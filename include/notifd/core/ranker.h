@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "notifd/core/priority.h"
 #include "notifd/lib/rng.h"
 
 #define RANKER_MAX_FEATURES 32
@@ -67,7 +68,8 @@ typedef struct ranker_candidate {
     double score; /* the producer's relevance score */
     const ranker_feature_t *features;
     size_t n_features;
-    bool eligible; /* false: filtered (dedup) by the caller */
+    bool eligible; /* false: filtered (dedup, a lower class) by the caller */
+    message_priority_t priority; /* PRIORITY_NORMAL unless the producer said */
 } ranker_candidate_t;
 
 /* Weights that score every candidate sigmoid(score): bias 0, w_score 1,

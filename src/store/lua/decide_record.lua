@@ -13,7 +13,9 @@
 --   KEYS[5]   P optout:{M}: the durable opt-outs (channel -> 1)
 --   ARGV[1]   ts: the decision's time, s
 --   ARGV[2]   "<ch>:<week>:sent": the week-hash field of the channel's
---             sends this week
+--             sends this week ('' for a send outside the plan, a
+--             transactional message: it counts in no week, and its cap
+--             (ARGV[4]) is -1 and its send-times field (ARGV[13]) '')
 --   ARGV[3]   "<ch>:<week>:opp": the field counting its opportunities this
 --             week ('' when this one does not count)
 --   ARGV[4]   the weekly cap (-1: none)
@@ -30,7 +32,8 @@
 --   ARGV[14]  the cap over any 7 days (-1: keep the times, check nothing)
 --   ARGV[15]  "<ch>_sent": member-hash field of the channel's decayed sends
 --   ARGV[16]  "<ch>_last_sent": member-hash field of its last send time
---   ARGV[17]  <ch>: the channel's name (its field in the opt-out hash)
+--   ARGV[17]  <ch>: the channel's name (its field in the opt-out hash; ''
+--             for a transactional message that goes despite an opt-out)
 --   ARGV[18]  n: how many week-hash fields follow to delete (stale weeks)
 --   ARGV[19 .. 18+n]   those n fields
 --   ARGV[19+n ..]      field/value pairs to set in the week hash (the EWMA,
@@ -158,7 +161,7 @@ end
 local ndel = tonumber(ARGV[18])
 if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 19, 18 + ndel)) end
 for i = 19 + ndel, #ARGV do set[#set + 1] = ARGV[i] end
-if outcome == 'sent' then
+if outcome == 'sent' and sentf ~= '' then
   set[#set + 1] = sentf
   set[#set + 1] = sent + 1
   if sends then
