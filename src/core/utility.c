@@ -149,7 +149,7 @@ void utility_parts(const slow_weights_t *w, const member_estimate_t *e, const ac
     }
     double total = g->total[action];
     double cross = cross_coef(w, e, g) * (total * total);
-    out->cross_fatigue = -cross;
+    out->cross_fatigue = cross != 0.0 ? -cross : 0.0;
     out->total = u - cross;
 }
 
