@@ -218,6 +218,8 @@ static json_t *budget_part(decide_ctx_t *d, const decide_prep_t *p, json_t *cand
         best = json_stringn(r->candidates[coin.chosen].id, r->candidates[coin.chosen].id_len);
     }
     free(open);
+    /* The coin was flipped (reached_coin is set before the caps are). */
+    bool flipped = coin.reason == REASON_SEND || coin.reason == REASON_PACED_SKIP;
     bool paced = p->in.plan != NULL && plan_has_channel(p->in.plan, r->channel);
     double expected = p->fold.expected > 0 ? p->fold.expected
                                            : fast->pacing.prior_opportunities_per_week;
@@ -228,8 +230,8 @@ static json_t *budget_part(decide_ctx_t *d, const decide_prep_t *p, json_t *cand
         num(d->view.history.counts[2]), "expected_opportunities", num(expected),
         "expected_from", p->fold.expected > 0 ? "history" : "prior", "strategy",
         pacing_strategy_name(fast->pacing.strategy), "p_send", num(coin.p_send), "p_send_for",
-        basis, "best_candidate", best, "coin_reached", coin.reached_coin);
-    if (b != NULL && !coin.reached_coin)
+        basis, "best_candidate", best, "coin_reached", flipped);
+    if (b != NULL && !flipped)
         json_object_set_new(b, "stopped_by", json_string(decision_reason_name(coin.reason)));
     return b;
 }
