@@ -275,6 +275,30 @@ class ExplainTest(NotifdTestCase):
             answers.append(out)
         self.assertEqual(answers[0], answers[1])
 
+    def test_hostile_stored_values_are_read_as_the_decide_reads_them(self):
+        set_plan(self.redis, "bad")
+        self.redis.command("HSET", "t:plan:{bad}", "push_per_week", "1e999", "valid_until", "x")
+        self.redis.command("HSET", "t:member:{bad}", "tz_offset_min", 99999, "push_unsub", 7,
+                           "push_sent", "nan", "push_open", -3, "updated_at", "soon",
+                           "visit_org", "inf")
+        self.redis.command("HSET", "t:optout:{bad}", "push", "maybe", "fax", "1")
+        self.redis.command("HSET", "t:week:{bad}", "push:2968:sent", "-4", "push:2968:opp", "nan",
+                           "push:ewma", "1e400", "push:sends", "x,y,,1e30")
+        # (A time from the future is not used: the read takes it as missing,
+        # the record script as a recent send, so there the decide itself
+        # would pick another message on its second try.)
+        self.redis.command("ZADD", "t:sent:{bad}", "-5", "a")
+        ts = MONDAY + 2 * DAY + 12 * HOUR
+        before = snapshot(self.redis)
+        r = self.explain(member="bad", channel="push", ts=ts, opportunity="h",
+                         candidates=cands("a", "b"))
+        self.assertEqual(snapshot(self.redis), before)
+        self.assertEqual(r["tz_offset_min"], 0)
+        self.assertFalse(r["optouts"]["push"]["opted_out"])
+        d = self.decide("bad", "h", ts, ["a", "b"])
+        for k in ("reason", "send", "p_send", "message"):
+            self.assertEqual(r["decision"][k], d.get(k), k)
+
     def test_bad_requests(self):
         c = self.client()
         for req, word in (({}, "member"), ({"member": "a", "channel": "fax"}, "channel"),
