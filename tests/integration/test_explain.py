@@ -337,6 +337,26 @@ class ExplainArmsTest(NotifdTestCase):
         self.assertGreater(seen_treated, 0)
 
 
+class ExplainThresholdModeTest(NotifdTestCase):
+    overrides = {"fast": {"mode": "threshold"}}
+
+    def test_threshold_mode_has_no_plan_and_no_caps(self):
+        c = self.client()
+        req = {"member": "th", "channel": "push", "ts": MONDAY + 12 * HOUR, "opportunity": "o1",
+               "candidates": cands("a", "b")}
+        before = snapshot(self.redis)
+        x = c.request({"op": "explain", **req})
+        self.assertTrue(x["ok"], x)
+        self.assertEqual(snapshot(self.redis), before)
+        self.assertEqual(x["mode"], "threshold")
+        self.assertIsNone(x["plan"])
+        self.assertIsNone(x["caps"])
+        self.assertFalse(x["budget"]["paced"])
+        d = c.request({"op": "decide", **req})
+        for k in ("reason", "send", "p_send", "message"):
+            self.assertEqual(x["decision"][k], d.get(k), k)
+
+
 class ExplainStoreDownTest(NotifdTestCase):
     def test_dead_redis_is_unavailable(self):
         self.redis.stop()
