@@ -30,6 +30,7 @@ static const op_fn ops_table[OP_COUNT] = {
     [OP_PLAN] = op_plan,
     [OP_REPLAN] = op_replan,
     [OP_PLANNER_RUN] = op_planner_run,
+    [OP_EXPLAIN] = op_explain,
 };
 
 static void request_free(request_t *req)

@@ -29,7 +29,8 @@
     X(FEEDBACK, "feedback")                                                   \
     X(PLAN, "plan")                                                           \
     X(REPLAN, "replan")                                                       \
-    X(PLANNER_RUN, "planner_run")
+    X(PLANNER_RUN, "planner_run")                                             \
+    X(EXPLAIN, "explain")
 
 typedef enum op_id {
 #define NOTIFD_OP_ENUM(id, name) OP_##id,

@@ -1,6 +1,7 @@
 /*
  * ops_policy.h - the policy ops of the producer protocol: decide (decide.c),
- * feedback and plan (feedback.c), replan and planner_run (planner_ops.c).
+ * feedback and plan (feedback.c), replan and planner_run (planner_ops.c),
+ * explain (explain.c: what a decide would consider, recording nothing).
  */
 #ifndef NOTIFD_OPS_POLICY_H
 #define NOTIFD_OPS_POLICY_H
@@ -14,6 +15,7 @@ void op_feedback(request_t *req);
 void op_plan(request_t *req);
 void op_replan(request_t *req);
 void op_planner_run(request_t *req);
+void op_explain(request_t *req);
 
 /* ts from the request or the wall clock (see ops_get_ts_at in request.h). */
 bool ops_get_ts(const json_t *root, const config_t *cfg, int64_t *ts, const char **why);

@@ -8,21 +8,29 @@
 
 #include <string.h>
 
-int slow_plan_member_ex(const slow_weights_t *w, const slow_priors_t *p,
-                        const action_grid_t *g, const member_features_t *raw,
-                        int64_t now, double half_life_s, plan_t *out,
-                        member_estimate_t *estimate_out)
+int slow_member_utilities(const slow_weights_t *w, const slow_priors_t *p,
+                          const action_grid_t *g, const member_features_t *raw, int64_t now,
+                          double half_life_s, member_estimate_t *estimate_out,
+                          double *utilities_out)
 {
     if (g->n_actions < 1)
         return -1;
     member_features_t f = *raw;
     features_decay_to(&f, now, half_life_s);
+    estimate_member(estimate_out, &f, p, now, half_life_s);
+    return utility_argmax(w, estimate_out, g, utilities_out);
+}
 
+int slow_plan_member_ex(const slow_weights_t *w, const slow_priors_t *p,
+                        const action_grid_t *g, const member_features_t *raw,
+                        int64_t now, double half_life_s, plan_t *out,
+                        member_estimate_t *estimate_out)
+{
     member_estimate_t local;
     member_estimate_t *e = estimate_out != NULL ? estimate_out : &local;
-    estimate_member(e, &f, p, now, half_life_s);
-
-    int action = utility_argmax(w, e, g, NULL);
+    int action = slow_member_utilities(w, p, g, raw, now, half_life_s, e, NULL);
+    if (action < 0)
+        return -1;
     action_grid_fill_plan(g, action, out);
     return action;
 }
@@ -46,18 +54,14 @@ int slow_plan_member_explore(const slow_weights_t *w, const slow_priors_t *p,
             *choice_out = (plan_choice_t){.action = a, .greedy = a, .propensity = 1.0};
         return a;
     }
-    if (g->n_actions < 1)
-        return -1;
-    member_features_t f = *raw;
-    features_decay_to(&f, now, half_life_s);
     member_estimate_t local;
     member_estimate_t *e = estimate_out != NULL ? estimate_out : &local;
-    estimate_member(e, &f, p, now, half_life_s);
-
     /* The utilities tell which neighbours are allowed (an opted-out
      * channel's are -INFINITY). 8 KiB on the stack at the largest grid. */
     double u[ACTION_GRID_MAX_ACTIONS];
-    int greedy = utility_argmax(w, e, g, u);
+    int greedy = slow_member_utilities(w, p, g, raw, now, half_life_s, e, u);
+    if (greedy < 0)
+        return -1;
     plan_choice_t choice;
     plan_explore_choose(g, greedy, u, explore_prob, u_explore, u_pick, &choice);
 

@@ -119,17 +119,46 @@ static double cross_coef(const slow_weights_t *w, const member_estimate_t *e,
     return 0.5 * w->fatigue * w->cross_fatigue * phi_sum / g->n_channels;
 }
 
+void utility_parts(const slow_weights_t *w, const member_estimate_t *e, const action_grid_t *g,
+                   int action, utility_parts_t *out)
+{
+    *out = (utility_parts_t){0};
+    double u = 0.0;
+    for (int k = 0; k < g->n_channels; k++) {
+        int c = g->channel[k];
+        channel_coef_t coef;
+        channel_coef_init(&coef, w, e, c);
+        double n = g->values[k][g->value_index[action][k]];
+        /* The total: the same operations in the same order as
+         * utility_argmax(), so the two agree to the last bit. */
+        u += channel_term(&coef, n);
+        if (n == 0.0)
+            continue;
+        if (!coef.available) {
+            out->optout_blocked = true;
+            continue;
+        }
+        /* The same term taken apart (channel_coef_init, channel_term). */
+        double a = coef.damp > 0.0 ? -expm1(-coef.phi * n) * coef.damp : n;
+        double p = e->ch[c].p_open;
+        out->visits += w->incremental_visit * e->lift * p * a;
+        out->opens += w->open * p * a;
+        out->fatigue -= coef.quad * n * n;
+        out->optout -= w->optout * e->ch[c].unsub_hazard * n;
+        out->cost -= w->message_cost * w->channel_cost[c] * n;
+    }
+    double total = g->total[action];
+    double cross = cross_coef(w, e, g) * (total * total);
+    out->cross_fatigue = cross != 0.0 ? -cross : 0.0;
+    out->total = u - cross;
+}
+
 double utility_evaluate(const slow_weights_t *w, const member_estimate_t *e,
                         const action_grid_t *g, int action)
 {
-    double u = 0.0;
-    for (int k = 0; k < g->n_channels; k++) {
-        channel_coef_t coef;
-        channel_coef_init(&coef, w, e, g->channel[k]);
-        u += channel_term(&coef, g->values[k][g->value_index[action][k]]);
-    }
-    double total = g->total[action];
-    return u - cross_coef(w, e, g) * (total * total);
+    utility_parts_t parts;
+    utility_parts(w, e, g, action, &parts);
+    return parts.total;
 }
 
 int utility_argmax(const slow_weights_t *w, const member_estimate_t *e,

@@ -153,6 +153,10 @@ void decide_read_done(decide_ctx_t *d)
 {
     if (--d->outstanding > 0)
         return;
+    if (d->explain) {
+        explain_read_done(d);
+        return;
+    }
     if (d->answered) {
         decide_ctx_free(d);
         return;
@@ -164,6 +168,47 @@ void decide_read_done(decide_ctx_t *d)
         decide_and_record(d);
 }
 
+void decide_prepare(decide_ctx_t *d, threshold_state_t *th, decide_prep_t *p)
+{
+    const config_t *cfg = d->req->cfg;
+    const fast_config_t *fast = d->fast;
+    decide_request_t *r = &d->r;
+    bool th_mode = decide_threshold_mode(d);
+
+    /* Bring the read up to date with the member's decisions recorded since. */
+    overlay_apply_since(d->overlay, d->read_seq, &d->view, r->candidates, r->n, r->last_sent);
+
+    p->plan_defaulted = false;
+    if (!th_mode && !(d->have_plan && plan_in_force(&d->plan, r->ts))) {
+        decide_default_plan(cfg, &p->plan);
+        p->plan_defaulted = true;
+    } else {
+        p->plan = d->plan;
+    }
+    if (!th_mode)
+        decide_complete_plan(cfg, fast, &p->plan);
+
+    double per_week = !th_mode && plan_has_channel(&p->plan, r->channel)
+                          ? p->plan.per_week[r->channel]
+                          : 0.0;
+    decision_fold_history(&d->view.history, d->view.week, fast->pacing.ewma_alpha, per_week,
+                          &p->fold);
+    p->in = (decision_input_t){
+        .fast = fast, .seed = cfg->seed, .member = r->member, .member_len = r->member_len,
+        .opportunity = r->opportunity, .opportunity_len = r->opportunity_len,
+        .channel_name = cfg->channels[r->channel], .channel = r->channel, .ts = r->ts,
+        .tz_offset_min = d->tz, .plan = th_mode ? NULL : &p->plan,
+        .unsubscribed = d->unsubscribed, .holdout = d->holdout, .member_open_rate = d->open_rate,
+        .candidates = r->candidates, .n_candidates = r->n, .last_sent_ts = r->last_sent,
+        .utility = r->utility, .select_prob = r->select_prob,
+        .sent_this_week = d->view.sent_this_week,
+        .fraction_balance = p->fold.balance,
+        .recent_sends = d->view.sends,
+        .n_recent_sends = d->view.n_sends, .expected_opportunities = p->fold.expected,
+        .recent_best = d->view.recent, .n_recent = d->view.n_recent, .threshold = th,
+    };
+}
+
 void decide_and_record(decide_ctx_t *d)
 {
     const config_t *cfg = d->req->cfg;
@@ -172,28 +217,6 @@ void decide_and_record(decide_ctx_t *d)
     const fast_config_t *fast = d->fast;
     decide_request_t *r = &d->r;
     bool th_mode = decide_threshold_mode(d);
-
-    /* Bring the read up to date with the member's decisions recorded since. */
-    overlay_apply_since(d->overlay, d->read_seq, &d->view, r->candidates, r->n, r->last_sent);
-
-    plan_t plan;
-    if (!th_mode && !(d->have_plan && plan_in_force(&d->plan, r->ts))) {
-        decide_default_plan(cfg, &plan);
-        /* No plan in force: a new member or an expired plan. Either way the
-         * planner should see this member now. */
-        schedule_member(app, cfg, r->member, r->member_len, r->ts);
-    } else {
-        plan = d->plan;
-    }
-    if (!th_mode)
-        decide_complete_plan(cfg, fast, &plan);
-
-    opportunity_fold_t fold;
-    double per_week = !th_mode && plan_has_channel(&plan, r->channel)
-                          ? plan.per_week[r->channel]
-                          : 0.0;
-    decision_fold_history(&d->view.history, d->view.week, fast->pacing.ewma_alpha, per_week,
-                          &fold);
 
     threshold_state_t *th = NULL;
     if (th_mode) {
@@ -206,27 +229,20 @@ void decide_and_record(decide_ctx_t *d)
         }
         th = &ps->threshold[a][r->channel];
     }
-    decision_input_t in = {
-        .fast = fast, .seed = cfg->seed, .member = r->member, .member_len = r->member_len,
-        .opportunity = r->opportunity, .opportunity_len = r->opportunity_len,
-        .channel_name = cfg->channels[r->channel], .channel = r->channel, .ts = r->ts,
-        .tz_offset_min = d->tz, .plan = th_mode ? NULL : &plan,
-        .unsubscribed = d->unsubscribed, .holdout = d->holdout, .member_open_rate = d->open_rate,
-        .candidates = r->candidates, .n_candidates = r->n, .last_sent_ts = r->last_sent,
-        .utility = r->utility, .select_prob = r->select_prob,
-        .sent_this_week = d->view.sent_this_week,
-        .fraction_balance = fold.balance,
-        .recent_sends = d->view.sends,
-        .n_recent_sends = d->view.n_sends, .expected_opportunities = fold.expected,
-        .recent_best = d->view.recent, .n_recent = d->view.n_recent, .threshold = th,
-    };
+    decide_prep_t prep;
+    decide_prepare(d, th, &prep);
+    if (prep.plan_defaulted)
+        /* No plan in force: a new member or an expired plan. Either way the
+         * planner should see this member now. */
+        schedule_member(app, cfg, r->member, r->member_len, r->ts);
+    const opportunity_fold_t *fold = &prep.fold;
     decision_t dec;
-    decision_evaluate(&in, &dec);
+    decision_evaluate(&prep.in, &dec);
     d->ranked = dec.have_best;
     if (th != NULL && dec.have_best)
         threshold_observe(th, dec.best_score, fast->threshold_target_send_rate);
 
-    const plan_t *shown = th_mode ? NULL : &plan;
+    const plan_t *shown = th_mode ? NULL : &prep.plan;
     d->reason = dec.reason;
     d->priority = dec.priority;
     d->chosen = dec.send ? dec.chosen : -1;
@@ -240,9 +256,9 @@ void decide_and_record(decide_ctx_t *d)
         .channel = r->channel, .channel_key = d->view.channel_key, .week = d->view.week,
         .ts = r->ts,
         .counted_opp = dec.reached_coin, .sent = dec.send, .unpaced = dec.unpaced,
-        .store_ewma = fold.store_ewma, .ewma = fold.ewma,
-        .store_ewma_week = fold.store_ewma_week, .ewma_week = fold.ewma_week,
-        .store_balance = fold.store_balance, .balance = fold.balance,
+        .store_ewma = fold->store_ewma, .ewma = fold->ewma,
+        .store_ewma_week = fold->store_ewma_week, .ewma_week = fold->ewma_week,
+        .store_balance = fold->store_balance, .balance = fold->balance,
         .set_first_week = dec.reached_coin && !d->view.history.have_first_week,
         .first_week = d->view.week,
         .first_fraction = as_stored_fraction(1.0 - (double)calendar_seconds_into_week(r->ts, d->tz) /
@@ -254,7 +270,7 @@ void decide_and_record(decide_ctx_t *d)
     };
     d->cause = METRICS_DEGRADED_INTERNAL;
     if (d->body == NULL || (dec.send && d->capped_body == NULL) ||
-        !decide_send_record(d, &dec, &fold, &effect)) {
+        !decide_send_record(d, &dec, fold, &effect)) {
         answer_degraded(d);
         return;
     }

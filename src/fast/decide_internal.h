@@ -3,8 +3,10 @@
  *   decide.c         the flow: validate, read, decide, record, answer;
  *   decide_read.c    the read pipeline and its reply callbacks;
  *   decide_record.c  the record script's arguments;
- *   decide_answer.c  the answer's text, its event and its bookkeeping.
- * Nothing outside the decide op includes it.
+ *   decide_answer.c  the answer's text, its event and its bookkeeping;
+ *   explain.c        the explain op: the same read and the same decision
+ *                    input, answered as a report, recording nothing.
+ * Nothing outside the decide and explain ops includes it.
  */
 #ifndef NOTIFD_DECIDE_INTERNAL_H
 #define NOTIFD_DECIDE_INTERNAL_H
@@ -87,7 +89,21 @@ typedef struct decide_ctx {
     decision_reason_t reason;       /* of `body` */
     message_priority_t priority;    /* the class the decision considered */
     int chosen;                     /* the message `body` sends, -1 none */
+
+    /* An explain (explain.c), not a decide: the read goes to Redis every
+     * time (no member or plan cache, no overlay), writes nothing (no
+     * opt-out copy) and ends in explain_read_done(), never in a record. */
+    bool explain;
 } decide_ctx_t;
+
+/* What decision_evaluate() gets from a view (decide_prepare). `in` points
+ * into `plan` and `fold`: the struct is used where it was filled. */
+typedef struct decide_prep {
+    plan_t plan;              /* in force at ts, completed (hierarchical mode) */
+    bool plan_defaulted;      /* no stored plan in force: the default plan */
+    opportunity_fold_t fold;
+    decision_input_t in;
+} decide_prep_t;
 
 static inline bool decide_threshold_mode(const decide_ctx_t *d)
 {
@@ -99,6 +115,12 @@ overlay_table_t *decide_overlay_table(app_t *app);
 void decide_leave_overlay(decide_ctx_t *d);
 /* Decides on the view in d (read or cached) and sends the record. */
 void decide_and_record(decide_ctx_t *d);
+/* The decision's input from the view in d: the overlay applied, the plan
+ * in force (or the default), completed, the opportunity history folded.
+ * th is the threshold calibrator (threshold mode), else NULL. Changes
+ * nothing but d's view (the overlay) and *p: the decide and the explain
+ * op decide from the same input. */
+void decide_prepare(decide_ctx_t *d, threshold_state_t *th, decide_prep_t *p);
 /* A read reply is in: the last one moves the decide on. */
 void decide_read_done(decide_ctx_t *d);
 /* The record script's reply (decide_send_record sends it). */
@@ -117,6 +139,16 @@ bool decide_cached_plan(decide_ctx_t *d);
 /* Sends the record script for `dec`; false if it could not (d->cause set). */
 bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
                         overlay_effect_t *effect);
+
+/* explain.c */
+/* An explain's extra reads, sent with the decide's read pipeline
+ * (decide_start_read): each counts in d->outstanding. */
+void explain_send_reads(decide_ctx_t *d);
+/* The explain's read is in (or failed): answer. */
+void explain_read_done(decide_ctx_t *d);
+/* Sends one read command of d's pipeline (decide_read.c). */
+void decide_read_send(decide_ctx_t *d, store_reply_fn fn, int argc, const char **argv,
+                      const size_t *lens);
 
 /* decide_cache.c */
 /* A read of this decide is about to go out: note what a fill will need. */

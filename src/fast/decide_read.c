@@ -128,7 +128,7 @@ static void on_plan(redisReply *r, void *p)
                                        &d->invalid);
         /* Not when the plan changed since the read went out: its
          * invalidation came first, and this reply is the old plan. */
-        if (d->have_plan && d->fast->plan_cache_ms > 0 && plan_cache_trusted(d) &&
+        if (d->have_plan && !d->explain && d->fast->plan_cache_ms > 0 && plan_cache_trusted(d) &&
             (!d->req->cfg->redis.tracking ||
              (d->cache_epoch != 0 && d->cache_epoch == store_tracking_epoch(d->app->store) &&
               member_cache_fresh(policy_state(d->app)->member_cache, d->r.member,
@@ -202,7 +202,7 @@ static void on_optout(redisReply *r, void *p)
         bool durable = false;
         if (r->type == REDIS_REPLY_STRING)
             stored_parse_flag(STORED_UNSUB, r->str, r->len, &durable, &d->invalid);
-        if (d->unsubscribed && !durable)
+        if (d->unsubscribed && !durable && !d->explain)
             copy_optout(d);
         d->unsubscribed = d->unsubscribed || durable;
     }
@@ -263,7 +263,7 @@ static void on_sent(redisReply *r, void *p)
 
 /* Sends one read command; on refusal marks the read failed. The callback of
  * a sent command decrements `outstanding` itself. */
-static void read_send(decide_ctx_t *d, store_reply_fn fn, int argc, const char **argv,
+void decide_read_send(decide_ctx_t *d, store_reply_fn fn, int argc, const char **argv,
                       const size_t *lens)
 {
     d->outstanding++;
@@ -286,22 +286,25 @@ void decide_start_read(decide_ctx_t *d)
     char key[KEY_MAX];
     size_t kl;
 
-    overlay_table_t *t = decide_overlay_table(d->app);
-    decide_cache_note_read(d);
+    /* An explain reads what Redis holds, and leaves the member's decides
+     * (overlay, caches) alone. */
+    overlay_table_t *t = d->explain ? NULL : decide_overlay_table(d->app);
+    if (!d->explain)
+        decide_cache_note_read(d);
     d->read_seq = store_position(d->app->store);
     d->overlay = t ? overlay_join(t, r->member, r->member_len, d->read_seq) : NULL;
 
     /* Every command goes out before any reply is read. A reference keeps
      * `d` alive until all of them are sent. */
     d->outstanding = 1;
-    if (!decide_threshold_mode(d) && !decide_cached_plan(d)) {
+    if (!decide_threshold_mode(d) && (d->explain || !decide_cached_plan(d))) {
         /* Tracked (OPTIN, store.h): another writer's next change to the
          * plan drops it from the plan cache. */
         if (d->cache_epoch != 0 && d->fast->plan_cache_ms > 0)
-            read_send(d, on_caching, 3, (const char *[]){"CLIENT", "CACHING", "yes"},
+            decide_read_send(d, on_caching, 3, (const char *[]){"CLIENT", "CACHING", "yes"},
                       (size_t[]){6, 7, 3});
         kl = key_member(key, prefix, "plan", r->member, r->member_len, "", 0);
-        read_send(d, on_plan, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
+        decide_read_send(d, on_plan, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
     }
     char f_unsub[32], f_open[32], f_click[32], f_sent[32], f_deliv[32];
     kl = key_member(key, prefix, "member", r->member, r->member_len, "", 0);
@@ -315,20 +318,20 @@ void decide_start_read(decide_ctx_t *d)
                          key_field(f_click, sizeof f_click, chname, "_click"),
                          key_field(f_sent, sizeof f_sent, chname, "_sent"),
                          key_field(f_deliv, sizeof f_deliv, chname, "_delivered")};
-        read_send(d, on_member, 8, argv, lens);
+        decide_read_send(d, on_member, 8, argv, lens);
     }
     /* The durable opt-out (no TTL): it outlives the member hash. */
     kl = key_member(key, prefix, "optout", r->member, r->member_len, "", 0);
-    read_send(d, on_optout, 3, (const char *[]){"HGET", key, chname},
+    decide_read_send(d, on_optout, 3, (const char *[]){"HGET", key, chname},
               (size_t[]){4, kl, strlen(chname)});
     kl = key_member(key, prefix, "week", r->member, r->member_len, "", 0);
-    read_send(d, on_week, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
+    decide_read_send(d, on_week, 2, (const char *[]){"HGETALL", key}, (size_t[]){7, kl});
     d->sent_complete = d->fast->dedup_days <= 0; /* no dedup: nothing to miss */
-    if (d->fast->dedup_days > 0 && decide_cache_wants_sent_set(d)) {
+    if (d->fast->dedup_days > 0 && !d->explain && decide_cache_wants_sent_set(d)) {
         char stop[8];
         int sl = snprintf(stop, sizeof stop, "%d", MEMBER_CACHE_SENT_MAX - 1);
         kl = key_member(key, prefix, "sent", r->member, r->member_len, "", 0);
-        read_send(d, on_sent_set, 5,
+        decide_read_send(d, on_sent_set, 5,
                   (const char *[]){"ZREVRANGE", key, "0", stop, "WITHSCORES"},
                   (size_t[]){9, kl, 1, (size_t)sl, 10});
     } else if (r->n > 0 && d->fast->dedup_days > 0) {
@@ -352,12 +355,14 @@ void decide_start_read(decide_ctx_t *d)
                 argv[i + 2] = r->candidates[i].id;
                 lens[i + 2] = r->candidates[i].id_len;
             }
-            read_send(d, on_sent, (int)r->n + 2, argv, lens);
+            decide_read_send(d, on_sent, (int)r->n + 2, argv, lens);
         }
         if (heap) {
             free(argv);
             free(lens);
         }
     }
+    if (d->explain)
+        explain_send_reads(d);
     decide_read_done(d); /* drop the sending reference */
 }

@@ -49,7 +49,8 @@ class MemberIdCollisionTest(NotifdTestCase):
             for req in (decide(m, "o2"),
                         {"op": "feedback", "member": m, "channel": "push", "event": "open"},
                         {"op": "plan", "member": m},
-                        {"op": "replan", "member": m}):
+                        {"op": "replan", "member": m},
+                        {"op": "explain", "member": m}):
                 r = c.request(req)
                 self.assertFalse(r["ok"], (req, r))
                 self.assertEqual(r["error"]["code"], "bad_request", (req, r))
@@ -80,6 +81,7 @@ class TsWindowTest(NotifdTestCase):
                         {"op": "feedback", "member": "m1", "channel": "push",
                          "event": "open", "ts": ts},
                         {"op": "replan", "member": "m1", "ts": ts},
+                        {"op": "explain", "member": "m1", "ts": ts},
                         {"op": "planner_run", "ts": ts}):
                 r = c.request(req)
                 self.assertFalse(r["ok"], (req, r))

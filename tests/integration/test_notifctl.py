@@ -99,6 +99,35 @@ class AgainstNotifdTest(NotifdTestCase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertRegex(r.stderr, r"notifctl: decide failed: bad_request: \S")
 
+    def test_explain_readable_and_json(self):
+        self.redis.command("HSET", "t:plan:{ctl-x}", "version", 2, "source", "test",
+                           "push_per_week", 3, "email_per_week", 1, "valid_until", 0)
+        ts = 1795608000  # a Wednesday, 12:00 UTC
+        args = ("explain", "ctl-x", "--channel", "push", "--ts", str(ts), "--candidates", "a,b")
+        r = self.ctl(*args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertTrue(lines[0].startswith("explain: member ctl-x, channel push, at "
+                                            "2026-11-25 12:00 UTC"), lines[0])
+        self.assertIn("plan in force: stored plan v2 (source test), valid until it is replaced",
+                      lines)
+        self.assertTrue(any(l.startswith("budget (push): 0 sent this week of 3 planned")
+                            for l in lines), r.stdout)
+        self.assertTrue(any(l.startswith("caps: this week 0 sent of 3") for l in lines), r.stdout)
+        self.assertIn("  a: never sent, eligible, utility 0.5", lines)
+        self.assertIn("opt-outs: none", lines)
+        self.assertTrue(any("<- the planner's choice" in l for l in lines), r.stdout)
+        self.assertEqual(lines[-1], "(nothing was recorded)")
+        self.assertFalse(any(l.lstrip().startswith("{") for l in lines))
+        r = self.ctl("--json", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        resp = json.loads(r.stdout)
+        self.assertEqual(resp["budget"]["sent_this_week"], 0)
+        self.assertEqual([c["id"] for c in resp["candidates"]], ["a", "b"])
+        # Nothing was recorded: no week hash, no idempotency key.
+        self.assertEqual(self.redis.command("KEYS", "t:week:*"), [])
+        self.assertEqual(self.redis.command("KEYS", "t:idem:*"), [])
+
     def test_bad_stdin_for_decide_is_usage(self):
         self.assertEqual(self.ctl("decide", stdin="not json").returncode, 2)
         self.assertEqual(self.ctl("decide", stdin="[1]").returncode, 2)
@@ -177,6 +206,20 @@ class RequestShapeTest(unittest.TestCase):
             sent.pop("id")
             self.assertEqual(sent, expected, args)
 
+    def test_explain_builds_its_request(self):
+        r = self.ctl("explain", "m1", "--channel", "email", "--ts", "7", "--candidates", "a,,b")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # An answer without the explain fields still prints (as "-").
+        self.assertIn("explain: member -", r.stdout)
+        sent = dict(self.last())
+        sent.pop("id")
+        self.assertEqual(sent, {"op": "explain", "member": "m1", "channel": "email", "ts": 7,
+                                "candidates": [{"id": "a"}, {"id": "b"}]})
+        self.assertEqual(self.ctl("explain", "m1").returncode, 0)
+        sent = dict(self.last())
+        sent.pop("id")
+        self.assertEqual(sent, {"op": "explain", "member": "m1"})
+
     def test_decide_adds_op_and_keeps_the_request(self):
         req = {"member": "m", "channel": "push", "opportunity": "o", "candidates": [],
                "op": "something-else"}
@@ -247,7 +290,8 @@ class UsageTest(unittest.TestCase):
                      ["--port", "x", "health"], ["--timeout-ms", "-1", "health"],
                      ["--no-such-option", "health"], ["health", "--ts", "5"],
                      ["replan", "m", "--ts", "yesterday"], ["plan", "m", "--message", "x"],
-                     ["health", "--port"]):
+                     ["health", "--port"], ["explain"], ["plan", "m", "--channel", "push"],
+                     ["replan", "m", "--candidates", "a"]):
             r = run(*args)
             self.assertEqual(r.returncode, 2, (args, r.stdout, r.stderr))
             self.assertTrue(r.stderr.startswith("notifctl: "), (args, r.stderr))
@@ -256,7 +300,7 @@ class UsageTest(unittest.TestCase):
         r = run("--help")
         self.assertEqual(r.returncode, 0)
         for cmd in ("health", "stats", "plan MEMBER", "replan MEMBER", "decide", "feedback",
-                    "planner-run", "--json", "--token-file", "--timeout-ms"):
+                    "planner-run", "explain MEMBER", "--channel", "--json", "--token-file", "--timeout-ms"):
             self.assertIn(cmd, r.stdout)
 
     def test_version(self):

@@ -32,6 +32,7 @@
 
 #include <jansson.h>
 
+#include "explain_print.h"
 #include "notifd/version.h"
 
 enum { EXIT_OK = 0, EXIT_SERVER_ERROR = 1, EXIT_USAGE = 2, EXIT_NO_ANSWER = 3 };
@@ -47,6 +48,8 @@ typedef struct options {
     long timeout_ms;
     const char *ts;
     const char *message;
+    const char *channel;
+    const char *candidates;
 } options_t;
 
 /* The command table: what each command sends. `fields` names the positional
@@ -60,24 +63,28 @@ typedef struct command {
     bool takes_message;
     const char *synopsis;
     const char *help;
+    bool takes_channel;    /* --channel and --candidates (explain) */
 } command_t;
 
 static const command_t commands[] = {
     {"health", "health", 0, {NULL}, false, false, "health",
-     "status, Redis state, version, uptime"},
+     "status, Redis state, version, uptime", false},
     {"stats", "stats", 0, {NULL}, false, false, "stats",
-     "counters: requests, errors, connections, Redis"},
+     "counters: requests, errors, connections, Redis", false},
     {"plan", "plan", 1, {"member"}, false, false, "plan MEMBER",
-     "the member's stored plan (or the default plan)"},
+     "the member's stored plan (or the default plan)", false},
     {"replan", "replan", 1, {"member"}, true, false, "replan MEMBER [--ts T]",
-     "run the slow policy for MEMBER now and store the plan"},
+     "run the slow policy for MEMBER now and store the plan", false},
     {"decide", "decide", 0, {NULL}, true, false, "decide [--ts T] < request.json",
-     "one decision; the request object is read from stdin"},
+     "one decision; the request object is read from stdin", false},
     {"feedback", "feedback", 3, {"member", "channel", "event"}, true, true,
      "feedback MEMBER CHANNEL EVENT [--message ID] [--ts T]",
-     "record delivered/open/click/dismiss/unsubscribe/resubscribe/visit"},
+     "record delivered/open/click/dismiss/unsubscribe/resubscribe/visit", false},
     {"planner-run", "planner_run", 0, {NULL}, true, false, "planner-run [--ts T]",
-     "one planner pass as of T (default now)"},
+     "one planner pass as of T (default now)", false},
+    {"explain", "explain", 1, {"member"}, true, false,
+     "explain MEMBER [--channel C] [--ts T] [--candidates ID,...]",
+     "what a decide would consider now, recording nothing", true},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -100,8 +107,11 @@ static void usage(FILE *out)
             "  --token-file F    file holding the auth token (when auth_token_file is set)\n"
             "  --json            print the raw JSON response instead of key: value lines\n"
             "  --timeout-ms N    give up after N ms: connect, send and answer (default 5000)\n"
-            "  --ts T            unix seconds for replan, decide, feedback, planner-run\n"
+            "  --ts T            unix seconds for replan, decide, feedback, planner-run,\n"
+            "                    explain\n"
             "  --message ID      message id for feedback\n"
+            "  --channel C       channel for explain (default: the first configured)\n"
+            "  --candidates IDS  comma-separated message ids for explain (dedup, coin)\n"
             "  -h, --help        print this help;  -V, --version  print the version\n"
             "\n"
             "Exit codes: 0 ok, 1 notifd answered with an error, 2 bad usage,\n"
@@ -342,6 +352,10 @@ static int report(const char *line, const json_t *resp, const command_t *cmd, bo
         printf("%s\n", line);
         return success ? EXIT_OK : EXIT_SERVER_ERROR;
     }
+    if (success && strcmp(cmd->op, "explain") == 0) {
+        explain_print(stdout, resp);
+        return EXIT_OK;
+    }
     if (success) {
         const char *k;
         json_t *v;
@@ -441,6 +455,21 @@ static json_t *build_request(const command_t *cmd, char **args, const options_t 
     }
     if (o->message != NULL)
         json_object_set_new(req, "message", json_string(o->message));
+    if (o->channel != NULL)
+        json_object_set_new(req, "channel", json_string(o->channel));
+    if (o->candidates != NULL) {
+        /* Ids without scores: what explain shows of them is their dedup
+         * state and the coin for the best of them. */
+        json_t *arr = json_array();
+        const char *s = o->candidates;
+        while (*s != '\0') {
+            size_t n = strcspn(s, ",");
+            if (n > 0)
+                json_array_append_new(arr, json_pack("{s:s%}", "id", s, n));
+            s += n + (s[n] == ',');
+        }
+        json_object_set_new(req, "candidates", arr);
+    }
     return req;
 }
 
@@ -526,7 +555,8 @@ out:
 
 int main(int argc, char **argv)
 {
-    enum { OPT_HOST = 256, OPT_PORT, OPT_TOKEN, OPT_JSON, OPT_TIMEOUT, OPT_TS, OPT_MESSAGE };
+    enum { OPT_HOST = 256, OPT_PORT, OPT_TOKEN, OPT_JSON, OPT_TIMEOUT, OPT_TS, OPT_MESSAGE,
+           OPT_CHANNEL, OPT_CANDIDATES };
     static const struct option long_opts[] = {
         {"host", required_argument, NULL, OPT_HOST},
         {"port", required_argument, NULL, OPT_PORT},
@@ -535,6 +565,8 @@ int main(int argc, char **argv)
         {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
         {"ts", required_argument, NULL, OPT_TS},
         {"message", required_argument, NULL, OPT_MESSAGE},
+        {"channel", required_argument, NULL, OPT_CHANNEL},
+        {"candidates", required_argument, NULL, OPT_CANDIDATES},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -562,6 +594,8 @@ int main(int argc, char **argv)
             break;
         case OPT_TS: o.ts = optarg; break;
         case OPT_MESSAGE: o.message = optarg; break;
+        case OPT_CHANNEL: o.channel = optarg; break;
+        case OPT_CANDIDATES: o.candidates = optarg; break;
         case 'h': usage(stdout); return EXIT_OK;
         case 'V': printf("notifctl %s\n", NOTIFD_VERSION); return EXIT_OK;
         case ':': return usage_error("option %s needs a value", argv[optind - 1]);
@@ -583,6 +617,10 @@ int main(int argc, char **argv)
         return usage_error("--ts does not apply to %s", cmd->name);
     if (o.message != NULL && !cmd->takes_message)
         return usage_error("--message does not apply to %s", cmd->name);
+    if (o.channel != NULL && !cmd->takes_channel)
+        return usage_error("--channel does not apply to %s", cmd->name);
+    if (o.candidates != NULL && !cmd->takes_channel)
+        return usage_error("--candidates does not apply to %s", cmd->name);
 
     char *token = NULL;
     if (o.token_file != NULL && (token = read_token(o.token_file)) == NULL)

@@ -21,6 +21,18 @@
 #include "notifd/core/utility.h"
 
 /*
+ * What every plan of one member starts from, and what the explain op shows:
+ * decay the features to `now`, estimate (into *estimate_out), and evaluate
+ * every action of the grid (into utilities_out, g->n_actions values, if not
+ * NULL; utility_parts() takes any of them apart). Returns the greedy action
+ * (utility_argmax), or -1 if the grid is empty.
+ */
+int slow_member_utilities(const slow_weights_t *w, const slow_priors_t *p,
+                          const action_grid_t *g, const member_features_t *raw, int64_t now,
+                          double half_life_s, member_estimate_t *estimate_out,
+                          double *utilities_out);
+
+/*
  * Plans one member as of `now`. Fills out->action, out->planned_mask and
  * out->per_week[] (configured channel index; unplanned channels 0) and leaves
  * version, computed_at, valid_until, source and arm to the caller. If

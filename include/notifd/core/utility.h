@@ -33,6 +33,7 @@
 #ifndef NOTIFD_UTILITY_H
 #define NOTIFD_UTILITY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "notifd/core/actions.h"
@@ -61,6 +62,27 @@ int slow_weights_check(const slow_weights_t *w, char *err, size_t errlen);
 /* U(member, action); -INFINITY if the action sends on an opted-out channel. */
 double utility_evaluate(const slow_weights_t *w, const member_estimate_t *e,
                         const action_grid_t *g, int action);
+
+/* U(member, action) split into its terms, for the explain op: each term
+ * with its sign (rewards >= 0, the rest <= 0), summed over the planned
+ * channels. visits + opens + fatigue + cross_fatigue + optout + cost equals
+ * total up to rounding; total itself is utility_evaluate()'s value to the
+ * last bit (utility_evaluate() is this function's total). On an opted-out
+ * channel with n > 0 the total is -INFINITY and the terms are those of the
+ * other channels (optout_blocked is set). */
+typedef struct utility_parts {
+    double total;
+    double visits;        /* w_inc * lift * p_c * A(n_c)        incremental visits */
+    double opens;         /* w_open * p_c * A(n_c)              awareness */
+    double fatigue;       /* -w_fatigue * sum_c phi_c n_c^2 / 2  own-channel fatigue */
+    double cross_fatigue; /* -w_fatigue * x * phibar * N^2 / 2   volume across channels */
+    double optout;        /* -w_optout * sum_c h_c n_c           expected opt-outs */
+    double cost;          /* -message_cost * sum_c m_c n_c       message cost */
+    bool optout_blocked;  /* sends on a channel the member opted out of */
+} utility_parts_t;
+
+void utility_parts(const slow_weights_t *w, const member_estimate_t *e, const action_grid_t *g,
+                   int action, utility_parts_t *out);
 
 /*
  * The action with the greatest utility, ties to fewer total messages then
