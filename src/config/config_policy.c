@@ -16,12 +16,14 @@
 #include <string.h>
 
 #include "config_policy_internal.h"
+#include "notifd/core/decision.h"
 #include "notifd/core/stored_fields.h"
 
 static const char *const fast_keys[] = {
     "mode", "pacing", "pacing_profile", "prior_opportunities_per_week",
     "opportunity_ewma_alpha", "quality_quantile", "quality_min_history", "quality_history",
-    "cap_factor", "rolling_cap", "rolling_cap_factor", "transactional_respects_optout",
+    "cap_factor", "rolling_cap", "rolling_cap_factor", "rolling_cap_min_slack",
+    "transactional_respects_optout",
     "quiet_hours", "dedup_days", "idempotency_ttl_s", "on_store_error", "ranker",
     "exploration", "epsilon", "temperature", "threshold", "plan_cache_ms", "member_cache_ms",
     "member_cache_entries", "deadline_ms",
@@ -66,6 +68,12 @@ static void fast_defaults(fast_config_t *f)
      * (tests/integration/plan_delivery.py). A plan of 1 still never gets
      * two sends in 7 days. */
     f->rolling_cap_factor = 1.5;
+    /* ... but at least one above the weekly cap. Without it a plan of one
+     * a week, whose mean is one send a week, could get its sends only
+     * exactly 7 days apart: a send later in its week than last week's could
+     * never move back, so its moment was forced, not chosen, and the
+     * simulated casual members' lift halved (docs/simulation.md). */
+    f->rolling_cap_min_slack = 1;
     f->quiet_hours.enabled = false;
     f->transactional_respects_optout = true;
     f->dedup_days = 7;
@@ -325,6 +333,8 @@ void config_parse_fast(config_errors_t *errs, json_t *fo, const char *path, cons
     config_get_double(errs, fo, path, "cap_factor", 1.0, 100.0, &f->cap_factor);
     config_get_bool(errs, fo, path, "rolling_cap", &f->rolling_cap);
     config_get_double(errs, fo, path, "rolling_cap_factor", 1.0, 100.0, &f->rolling_cap_factor);
+    if (config_get_int(errs, fo, path, "rolling_cap_min_slack", 0, DECISION_MAX_RECENT_SENDS, &x))
+        f->rolling_cap_min_slack = (int)x;
     parse_quiet_hours(errs, fo, path, f);
     config_get_bool(errs, fo, path, "transactional_respects_optout",
                     &f->transactional_respects_optout);

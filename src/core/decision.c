@@ -211,7 +211,8 @@ void decision_evaluate(const decision_input_t *in, decision_t *out)
         /* A cap over the last 7 days, whatever the calendar says. Only
          * caps the kept send times can prove are enforced this way. */
         if (fast->rolling_cap) {
-            int64_t rolling = decision_rolling_cap(out->cap, per_week, fast->rolling_cap_factor);
+            int64_t rolling = decision_rolling_cap(out->cap, per_week, fast->rolling_cap_factor,
+                                                   fast->rolling_cap_min_slack);
             if (rolling <= DECISION_MAX_RECENT_SENDS) {
                 out->rolling_cap = rolling;
                 if ((int64_t)decision_sends_in_window(in->recent_sends, in->n_recent_sends,
@@ -264,14 +265,17 @@ size_t decision_sends_in_window(const int64_t *times, size_t n, int64_t ts)
     return count;
 }
 
-int64_t decision_rolling_cap(int64_t weekly_cap, double per_week, double factor)
+int64_t decision_rolling_cap(int64_t weekly_cap, double per_week, double factor, int min_slack)
 {
+    if (!(per_week > 0.0))
+        return weekly_cap;
     double extra = per_week * (factor - 1.0);
     if (!(extra > 0.0))
-        return weekly_cap;
+        extra = 0.0;
     if (extra > 1e6)
         extra = 1e6;
-    return weekly_cap + (int64_t)floor(extra + 1e-9);
+    int64_t slack = (int64_t)floor(extra + 1e-9);
+    return weekly_cap + (slack > min_slack ? slack : min_slack);
 }
 
 double decision_round_score(double x)

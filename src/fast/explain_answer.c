@@ -159,7 +159,8 @@ static json_t *caps_part(const decide_ctx_t *d, const decide_prep_t *p)
                                "remaining", (json_int_t)(cap > sent ? cap - sent : 0));
     json_t *rolling = json_null();
     if (fast->rolling_cap) {
-        int64_t rc = decision_rolling_cap(cap, per_week, fast->rolling_cap_factor);
+        int64_t rc = decision_rolling_cap(cap, per_week, fast->rolling_cap_factor,
+                                          fast->rolling_cap_min_slack);
         int64_t in_window = (int64_t)decision_sends_in_window(d->view.sends, d->view.n_sends,
                                                               d->r.ts);
         json_decref(rolling);

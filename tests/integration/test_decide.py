@@ -111,9 +111,11 @@ class PacingTest(NotifdTestCase):
 
 class CapTest(NotifdTestCase):
     # The plain coin with a tiny opportunity prior makes p = 1: only the
-    # atomic cap can stop the sends.
+    # atomic cap can stop the sends. The 7-day window holds the weekly cap
+    # and no more (no slack), so it binds as soon as two weeks meet.
     overrides = {"fast": {**PLAIN_COIN, "prior_opportunities_per_week": 0.5,
-                          "cap_factor": 1.5, "rolling_cap_factor": 1.0}}
+                          "cap_factor": 1.5, "rolling_cap_factor": 1.0,
+                          "rolling_cap_min_slack": 0}}
 
     def test_many_connections_on_one_member_never_exceed_the_cap(self):
         set_plan(self.redis, "hot", 2)  # cap = ceil(2 * 1.5) = 3
@@ -212,6 +214,52 @@ class CapTest(NotifdTestCase):
         fields = dict(zip(week[::2], week[1::2]))
         sent_counts = [int(v) for k, v in fields.items() if k.endswith(":sent")]
         self.assertEqual(sent_counts, [3])
+
+
+class RollingCapSlackTest(NotifdTestCase):
+    # The default window: the weekly cap plus the whole part of half the
+    # plan, at least one more (fast.rolling_cap_min_slack). p = 1.
+    overrides = {"fast": {**PLAIN_COIN, "prior_opportunities_per_week": 0.5}}
+
+    def decide(self, c, member, opp, ts):
+        r = c.request({"op": "decide", "member": member, "channel": "push",
+                       "opportunity": opp, "ts": ts, "candidates": candidates(3, opp)})
+        self.assertTrue(r["ok"], r)
+        return r
+
+    def test_a_plan_of_one_may_send_on_sunday_and_monday(self):
+        set_plan(self.redis, "one", 1)
+        c = self.client()
+        sunday = MONDAY + 6 * DAY + 12 * 3600
+        self.assertTrue(self.decide(c, "one", "sun", sunday)["send"])
+        self.assertEqual(self.decide(c, "one", "sun2", sunday + 60)["reason"], "cap_reached")
+        # Its week's send need not wait 7 days after last week's.
+        self.assertTrue(self.decide(c, "one", "mon", MONDAY + WEEK + 9 * 3600)["send"])
+
+    def test_a_plan_of_one_and_a_half_gets_at_most_three_in_seven_days(self):
+        set_plan(self.redis, "oneh", 1.5)  # weekly cap 2, window 2 + max(0, 1) = 3
+        c = self.client()
+        sunday = MONDAY + 6 * DAY + 12 * 3600
+        self.assertEqual([self.decide(c, "oneh", "sun%d" % i, sunday + i)["send"]
+                          for i in range(3)], [True, True, False])
+        monday = MONDAY + WEEK + 9 * 3600
+        self.assertTrue(self.decide(c, "oneh", "mon0", monday)["send"])
+        second = self.decide(c, "oneh", "mon1", monday + 60)
+        self.assertEqual((second["send"], second["reason"]), (False, "cap_reached"))
+
+    def test_without_slack_a_plan_of_one_waits_seven_days(self):
+        self.notifd.stop()
+        self.notifd = Notifd(self.redis.port, {"fast": {**self.overrides["fast"],
+                                                         "rolling_cap_min_slack": 0}})
+        self.addCleanup(self.notifd.close)
+        self.notifd.start()
+        set_plan(self.redis, "strict", 1)
+        c = self.client()
+        sunday = MONDAY + 6 * DAY + 12 * 3600
+        self.assertTrue(self.decide(c, "strict", "sun", sunday)["send"])
+        self.assertEqual(self.decide(c, "strict", "mon", MONDAY + WEEK + 9 * 3600)["reason"],
+                         "cap_reached")
+        self.assertTrue(self.decide(c, "strict", "next-sun", sunday + 7 * DAY)["send"])
 
 
 class RollingCapAcrossInstancesTest(NotifdTestCase):

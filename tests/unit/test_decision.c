@@ -235,13 +235,28 @@ static void test_sends_in_window_bounds(void **state)
 static void test_rolling_cap_adds_the_whole_part_of_the_plans_slack(void **state)
 {
     (void)state;
-    assert_int_equal(decision_rolling_cap(5, 5.0, 1.5), 7);  /* 5 + floor(2.5) */
-    assert_int_equal(decision_rolling_cap(1, 1.0, 1.5), 1);  /* never two in 7 days */
-    assert_int_equal(decision_rolling_cap(2, 2.0, 1.5), 3);
-    assert_int_equal(decision_rolling_cap(2, 1.5, 1.5), 2);  /* 2 + floor(0.75) */
-    assert_int_equal(decision_rolling_cap(1, 0.5, 1.5), 1);
-    assert_int_equal(decision_rolling_cap(8, 5.0, 1.0), 8);  /* factor 1: the weekly cap */
-    assert_int_equal(decision_rolling_cap(3, 2.0, 3.0), 7);  /* 3 + floor(4) */
+    assert_int_equal(decision_rolling_cap(5, 5.0, 1.5, 0), 7);  /* 5 + floor(2.5) */
+    assert_int_equal(decision_rolling_cap(1, 1.0, 1.5, 0), 1);  /* never two in 7 days */
+    assert_int_equal(decision_rolling_cap(2, 2.0, 1.5, 0), 3);
+    assert_int_equal(decision_rolling_cap(2, 1.5, 1.5, 0), 2);  /* 2 + floor(0.75) */
+    assert_int_equal(decision_rolling_cap(1, 0.5, 1.5, 0), 1);
+    assert_int_equal(decision_rolling_cap(8, 5.0, 1.0, 0), 8);  /* factor 1: the weekly cap */
+    assert_int_equal(decision_rolling_cap(3, 2.0, 3.0, 0), 7);  /* 3 + floor(4) */
+}
+
+/* fast.rolling_cap_min_slack: at least that many above the weekly cap, for
+ * any plan above 0; where the factor gives more, the factor's. */
+static void test_rolling_cap_has_at_least_the_minimum_slack(void **state)
+{
+    (void)state;
+    assert_int_equal(decision_rolling_cap(1, 1.0, 1.5, 1), 2);  /* a plan of 1: two, never 3 */
+    assert_int_equal(decision_rolling_cap(1, 0.5, 1.5, 1), 2);
+    assert_int_equal(decision_rolling_cap(2, 1.5, 1.5, 1), 3);
+    assert_int_equal(decision_rolling_cap(2, 2.0, 1.5, 1), 3);  /* floor(1) already */
+    assert_int_equal(decision_rolling_cap(5, 5.0, 1.5, 1), 7);  /* floor(2.5) is more */
+    assert_int_equal(decision_rolling_cap(8, 5.0, 1.0, 1), 9);
+    assert_int_equal(decision_rolling_cap(2, 2.0, 1.0, 3), 5);
+    assert_int_equal(decision_rolling_cap(0, 0.0, 1.5, 1), 0);  /* a plan of 0 sends nothing */
 }
 
 static void test_coin_probability_and_propensities(void **state)
@@ -707,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_sends_in_window_bounds),
         cmocka_unit_test(test_coin_probability_and_propensities),
         cmocka_unit_test(test_rolling_cap_adds_the_whole_part_of_the_plans_slack),
+        cmocka_unit_test(test_rolling_cap_has_at_least_the_minimum_slack),
         cmocka_unit_test(test_same_inputs_same_decision),
         cmocka_unit_test(test_unplanned_channel_sends_the_best_message),
         cmocka_unit_test(test_threshold_mode_sends_iff_best_clears_the_threshold),

@@ -238,6 +238,7 @@ typedef struct sim_run_params {
     double cap_factor;
     bool rolling_cap;
     double rolling_cap_factor;      /* the 7-day cap: ceil(plan x this), >= the weekly cap */
+    int rolling_cap_min_slack;      /* ... and at least this above it, for a plan above 0 */
 } sim_run_params_t;
 
 /* Aggregates of one cohort (index SIM_MAX_COHORTS = everyone). */

@@ -352,7 +352,7 @@ static double recovering_volume(const sim_member_t *m, int c, int64_t t)
  * calendar week and in the 7 days up to t, against the cap of the plan the
  * reply named. notifd must never let the week past the cap, nor the 7 days
  * past the 7-day cap (the weekly cap plus the whole part of plan x
- * (rolling_cap_factor - 1); only with fast.rolling_cap, and for caps it
+ * (rolling_cap_factor - 1), at least rolling_cap_min_slack; only with fast.rolling_cap, and for caps it
  * keeps enough send times for). */
 /* The hard cap as README.md states it, ceil(per_week x cap_factor), with the
  * same allowance for float noise; written out here, not taken from notifd's
@@ -378,9 +378,13 @@ static void note_cap(const driver_t *d, sim_member_t *m, int c, int64_t t)
     if (m->reply_plan < 0.0 || !(d->rp->cap_factor > 0.0))
         return;
     const uint32_t cap = stated_cap(m->reply_plan, d->rp->cap_factor);
-    /* README.md: the weekly cap plus the whole part of plan x (factor - 1). */
+    /* README.md: the weekly cap plus the whole part of plan x (factor - 1),
+     * and at least fast.rolling_cap_min_slack more for a plan above 0. */
     const double extra = m->reply_plan * (d->rp->rolling_cap_factor - 1.0);
-    const uint32_t cap_7d = cap + (extra > 0.0 ? (uint32_t)floor(extra + 1e-9) : 0);
+    uint32_t slack = extra > 0.0 ? (uint32_t)floor(extra + 1e-9) : 0;
+    if (m->reply_plan > 0.0 && slack < (uint32_t)d->rp->rolling_cap_min_slack)
+        slack = (uint32_t)d->rp->rolling_cap_min_slack;
+    const uint32_t cap_7d = cap + slack;
     const bool rolling = d->rp->rolling_cap && cap_7d <= DECISION_MAX_RECENT_SENDS;
     if (in_week > cap || (rolling && in_7d > cap_7d))
         n->over_cap[c]++;

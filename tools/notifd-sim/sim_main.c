@@ -209,7 +209,7 @@ static int run_one(const options_t *o, const char *mode, const char *key, const 
     json_t *th = json_object_get(json_object_get(json_object_get(cfg, "fast"), "threshold"),
                                  "target_send_rate");
     out->target_send_rate = threshold ? (json_is_number(th) ? json_number_value(th) : 0.1) : 0.0;
-    /* The cap each send is checked against (notifd's defaults: 1, on, 1.5);
+    /* The cap each send is checked against (notifd's defaults: 1, on, 1.5, 1);
      * the threshold baseline has no plan and so no cap. */
     json_t *fast = json_object_get(cfg, "fast");
     json_t *cf = json_object_get(fast, "cap_factor"), *rcap = json_object_get(fast, "rolling_cap");
@@ -217,6 +217,8 @@ static int run_one(const options_t *o, const char *mode, const char *key, const 
     const bool rolling_cap = json_is_boolean(rcap) ? json_is_true(rcap) : true;
     json_t *rf = json_object_get(fast, "rolling_cap_factor");
     const double rolling_cap_factor = json_is_number(rf) ? json_number_value(rf) : 1.5;
+    json_t *rs = json_object_get(fast, "rolling_cap_min_slack");
+    const int rolling_cap_min_slack = json_is_integer(rs) ? (int)json_integer_value(rs) : 1;
 
     sim_stack_t stack;
     int rc = sim_stack_start(&stack, o->notifd_bin, o->redis_bin, cfg, err, sizeof err);
@@ -234,6 +236,7 @@ static int run_one(const options_t *o, const char *mode, const char *key, const 
     rp.cap_factor = threshold ? 0.0 : cap_factor;
     rp.rolling_cap = rolling_cap;
     rp.rolling_cap_factor = rolling_cap_factor;
+    rp.rolling_cap_min_slack = rolling_cap_min_slack;
     rp.connections = threshold ? 1 : o->run.connections;
     sim_net_t *net = sim_net_open(stack.notifd_port, rp.connections, err, sizeof err);
     if (net != NULL)

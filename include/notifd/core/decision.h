@@ -147,9 +147,12 @@ typedef struct opportunity_fold {
 } opportunity_fold_t;
 
 /* The cap over any 7 days: the weekly cap plus the whole part of
- * per_week * (factor - 1). A plan of 5 may see 7 sends in some 7 days
- * (sends fall at random moments within each week), a plan of 1 never 2. */
-int64_t decision_rolling_cap(int64_t weekly_cap, double per_week, double factor);
+ * per_week * (factor - 1), and at least min_slack more (fast.
+ * rolling_cap_min_slack) for a plan above 0. A plan of 5 may see 7 sends in
+ * some 7 days (sends fall at random moments within each week); a plan of 1
+ * with min_slack 1 may see 2, never 3, so its week's send can come earlier
+ * than 7 days after last week's. */
+int64_t decision_rolling_cap(int64_t weekly_cap, double per_week, double factor, int min_slack);
 
 /* Significant digits the recent best scores are stored with. */
 #define DECISION_SCORE_DIGITS 5

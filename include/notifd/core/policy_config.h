@@ -40,6 +40,7 @@ typedef struct fast_config {
     double cap_factor;            /* hard cap = ceil(per_week * cap_factor) */
     bool rolling_cap;             /* a cap also bounds sends in any 7 days */
     double rolling_cap_factor;    /* ... of ceil(per_week * this), at least the weekly cap */
+    int rolling_cap_min_slack;    /* ... and at least this above it (decision_rolling_cap) */
     quiet_hours_t quiet_hours;    /* member-local */
     int dedup_days;               /* a message id is not sent twice within this */
     int64_t idempotency_ttl_s;    /* how long a decision is remembered */
