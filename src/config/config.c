@@ -460,7 +460,8 @@ static void parse_global_limits(config_errors_t *errs, json_t *root, config_t *c
             config_get_bool(errs, entry, path, "shadow", &(bool){false});
         json_t *tags = config_get_object(errs, entry, path, "tags");
         if (tags == NULL) {
-            if (!g->limit[c][0].set && json_object_get(entry, "tags") == NULL)
+            if (json_object_get(entry, "per_second") == NULL &&
+                json_object_get(entry, "burst") == NULL && json_object_get(entry, "tags") == NULL)
                 config_errors_add(errs, path, "sets no limit: give per_second and burst, or tags");
             continue;
         }
