@@ -264,6 +264,38 @@ class TwoInstancesRateTest(NotifdTestCase):
         self.assertLess(abs(total_rate - self.RATE), 0.05 * self.RATE, total_rate)
 
 
+class ReloadTest(NotifdTestCase):
+    overrides = with_limits({"global": {"push": {"per_second": 0.001, "burst": 1}}})
+
+    def generation(self):
+        return self.notifd.health()["config_generation"]
+
+    def test_sighup_keeps_the_limits_on_a_bad_file_and_applies_a_good_one(self):
+        import copy
+        import signal
+        c = self.client()
+        self.assertEqual([r["send"] for r in c.pipeline([decide("x1"), decide("x2")])],
+                         [True, False])
+        bad = copy.deepcopy(self.notifd.config)
+        bad["limits"]["global"]["push"]["burst"] = -1
+        self.notifd.write_config(bad)
+        self.notifd.signal(signal.SIGHUP)
+        wait_for(lambda: "reload rejected" in self.notifd.log_text(), what="rejection logged")
+        self.assertIn("limits.global.push.burst", self.notifd.log_text())
+        self.assertEqual(self.generation(), 1)
+        self.assertEqual(c.request(decide("x3"))["reason"], "rate_limited")
+        # A good file without the limit: sends go again; a tag appears in
+        # the metrics' labels once its limit is configured.
+        good = copy.deepcopy(self.notifd.config)
+        good["limits"]["global"] = {"push": {"tags": {"promo": {"per_second": 1000,
+                                                                "burst": 1000}}}}
+        self.notifd.write_config(good)
+        self.notifd.signal(signal.SIGHUP)
+        wait_for(lambda: self.generation() == 2, what="generation 2")
+        self.assertTrue(c.request(decide("x4"))["send"])
+        wait_for(lambda: 'tag="promo"' in metrics(self.notifd), what="promo label")
+
+
 class ConfigTest(unittest.TestCase):
     def check(self, limits):
         n = Notifd(1, {"limits": limits})
