@@ -203,6 +203,42 @@ class FailClosedTest(NotifdTestCase):
         self.assertTrue(c.request(decide("c-after"))["send"])
 
 
+class RedisDownTest(NotifdTestCase):
+    # Redis gone: no limit can be checked, the decide degrades before the
+    # record (fast.on_store_error), whatever limits.on_error says. With
+    # "skip" nothing is sent; with "default_plan" a degraded send is not
+    # rate limited (README, Failure modes).
+    overrides = with_limits({"on_error": "closed",
+                             "global": {"push": {"per_second": 0.001, "burst": 1}}})
+
+    def test_a_dead_redis_degrades_the_decide_before_any_limit(self):
+        c = self.client()
+        self.assertTrue(c.request(decide("z0"))["send"])
+        self.redis.stop()
+        wait_for(lambda: not self.notifd.health()["redis"]["ready"], what="redis not ready")
+        r = c.request(decide("z1"))
+        self.assertEqual(r["reason"], "degraded", r)
+        self.assertFalse(r["send"], r)
+        self.assertTrue(r.get("degraded"), r)
+        self.assertNotIn("retry_at", r)
+
+
+class DefaultPlanRedisDownTest(NotifdTestCase):
+    overrides = with_limits({"on_error": "closed",
+                             "global": {"push": {"per_second": 0.001, "burst": 1}}})
+    overrides["fast"] = {**overrides["fast"], "on_store_error": "default_plan"}
+
+    def test_a_degraded_default_plan_send_is_not_rate_limited(self):
+        c = self.client()
+        self.assertTrue(c.request(decide("y0"))["send"])
+        self.assertEqual(c.request(decide("y1"))["reason"], "rate_limited")
+        self.redis.stop()
+        wait_for(lambda: not self.notifd.health()["redis"]["ready"], what="redis not ready")
+        r = c.request(decide("y2"))
+        self.assertTrue(r.get("degraded"), r)
+        self.assertTrue(r["send"], r)
+
+
 class TwoInstancesRateTest(NotifdTestCase):
     """Two instances under load hold the configured rate within 5% over
     10 s of wall time."""
