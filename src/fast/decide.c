@@ -402,7 +402,14 @@ static void answer_degraded(decide_ctx_t *d)
         decision_evaluate(&in, &dec);
         d->ranked = dec.have_best;
         reason = dec.reason;
-        body = decide_answer_text(d, &dec, dec.reason, dec.send, &plan, true, &len);
+        if (decide_rate_limit_unchecked(d, &dec)) {
+            /* limits.on_error "closed": no send a limit could not check. */
+            dec.retry_at = now_unix() + 1;
+            reason = REASON_RATE_LIMITED;
+            body = decide_answer_text(d, &dec, reason, false, &plan, true, &len);
+        } else {
+            body = decide_answer_text(d, &dec, dec.reason, dec.send, &plan, true, &len);
+        }
     } else {
         body = decide_answer_text(d, &dec, REASON_DEGRADED, false, NULL, true, &len);
     }

@@ -125,6 +125,10 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
 /* The global rate limiters a send of `dec` meets into d->limiters (its
  * channel's, then those of its message's tags); returns how many. */
 int decide_rate_limiters(decide_ctx_t *d, const decision_t *dec);
+/* A send decided without Redis (fast.on_store_error "default_plan") that
+ * an enforced global rate limit would have checked: with limits.on_error
+ * "closed" it must not go (true, counted as closed errors). */
+bool decide_rate_limit_unchecked(decide_ctx_t *d, const decision_t *dec);
 /* The record script's letters, one per limiter (decide_record.lua), into
  * notifd_rate_limited_total and notifd_rate_limit_errors_total. */
 void decide_count_rate_limits(decide_ctx_t *d, const char *codes, size_t n);

@@ -104,6 +104,21 @@ void decide_count_rate_limits(decide_ctx_t *d, const char *codes, size_t n)
         metrics_observe_rate_limit(d->app->metrics, d->r.channel, d->limiters[i], codes[i]);
 }
 
+bool decide_rate_limit_unchecked(decide_ctx_t *d, const decision_t *dec)
+{
+    const config_global_limits_t *g = &d->req->cfg->rate_limits;
+    if (!g->fail_closed || decide_rate_limiters(d, dec) == 0)
+        return false;
+    bool stop = false;
+    for (int i = 0; i < d->n_limiters; i++) {
+        if (g->limit[d->r.channel][d->limiters[i]].shadow)
+            continue;
+        metrics_observe_rate_limit(d->app->metrics, d->r.channel, d->limiters[i], 'c');
+        stop = true;
+    }
+    return stop;
+}
+
 /* "P limit:<ch>" or "P limit:<ch>:<tag>": a limiter's GCRA state. */
 static size_t limiter_key(char *key, size_t cap, const config_t *cfg, int channel, int which)
 {

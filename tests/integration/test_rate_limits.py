@@ -224,11 +224,15 @@ class RedisDownTest(NotifdTestCase):
 
 
 class DefaultPlanRedisDownTest(NotifdTestCase):
-    overrides = with_limits({"on_error": "closed",
-                             "global": {"push": {"per_second": 0.001, "burst": 1}}})
+    # on_store_error "default_plan" decides without Redis: a send no limit
+    # could check goes with on_error "open", and is answered rate_limited
+    # (degraded, retry_at a second away) with "closed".
+    overrides = with_limits({"global": {"push": {"per_second": 0.001, "burst": 1},
+                                        "email": {"per_second": 0.001, "burst": 1,
+                                                  "shadow": True}}})
     overrides["fast"] = {**overrides["fast"], "on_store_error": "default_plan"}
 
-    def test_a_degraded_default_plan_send_is_not_rate_limited(self):
+    def test_a_degraded_default_plan_send_fails_open_or_closed(self):
         c = self.client()
         self.assertTrue(c.request(decide("y0"))["send"])
         self.assertEqual(c.request(decide("y1"))["reason"], "rate_limited")
@@ -237,6 +241,25 @@ class DefaultPlanRedisDownTest(NotifdTestCase):
         r = c.request(decide("y2"))
         self.assertTrue(r.get("degraded"), r)
         self.assertTrue(r["send"], r)
+        # The same, closed (a reload: the config is read without Redis).
+        import copy
+        import signal
+        closed = copy.deepcopy(self.notifd.config)
+        closed["limits"]["on_error"] = "closed"
+        self.notifd.write_config(closed)
+        self.notifd.signal(signal.SIGHUP)
+        wait_for(lambda: self.notifd.health()["config_generation"] == 2, what="reload")
+        now = time.time()
+        r = c.request(decide("y3"))
+        self.assertTrue(r.get("degraded"), r)
+        self.assertFalse(r["send"], r)
+        self.assertEqual(r["reason"], "rate_limited", r)
+        self.assertLessEqual(abs(r["retry_at"] - (now + 1)), 2, r)
+        # A shadow limit stops nothing, closed or not.
+        r = c.request(decide("y4", channel="email"))
+        self.assertTrue(r["send"], r)
+        wait_for(lambda: metric(self.notifd, "notifd_rate_limit_errors_total", channel="push",
+                                tag="", action="closed") == 1, what="one closed error")
 
 
 class TwoInstancesRateTest(NotifdTestCase):
