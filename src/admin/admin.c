@@ -56,6 +56,7 @@ void admin_publish(app_t *app)
     metrics_publish_stopping(m, app->stopping);
     if (a == NULL || a->names_generation != cfg->generation) {
         metrics_set_channel_names(m, cfg->channels, cfg->n_channels);
+        metrics_set_limit_tag_names(m, cfg->rate_limits.tags, cfg->rate_limits.n_tags);
         metrics_set_arm_names(m, 0, cfg->policy.fast_layer.names, cfg->policy.fast_layer.n_arms);
         metrics_set_arm_names(m, 1, cfg->policy.slow_layer.names, cfg->policy.slow_layer.n_arms);
         if (a != NULL)

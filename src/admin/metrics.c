@@ -198,6 +198,52 @@ void metrics_set_channel_names(metrics_t *m, const char names[][NOTIFD_CHANNEL_N
     pthread_mutex_unlock(&m->text_lock);
 }
 
+void metrics_observe_rate_limit(metrics_t *m, int channel, int which, char code)
+{
+    if (m == NULL || code == 'a')
+        return;
+    if (channel < 0 || channel >= NOTIFD_MAX_CHANNELS || which < 0 ||
+        which > CONFIG_LIMIT_TAGS_MAX) {
+        ADD(m->invalid_observations, 1);
+        return;
+    }
+    switch (code) {
+    case 'l':
+        ADD(m->rate_limited[channel][which][0], 1);
+        break;
+    case 's':
+        ADD(m->rate_limited[channel][which][1], 1);
+        break;
+    case 'o':
+        ADD(m->rate_limit_errors[channel][which][0], 1);
+        break;
+    case 'c':
+        ADD(m->rate_limit_errors[channel][which][1], 1);
+        break;
+    case 'r':
+        ADD(m->rate_limit_errors[channel][which][2], 1);
+        break;
+    default:
+        ADD(m->invalid_observations, 1);
+        break;
+    }
+}
+
+void metrics_set_limit_tag_names(metrics_t *m, const char names[][CONFIG_LIMIT_TAG_MAX], int n)
+{
+    if (m == NULL)
+        return;
+    if (n < 0)
+        n = 0;
+    if (n > CONFIG_LIMIT_TAGS_MAX)
+        n = CONFIG_LIMIT_TAGS_MAX;
+    pthread_mutex_lock(&m->text_lock);
+    for (int t = 0; t < n; t++)
+        snprintf(m->limit_tags[t], sizeof m->limit_tags[t], "%s", names[t]);
+    m->n_limit_tags = n;
+    pthread_mutex_unlock(&m->text_lock);
+}
+
 void metrics_observe_arm_decision(metrics_t *m, int layer, int arm, int reason)
 {
     if (m == NULL)

@@ -52,6 +52,10 @@ struct metrics {
     _Atomic uint64_t stored_answers_corrupt;
     _Atomic uint64_t invalid_observations;
     _Atomic uint64_t degraded[METRICS_DEGRADED_COUNT];
+    /* global rate limits: [channel][0 channel's, 1 + tag][shadow], and
+     * [channel][which][open, closed, reset] */
+    _Atomic uint64_t rate_limited[NOTIFD_MAX_CHANNELS][1 + CONFIG_LIMIT_TAGS_MAX][2];
+    _Atomic uint64_t rate_limit_errors[NOTIFD_MAX_CHANNELS][1 + CONFIG_LIMIT_TAGS_MAX][3];
 
     /* stored values read back out of range (stored_fields.h) */
     _Atomic uint64_t stored_invalid[STORED_FIELD_COUNT];
@@ -93,6 +97,8 @@ struct metrics {
     pthread_mutex_t text_lock;
     int n_channels;
     char channels[NOTIFD_MAX_CHANNELS][NOTIFD_CHANNEL_NAME_MAX];
+    int n_limit_tags;
+    char limit_tags[CONFIG_LIMIT_TAGS_MAX][CONFIG_LIMIT_TAG_MAX];
     char redis_last_error[LAST_ERROR_MAX];
 };
 

@@ -316,6 +316,38 @@ static void render_decisions(metrics_t *m, growbuf_t *b)
     for (int c = 0; c < METRICS_DEGRADED_COUNT; c++)
         gb_printf(b, "notifd_decide_degraded_total{cause=\"%s\"} %" PRIu64 "\n",
                   metrics_degraded_cause_name(c), GET(m->degraded[c]));
+    /* Global rate limits: tag "" is the channel's own limit. A reload
+     * that renames limited tags continues a tag's series under its new
+     * name, as channels do. */
+    char tags[1 + CONFIG_LIMIT_TAGS_MAX][2 * CONFIG_LIMIT_TAG_MAX + 1];
+    pthread_mutex_lock(&m->text_lock);
+    int n_tags = m->n_limit_tags;
+    tags[0][0] = '\0';
+    for (int t = 0; t < n_tags; t++)
+        metrics_escape_label(m->limit_tags[t], tags[1 + t]);
+    pthread_mutex_unlock(&m->text_lock);
+    static const char *const shadow_names[2] = {"false", "true"};
+    static const char *const action_names[3] = {"open", "closed", "reset"};
+    family(b, "notifd_rate_limited_total", "counter",
+           "Sends a global rate limit stopped (shadow=\"true\": would have stopped), by "
+           "channel and tag (\"\" for the channel's own limit).");
+    for (int c = 0; c < n; c++)
+        for (int t = 0; t <= n_tags; t++)
+            for (int sh = 0; sh < 2; sh++)
+                gb_printf(b,
+                          "notifd_rate_limited_total{channel=\"%s\",tag=\"%s\",shadow=\"%s\"} "
+                          "%" PRIu64 "\n",
+                          names[c], tags[t], shadow_names[sh], GET(m->rate_limited[c][t][sh]));
+    family(b, "notifd_rate_limit_errors_total", "counter",
+           "Global rate limiters Redis could not read or write (action open or closed, per "
+           "limits.on_error) or that held no usable value (reset), by channel and tag.");
+    for (int c = 0; c < n; c++)
+        for (int t = 0; t <= n_tags; t++)
+            for (int a = 0; a < 3; a++)
+                gb_printf(b,
+                          "notifd_rate_limit_errors_total{channel=\"%s\",tag=\"%s\","
+                          "action=\"%s\"} %" PRIu64 "\n",
+                          names[c], tags[t], action_names[a], GET(m->rate_limit_errors[c][t][a]));
     family(b, "notifd_stored_invalid_total", "counter",
            "Values read from Redis out of their field's range, treated as missing, by field.");
     for (int f = 0; f < STORED_FIELD_COUNT; f++)

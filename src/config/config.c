@@ -44,8 +44,10 @@ static const char *const feedback_keys[] = {"spool_dir", "queue_max", "spool_max
 static const char *const limits_keys[] = {
     "max_line_bytes", "max_connections", "max_output_bytes", "max_pipeline",
     "idle_timeout_s", "max_candidates", "ts_window_s", "admin_max_connections",
-    "admin_idle_timeout_s", NULL,
+    "admin_idle_timeout_s", "global", "on_error", "shadow", NULL,
 };
+static const char *const rate_limit_keys[] = {"per_second", "burst", "shadow", "tags", NULL};
+static const char *const tag_limit_keys[] = {"per_second", "burst", "shadow", NULL};
 
 bool config_parse_endpoint(const char *text, config_endpoint_t *out, const char **why)
 {
@@ -367,6 +369,140 @@ static void parse_limits(config_errors_t *errs, json_t *root, config_t *cfg)
         l->admin_idle_timeout_s = (int)x;
 }
 
+uint32_t config_limit_tag_bit(const config_global_limits_t *g, const char *name, size_t len)
+{
+    for (int t = 0; t < g->n_tags; t++)
+        if (g->tag_lens[t] == len && memcmp(g->tags[t], name, len) == 0)
+            return 1u << t;
+    return 0;
+}
+
+/* One limit object {per_second, burst[, shadow]}: both numbers required. */
+static void parse_rate_limit(config_errors_t *errs, json_t *o, const char *path, bool shadow,
+                             config_rate_limit_t *out)
+{
+    double rate = 0.0;
+    long long burst = 0;
+    bool have_rate = config_get_double(errs, o, path, "per_second", 1e-6, 1e6, &rate);
+    bool have_burst = config_get_int(errs, o, path, "burst", 1, 1000000000, &burst);
+    bool own_shadow = false;
+    config_get_bool(errs, o, path, "shadow", &own_shadow);
+    if (!have_rate || !have_burst) {
+        if (json_object_get(o, "per_second") == NULL || json_object_get(o, "burst") == NULL)
+            config_errors_add(errs, path, "needs both \"per_second\" (a rate per second) and "
+                                          "\"burst\" (an integer >= 1)");
+        return;
+    }
+    if ((double)burst / rate > 30.0 * 86400) {
+        config_errors_add(errs, path, "burst / per_second must be at most 30 days of sends");
+        return;
+    }
+    out->set = true;
+    out->per_second = rate;
+    out->burst = burst;
+    out->shadow = shadow || own_shadow;
+}
+
+/* A tag name is a key part (P limit:<channel>:<tag>) and a label value. */
+static bool limit_tag_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= CONFIG_LIMIT_TAG_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+/* limits.global, limits.on_error, limits.shadow: after the channels, which
+ * limits.global names. */
+static void parse_global_limits(config_errors_t *errs, json_t *root, config_t *cfg)
+{
+    json_t *o = json_object_get(root, "limits");
+    if (!json_is_object(o))
+        return; /* absent, or reported by parse_limits */
+    config_global_limits_t *g = &cfg->rate_limits;
+    char mode[16] = "open";
+    if (config_get_string(errs, o, "limits", "on_error", mode, sizeof mode, false, false) &&
+        strcmp(mode, "open") != 0 && strcmp(mode, "closed") != 0)
+        config_errors_add(errs, "limits.on_error", "must be \"open\" or \"closed\"");
+    g->fail_closed = strcmp(mode, "closed") == 0;
+    bool all_shadow = false;
+    config_get_bool(errs, o, "limits", "shadow", &all_shadow);
+    json_t *global = config_get_object(errs, o, "limits", "global");
+    if (global == NULL)
+        return;
+    const char *ch;
+    json_t *entry;
+    json_object_foreach(global, ch, entry) {
+        char path[128];
+        snprintf(path, sizeof path, "limits.global.%s", ch);
+        int c = config_channel_index(cfg, ch, strlen(ch));
+        if (c < 0) {
+            config_errors_add(errs, path, "is not a configured channel (see \"channels\")");
+            continue;
+        }
+        if (!json_is_object(entry)) {
+            config_errors_add(errs, path, "must be an object {per_second, burst, shadow, tags}");
+            continue;
+        }
+        config_check_known(errs, entry, path, rate_limit_keys);
+        bool shadow = all_shadow;
+        json_t *sv = json_object_get(entry, "shadow");
+        if (json_is_boolean(sv))
+            shadow = shadow || json_is_true(sv);
+        if (json_object_get(entry, "per_second") != NULL ||
+            json_object_get(entry, "burst") != NULL)
+            parse_rate_limit(errs, entry, path, all_shadow, &g->limit[c][0]);
+        else
+            config_get_bool(errs, entry, path, "shadow", &(bool){false});
+        json_t *tags = config_get_object(errs, entry, path, "tags");
+        if (tags == NULL) {
+            if (json_object_get(entry, "per_second") == NULL &&
+                json_object_get(entry, "burst") == NULL && json_object_get(entry, "tags") == NULL)
+                config_errors_add(errs, path, "sets no limit: give per_second and burst, or tags");
+            continue;
+        }
+        const char *tag;
+        json_t *te;
+        json_object_foreach(tags, tag, te) {
+            char tpath[256];
+            snprintf(tpath, sizeof tpath, "%s.tags.%s", path, tag);
+            if (!limit_tag_name_ok(tag)) {
+                config_errors_add(errs, tpath, "a tag name must be 1..%d characters [A-Za-z0-9_.-]",
+                                  CONFIG_LIMIT_TAG_MAX - 1);
+                continue;
+            }
+            if (!json_is_object(te)) {
+                config_errors_add(errs, tpath, "must be an object {per_second, burst, shadow}");
+                continue;
+            }
+            config_check_known(errs, te, tpath, tag_limit_keys);
+            uint32_t bit = config_limit_tag_bit(g, tag, strlen(tag));
+            int t;
+            if (bit == 0) {
+                if (g->n_tags == CONFIG_LIMIT_TAGS_MAX) {
+                    config_errors_add(errs, tpath, "too many limited tags (at most %d names in all)",
+                                      CONFIG_LIMIT_TAGS_MAX);
+                    continue;
+                }
+                t = g->n_tags++;
+                snprintf(g->tags[t], sizeof g->tags[t], "%s", tag);
+                g->tag_lens[t] = strlen(tag);
+            } else {
+                t = __builtin_ctz(bit);
+            }
+            /* A channel entry's shadow covers its tags too. */
+            parse_rate_limit(errs, te, tpath, shadow, &g->limit[c][1 + t]);
+        }
+    }
+    for (int c = 0; c < cfg->n_channels; c++)
+        for (int t = 0; t <= g->n_tags; t++)
+            g->any = g->any || g->limit[c][t].set;
+}
+
 static void parse_channels(config_errors_t *errs, json_t *root, config_t *cfg)
 {
     json_t *v = json_object_get(root, "channels");
@@ -421,6 +557,7 @@ static void parse_root(config_errors_t *errs, json_t *root, config_t *cfg)
         config_errors_add(errs, "feedback.spool_dir", "must differ from events.spool_dir");
     parse_limits(errs, root, cfg);
     parse_channels(errs, root, cfg);
+    parse_global_limits(errs, root, cfg);
 
     json_t *lv = json_object_get(root, "log_level");
     if (lv != NULL) {

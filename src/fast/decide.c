@@ -115,6 +115,8 @@ void decide_restart(decide_ctx_t *d)
     free(d->capped_body);
     free(d->scores_new);
     d->scores_raw = d->body = d->capped_body = d->scores_new = NULL;
+    free(d->limited_body);
+    d->limited_body = NULL;
     d->scores_raw_len = d->scores_new_len = 0;
     d->have_plan = d->unsubscribed = d->failed = d->from_cache = false;
     d->tz = 0;
@@ -251,6 +253,11 @@ void decide_and_record(decide_ctx_t *d)
     if (dec.send)
         d->capped_body = decide_answer_text(d, &dec, REASON_CAP_REACHED, false, shown, false,
                                    &d->capped_len);
+    /* A send that meets a global rate limit may be stopped there too. */
+    free(d->limited_body);
+    d->limited_body = NULL;
+    if (decide_rate_limiters(d, &dec) > 0)
+        d->limited_body = decide_limited_text(d, &dec, shown, &d->limited_len);
 
     overlay_effect_t effect = {
         .channel = r->channel, .channel_key = d->view.channel_key, .week = d->view.week,
@@ -270,6 +277,7 @@ void decide_and_record(decide_ctx_t *d)
     };
     d->cause = METRICS_DEGRADED_INTERNAL;
     if (d->body == NULL || (dec.send && d->capped_body == NULL) ||
+        (d->n_limiters > 0 && d->limited_body == NULL) ||
         !decide_send_record(d, &dec, fold, &effect)) {
         answer_degraded(d);
         return;
@@ -323,6 +331,9 @@ void decide_on_record(redisReply *reply, void *privdata)
         return;
     }
     const char *outcome = reply->element[0]->str;
+    /* The global rate limiters' letters (decide_record.lua), when any. */
+    if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_STRING)
+        decide_count_rate_limits(d, reply->element[2]->str, reply->element[2]->len);
     if (strcmp(outcome, "dup") == 0 && reply->elements == 2 &&
         reply->element[1]->type == REDIS_REPLY_STRING) {
         /* Another request recorded this opportunity first: its answer wins. */
@@ -351,7 +362,17 @@ void decide_on_record(redisReply *reply, void *privdata)
         decide_and_record(d);
         return;
     }
-    if (strcmp(outcome, "cap") == 0 && d->capped_body != NULL)
+    if (strcmp(outcome, "rate_limited") == 0 && d->limited_body != NULL) {
+        /* The script completed the answer with its retry_at; it came from
+         * Redis, so it is replayed only if fit, as a stored answer is. */
+        if (reply->elements >= 4 && reply->element[3]->type == REDIS_REPLY_STRING &&
+            stored_answer_valid(reply->element[3]->str, reply->element[3]->len)) {
+            finish(d, reply->element[3]->str, reply->element[3]->len, REASON_RATE_LIMITED);
+        } else {
+            d->cause = METRICS_DEGRADED_INTERNAL;
+            answer_degraded(d);
+        }
+    } else if (strcmp(outcome, "cap") == 0 && d->capped_body != NULL)
         finish(d, d->capped_body, d->capped_len, REASON_CAP_REACHED);
     else
         finish(d, d->body, d->body_len, d->reason);
@@ -399,7 +420,14 @@ static void answer_degraded(decide_ctx_t *d)
         d->ranked = dec.have_best;
         d->priority = dec.priority;
         reason = dec.reason;
-        body = decide_answer_text(d, &dec, dec.reason, dec.send, &plan, true, &len);
+        if (decide_rate_limit_unchecked(d, &dec)) {
+            /* limits.on_error "closed": no send a limit could not check. */
+            dec.retry_at = now_unix() + 1;
+            reason = REASON_RATE_LIMITED;
+            body = decide_answer_text(d, &dec, reason, false, &plan, true, &len);
+        } else {
+            body = decide_answer_text(d, &dec, dec.reason, dec.send, &plan, true, &len);
+        }
     } else {
         body = decide_answer_text(d, &dec, REASON_DEGRADED, false, NULL, true, &len);
     }
@@ -466,6 +494,7 @@ static void decide_ctx_free(decide_ctx_t *d)
     decide_leave_overlay(d);
     free(d->body);
     free(d->capped_body);
+    free(d->limited_body);
     free(d->scores_raw);
     free(d->scores_new);
     free(d->sent_buf);

@@ -62,6 +62,16 @@ char *decide_answer_text(decide_ctx_t *d, const decision_t *dec, decision_reason
     return decide_body_text(&b, len);
 }
 
+char *decide_limited_text(decide_ctx_t *d, const decision_t *dec, const plan_t *plan, size_t *len)
+{
+    decide_body_t b = {
+        .cfg = d->req->cfg, .dec = dec, .reason = REASON_RATE_LIMITED, .send = false,
+        .plan = plan, .slow_arm = d->slow_arm_name, .fast_arm = d->fast_arm_name,
+        .threshold_mode = d->fast->mode == FAST_MODE_THRESHOLD, .retry_at_open = true,
+    };
+    return decide_body_text(&b, len);
+}
+
 /* The decision event: the answer plus what an offline evaluation needs to
  * replay it (every candidate's score, utility and selection probability). */
 static void publish_event(decide_ctx_t *d, const char *body, size_t len)

@@ -94,7 +94,8 @@ char *decide_body_text(const decide_body_t *b, size_t *len)
     RAW(&w, ",\"reason\":");
     jw_cstring(&w, decision_reason_name(b->reason));
     RAW(&w, ",\"p_send\":");
-    jw_real(&w, b->reason == REASON_CAP_REACHED ? 0.0 : dec->p_send);
+    jw_real(&w, b->reason == REASON_CAP_REACHED || b->reason == REASON_RATE_LIMITED ? 0.0
+                                                                                   : dec->p_send);
     /* The probability of this exact outcome: of the send (coin and pick),
      * of the coin's "no" for a paced skip, else 1 (nothing was drawn). */
     RAW(&w, ",\"propensity\":");
@@ -118,6 +119,14 @@ char *decide_body_text(const decide_body_t *b, size_t *len)
     }
     if (b->reason == REASON_QUIET_HOURS) {
         RAW(&w, ",\"retry_at\":");
+        jw_int(&w, dec->retry_at);
+    }
+    if (b->reason == REASON_RATE_LIMITED) {
+        /* When the limiter allows a send again: the record script knows
+         * (Redis's clock), so the text stops here and it writes the rest. */
+        RAW(&w, ",\"retry_at\":");
+        if (b->retry_at_open)
+            return jw_take(&w, len);
         jw_int(&w, dec->retry_at);
     }
     if (b->degraded)

@@ -86,6 +86,11 @@ typedef struct decide_ctx {
     size_t body_len;
     char *capped_body;              /* the answer if the cap stops the send */
     size_t capped_len;
+    char *limited_body;             /* the answer if a rate limit stops the send, up to
+                                       its "retry_at": (decide_body_t.retry_at_open) */
+    size_t limited_len;
+    int n_limiters;                 /* the global rate limiters the send meets ... */
+    unsigned char limiters[CONFIG_LIMITERS_MAX]; /* ... 0 the channel's, 1 + t tag t's */
     decision_reason_t reason;       /* of `body` */
     message_priority_t priority;    /* the class the decision considered */
     int chosen;                     /* the message `body` sends, -1 none */
@@ -149,6 +154,16 @@ void explain_read_done(decide_ctx_t *d);
 /* Sends one read command of d's pipeline (decide_read.c). */
 void decide_read_send(decide_ctx_t *d, store_reply_fn fn, int argc, const char **argv,
                       const size_t *lens);
+/* The global rate limiters a send of `dec` meets into d->limiters (its
+ * channel's, then those of its message's tags); returns how many. */
+int decide_rate_limiters(decide_ctx_t *d, const decision_t *dec);
+/* A send decided without Redis (fast.on_store_error "default_plan") that
+ * an enforced global rate limit would have checked: with limits.on_error
+ * "closed" it must not go (true, counted as closed errors). */
+bool decide_rate_limit_unchecked(decide_ctx_t *d, const decision_t *dec);
+/* The record script's letters, one per limiter (decide_record.lua), into
+ * notifd_rate_limited_total and notifd_rate_limit_errors_total. */
+void decide_count_rate_limits(decide_ctx_t *d, const char *codes, size_t n);
 
 /* decide_cache.c */
 /* A read of this decide is about to go out: note what a fill will need. */
@@ -170,6 +185,10 @@ void decide_restart(decide_ctx_t *d);
 /* decide_answer.c */
 char *decide_answer_text(decide_ctx_t *d, const decision_t *dec, decision_reason_t reason,
                          bool send, const plan_t *plan, bool degraded, size_t *len);
+/* The answer if a global rate limit stops the send of `dec`, up to its
+ * "retry_at": (the record script writes the rest). */
+char *decide_limited_text(decide_ctx_t *d, const decision_t *dec, const plan_t *plan,
+                          size_t *len);
 /* Bookkeeping every new decision shares: its event, arm stats, metrics. */
 void decide_account(decide_ctx_t *d, const char *body, size_t len, decision_reason_t reason);
 void decide_default_plan(const config_t *cfg, plan_t *plan);

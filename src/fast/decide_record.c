@@ -16,6 +16,7 @@
 #include "notifd/core/keys.h"
 #include "notifd/lib/number_format.h"
 #include "notifd/log.h"
+#include "notifd/admin/metrics.h"
 #include "notifd/policy.h"
 
 /* P idem:{M}:<opportunity> */
@@ -80,6 +81,67 @@ static void week_counter_field(char *out, size_t cap, const char *ch, int64_t we
     key_field(out + n, cap - n, kind, "");
 }
 
+int decide_rate_limiters(decide_ctx_t *d, const decision_t *dec)
+{
+    const config_global_limits_t *g = &d->req->cfg->rate_limits;
+    int c = d->r.channel, n = 0;
+    d->n_limiters = 0;
+    if (!g->any || !dec->send)
+        return 0;
+    if (g->limit[c][0].set)
+        d->limiters[n++] = 0;
+    uint32_t tags = dec->chosen >= 0 ? d->r.limit_tags[dec->chosen] : 0;
+    for (int t = 0; t < g->n_tags; t++)
+        if ((tags & (1u << t)) && g->limit[c][1 + t].set)
+            d->limiters[n++] = (unsigned char)(1 + t);
+    d->n_limiters = n;
+    return n;
+}
+
+void decide_count_rate_limits(decide_ctx_t *d, const char *codes, size_t n)
+{
+    for (size_t i = 0; i < n && i < (size_t)d->n_limiters; i++)
+        metrics_observe_rate_limit(d->app->metrics, d->r.channel, d->limiters[i], codes[i]);
+}
+
+bool decide_rate_limit_unchecked(decide_ctx_t *d, const decision_t *dec)
+{
+    const config_global_limits_t *g = &d->req->cfg->rate_limits;
+    if (!g->fail_closed || decide_rate_limiters(d, dec) == 0)
+        return false;
+    bool stop = false;
+    for (int i = 0; i < d->n_limiters; i++) {
+        if (g->limit[d->r.channel][d->limiters[i]].shadow)
+            continue;
+        metrics_observe_rate_limit(d->app->metrics, d->r.channel, d->limiters[i], 'c');
+        stop = true;
+    }
+    return stop;
+}
+
+/* "P limit:<ch>" or "P limit:<ch>:<tag>": a limiter's GCRA state. */
+static size_t limiter_key(char *key, size_t cap, const config_t *cfg, int channel, int which)
+{
+    const config_global_limits_t *g = &cfg->rate_limits;
+    int n = which == 0 ? snprintf(key, cap, "%slimit:%s", cfg->redis.prefix, cfg->channels[channel])
+                       : snprintf(key, cap, "%slimit:%s:%s", cfg->redis.prefix,
+                                  cfg->channels[channel], g->tags[which - 1]);
+    return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+}
+
+/* ARGV limits: "<on_error> T b s" per limiter (decide_record.lua). */
+static size_t limits_spec(char *out, size_t cap, const decide_ctx_t *d)
+{
+    const config_global_limits_t *g = &d->req->cfg->rate_limits;
+    int n = snprintf(out, cap, "%s", g->fail_closed ? "closed" : "open");
+    for (int i = 0; i < d->n_limiters && n > 0 && (size_t)n < cap; i++) {
+        const config_rate_limit_t *l = &g->limit[d->r.channel][d->limiters[i]];
+        n += snprintf(out + n, cap - (size_t)n, " %.17g %lld %d", 1e6 / l->per_second,
+                      (long long)l->burst, l->shadow ? 1 : 0);
+    }
+    return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+}
+
 /* Sends the record script for decision `dec`; false if it could not. A
  * decision to send goes through decide_record (cap checks, sent set,
  * member features); any other through decide_skip, which takes a third of
@@ -95,7 +157,7 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     const char *ch = cfg->channels[r->channel];
     const bool full = dec->send;
 
-    enum { MAXKEYS = 5, FIXED = 18, MAXARGS = MAXKEYS + FIXED + MAX_STALE_FIELDS + 10 };
+    enum { MAXKEYS = 5 + CONFIG_LIMITERS_MAX, FIXED = 20, MAXARGS = MAXKEYS + FIXED + MAX_STALE_FIELDS + 10 };
     const char *argv[MAXARGS];
     size_t lens[MAXARGS];
     int argc = 0;
@@ -114,6 +176,9 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
 #define ARGV(script, name) AT(nkeys + script##_ARGV_##name - 1)
 
     char k_idem[KEY_MAX], k_week[KEY_MAX], k_sent[KEY_MAX], k_member[KEY_MAX], k_optout[KEY_MAX];
+    char k_limit[CONFIG_LIMITERS_MAX][CONFIG_PREFIX_MAX + NOTIFD_CHANNEL_NAME_MAX +
+                                      CONFIG_LIMIT_TAG_MAX + 8];
+    char a_limits[16 + CONFIG_LIMITERS_MAX * 48];
     KEY(DECIDE_RECORD, IDEM);
     _Static_assert(DECIDE_RECORD_KEY_IDEM == DECIDE_SKIP_KEY_IDEM &&
                        DECIDE_RECORD_KEY_WEEK == DECIDE_SKIP_KEY_WEEK,
@@ -128,7 +193,13 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARG(k_member, key_member(k_member, prefix, "member", r->member, r->member_len, "", 0));
         KEY(DECIDE_RECORD, OPTOUT);
         ARG(k_optout, key_member(k_optout, prefix, "optout", r->member, r->member_len, "", 0));
-        AT(DECIDE_RECORD_NKEYS);
+        /* The send's global rate limiters, the last keys, only if any. */
+        KEY(DECIDE_RECORD, LIMITER);
+        _Static_assert(DECIDE_RECORD_KEY_LIMITER == DECIDE_RECORD_NKEYS,
+                       "the limiter keys come last");
+        for (int i = 0; i < d->n_limiters; i++)
+            ARG(k_limit[i], limiter_key(k_limit[i], sizeof k_limit[i], cfg, r->channel,
+                                        d->limiters[i]));
     } else {
         AT(DECIDE_SKIP_NKEYS);
     }
@@ -217,6 +288,16 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
         ARG(f_mlast, key_field(f_mlast, sizeof f_mlast, ch, "_last_sent"));
         ARGV(DECIDE_RECORD, CHANNEL);
         ARGS(paced || fast->transactional_respects_optout ? ch : "");
+        ARGV(DECIDE_RECORD, LIMITS);
+        if (d->n_limiters > 0 && d->limited_body != NULL) {
+            ARG(a_limits, limits_spec(a_limits, sizeof a_limits, d));
+            ARGV(DECIDE_RECORD, LIMITED_ANSWER);
+            ARG(d->limited_body, d->limited_len);
+        } else {
+            ARG("", 0);
+            ARGV(DECIDE_RECORD, LIMITED_ANSWER);
+            ARG("", 0);
+        }
         ARGV(DECIDE_RECORD, N_STALE);
     }
     ARGS(a_ndel);

@@ -34,9 +34,11 @@ typedef struct keyset {
  * still pointing into the line, and how many string bytes to copy. */
 typedef struct collected {
     ranker_candidate_t candidates[DECIDE_SCAN_MAX_CANDIDATES];
+    uint32_t limit_tags[DECIDE_SCAN_MAX_CANDIDATES];
     ranker_feature_t features[DECIDE_SCAN_MAX_FEATURES];
     size_t n, n_feat;
     size_t text_bytes; /* the strings' lengths, each with its NUL */
+    const config_global_limits_t *limits; /* tags naming a rate limit */
 } collected_t;
 
 static void skip_ws(scanner_t *sc)
@@ -247,6 +249,29 @@ static bool scan_features(scanner_t *sc, collected_t *col)
     return true;
 }
 
+/* "tags": an array; its strings that name a global rate limit set their
+ * bits in *mask (decide_request_parse's limit_tags), the rest is skipped. */
+static bool scan_tags(scanner_t *sc, const config_global_limits_t *g, uint32_t *mask)
+{
+    bool more;
+    if (!container_open(sc, '[', ']', &more))
+        return false;
+    while (more) {
+        skip_ws(sc);
+        if (at(sc, '"')) {
+            span_t t;
+            if (!scan_string(sc, &t))
+                return false;
+            *mask |= config_limit_tag_bit(g, (const char *)t.s, t.n);
+        } else if (!skip_value(sc)) {
+            return false;
+        }
+        if (!container_next(sc, ']', &more))
+            return false;
+    }
+    return true;
+}
+
 /* One candidate {id, score, features, tags, priority}. */
 static bool scan_candidate(scanner_t *sc, collected_t *col)
 {
@@ -256,6 +281,7 @@ static bool scan_candidate(scanner_t *sc, collected_t *col)
     span_t id = {0};
     double score = 0.0;
     message_priority_t priority = PRIORITY_NORMAL;
+    uint32_t tags = 0;
     size_t first_feature = col->n_feat;
     if (col->n == DECIDE_SCAN_MAX_CANDIDATES || !container_open(sc, '{', '}', &more))
         return false;
@@ -278,7 +304,7 @@ static bool scan_candidate(scanner_t *sc, collected_t *col)
         } else if (span_is(key, "features", 8)) {
             ok = at(sc, 'n') ? scan_literal(sc, "null", 4) : scan_features(sc, col);
         } else if (span_is(key, "tags", 4)) {
-            ok = at(sc, 'n') ? scan_literal(sc, "null", 4) : at(sc, '[') && skip_array(sc);
+            ok = at(sc, 'n') ? scan_literal(sc, "null", 4) : scan_tags(sc, col->limits, &tags);
         } else if (span_is(key, "priority", 8)) {
             /* Anything but a class's plain name: the tree path words the error. */
             span_t name;
@@ -298,6 +324,7 @@ static bool scan_candidate(scanner_t *sc, collected_t *col)
     c->id_len = id.n;
     c->score = score;
     c->priority = priority;
+    col->limit_tags[col->n - 1] = tags;
     c->eligible = true;
     c->features = &col->features[first_feature];
     c->n_features = col->n_feat - first_feature;
@@ -417,7 +444,7 @@ static bool build_request(decide_request_t *r, const top_fields_t *t, const coll
 {
     size_t n = col->n;
     size_t arrays = n * (sizeof(ranker_candidate_t) + 3 * sizeof(double)) +
-                    col->n_feat * sizeof(ranker_feature_t);
+                    col->n_feat * sizeof(ranker_feature_t) + n * sizeof(uint32_t);
     size_t text_bytes = col->text_bytes + t->member.n + 1 + t->opportunity.n + 1;
     char *mem = calloc(1, arrays + text_bytes);
     if (mem == NULL)
@@ -437,6 +464,8 @@ static bool build_request(decide_request_t *r, const top_fields_t *t, const coll
     r->utility = r->last_sent + n;
     r->select_prob = r->utility + n;
     r->features = (ranker_feature_t *)(r->select_prob + n);
+    r->limit_tags = (uint32_t *)(r->features + col->n_feat);
+    memcpy(r->limit_tags, col->limit_tags, n * sizeof(uint32_t));
     for (size_t f = 0; f < col->n_feat; f++) {
         const ranker_feature_t *from = &col->features[f];
         r->features[f].name = copy_text(&text, from->name, from->name_len);
@@ -461,6 +490,7 @@ bool decide_scan_line(const char *line, size_t len, const config_t *cfg, decide_
         return false;
     collected_t col;
     col.n = col.n_feat = col.text_bytes = 0;
+    col.limits = &cfg->rate_limits;
     scanner_t sc = {.p = (const unsigned char *)line, .end = (const unsigned char *)line + len};
     top_fields_t t = {.channel = -1, .col = &col};
     keyset_t keys;

@@ -105,7 +105,23 @@ static candidate_fields_t candidate_fields(json_t *c)
     return f;
 }
 
-static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_candidates)
+/* The candidate's tags that name a global rate limit, as a mask
+ * (config_limit_tag_bit); other tags and non-strings are the producer's. */
+static uint32_t limit_tags(const json_t *tags, const config_global_limits_t *g)
+{
+    uint32_t mask = 0;
+    size_t i;
+    json_t *t;
+    if (g->n_tags == 0 || !json_is_array(tags))
+        return 0;
+    json_array_foreach(tags, i, t)
+        if (json_is_string(t))
+            mask |= config_limit_tag_bit(g, json_string_value(t), json_string_length(t));
+    return mask;
+}
+
+static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_candidates,
+                                    const config_global_limits_t *limits)
 {
     if (arr == NULL || json_is_null(arr))
         return NULL;
@@ -141,7 +157,7 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
     }
     /* One allocation for every per-candidate array. */
     size_t bytes = n * (sizeof(ranker_candidate_t) + 3 * sizeof(double)) +
-                   n_feat * sizeof(ranker_feature_t);
+                   n_feat * sizeof(ranker_feature_t) + n * sizeof(uint32_t);
     char *mem = calloc(1, bytes);
     if (mem == NULL) {
         why = "out of memory";
@@ -153,6 +169,7 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
     d->utility = d->last_sent + n;
     d->select_prob = d->utility + n;
     d->features = (ranker_feature_t *)(d->select_prob + n);
+    d->limit_tags = (uint32_t *)(d->features + n_feat);
     d->n = n;
     size_t fi = 0;
     for (i = 0; i < n; i++) {
@@ -192,6 +209,7 @@ static const char *parse_candidates(decide_request_t *d, json_t *arr, int max_ca
         rc->id = json_string_value(id);
         rc->id_len = json_string_length(id);
         rc->score = sc;
+        d->limit_tags[i] = limit_tags(cf->tags, limits);
         rc->eligible = true;
         rc->features = &d->features[fi];
         d->last_sent[i] = -1.0;
@@ -242,7 +260,8 @@ const char *decide_request_parse(decide_request_t *out, json_t *root, const conf
     out->opportunity_len = json_string_length(opp);
     if (!ops_get_ts_at(root, now, cfg->limits.ts_window_s, &out->ts, &why))
         return why;
-    return parse_candidates(out, json_object_get(root, "candidates"), cfg->limits.max_candidates);
+    return parse_candidates(out, json_object_get(root, "candidates"), cfg->limits.max_candidates,
+                            &cfg->rate_limits);
 }
 
 void decide_request_free(decide_request_t *r)

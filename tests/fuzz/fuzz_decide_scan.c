@@ -32,7 +32,10 @@ static config_t *fuzz_config(void)
     if (cfg == NULL) {
         config_errors_t errs;
         config_errors_init(&errs);
-        cfg = config_load_string("{\"limits\":{\"max_candidates\":50,\"ts_window_s\":86400}}",
+        /* Limited tags, so a candidate's "tags" mask is compared too. */
+        cfg = config_load_string("{\"limits\":{\"max_candidates\":50,\"ts_window_s\":86400,"
+                                 "\"global\":{\"push\":{\"tags\":{\"x\":{\"per_second\":1,"
+                                 "\"burst\":1},\"promo\":{\"per_second\":1,\"burst\":1}}}}}}",
                                  1, &errs);
         config_errors_free(&errs);
         if (cfg == NULL)
@@ -88,7 +91,7 @@ static void same_request(const decide_request_t *t, const decide_request_t *s)
         same_bytes(a->id, a->id_len, b->id, b->id_len);
         same_double(a->score, b->score);
         if (a->eligible != b->eligible || a->priority != b->priority ||
-            a->n_features != b->n_features)
+            a->n_features != b->n_features || t->limit_tags[i] != s->limit_tags[i])
             abort();
         for (size_t f = 0; f < a->n_features; f++) {
             same_bytes(a->features[f].name, a->features[f].name_len, b->features[f].name,

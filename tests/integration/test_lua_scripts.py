@@ -30,6 +30,7 @@ K_SENT = "t:sent:" + M
 K_MEMBER = "t:member:" + M
 K_OPTOUT = "t:optout:" + M
 K_OPTOUT = "t:optout:" + M
+K_LIMIT = "t:limit:push"
 K_EVT = "t:evt:" + M + ":"
 K_PLAN = "t:plan:" + M
 F_SENT, F_OPP, F_SENDS = "push:2900:sent", "push:2900:opp", "push:sends"
@@ -71,12 +72,15 @@ class LuaScriptsTest(unittest.TestCase):
     # ---- decide_record: ARGV as decide_send_record() (src/fast/decide_record.c) --
 
     def record(self, opp, msg, ts=T0, cap=2, window=DEDUP, resp="R", capped="C", sends_field="",
-               rolling_cap=-1, counted=True, stale=(), sets=()):
-        keys = [K_IDEM + opp, K_WEEK, K_SENT, K_MEMBER, K_OPTOUT]
+               rolling_cap=-1, counted=True, stale=(), sets=(), limiters=(), limits="",
+               limited="L", raw=False):
+        keys = [K_IDEM + opp, K_WEEK, K_SENT, K_MEMBER, K_OPTOUT, *limiters]
         argv = [ts, F_SENT, F_OPP if counted else "", cap, msg, IDEM_TTL, window, resp, capped,
                 HL, WEEK_TTL, MEMBER_TTL, sends_field, rolling_cap, "push_sent",
-                "push_last_sent", "push", len(stale), *stale, *sets]
-        return self.outcome(self.run_script("decide_record", keys, argv))
+                "push_last_sent", "push", limits, limited if limits else "", len(stale),
+                *stale, *sets]
+        out = self.run_script("decide_record", keys, argv)
+        return out if raw else self.outcome(out)
 
     def outcome(self, out):
         """A record's outcome; the week hash's version it reports (every
@@ -187,6 +191,110 @@ class LuaScriptsTest(unittest.TestCase):
         self.assertEqual(member["updated_at"], str(T0 + 10))
         self.assertEqual(member["push_last_sent"], str(T0 + 10))
         self.assertEqual(member["push_sent"], "3")
+
+    # ---- decide_record: global rate limits (a GCRA on Redis's clock) --------
+
+    def limited(self, opp, spec, keys=(K_LIMIT,), **kw):
+        """The raw reply of a send that meets limiters `keys` ("T b s" each)."""
+        return self.record(opp, opp, window=kw.pop("window", DEDUP), cap=1000,
+                           limiters=keys, limits=spec, limited='{"r":1,"retry_at":',
+                           raw=True, **kw)
+
+    def redis_now(self):
+        s, us = self.r("TIME")
+        return int(s) + int(us) / 1e6
+
+    def test_gcra_allows_burst_at_once_then_one_per_emission_interval(self):
+        # 1 per 10 s, burst 3: three at once, then limited until 10 s after
+        # the first's TAT; the limited answer ends with retry_at.
+        spec = "open 10000000 3 0"
+        now = self.redis_now()
+        outs = [self.limited("o%d" % i, spec) for i in range(5)]
+        self.assertEqual([o[0] for o in outs], ["sent"] * 3 + ["rate_limited"] * 2, outs)
+        self.assertEqual([o[2] for o in outs], ["a", "a", "a", "l", "l"])
+        tat = float(self.r("GET", K_LIMIT))
+        self.assertAlmostEqual(tat / 1e6, now + 30, delta=2)
+        # TAT + T - b*T = now + 10: retry_at is that, rounded up.
+        answer = outs[3][3]
+        retry = int(answer[len('{"r":1,"retry_at":'):-1])
+        self.assertTrue(answer.endswith("}"), answer)
+        self.assertAlmostEqual(retry, now + 10, delta=2)
+        # The limited send: its answer stored, no send counted, the
+        # opportunity counted, the version moved.
+        self.assertEqual(self.r("GET", K_IDEM + "o3"), answer)
+        self.assertIsNone(self.r("ZSCORE", K_SENT, "o3"))
+        self.assertEqual(self.hgetall(K_WEEK)[F_SENT], "3")
+        self.assertEqual(self.hgetall(K_WEEK)[F_OPP], "5")
+        self.assertEqual(outs[4][1], 5)
+        # Its retry: the stored answer, the limiter untouched.
+        self.assertEqual(self.limited("o3", spec), ["dup", answer])
+        self.assertEqual(self.limited("o3", spec, window=0), ["dup", answer])
+        self.assertEqual(float(self.r("GET", K_LIMIT)), tat)
+        # The key expires when its TAT has passed (idle is the empty state).
+        self.assertAlmostEqual(self.r("PTTL", K_LIMIT) / 1000, 31, delta=2)
+
+    def test_gcra_refills_at_the_rate_after_idle(self):
+        # A TAT in the past is idle: the burst is whole again. A TAT 0.5 T
+        # ahead with burst 2 allows one more (0.5 + 1 - 2 <= 0), not two
+        # (1.5 + 1 - 2 > 0).
+        T = 1000000
+        now = self.redis_now()
+        self.r("SET", K_LIMIT, "%d" % ((now - 100) * 1e6))
+        outs = [self.limited("i%d" % i, "open %d 2 0" % T)[0] for i in range(3)]
+        self.assertEqual(outs, ["sent", "sent", "rate_limited"])
+        self.r("SET", K_LIMIT, "%d" % (now * 1e6 + 0.5 * T))
+        outs = [self.limited("j%d" % i, "open %d 2 0" % T)[0] for i in range(2)]
+        self.assertEqual(outs, ["sent", "rate_limited"])
+
+    def test_gcra_limiters_together_and_in_shadow(self):
+        K2 = K_LIMIT + ":promo"
+        # The tag's limit (burst 1) stops the second: the channel's limiter
+        # does not advance for a stopped send.
+        spec = "open 1000000000 5 0 1000000000 1 0"
+        outs = [self.limited("t%d" % i, spec, keys=(K_LIMIT, K2)) for i in range(3)]
+        self.assertEqual([(o[0], o[2]) for o in outs],
+                         [("sent", "aa"), ("rate_limited", "al"), ("rate_limited", "al")])
+        now = self.redis_now()
+        self.assertAlmostEqual(float(self.r("GET", K_LIMIT)) / 1e6, now + 1000, delta=2)
+        # In shadow the tag limiter counts ("s") and stops nothing; it does
+        # not advance while it would stop.
+        self.r("DEL", K_LIMIT, K2)
+        spec = "open 1000000000 5 0 1000000000 1 1"
+        outs = [self.limited("s%d" % i, spec, keys=(K_LIMIT, K2)) for i in range(3)]
+        self.assertEqual([(o[0], o[2]) for o in outs], [("sent", "aa"), ("sent", "as"),
+                                                        ("sent", "as")])
+        self.assertAlmostEqual(float(self.r("GET", K2)) / 1e6, now + 1000, delta=2)
+        self.assertAlmostEqual(float(self.r("GET", K_LIMIT)) / 1e6, now + 3000, delta=2)
+
+    def test_gcra_treats_what_it_reads_as_hostile(self):
+        spec = "open 1000000 1 0"
+        for i, junk in enumerate(["x", "nan", "-inf", "inf", "-1", "1e300", " 12 3"]):
+            self.r("SET", K_LIMIT, junk)
+            out = self.limited("h%d" % i, spec)
+            self.assertEqual(out[0], "sent", (junk, out))
+            self.assertEqual(out[2], "r", (junk, out))
+            self.assertAlmostEqual(float(self.r("GET", K_LIMIT)) / 1e6, self.redis_now() + 1,
+                                   delta=2)
+        # A key of another type cannot be read: open sends, closed stops
+        # with a retry_at a second away; the key is left as it is.
+        self.r("DEL", K_LIMIT)
+        self.r("RPUSH", K_LIMIT, "a")
+        self.assertEqual(self.limited("w1", spec)[:3:2], ["sent", "o"])
+        out = self.limited("w2", "closed 1000000 1 0")
+        self.assertEqual(out[:3:2], ["rate_limited", "c"])
+        self.assertAlmostEqual(int(out[3][len('{"r":1,"retry_at":'):-1]),
+                               self.redis_now() + 1, delta=2)
+        # A shadow limiter never stops a send, even closed.
+        self.assertEqual(self.limited("w3", "closed 1000000 1 1")[:3:2], ["sent", "c"])
+        self.assertEqual(self.r("TYPE", K_LIMIT), "list")
+
+    def test_gcra_is_not_consulted_when_a_cap_stops_the_send(self):
+        self.r("SET", K_LIMIT, "garbage")
+        out = self.record("c1", "a", cap=0, limiters=(K_LIMIT,), limits="open 1000000 1 0",
+                          raw=True)
+        self.assertEqual(out[0], "cap")
+        self.assertEqual(len(out), 2, out)
+        self.assertEqual(self.r("GET", K_LIMIT), "garbage")
 
     # ---- decide_skip --------------------------------------------------------
 

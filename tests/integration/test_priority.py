@@ -140,6 +140,21 @@ class PriorityClassesTest(PriorityCase):
             self.assertIn('"priority" must be', r["error"]["message"])
 
 
+class TransactionalUnderAGlobalRateLimitTest(PriorityCase):
+    # A global limit protects the provider, not the member: a transactional
+    # send counts against it and is stopped by it like any other.
+    overrides = {"fast": PriorityCase.overrides["fast"],
+                 "limits": {"global": {"push": {"per_second": 0.01, "burst": 1}}}}
+
+    def test_a_transactional_send_meets_the_global_limit(self):
+        first = self.decide("p1", "o1", [{"id": "reset-1", "priority": "transactional"}])
+        self.assertTrue(first["send"], first)
+        second = self.decide("p2", "o2", [{"id": "reset-2", "priority": "transactional"}])
+        self.assertEqual((second["send"], second["reason"]), (False, "rate_limited"), second)
+        self.assertEqual(second["priority"], "transactional")
+        self.assertIn("retry_at", second)
+
+
 class TransactionalDespiteOptOutTest(PriorityCase):
     overrides = {"fast": {**PriorityCase.overrides["fast"],
                           "transactional_respects_optout": False}}

@@ -908,6 +908,83 @@ static void test_holdout_needs_its_own_salt_and_a_bounded_share(void **state)
                  "experiments.holdout_salt: must not be empty");
 }
 
+
+/* ---- global rate limits (limits.global, on_error, shadow) -------------- */
+
+static void test_rate_limits_default_to_none_failing_open(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok("{}");
+    assert_false(cfg->rate_limits.any);
+    assert_false(cfg->rate_limits.fail_closed);
+    assert_int_equal(cfg->rate_limits.n_tags, 0);
+    config_release(cfg);
+}
+
+static void test_rate_limits_per_channel_and_tag(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok(
+        "{'limits': {'on_error': 'closed', 'global': {"
+        "'push': {'per_second': 50, 'burst': 100, 'tags': {'promo': {'per_second': 5,"
+        " 'burst': 10, 'shadow': true}}},"
+        "'email': {'shadow': true, 'tags': {'digest': {'per_second': 0.5, 'burst': 1},"
+        " 'promo': {'per_second': 1, 'burst': 2}}}}}}");
+    const config_global_limits_t *g = &cfg->rate_limits;
+    assert_true(g->any);
+    assert_true(g->fail_closed);
+    assert_int_equal(g->n_tags, 2);
+    assert_string_equal(g->tags[0], "promo");
+    assert_string_equal(g->tags[1], "digest");
+    assert_int_equal(config_limit_tag_bit(g, "promo", 5), 1u);
+    assert_int_equal(config_limit_tag_bit(g, "digest", 6), 2u);
+    assert_int_equal(config_limit_tag_bit(g, "prom", 4), 0u);
+    int push = config_channel_index(cfg, "push", 4), email = config_channel_index(cfg, "email", 5);
+    assert_true(g->limit[push][0].set);
+    assert_true(g->limit[push][0].per_second == 50.0);
+    assert_int_equal(g->limit[push][0].burst, 100);
+    assert_false(g->limit[push][0].shadow);
+    assert_true(g->limit[push][1].set && g->limit[push][1].shadow);
+    assert_false(g->limit[push][2].set);
+    assert_false(g->limit[email][0].set);
+    /* A channel entry's shadow covers its tags. */
+    assert_true(g->limit[email][1].set && g->limit[email][1].shadow);
+    assert_true(g->limit[email][2].set && g->limit[email][2].shadow);
+    assert_true(g->limit[email][2].per_second == 0.5);
+    config_release(cfg);
+    cfg = load_ok("{'limits': {'shadow': true, 'global': {'push': {'per_second': 1, 'burst': 1}}}}");
+    assert_true(cfg->rate_limits.limit[0][0].shadow);
+    config_release(cfg);
+}
+
+static void test_rate_limits_bad_values_are_reported(void **state)
+{
+    (void)state;
+    expect_error("{'limits': {'global': {'sms': {'per_second': 1, 'burst': 1}}}}",
+                 "limits.global.sms: is not a configured channel (see \"channels\")");
+    expect_error_prefix("{'limits': {'global': {'push': {'per_second': 0, 'burst': 1}}}}",
+                        "limits.global.push.per_second: ");
+    expect_error_prefix("{'limits': {'global': {'push': {'per_second': 1, 'burst': 0}}}}",
+                        "limits.global.push.burst: ");
+    expect_error_prefix("{'limits': {'global': {'push': {'per_second': 1, 'burst': 1.5}}}}",
+                        "limits.global.push.burst: ");
+    expect_error("{'limits': {'global': {'push': {'per_second': 1}}}}",
+                 "limits.global.push: needs both \"per_second\" (a rate per second) and "
+                 "\"burst\" (an integer >= 1)");
+    expect_error("{'limits': {'global': {'push': {}}}}",
+                 "limits.global.push: sets no limit: give per_second and burst, or tags");
+    expect_error_prefix("{'limits': {'global': {'push': {'per_second': 1, 'burst': 1, "
+                        "'brust': 1}}}}", "limits.global.push.brust: unknown key");
+    expect_error_prefix("{'limits': {'global': {'push': {'tags': {'a b': {'per_second': 1, "
+                        "'burst': 1}}}}}}", "limits.global.push.tags.a b: a tag name");
+    expect_error("{'limits': {'global': {'push': {'per_second': 0.001, 'burst': 1000000}}}}",
+                 "limits.global.push: burst / per_second must be at most 30 days of sends");
+    expect_error("{'limits': {'on_error': 'maybe'}}",
+                 "limits.on_error: must be \"open\" or \"closed\"");
+    expect_error_prefix("{'limits': {'shadow': 1}}", "limits.shadow: must be true or false");
+    expect_error_prefix("{'limits': {'global': {'push': 5}}}", "limits.global.push: must be an object");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -984,6 +1061,9 @@ int main(void)
         cmocka_unit_test(test_acquire_adds_a_reference_to_the_same_snapshot),
         cmocka_unit_test(test_snapshot_survives_until_last_release),
         cmocka_unit_test(test_release_of_null_is_a_no_op),
+        cmocka_unit_test(test_rate_limits_default_to_none_failing_open),
+        cmocka_unit_test(test_rate_limits_per_channel_and_tag),
+        cmocka_unit_test(test_rate_limits_bad_values_are_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,10 @@ static char *reference(const decide_body_t *b)
                                           : json_null());
     json_object_set_new(o, "reason", json_string(decision_reason_name(b->reason)));
     json_object_set_new(o, "p_send",
-                        json_real(b->reason == REASON_CAP_REACHED ? 0.0 : b->dec->p_send));
+                        json_real(b->reason == REASON_CAP_REACHED ||
+                                          b->reason == REASON_RATE_LIMITED
+                                      ? 0.0
+                                      : b->dec->p_send));
     json_object_set_new(o, "propensity",
                         json_real(b->send || b->reason == REASON_PACED_SKIP ? b->dec->propensity
                                                                             : 1.0));
@@ -89,7 +92,7 @@ static char *reference(const decide_body_t *b)
     json_object_set_new(o, "arm", json_pack("{s:s,s:s}", "slow", b->slow_arm, "fast",
                                             b->fast_arm));
     json_object_set_new(o, "mode", json_string(b->threshold_mode ? "threshold" : "hierarchical"));
-    if (b->reason == REASON_QUIET_HOURS)
+    if (b->reason == REASON_QUIET_HOURS || b->reason == REASON_RATE_LIMITED)
         json_object_set_new(o, "retry_at", json_integer(b->dec->retry_at));
     if (b->degraded)
         json_object_set_new(o, "degraded", json_true());
@@ -123,7 +126,8 @@ static void test_every_shape_matches_jansson(void **state)
     plan.version = 42;
     snprintf(plan.source, sizeof plan.source, "%s", "planner");
     const decision_reason_t reasons[] = {REASON_SEND, REASON_PACED_SKIP, REASON_CAP_REACHED,
-                                         REASON_QUIET_HOURS, REASON_DEGRADED};
+                                         REASON_QUIET_HOURS, REASON_DEGRADED,
+                                         REASON_RATE_LIMITED};
     /* Plans with no channel, some, all; with and without defaulted ones. */
     const unsigned masks[] = {0u, 1u, 5u, 7u};
     for (size_t r = 0; r < sizeof reasons / sizeof reasons[0]; r++) {
@@ -155,10 +159,40 @@ static void test_every_shape_matches_jansson(void **state)
     }
 }
 
+/* A rate-limited answer as the record script gets it: the text up to
+ * "retry_at":, which the script completes with the time and '}'. */
+static void test_rate_limited_text_stops_at_retry_at_for_the_script(void **state)
+{
+    (void)state;
+    decision_t dec;
+    memset(&dec, 0, sizeof dec);
+    dec.p_send = 1.0;
+    dec.propensity = 1.0;
+    dec.retry_at = 1800000123;
+    decide_body_t b = {.cfg = cfg, .dec = &dec, .reason = REASON_RATE_LIMITED,
+                       .slow_arm = "control", .fast_arm = "control"};
+    size_t whole_len, open_len;
+    char *whole = decide_body_text(&b, &whole_len);
+    b.retry_at_open = true;
+    char *open = decide_body_text(&b, &open_len);
+    assert_non_null(whole);
+    assert_non_null(open);
+    const char *tail = "\"retry_at\":";
+    assert_true(open_len > strlen(tail));
+    assert_memory_equal(open + open_len - strlen(tail), tail, strlen(tail));
+    /* What the script appends makes the whole answer. */
+    char joined[4096];
+    snprintf(joined, sizeof joined, "%s1800000123}", open);
+    assert_string_equal(joined, whole);
+    free(whole);
+    free(open);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_shape_matches_jansson),
+        cmocka_unit_test(test_rate_limited_text_stops_at_retry_at_for_the_script),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

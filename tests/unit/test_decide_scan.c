@@ -31,8 +31,10 @@ static int setup(void **state)
     (void)state;
     config_errors_t errs;
     config_errors_init(&errs);
-    cfg = config_load_string("{\"limits\":{\"max_candidates\":3,\"ts_window_s\":86400}}", 1,
-                             &errs);
+    cfg = config_load_string("{\"limits\":{\"max_candidates\":3,\"ts_window_s\":86400,"
+                             "\"global\":{\"push\":{\"tags\":{\"promo\":{\"per_second\":1,"
+                             "\"burst\":1},\"x\":{\"per_second\":1,\"burst\":1}}}}}}",
+                             1, &errs);
     config_errors_free(&errs);
     return cfg == NULL ? -1 : 0;
 }
@@ -76,6 +78,7 @@ static void assert_same_request(const decide_request_t *t, const decide_request_
             assert_memory_equal(&a->features[f].value, &b->features[f].value, sizeof(double));
         }
         assert_true(s->last_sent[i] == -1.0);
+        assert_int_equal(t->limit_tags[i], s->limit_tags[i]);
     }
 }
 
@@ -118,6 +121,27 @@ static void test_fills_a_typical_decide(void **state)
     assert_int_equal(r.candidates[1].n_features, 0);
     assert_string_equal(r.candidates[2].id, "caf\xc3\xa9");
     assert_true(r.candidates[2].score == 0.0);
+    assert_int_equal(r.limit_tags[0], 2u); /* "x", the second limited tag */
+    assert_int_equal(r.limit_tags[1], 0u);
+    decide_request_free(&r);
+}
+
+/* A candidate's "tags" that name a global rate limit become a mask; other
+ * tags, and values that are no strings, are the producer's own. */
+static void test_limited_tags_become_a_mask(void **state)
+{
+    (void)state;
+    const char *line =
+        "{\"op\":\"decide\",\"member\":\"ann\",\"channel\":\"push\",\"opportunity\":\"o\","
+        "\"candidates\":[{\"id\":\"a\",\"tags\":[\"promo\",3,{\"promo\":1},[\"x\"],\"x\","
+        "\"promo\",\"other\",null,true]},{\"id\":\"b\",\"tags\":null},"
+        "{\"id\":\"c\",\"tags\":[\"prom\",\"promos\",\"\"]}]}";
+    decide_scan_t scan;
+    decide_request_t r;
+    scan_ok(line, &scan, &r);
+    assert_int_equal(r.limit_tags[0], 3u);
+    assert_int_equal(r.limit_tags[1], 0u);
+    assert_int_equal(r.limit_tags[2], 0u);
     decide_request_free(&r);
 }
 
@@ -306,6 +330,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fills_a_typical_decide),
+        cmocka_unit_test(test_limited_tags_become_a_mask),
         cmocka_unit_test(test_optional_fields),
         cmocka_unit_test(test_strings_outlive_the_line),
         cmocka_unit_test(test_ts_window_is_checked_at_take),

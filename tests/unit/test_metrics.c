@@ -102,6 +102,42 @@ static void test_decisions_per_configured_channel(void **state)
     metrics_free(m);
 }
 
+static void test_rate_limits_by_channel_tag_and_shadow(void **state)
+{
+    (void)state;
+    metrics_t *m = metrics_create();
+    const char names[1][NOTIFD_CHANNEL_NAME_MAX] = {"push"};
+    const char tags[2][CONFIG_LIMIT_TAG_MAX] = {"promo", "digest"};
+    metrics_set_channel_names(m, names, 1);
+    metrics_set_limit_tag_names(m, tags, 2);
+    metrics_observe_rate_limit(m, 0, 0, 'l');
+    metrics_observe_rate_limit(m, 0, 0, 'a'); /* allowed: not counted */
+    metrics_observe_rate_limit(m, 0, 1, 's');
+    metrics_observe_rate_limit(m, 0, 1, 's');
+    metrics_observe_rate_limit(m, 0, 2, 'o');
+    metrics_observe_rate_limit(m, 0, 2, 'c');
+    metrics_observe_rate_limit(m, 0, 0, 'r');
+    metrics_observe_rate_limit(m, 0, 0, '?');                      /* invalid */
+    metrics_observe_rate_limit(m, 0, CONFIG_LIMIT_TAGS_MAX + 1, 'l'); /* invalid */
+    metrics_observe_decision(m, 0, METRICS_MODE_HIERARCHICAL, METRICS_REASON_RATE_LIMITED, 0.001);
+    char *text = render(m);
+    assert_int_equal((int)value_of(text, "notifd_rate_limited_total{channel=\"push\",tag=\"\","
+                                         "shadow=\"false\"}"), 1);
+    assert_int_equal((int)value_of(text, "notifd_rate_limited_total{channel=\"push\","
+                                         "tag=\"promo\",shadow=\"true\"}"), 2);
+    assert_int_equal((int)value_of(text, "notifd_rate_limit_errors_total{channel=\"push\","
+                                         "tag=\"digest\",action=\"open\"}"), 1);
+    assert_int_equal((int)value_of(text, "notifd_rate_limit_errors_total{channel=\"push\","
+                                         "tag=\"digest\",action=\"closed\"}"), 1);
+    assert_int_equal((int)value_of(text, "notifd_rate_limit_errors_total{channel=\"push\","
+                                         "tag=\"\",action=\"reset\"}"), 1);
+    assert_int_equal((int)value_of(text, "notifd_decisions_total{channel=\"push\","
+                                         "mode=\"hierarchical\",reason=\"rate_limited\"}"), 1);
+    assert_int_equal((int)value_of(text, "notifd_metrics_invalid_observations_total"), 2);
+    free(text);
+    metrics_free(m);
+}
+
 static void test_out_of_range_observations_are_counted_not_stored(void **state)
 {
     (void)state;
@@ -197,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_escape_label),
         cmocka_unit_test(test_histogram_is_cumulative_and_inf_equals_count),
         cmocka_unit_test(test_decisions_per_configured_channel),
+        cmocka_unit_test(test_rate_limits_by_channel_tag_and_shadow),
         cmocka_unit_test(test_out_of_range_observations_are_counted_not_stored),
         cmocka_unit_test(test_reason_names_round_trip),
         cmocka_unit_test(test_planner_progress),

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "notifd/app.h"
+#include "notifd/config/config.h"
 #include "notifd/core/decision.h"
 #include "notifd/core/experiments.h"
 #include "notifd/net/protocol.h"
@@ -119,6 +120,17 @@ void metrics_observe_degraded(metrics_t *m, int cause);
  * kept per channel index: a reload that renames channel 1 continues its
  * series under the new name. */
 void metrics_set_channel_names(metrics_t *m, const char names[][NOTIFD_CHANNEL_NAME_MAX], int n);
+
+/* One global rate limiter's verdict on a send (decide_record.lua's letter:
+ * 'l' limited, 's' would be limited (shadow), 'o' / 'c' an error failed
+ * open / closed, 'r' a value that was no TAT reset, 'a' allowed). `which` is
+ * 0 for the channel's own limit, 1 + t for limited tag t. Counted in
+ * notifd_rate_limited_total{channel,tag,shadow} and
+ * notifd_rate_limit_errors_total{channel,tag,action}. */
+void metrics_observe_rate_limit(metrics_t *m, int channel, int which, char code);
+/* The limited tags' names (config_global_limits_t.tags), label values of
+ * those two; set by admin.c with the channel names. */
+void metrics_set_limit_tag_names(metrics_t *m, const char names[][CONFIG_LIMIT_TAG_MAX], int n);
 
 /* Decisions by experiment arm: layer 0 = fast, 1 = slow; arm -1 = control.
  * Arm names come from the config in force (set by admin.c on each new

@@ -62,6 +62,36 @@ typedef struct config_limits {
     int admin_idle_timeout_s;       /* admin connections silent this long are closed */
 } config_limits_t;
 
+/* Global rate limits (limits.global, limits.on_error, limits.shadow): per
+ * channel and per candidate tag, a rate and a burst, enforced across every
+ * instance by a GCRA in Redis inside the record script (decide_record.lua,
+ * README "Global rate limits"). */
+#define CONFIG_LIMIT_TAGS_MAX 32     /* distinct tag names over all channels */
+#define CONFIG_LIMIT_TAG_MAX 64      /* a tag name's bytes, with the NUL */
+/* Limiters one send can meet: its channel's and its message's tags'. */
+#define CONFIG_LIMITERS_MAX (1 + CONFIG_LIMIT_TAGS_MAX)
+
+typedef struct config_rate_limit {
+    bool set;
+    double per_second;              /* > 0 */
+    int64_t burst;                  /* sends that may go at once after idle, >= 1 */
+    bool shadow;                    /* counted, not enforced */
+} config_rate_limit_t;
+
+typedef struct config_global_limits {
+    bool any;                       /* some limit is set */
+    bool fail_closed;               /* limits.on_error: "closed" (default "open") */
+    /* [c][0] is channel c's own limit, [c][1 + t] tag t's on channel c. */
+    config_rate_limit_t limit[NOTIFD_MAX_CHANNELS][1 + CONFIG_LIMIT_TAGS_MAX];
+    int n_tags;
+    char tags[CONFIG_LIMIT_TAGS_MAX][CONFIG_LIMIT_TAG_MAX];
+    size_t tag_lens[CONFIG_LIMIT_TAGS_MAX];
+} config_global_limits_t;
+
+/* The bit of the limited tag `name` (config_global_limits_t.tags), or 0
+ * when no limit names it: a candidate's "tags" become a mask of these. */
+uint32_t config_limit_tag_bit(const config_global_limits_t *g, const char *name, size_t len);
+
 typedef struct config_planner {
     int64_t interval_s;
     int batch_size;                 /* members per pipelined read/write batch */
@@ -110,6 +140,7 @@ typedef struct config {
     config_events_t events;
     config_feedback_t feedback;
     config_limits_t limits;
+    config_global_limits_t rate_limits; /* limits.global, limits.on_error, limits.shadow */
     int log_level;                  /* log_level_t */
     int log_sample_every;           /* log one request in N at debug level; 0 = none */
     uint64_t seed;                  /* seeds decision coins with member and opportunity */

@@ -45,7 +45,8 @@
     X(ALL_FILTERED, "all_filtered")                                           \
     X(UNSUBSCRIBED, "unsubscribed")                                           \
     X(DEGRADED, "degraded")                                                   \
-    X(HOLDOUT, "holdout")
+    X(HOLDOUT, "holdout")                                                     \
+    X(RATE_LIMITED, "rate_limited")
 
 typedef enum decision_reason {
 #define DECISION_REASON_ENUM(id, name) REASON_##id,

@@ -25,11 +25,15 @@ typedef struct decide_body {
     const char *slow_arm, *fast_arm;
     bool threshold_mode;
     bool degraded;
+    /* rate_limited: the text ends with "retry_at": and the record script
+     * (decide_record.lua) appends the time and the closing brace. */
+    bool retry_at_open;
 } decide_body_t;
 
 /* {"send":…,"message":…,"reason":…,"p_send":…,"propensity":…,"plan":…,
  *  "arm":{…},"mode":…[,"retry_at":…][,"degraded":true]}; NULL when out of
- * memory. *len gets the length. */
+ * memory. rate_limited always has retry_at (see retry_at_open). *len gets the
+ * length. */
 char *decide_body_text(const decide_body_t *b, size_t *len);
 
 #endif

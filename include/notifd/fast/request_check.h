@@ -36,6 +36,8 @@ typedef struct decide_request {
     double *last_sent;               /* scratch: per candidate, -1 = never sent */
     double *utility;                 /* scratch */
     double *select_prob;             /* scratch */
+    uint32_t *limit_tags;            /* per candidate, its "tags" that name a global
+                                        rate limit (config_limit_tag_bit) */
     void *mem;
 } decide_request_t;
 

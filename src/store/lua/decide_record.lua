@@ -11,6 +11,9 @@
 --   KEYS[3]   P sent:{M}: the sent set (message id -> send time)
 --   KEYS[4]   P member:{M}: the member hash (decayed feature counts)
 --   KEYS[5]   P optout:{M}: the durable opt-outs (channel -> 1)
+--   KEYS[6 ..]  the global rate limiters of this send, only when ARGV[18]
+--             is not '': P limit:<ch>, P limit:<ch>:<tag> (not the member's:
+--             in a Redis Cluster they would live in other slots)
 --   ARGV[1]   ts: the decision's time, s
 --   ARGV[2]   "<ch>:<week>:sent": the week-hash field of the channel's
 --             sends this week ('' for a send outside the plan, a
@@ -34,19 +37,24 @@
 --   ARGV[16]  "<ch>_last_sent": member-hash field of its last send time
 --   ARGV[17]  <ch>: the channel's name (its field in the opt-out hash; ''
 --             for a transactional message that goes despite an opt-out)
---   ARGV[18]  n: how many week-hash fields follow to delete (stale weeks)
---   ARGV[19 .. 18+n]   those n fields
---   ARGV[19+n ..]      field/value pairs to set in the week hash (the EWMA,
+--   ARGV[18]  the global rate limits of this send ('' none): see "Global
+--             rate limits" below
+--   ARGV[19]  the response if a rate limit stops the send, up to its
+--             "retry_at": (the script appends the time and the '}')
+--   ARGV[20]  n: how many week-hash fields follow to delete (stale weeks)
+--   ARGV[21 .. 20+n]   those n fields
+--   ARGV[21+n ..]      field/value pairs to set in the week hash (the EWMA,
 --             the recent-scores list, the first week: values notifd
 --             computed from what it read)
 --
 -- The same positions by name, the one list C and Lua share: embed.cmake
 -- turns these lines (an "@argv" line continues the one before) into DECIDE_RECORD_KEY_* and DECIDE_RECORD_ARGV_*
 -- for the builder, which checks every argument's position against them.
--- @keys idem week sent member optout
+-- @keys idem week sent member optout limiter
 -- @argv ts sent_field opp_field cap message idem_ttl dedup_s answer
 -- @argv capped_answer half_life_s week_ttl member_ttl sends_field
--- @argv rolling_cap member_sent_field member_last_field channel n_stale
+-- @argv rolling_cap member_sent_field member_last_field channel
+-- @argv limits limited_answer n_stale
 --
 -- The 7-day cap (ARGV[13], ARGV[14]): the send is stopped if the stored
 -- times within 7 days of ts already reach it, and if it happens, ts is put
@@ -64,7 +72,8 @@
 -- (nothing is touched: notifd decides again without it); {'unsubscribed'}
 -- when the member opted out of the channel since notifd read (or cached)
 -- its state (nothing is touched: notifd reads again and decides); else
--- {'cap', v} (a cap stopped the send) or {'sent', v}, v the week hash's
+-- {'cap', v} (a cap stopped the send), {'rate_limited', v, codes, answer}
+-- (a global rate limit stopped it) or {'sent', v[, codes]}, v the week hash's
 -- version after this record (see decide_skip.lua). Decisions not to send go through
 -- decide_skip.lua.
 --
@@ -149,6 +158,77 @@ elseif sendsf ~= '' then
   local rcap = tonumber(ARGV[14])
   if rcap >= 0 and n >= rcap then outcome, resp = 'cap', ARGV[9] end
 end
+
+-- ---- Global rate limits (README "Global rate limits") -------------------
+-- A send the caps let through meets the limiters of its channel and of its
+-- message's tags (KEYS[6 ..]), shared by every notifd instance: a GCRA on
+-- Redis's clock (TIME, in us), never the request's ts, which producers set
+-- and need not keep in order. ARGV[18] is "<on_error> T b s ..." with
+-- on_error 'open' or 'closed', then per limiter its emission interval T
+-- (us: 1e6 / per_second), its burst b and s 1 for shadow. A limiter key
+-- holds the theoretical arrival time (TAT, us). A send conforms when
+-- max(TAT, now) + T - b * T <= now: b sends at once after idle, then one
+-- per T. A send stopped by any enforced limiter advances none of them; a
+-- shadow limiter never stops one, and advances only when it conforms, so
+-- what it counts is what enforcing it would stop. Everything read is
+-- treated as hostile: a value that is no TAT (not a number, negative, or
+-- further ahead than any TAT can be) is reset; a key that cannot be read
+-- or written (another type, OOM) fails open or closed per on_error. One
+-- letter per limiter comes back: a allowed, r allowed after a reset,
+-- l limited, s would be limited (shadow), o / c error failed open / closed.
+local limited
+if outcome == 'sent' and ARGV[18] ~= '' then
+  if window <= 0 then
+    local prev = redis.call('GET', KEYS[1])
+    if prev then return {'dup', prev} end
+  end
+  local spec = {}
+  for w in string.gmatch(ARGV[18], '%S+') do spec[#spec + 1] = w end
+  local closed = spec[1] == 'closed'
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1e6 + tonumber(clock[2])
+  local codes, tats, retry = {}, {}, nil
+  local function stop(at) if retry == nil or at > retry then retry = at end end
+  for i = 1, #KEYS - 5 do
+    local T, b, shadow = tonumber(spec[3 * i - 1]), tonumber(spec[3 * i]), spec[3 * i + 1] == '1'
+    local v = redis.pcall('GET', KEYS[5 + i])
+    if type(v) == 'table' then
+      codes[i] = closed and 'c' or 'o'
+      if closed and not shadow then stop(now + 1e6) end
+    else
+      local tat = tonumber(v or '')
+      codes[i] = 'a'
+      if v and not (tat and tat >= 0 and tat <= now + 2 * b * T + 6e7) then
+        tat, codes[i] = nil, 'r'
+      end
+      if tat == nil or tat < now then tat = now end
+      local allow_at = tat + T - b * T
+      if allow_at > now then
+        codes[i] = shadow and 's' or 'l'
+        if not shadow then stop(allow_at) end
+      else
+        tats[i] = tat + T
+      end
+    end
+  end
+  if retry == nil then
+    for i = 1, #KEYS - 5 do
+      if tats[i] then
+        local ok = redis.pcall('SET', KEYS[5 + i], string.format('%.0f', tats[i]), 'PX',
+                               string.format('%.0f', math.ceil((tats[i] - now) / 1000) + 1000))
+        if type(ok) == 'table' and ok.err then
+          codes[i] = closed and 'c' or 'o'
+          if closed and spec[3 * i + 1] ~= '1' then stop(now + 1e6) end
+        end
+      end
+    end
+  end
+  if retry ~= nil then
+    outcome = 'rate_limited'
+    resp = ARGV[19] .. string.format('%.0f', math.ceil(retry / 1e6)) .. '}'
+  end
+  limited = table.concat(codes)
+end
 local prev = redis.call('SET', KEYS[1], resp, 'NX', 'GET', 'EX', ARGV[6])
 if prev then return {'dup', prev} end
 local version = counter(wk[4]) + 1
@@ -158,9 +238,9 @@ if oppf ~= '' then
   opps = counter(wk[3]) + 1
   set[3], set[4] = oppf, opps
 end
-local ndel = tonumber(ARGV[18])
-if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 19, 18 + ndel)) end
-for i = 19 + ndel, #ARGV do set[#set + 1] = ARGV[i] end
+local ndel = tonumber(ARGV[20])
+if ndel > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, 21, 20 + ndel)) end
+for i = 21 + ndel, #ARGV do set[#set + 1] = ARGV[i] end
 if outcome == 'sent' and sentf ~= '' then
   set[#set + 1] = sentf
   set[#set + 1] = sent + 1
@@ -233,6 +313,7 @@ end
   redis.call('HSET', KEYS[4], unpack(mset))
   redis.call('EXPIRE', KEYS[4], ARGV[12])
 end
-if opps ~= 1 and opps ~= 0 then return {outcome, version} end
+local limited_answer = outcome == 'rate_limited' and resp or nil
+if opps ~= 1 and opps ~= 0 then return {outcome, version, limited, limited_answer} end
 redis.call('EXPIRE', KEYS[2], ARGV[11])
-return {outcome, version}
+return {outcome, version, limited, limited_answer}
