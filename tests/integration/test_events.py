@@ -212,6 +212,29 @@ class DeliveryTest(EventsTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.spool_dir, "dead-letter.ndjson")))
 
 
+class PriorityEventTest(EventsTestCase):
+    def test_events_show_the_class_considered_and_each_candidates(self):
+        reqs = [{"op": "decide", "member": "pr%d" % i, "channel": "push",
+                 "opportunity": "pr%d" % i, "ts": 1795000000,
+                 "candidates": [{"id": "promo", "score": 0.9},
+                                {"id": "alert", "score": 0.1, "priority": prio}]}
+                for i, prio in enumerate(["transactional", "high"])]
+        reqs.append(decide("pr-normal", "pr-normal"))
+        self.pipeline(reqs)
+        got = self.wait_all_arrived([r["opportunity"] for r in reqs])
+        events = {e["opportunity"]: e for e in self.sink.events() if e["type"] == "decision"}
+        self.assertEqual(len(got), 3)
+        tx, high, normal = events["pr0"], events["pr1"], events["pr-normal"]
+        self.assertEqual((tx["priority"], tx["send"], tx["message"]),
+                         ("transactional", True, "alert"))
+        self.assertEqual(high["priority"], "high")
+        self.assertNotIn("priority", normal)
+        for e in (tx, high):
+            cands = {c["id"]: c for c in e["candidates"]}
+            self.assertNotIn("priority", cands["promo"])  # normal: absent
+            self.assertEqual(cands["alert"]["priority"], e["priority"])
+
+
 class OutageTest(EventsTestCase):
     def test_endpoint_killed_mid_stream_then_restarted_loses_nothing(self):
         first = [decide("m%d" % (i % 50), "a%d" % i) for i in range(100)]
