@@ -217,9 +217,10 @@ class CapTest(NotifdTestCase):
 
 
 class RollingCapSlackTest(NotifdTestCase):
-    # The default window: the weekly cap plus the whole part of half the
-    # plan, at least one more (fast.rolling_cap_min_slack). p = 1.
-    overrides = {"fast": {**PLAIN_COIN, "prior_opportunities_per_week": 0.5}}
+    # The window with a minimum slack: the weekly cap plus the whole part of
+    # half the plan, at least one more (fast.rolling_cap_min_slack). p = 1.
+    overrides = {"fast": {**PLAIN_COIN, "prior_opportunities_per_week": 0.5,
+                          "rolling_cap_min_slack": 1}}
 
     def decide(self, c, member, opp, ts):
         r = c.request({"op": "decide", "member": member, "channel": "push",
@@ -247,10 +248,10 @@ class RollingCapSlackTest(NotifdTestCase):
         second = self.decide(c, "oneh", "mon1", monday + 60)
         self.assertEqual((second["send"], second["reason"]), (False, "cap_reached"))
 
-    def test_without_slack_a_plan_of_one_waits_seven_days(self):
+    def test_by_default_a_plan_of_one_waits_seven_days(self):
         self.notifd.stop()
-        self.notifd = Notifd(self.redis.port, {"fast": {**self.overrides["fast"],
-                                                         "rolling_cap_min_slack": 0}})
+        fast = {k: v for k, v in self.overrides["fast"].items() if k != "rolling_cap_min_slack"}
+        self.notifd = Notifd(self.redis.port, {"fast": fast})
         self.addCleanup(self.notifd.close)
         self.notifd.start()
         set_plan(self.redis, "strict", 1)

@@ -29,8 +29,7 @@ COHORTS = ("casual", "regular", "heavy", "overall")
 # send against the cap of the plan the reply named (over_cap_<ch>, per member)
 # and reports the most any member got in a week and in any 7 days.
 WEEKLY_CAP = {"push": 14, "email": 7}
-# Over any 7 days: that plus the whole part of plan x (rolling_cap_factor 1.5 - 1),
-# at least one more (rolling_cap_min_slack).
+# Over any 7 days: that plus the whole part of plan x (rolling_cap_factor 1.5 - 1).
 ROLLING_CAP = {"push": 21, "email": 10}
 
 

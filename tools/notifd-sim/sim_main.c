@@ -209,7 +209,7 @@ static int run_one(const options_t *o, const char *mode, const char *key, const 
     json_t *th = json_object_get(json_object_get(json_object_get(cfg, "fast"), "threshold"),
                                  "target_send_rate");
     out->target_send_rate = threshold ? (json_is_number(th) ? json_number_value(th) : 0.1) : 0.0;
-    /* The cap each send is checked against (notifd's defaults: 1, on, 1.5, 1);
+    /* The cap each send is checked against (notifd's defaults: 1, on, 1.5, 0);
      * the threshold baseline has no plan and so no cap. */
     json_t *fast = json_object_get(cfg, "fast");
     json_t *cf = json_object_get(fast, "cap_factor"), *rcap = json_object_get(fast, "rolling_cap");
@@ -218,7 +218,7 @@ static int run_one(const options_t *o, const char *mode, const char *key, const 
     json_t *rf = json_object_get(fast, "rolling_cap_factor");
     const double rolling_cap_factor = json_is_number(rf) ? json_number_value(rf) : 1.5;
     json_t *rs = json_object_get(fast, "rolling_cap_min_slack");
-    const int rolling_cap_min_slack = json_is_integer(rs) ? (int)json_integer_value(rs) : 1;
+    const int rolling_cap_min_slack = json_is_integer(rs) ? (int)json_integer_value(rs) : 0;
 
     sim_stack_t stack;
     int rc = sim_stack_start(&stack, o->notifd_bin, o->redis_bin, cfg, err, sizeof err);
