@@ -82,6 +82,17 @@ void op_decide(request_t *req)
         decide_ctx_free(d);
         return;
     }
+    decide_ctx_init(d, cfg);
+    arm_deadline(d);
+    if (decide_from_cache(d)) {
+        decide_and_record(d); /* a member seen recently: no read round trip */
+        return;
+    }
+    decide_start_read(d);
+}
+
+void decide_ctx_init(decide_ctx_t *d, const config_t *cfg)
+{
     d->open_rate = -1.0;
     d->fast = policy_fast_for(&cfg->policy, d->r.member, d->r.member_len, &d->fast_arm,
                               &d->fast_arm_name);
@@ -93,12 +104,6 @@ void op_decide(request_t *req)
     /* Only quality pacing keeps and reads the recent best scores. */
     if (!decide_threshold_mode(d) && d->fast->pacing.strategy == PACING_QUALITY)
         d->view.max_recent = (size_t)d->fast->quality_history;
-    arm_deadline(d);
-    if (decide_from_cache(d)) {
-        decide_and_record(d); /* a member seen recently: no read round trip */
-        return;
-    }
-    decide_start_read(d);
 }
 
 void decide_restart(decide_ctx_t *d)

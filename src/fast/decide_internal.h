@@ -116,6 +116,8 @@ static inline bool decide_threshold_mode(const decide_ctx_t *d)
 }
 
 /* decide.c */
+/* The request's arms, holdout and view set up from the validated d->r. */
+void decide_ctx_init(decide_ctx_t *d, const config_t *cfg);
 overlay_table_t *decide_overlay_table(app_t *app);
 void decide_leave_overlay(decide_ctx_t *d);
 /* Decides on the view in d (read or cached) and sends the record. */
@@ -134,6 +136,10 @@ void decide_on_record(redisReply *reply, void *privdata);
 int decide_refusal_cause(const decide_ctx_t *d);
 
 /* decide_read.c */
+/* Splits an HGETALL reply into parallel arrays for the pure parsers (pairs
+ * that are not two strings are skipped); returns how many, at most max. */
+size_t decide_hash_pairs(redisReply *r, const char **f, size_t *fl, const char **v, size_t *vl,
+                         size_t max);
 /* Sends the read pipeline of one decision. */
 void decide_start_read(decide_ctx_t *d);
 void decide_report_invalid(decide_ctx_t *d);

@@ -94,8 +94,7 @@ static void cache_plan(decide_ctx_t *d)
                    now_ms(), &d->plan);
 }
 
-/* Splits an HGETALL reply into parallel arrays for the pure parsers. */
-static size_t hash_pairs(redisReply *r, const char **f, size_t *fl, const char **v, size_t *vl,
+size_t decide_hash_pairs(redisReply *r, const char **f, size_t *fl, const char **v, size_t *vl,
                          size_t max)
 {
     size_t n = 0;
@@ -118,7 +117,7 @@ static void on_plan(redisReply *r, void *p)
         enum { MAXP = 64 };
         const char *f[MAXP], *v[MAXP];
         size_t fl[MAXP], vl[MAXP];
-        size_t n = hash_pairs(r, f, fl, v, vl, MAXP);
+        size_t n = decide_hash_pairs(r, f, fl, v, vl, MAXP);
         const config_t *cfg = d->req->cfg;
         const char *names[NOTIFD_MAX_CHANNELS];
         for (int c = 0; c < cfg->n_channels; c++)

@@ -21,7 +21,6 @@
 #include "decide_internal.h"
 #include "explain_internal.h"
 #include "notifd/core/keys.h"
-#include "notifd/lib/hash.h"
 #include "notifd/log.h"
 #include "notifd/ops_policy.h"
 #include "notifd/policy.h"
@@ -78,16 +77,7 @@ void op_explain(request_t *req)
         return;
     }
     features_init(&x->features);
-    d->open_rate = -1.0;
-    d->fast = policy_fast_for(&cfg->policy, d->r.member, d->r.member_len, &d->fast_arm,
-                              &d->fast_arm_name);
-    policy_slow_for(&cfg->policy, d->r.member, d->r.member_len, &d->slow_arm, &d->slow_arm_name);
-    d->holdout = policy_in_holdout(&cfg->policy, d->r.member, d->r.member_len);
-    d->view.channel = d->r.channel;
-    d->view.channel_key = hash_bytes(0, cfg->channels[d->r.channel],
-                                     strlen(cfg->channels[d->r.channel]));
-    if (!decide_threshold_mode(d) && d->fast->pacing.strategy == PACING_QUALITY)
-        d->view.max_recent = (size_t)d->fast->quality_history;
+    decide_ctx_init(d, cfg);
     decide_start_read(d); /* sends explain_send_reads' commands with its own */
 }
 
@@ -109,17 +99,8 @@ static void on_features(redisReply *r, void *p)
     if (own_reply_ok(d, r) && r->elements > 0) {
         enum { MAXP = 256 };
         const char *f[MAXP], *v[MAXP];
-        size_t fl[MAXP], vl[MAXP], n = 0;
-        for (size_t i = 0; i + 1 < r->elements && n < MAXP; i += 2) {
-            if (r->element[i]->type != REDIS_REPLY_STRING ||
-                r->element[i + 1]->type != REDIS_REPLY_STRING)
-                continue;
-            f[n] = r->element[i]->str;
-            fl[n] = r->element[i]->len;
-            v[n] = r->element[i + 1]->str;
-            vl[n] = r->element[i + 1]->len;
-            n++;
-        }
+        size_t fl[MAXP], vl[MAXP];
+        size_t n = decide_hash_pairs(r, f, fl, v, vl, MAXP);
         const config_t *cfg = d->req->cfg;
         const char *names[NOTIFD_MAX_CHANNELS];
         for (int c = 0; c < cfg->n_channels; c++)
