@@ -214,9 +214,17 @@ static json_t *budget_part(decide_ctx_t *d, const decide_prep_t *p, json_t *cand
         in.n_recent = 0;
         decision_evaluate(&in, &coin);
         basis = "no_score";
-    } else if (coin.chosen >= 0) {
-        json_decref(best);
-        best = json_stringn(r->candidates[coin.chosen].id, r->candidates[coin.chosen].id_len);
+    } else if (coin.have_best) {
+        /* The candidate whose utility the coin weighed (the best eligible
+         * one), whether or not the coin then said send. */
+        int at = -1;
+        for (size_t i = 0; i < r->n; i++)
+            if (r->candidates[i].eligible && (at < 0 || r->utility[i] > r->utility[at]))
+                at = (int)i;
+        if (at >= 0) {
+            json_decref(best);
+            best = json_stringn(r->candidates[at].id, r->candidates[at].id_len);
+        }
     }
     free(open);
     /* The coin was flipped (reached_coin is set before the caps are). */

@@ -97,6 +97,17 @@ class ExplainTest(NotifdTestCase):
         self.assertEqual(r2["decision"]["reason"], "no_candidates")
         self.assertEqual(r2["caps"], r["caps"])
 
+    def test_a_paced_skip_still_names_the_candidate_the_coin_weighed(self):
+        # 1000 expected opportunities a week against a plan of 3: p ~ 0.003.
+        set_plan(self.redis, "skip")
+        week = (MONDAY - 4 * DAY) // (7 * DAY)
+        self.redis.command("HSET", "t:week:{skip}", "push:ewma", 1000, "push:ewma_week", week - 1)
+        r = self.explain(member="skip", channel="push", ts=MONDAY + 12 * HOUR,
+                         candidates=[{"id": "low", "score": 0.1}, {"id": "high", "score": 0.9}])
+        self.assertEqual(r["decision"]["reason"], "paced_skip", r["decision"])
+        self.assertLess(r["budget"]["p_send"], 0.05)
+        self.assertEqual(r["budget"]["best_candidate"], "high")
+
     def test_the_decision_is_what_the_decide_then_does(self):
         self.history("pred")
         ts = MONDAY + 2 * DAY + 12 * HOUR
