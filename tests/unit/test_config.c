@@ -863,6 +863,29 @@ static void test_a_slow_arm_must_plan_every_channel_the_base_plans(void **state)
                            "'email': [0]}}}]}}}"));
 }
 
+/* Producer controls and the 7-day window's slack (config_policy.c). */
+static void test_priority_and_rolling_slack_keys_have_defaults_and_ranges(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok("{}");
+    assert_true(cfg->policy.fast.transactional_respects_optout);
+    assert_int_equal(cfg->policy.fast.rolling_cap_min_slack, 0);
+    config_release(cfg);
+    cfg = load_ok("{'fast': {'transactional_respects_optout': false, "
+                  "'rolling_cap_min_slack': 1}}");
+    assert_false(cfg->policy.fast.transactional_respects_optout);
+    assert_int_equal(cfg->policy.fast.rolling_cap_min_slack, 1);
+    config_release(cfg);
+    expect_error("{'fast': {'rolling_cap_min_slack': 33}}",
+                 "fast.rolling_cap_min_slack: must be an integer in 0..32, not 33");
+    expect_error("{'fast': {'rolling_cap_min_slack': -1}}",
+                 "fast.rolling_cap_min_slack: must be an integer in 0..32, not -1");
+    expect_error_prefix("{'fast': {'rolling_cap_min_slack': 0.5}}",
+                        "fast.rolling_cap_min_slack: must be an integer");
+    expect_error("{'fast': {'transactional_respects_optout': 'no'}}",
+                 "fast.transactional_respects_optout: must be true or false, not a string");
+}
+
 static void test_explore_prob_defaults_to_0_and_is_bounded(void **state)
 {
     (void)state;
@@ -989,6 +1012,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_explore_prob_defaults_to_0_and_is_bounded),
+        cmocka_unit_test(test_priority_and_rolling_slack_keys_have_defaults_and_ranges),
         cmocka_unit_test(test_holdout_needs_its_own_salt_and_a_bounded_share),
         cmocka_unit_test(test_empty_config_has_documented_defaults),
         cmocka_unit_test(test_max_per_week_defaults_to_100_and_covers_the_default_grid),
