@@ -135,6 +135,24 @@ class RecordScriptTest(HostileStoreCase):
         self.assertEqual(self.redis.command("HGET", "t:week:{%s}" % m, sent), "1")
 
 
+    def test_a_sent_time_out_of_range_is_no_send_to_the_read_and_the_script(self):
+        # A sent-set score no send can have (beyond 1e11 s, or negative) is
+        # missing to decide's read; the record script must not take it as a
+        # recent send, or each decide would pick a message, have the script
+        # refuse it, and fall to the next.
+        ids = [c["id"] for c in cands()]
+        for i, poison in enumerate(["5e11", "-5"]):
+            m = "ts%d" % i
+            self.set_plan(m, push_per_week=100)
+            for cid in ids:
+                self.redis.command("ZADD", "t:sent:{%s}" % m, poison, cid)
+            first = self.decide(m, "o1")
+            self.assertTrue(first["send"], (poison, first))
+            # The best message (the higher score), not the next one down.
+            self.assertEqual(first["message"], "a", poison)
+            self.assertEqual(float(self.redis.command("ZSCORE", "t:sent:{%s}" % m, "a")), NOON)
+
+
 class FeedbackScriptTest(HostileStoreCase):
     """The feedback script adds to the member's decayed counts: a count or
     time decide and the planner take as missing, it takes as missing too."""

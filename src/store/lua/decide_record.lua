@@ -124,7 +124,9 @@ local window = tonumber(ARGV[7])
 if window > 0 then
   local prev = redis.call('GET', KEYS[1])
   if prev then return {'dup', prev} end
-  local last = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '')
+  -- A score no send can have (stored_time: outside 0..1e11) is no send,
+  -- as decide's read takes it (stored_read_sent_time).
+  local last = stored_time(redis.call('ZSCORE', KEYS[3], ARGV[5]))
   if last and last > ts - window then return {'sent_already'} end
 end
 -- The durable opt-out, re-checked here for the same reason: an opt-out
