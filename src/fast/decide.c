@@ -106,34 +106,6 @@ void decide_ctx_init(decide_ctx_t *d, const config_t *cfg)
         d->view.max_recent = (size_t)d->fast->quality_history;
 }
 
-void decide_restart(decide_ctx_t *d)
-{
-    decide_leave_overlay(d);
-    size_t max_recent = d->view.max_recent;
-    uint64_t channel_key = d->view.channel_key;
-    memset(&d->view, 0, sizeof d->view);
-    d->view.channel = d->r.channel;
-    d->view.channel_key = channel_key;
-    d->view.max_recent = max_recent;
-    free(d->scores_raw);
-    free(d->body);
-    free(d->capped_body);
-    free(d->scores_new);
-    d->scores_raw = d->body = d->capped_body = d->scores_new = NULL;
-    free(d->limited_body);
-    d->limited_body = NULL;
-    d->scores_raw_len = d->scores_new_len = 0;
-    d->have_plan = d->unsubscribed = d->failed = d->from_cache = false;
-    d->tz = 0;
-    d->open_rate = -1.0;
-    d->n_stale = 0;
-    d->n_sent = 0;
-    d->no_fill = true; /* this decide has seen its view go stale once */
-    for (size_t i = 0; i < d->r.n; i++)
-        d->r.last_sent[i] = -1.0;
-    decide_start_read(d);
-}
-
 static void arm_deadline(decide_ctx_t *d)
 {
     if (d->fast->deadline_ms <= 0)
@@ -347,9 +319,17 @@ void decide_on_record(redisReply *reply, void *privdata)
     }
     if (strcmp(outcome, "unsubscribed") == 0 && d->chosen >= 0) {
         /* An opt-out recorded since the view was read (or cached): nothing
-         * was recorded; decide again on a fresh read. */
+         * was recorded. The script's answer is the fresh state that matters:
+         * the opt-out comes before every other guardrail, so deciding again
+         * with it gives what a fresh read would, without the read. */
         metrics_observe_member_cache(d->app->metrics, METRICS_MEMBER_CACHE_CONFLICT);
-        decide_restart(d);
+        d->unsubscribed = true;
+        free(d->body);
+        free(d->capped_body);
+        free(d->scores_new);
+        d->body = d->capped_body = d->scores_new = NULL;
+        d->no_fill = true;
+        decide_and_record(d);
         return;
     }
     if (strcmp(outcome, "sent_already") == 0 && d->chosen >= 0) {

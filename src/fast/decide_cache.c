@@ -15,8 +15,8 @@
  * caught by the record script, which re-checks every guarantee itself (the
  * idempotency key, both caps, the dedup window, the durable opt-out).
  * Whenever its outcome is not the one the view predicted, the member's
- * entries go; a refusal that needs a new view (a message sent meanwhile, an
- * opt-out) starts the decide over with a fresh read.
+ * entries go. A refusal says what changed (a message sent meanwhile, an
+ * opt-out), and the decide runs again with it, without another read.
  */
 #include <stdlib.h>
 #include <string.h>

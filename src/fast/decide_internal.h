@@ -185,8 +185,6 @@ bool decide_from_cache(decide_ctx_t *d);
 void decide_cache_fill(decide_ctx_t *d, const overlay_effect_t *effect);
 /* The record's outcome was not what the view predicted: drop the member. */
 void decide_cache_drop(decide_ctx_t *d);
-/* Starts the decide over with a fresh read (after a refused record). */
-void decide_restart(decide_ctx_t *d);
 
 /* decide_answer.c */
 char *decide_answer_text(decide_ctx_t *d, const decision_t *dec, decision_reason_t reason,

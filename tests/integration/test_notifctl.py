@@ -8,7 +8,7 @@ import subprocess
 import threading
 import unittest
 
-from harness import Notifd, NotifdTestCase, Redis
+from harness import Notifd, NotifdTestCase, Redis, wait_for
 from opsutil import tool_path
 
 NOTIFCTL = tool_path("notifctl")
@@ -179,10 +179,15 @@ class RequestShapeTest(unittest.TestCase):
         self.addCleanup(self.server.close)
 
     def ctl(self, *args, **kw):
+        self.before = len(self.server.requests)
         return run("--port", str(self.server.port), *args, **kw)
 
     def last(self):
-        return self.server.requests[-1]
+        """The request the last command sent: the first one recorded since
+        it started (never an earlier command's, whatever the timing)."""
+        wait_for(lambda: len(self.server.requests) > self.before, timeout=5,
+                 what="the command's request at the fake server")
+        return self.server.requests[self.before]
 
     def test_commands_build_the_documented_requests(self):
         cases = [

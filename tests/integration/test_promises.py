@@ -301,3 +301,45 @@ class CachedViewsAcrossInstancesTest(NotifdTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class OptOutConflictWithoutAReadTest(CachedViewsAcrossInstancesTest):
+    """Without client tracking a warm member cache learns of another
+    instance's opt-out only from the record script's refusal; the decide
+    then runs again with it, and Redis sees no second read."""
+    overrides = {**CachedViewsAcrossInstancesTest.overrides, "redis": {"tracking": False}}
+
+    def command_calls(self, name):
+        for line in self.redis.command("INFO", "commandstats").splitlines():
+            if line.startswith("cmdstat_%s:" % name):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
+
+    def reads(self):
+        # Every read of a decide takes the candidates' send times or the
+        # whole sent set, one command each.
+        return self.command_calls("zmscore") + self.command_calls("zrevrange")
+
+    def test_an_opt_out_refused_by_the_script_is_decided_without_a_read(self):
+        ts = MONDAY + 9 * 3600
+        self.warm(ts)
+        for m in self.members:
+            c = Client(self.other.port)
+            fb = c.request({"op": "feedback", "member": m, "channel": "push",
+                            "event": "unsubscribe", "ts": ts + 5})
+            c.close()
+            self.assertTrue(fb["ok"], fb)
+        conflicts = metric(self.notifd, "notifd_member_cache_conflicts_total")
+        reads = self.reads()
+        for m in self.members:
+            r = self.decide(self.notifd, m, "a-" + m, ts + 20, ["fresh"])
+            self.assertEqual((r["send"], r["reason"]), (False, "unsubscribed"), r)
+            self.assertIsNone(self.redis.command("ZSCORE", "t:sent:{%s}" % m, "fresh"))
+        self.assertEqual(metric(self.notifd, "notifd_member_cache_conflicts_total") - conflicts,
+                         len(self.members))
+        self.assertEqual(self.reads(), reads, "a refused send was decided again on a new read")
+        # The answer was recorded as decided: a retry gets it back.
+        m = self.members[0]
+        again = self.decide(self.notifd, m, "a-" + m, ts + 20, ["fresh"])
+        self.assertEqual((again["reason"], again.get("duplicate")), ("unsubscribed", True))
+
