@@ -250,6 +250,15 @@ class CachedViewsAcrossInstancesTest(NotifdTestCase):
             for m in self.members:
                 self.decide(self.notifd, m, "warm%d-%s" % (k, m), ts + k, ["w%d" % k])
 
+    def opt_out_elsewhere(self, ts):
+        """Every member unsubscribes from push through the other instance."""
+        for m in self.members:
+            c = Client(self.other.port)
+            fb = c.request({"op": "feedback", "member": m, "channel": "push",
+                            "event": "unsubscribe", "ts": ts})
+            c.close()
+            self.assertTrue(fb["ok"], fb)
+
     def test_a_warm_cache_never_sends_what_another_instance_sent(self):
         ts = MONDAY + 9 * 3600
         self.warm(ts)
@@ -287,12 +296,7 @@ class CachedViewsAcrossInstancesTest(NotifdTestCase):
     def test_a_warm_cache_holds_an_opt_out_recorded_elsewhere(self):
         ts = MONDAY + 9 * 3600
         self.warm(ts)
-        for m in self.members:
-            c = Client(self.other.port)
-            fb = c.request({"op": "feedback", "member": m, "channel": "push",
-                            "event": "unsubscribe", "ts": ts + 5})
-            c.close()
-            self.assertTrue(fb["ok"], fb)
+        self.opt_out_elsewhere(ts + 5)
         for m in self.members:
             r = self.decide(self.notifd, m, "a-" + m, ts + 20, ["fresh"])
             self.assertEqual((r["send"], r["reason"]), (False, "unsubscribed"), r)
@@ -323,12 +327,7 @@ class OptOutConflictWithoutAReadTest(CachedViewsAcrossInstancesTest):
     def test_an_opt_out_refused_by_the_script_is_decided_without_a_read(self):
         ts = MONDAY + 9 * 3600
         self.warm(ts)
-        for m in self.members:
-            c = Client(self.other.port)
-            fb = c.request({"op": "feedback", "member": m, "channel": "push",
-                            "event": "unsubscribe", "ts": ts + 5})
-            c.close()
-            self.assertTrue(fb["ok"], fb)
+        self.opt_out_elsewhere(ts + 5)
         conflicts = metric(self.notifd, "notifd_member_cache_conflicts_total")
         reads = self.reads()
         for m in self.members:
