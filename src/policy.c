@@ -21,12 +21,11 @@ int policy_start(app_t *app)
         return -1;
     ps->script_record = store_register_script(app->store, "decide_record",
                                               redis_script_decide_record);
-    ps->script_skip = store_register_script(app->store, "decide_skip", redis_script_decide_skip);
     ps->script_feedback = store_register_script(app->store, "feedback", redis_script_feedback);
     /* The replan op writes plans with the same script as the planner worker. */
     ps->script_plan_write = store_register_script(app->store, "plan_write",
                                                   planner_script_plan_write);
-    if (ps->script_record < 0 || ps->script_skip < 0 || ps->script_feedback < 0 || ps->script_plan_write < 0) {
+    if (ps->script_record < 0 || ps->script_feedback < 0 || ps->script_plan_write < 0) {
         free(ps);
         return -1;
     }

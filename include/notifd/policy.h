@@ -16,7 +16,6 @@
 
 typedef struct policy_state {
     int script_record;   /* store script ids */
-    int script_skip;
     int script_feedback;
     int script_plan_write; /* planner.h: shared by the replan op and the worker */
     /* Threshold (baseline) mode: one online-calibrated threshold per channel,

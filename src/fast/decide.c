@@ -363,6 +363,28 @@ void decide_on_record(redisReply *reply, void *privdata)
         finish(d, d->body, d->body_len, d->reason);
 }
 
+void decide_on_skip_recorded(decide_ctx_t *d)
+{
+    d->record_out = false;
+    if (d->answered) {
+        /* Answered by the deadline: see decide_on_record. */
+        decide_cache_drop(d);
+        decide_ctx_free(d);
+        return;
+    }
+    if (d->skip_failed || d->skip_dup != NULL || d->skip_stale)
+        decide_cache_drop(d);
+    if (d->skip_failed) {
+        d->cause = d->skip_cause;
+        answer_degraded(d);
+    } else if (d->skip_dup != NULL) {
+        /* Another request recorded this opportunity first: its answer wins. */
+        finish_duplicate(d, d->skip_dup, d->skip_dup_len);
+    } else {
+        finish(d, d->body, d->body_len, d->reason);
+    }
+}
+
 /* Why the store refused a command of this decide. */
 int decide_refusal_cause(const decide_ctx_t *d)
 {
@@ -483,6 +505,7 @@ static void decide_ctx_free(decide_ctx_t *d)
     free(d->scores_raw);
     free(d->scores_new);
     free(d->sent_buf);
+    free(d->skip_dup);
     decide_request_free(&d->r);
     free(d);
 }

@@ -2,7 +2,9 @@
  * decide_internal.h - what the parts of the decide op share (src/decide*.c):
  *   decide.c         the flow: validate, read, decide, record, answer;
  *   decide_read.c    the read pipeline and its reply callbacks;
- *   decide_record.c  the record script's arguments;
+ *   decide_record.c  the record of a send (the decide_record script's
+ *                    arguments) and what both records share;
+ *   decide_skip.c    the record of a decision not to send: plain commands;
  *   decide_answer.c  the answer's text, its event and its bookkeeping;
  *   explain.c        the explain op: the same read and the same decision
  *                    input, answered as a report, recording nothing.
@@ -18,6 +20,7 @@
 #include "notifd/fast/deadline_list.h"
 #include "notifd/fast/decide_body.h"
 #include "notifd/core/decision.h"
+#include "notifd/core/keys.h"
 #include "notifd/core/member_cache.h"
 #include "notifd/core/member_overlay.h"
 #include "notifd/ops.h"
@@ -63,7 +66,21 @@ typedef struct decide_ctx {
 
     deadline_entry_t deadline;      /* fast.deadline_ms, in the policy's deadline list */
     uint64_t deadline_ns;           /* 0: none */
-    bool record_out;                /* the record script's reply is awaited */
+    bool record_out;                /* the record's replies are awaited */
+    /* The record of a decision not to send (decide_skip.c): its commands'
+     * replies as they come in. */
+    int skip_waiting;               /* replies still due */
+    bool skip_failed;               /* the idempotency SET failed: nothing known stored */
+    int skip_cause;                 /* why (metrics_degraded_cause_t) */
+    char *skip_dup;                 /* SET ... GET found an answer: a retry's */
+    size_t skip_dup_len;
+    bool skip_counted;              /* this record's HINCRBY of the opportunity applied */
+    bool skip_stale;                /* a reply says the cached view is not Redis's */
+    bool skip_expire;               /* the week hash was created, or its week began */
+    char skip_week[CONFIG_PREFIX_MAX + MEMBER_ID_MAX + 16]; /* P week:{M} */
+    char skip_opp_field[64];        /* the counted opportunity's field, '' none */
+    char skip_ttl[24];              /* the week hash's TTL, s */
+    char skip_scores_field[48];     /* the recent-scores field it set, '' none */
     bool answered;                  /* replied (by the deadline): only waiting to be freed */
     int cause;                      /* metrics_degraded_cause_t, when degraded */
 
@@ -147,9 +164,40 @@ void decide_report_invalid(decide_ctx_t *d);
 bool decide_cached_plan(decide_ctx_t *d);
 
 /* decide_record.c */
-/* Sends the record script for `dec`; false if it could not (d->cause set). */
+/* Sends the record of `dec`; false if it could not (d->cause set). */
 bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
                         overlay_effect_t *effect);
+/* P idem:{M}:<opportunity> into key (KEY_MAX); its length. */
+size_t decide_idem_key(char *key, const config_t *cfg, const decide_request_t *r);
+/* "<ch>:<week><kind>": a weekly counter of the week hash (":opp", ":sent"). */
+void decide_week_counter_field(char *out, size_t cap, const char *ch, int64_t week,
+                               const char *kind);
+/* The week-hash fields a record sets besides its counters: computed by
+ * notifd from what it read (the EWMA, the balance, the first week, the
+ * recent scores), as field/value pairs. */
+typedef struct week_fields {
+    const char *argv[12];
+    size_t lens[12];
+    int n;
+    char f_ewma[48], v_ewma[32], f_ewma_week[48], v_ewma_week[24], f_bal[48], v_bal[32];
+    char f_first[48], v_first[24], f_frac[48], v_frac[32], f_scores[48];
+    char *scores;                   /* malloc'd: the recent-scores list */
+    size_t scores_len;
+} week_fields_t;
+bool decide_week_fields(decide_ctx_t *d, const opportunity_fold_t *fold,
+                        const overlay_effect_t *effect, week_fields_t *w);
+/* Keeps w's recent-scores list in d for the member cache (the list as the
+ * record leaves it); w no longer owns it. */
+void decide_keep_scores(decide_ctx_t *d, week_fields_t *w);
+
+/* decide_skip.c */
+/* Sends the commands that record a decision not to send; false if the
+ * store refused them (d->cause set). Their replies end in
+ * decide_on_skip_recorded(). */
+bool decide_send_skip(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
+                      overlay_effect_t *effect);
+/* decide.c: every reply of a skip's record is in (d->skip_*). */
+void decide_on_skip_recorded(decide_ctx_t *d);
 
 /* explain.c */
 /* An explain's extra reads, sent with the decide's read pipeline

@@ -1,8 +1,9 @@
 /*
- * decide_record.c - the decide op's record: the arguments of the record script
- * (decide_record for a send, decide_skip otherwise; src/store/lua/), which
- * checks the caps and dedup atomically and stores the answer under the
- * opportunity's idempotency key.
+ * decide_record.c - the decide op's record of a send: the arguments of the
+ * decide_record script (src/store/lua/), which checks the caps and dedup
+ * atomically and stores the answer under the opportunity's idempotency
+ * key; and what both records share (keys, week-hash fields). A decision
+ * not to send is recorded by decide_skip.c.
  */
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 
 #include "decide_internal.h"
 #include "lua/decide_record.lua.args.h"
-#include "lua/decide_skip.lua.args.h"
 #include "notifd/core/calendar.h"
 #include "notifd/core/keys.h"
 #include "notifd/lib/number_format.h"
@@ -19,8 +19,7 @@
 #include "notifd/admin/metrics.h"
 #include "notifd/policy.h"
 
-/* P idem:{M}:<opportunity> */
-static size_t idem_key(char *key, const config_t *cfg, const decide_request_t *r)
+size_t decide_idem_key(char *key, const config_t *cfg, const decide_request_t *r)
 {
     char suffix[MEMBER_ID_MAX + 2];
     suffix[0] = ':';
@@ -70,8 +69,7 @@ static char *scores_text(const member_view_t *v, double best, int keep, const ch
     return s;
 }
 
-/* "<ch>:<week><kind>": a weekly counter of the week hash (":opp", ":sent"). */
-static void week_counter_field(char *out, size_t cap, const char *ch, int64_t week,
+void decide_week_counter_field(char *out, size_t cap, const char *ch, int64_t week,
                                const char *kind)
 {
     char wk[NUMBER_FORMAT_MAX];
@@ -79,6 +77,53 @@ static void week_counter_field(char *out, size_t cap, const char *ch, int64_t we
     size_t n = key_field(out, cap, ch, ":");
     n += key_field(out + n, cap - n, wk, "");
     key_field(out + n, cap - n, kind, "");
+}
+
+bool decide_week_fields(decide_ctx_t *d, const opportunity_fold_t *fold,
+                        const overlay_effect_t *effect, week_fields_t *w)
+{
+    const char *ch = d->req->cfg->channels[d->r.channel];
+    w->n = 0;
+    w->scores = NULL;
+    w->scores_len = 0;
+#define PUT(p, l) (w->argv[w->n] = (p), w->lens[w->n] = (l), w->n++)
+    if (fold->store_ewma) {
+        PUT(w->f_ewma, key_field(w->f_ewma, sizeof w->f_ewma, ch, ":ewma"));
+        PUT(w->v_ewma, (size_t)snprintf(w->v_ewma, sizeof w->v_ewma, "%.17g", fold->ewma));
+    }
+    if (fold->store_ewma_week) {
+        PUT(w->f_ewma_week, key_field(w->f_ewma_week, sizeof w->f_ewma_week, ch, ":ewma_week"));
+        PUT(w->v_ewma_week, number_format_i64(w->v_ewma_week, fold->ewma_week));
+    }
+    if (fold->store_balance) {
+        PUT(w->f_bal, key_field(w->f_bal, sizeof w->f_bal, ch, ":bal"));
+        PUT(w->v_bal, (size_t)snprintf(w->v_bal, sizeof w->v_bal, "%.17g", fold->balance));
+    }
+    if (effect->set_first_week) {
+        PUT(w->f_first, key_field(w->f_first, sizeof w->f_first, ch, ":first_week"));
+        PUT(w->v_first, number_format_i64(w->v_first, effect->first_week));
+        PUT(w->f_frac, key_field(w->f_frac, sizeof w->f_frac, ch, ":first_frac"));
+        PUT(w->v_frac,
+            (size_t)snprintf(w->v_frac, sizeof w->v_frac, "%.6f", effect->first_fraction));
+    }
+    if (effect->have_score) {
+        w->scores = scores_text(&d->view, effect->score, d->fast->quality_history, d->scores_raw,
+                                d->scores_raw_len, &w->scores_len);
+        if (w->scores == NULL)
+            return false;
+        PUT(w->f_scores, key_field(w->f_scores, sizeof w->f_scores, ch, ":scores"));
+        PUT(w->scores, w->scores_len);
+    }
+#undef PUT
+    return true;
+}
+
+void decide_keep_scores(decide_ctx_t *d, week_fields_t *w)
+{
+    free(d->scores_new);
+    d->scores_new = w->scores;
+    d->scores_new_len = w->scores_len;
+    w->scores = NULL;
 }
 
 int decide_rate_limiters(decide_ctx_t *d, const decision_t *dec)
@@ -142,11 +187,11 @@ static size_t limits_spec(char *out, size_t cap, const decide_ctx_t *d)
     return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
-/* Sends the record script for decision `dec`; false if it could not. A
- * decision to send goes through decide_record (cap checks, sent set,
- * member features); any other through decide_skip, which takes a third of
- * the arguments: most decisions are not to send, and Redis's cost of a
- * script grows with its arguments (src/store/lua/decide_skip.lua). */
+/* Sends the record of decision `dec`; false if it could not. A decision to
+ * send goes through the decide_record script (cap checks, sent set, member
+ * features, all atomic); any other is recorded by plain commands
+ * (decide_skip.c): it has no invariant to check, and a script costs Redis
+ * three times what those commands do. */
 bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunity_fold_t *fold,
                         overlay_effect_t *effect)
 {
@@ -155,7 +200,8 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     const fast_config_t *fast = d->fast;
     const char *prefix = cfg->redis.prefix;
     const char *ch = cfg->channels[r->channel];
-    const bool full = dec->send;
+    if (!dec->send)
+        return decide_send_skip(d, dec, fold, effect);
 
     enum { MAXKEYS = 5 + CONFIG_LIMITERS_MAX, FIXED = 20, MAXARGS = MAXKEYS + FIXED + MAX_STALE_FIELDS + 10 };
     const char *argv[MAXARGS];
@@ -180,29 +226,22 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
                                       CONFIG_LIMIT_TAG_MAX + 8];
     char a_limits[16 + CONFIG_LIMITERS_MAX * 48];
     KEY(DECIDE_RECORD, IDEM);
-    _Static_assert(DECIDE_RECORD_KEY_IDEM == DECIDE_SKIP_KEY_IDEM &&
-                       DECIDE_RECORD_KEY_WEEK == DECIDE_SKIP_KEY_WEEK,
-                   "both record scripts take the idempotency and week keys first");
-    ARG(k_idem, idem_key(k_idem, cfg, r));
+    ARG(k_idem, decide_idem_key(k_idem, cfg, r));
     KEY(DECIDE_RECORD, WEEK);
     ARG(k_week, key_member(k_week, prefix, "week", r->member, r->member_len, "", 0));
-    if (full) {
-        KEY(DECIDE_RECORD, SENT);
-        ARG(k_sent, key_member(k_sent, prefix, "sent", r->member, r->member_len, "", 0));
-        KEY(DECIDE_RECORD, MEMBER);
-        ARG(k_member, key_member(k_member, prefix, "member", r->member, r->member_len, "", 0));
-        KEY(DECIDE_RECORD, OPTOUT);
-        ARG(k_optout, key_member(k_optout, prefix, "optout", r->member, r->member_len, "", 0));
-        /* The send's global rate limiters, the last keys, only if any. */
-        KEY(DECIDE_RECORD, LIMITER);
-        _Static_assert(DECIDE_RECORD_KEY_LIMITER == DECIDE_RECORD_NKEYS,
-                       "the limiter keys come last");
-        for (int i = 0; i < d->n_limiters; i++)
-            ARG(k_limit[i], limiter_key(k_limit[i], sizeof k_limit[i], cfg, r->channel,
-                                        d->limiters[i]));
-    } else {
-        AT(DECIDE_SKIP_NKEYS);
-    }
+    KEY(DECIDE_RECORD, SENT);
+    ARG(k_sent, key_member(k_sent, prefix, "sent", r->member, r->member_len, "", 0));
+    KEY(DECIDE_RECORD, MEMBER);
+    ARG(k_member, key_member(k_member, prefix, "member", r->member, r->member_len, "", 0));
+    KEY(DECIDE_RECORD, OPTOUT);
+    ARG(k_optout, key_member(k_optout, prefix, "optout", r->member, r->member_len, "", 0));
+    /* The send's global rate limiters, the last keys, only if any. */
+    KEY(DECIDE_RECORD, LIMITER);
+    _Static_assert(DECIDE_RECORD_KEY_LIMITER == DECIDE_RECORD_NKEYS,
+                   "the limiter keys come last");
+    for (int i = 0; i < d->n_limiters; i++)
+        ARG(k_limit[i], limiter_key(k_limit[i], sizeof k_limit[i], cfg, r->channel,
+                                    d->limiters[i]));
     nkeys = argc;
 
     char a_ts[24], a_cap[24], a_idem_ttl[24], a_dedup[24], a_hl[32];
@@ -213,153 +252,100 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
     number_format_i64(a_ndel, d->n_stale);
     /* The week's opportunity counter, if this one counts ('' if not). */
     if (dec->reached_coin)
-        week_counter_field(f_opp, sizeof f_opp, ch, d->view.week, ":opp");
+        decide_week_counter_field(f_opp, sizeof f_opp, ch, d->view.week, ":opp");
     else
         f_opp[0] = '\0';
     /* The rolling cap's field and cap: checked against the stored send
      * times, since what was read may miss another instance's send. */
     char f_sends[48], a_rolling[24];
-    if (!full) {
-        ARGV(DECIDE_SKIP, ANSWER);
-        ARG(d->body, d->body_len);
-        ARGV(DECIDE_SKIP, IDEM_TTL);
-        ARGS(a_idem_ttl);
-        ARGV(DECIDE_SKIP, OPP_FIELD);
-        ARGS(f_opp);
-        ARGV(DECIDE_SKIP, WEEK_TTL);
-        ARGS(a_week_ttl);
-        ARGV(DECIDE_SKIP, N_STALE);
+    /* decide_record: see its contract in src/store/lua/decide_record.lua.
+     * A send outside the plan (transactional) counts in no week and
+     * checks no cap: its sent field, send-times field and caps are
+     * empty, and it re-checks the opt-out only if it respects one. */
+    const bool paced = !dec->unpaced;
+    if (paced)
+        decide_week_counter_field(f_sent, sizeof f_sent, ch, d->view.week, ":sent");
+    else
+        f_sent[0] = '\0';
+    number_format_i64(a_ts, r->ts);
+    number_format_i64(a_cap, dec->cap);
+    number_format_i64(a_dedup, (int64_t)fast->dedup_days * 86400);
+    snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
+    number_format_i64(a_member_ttl, policy_member_ttl_s(cfg));
+    ARGV(DECIDE_RECORD, TS);
+    ARGS(a_ts);
+    ARGV(DECIDE_RECORD, SENT_FIELD);
+    ARGS(f_sent);
+    ARGV(DECIDE_RECORD, OPP_FIELD);
+    ARGS(f_opp);
+    ARGV(DECIDE_RECORD, CAP);
+    ARGS(a_cap);
+    bool chosen = dec->chosen >= 0; /* a send has chosen a message */
+    ARGV(DECIDE_RECORD, MESSAGE);
+    ARG(chosen ? r->candidates[dec->chosen].id : "",
+        chosen ? r->candidates[dec->chosen].id_len : 0);
+    ARGV(DECIDE_RECORD, IDEM_TTL);
+    ARGS(a_idem_ttl);
+    ARGV(DECIDE_RECORD, DEDUP_S);
+    ARGS(a_dedup);
+    ARGV(DECIDE_RECORD, ANSWER);
+    ARG(d->body, d->body_len);
+    ARGV(DECIDE_RECORD, CAPPED_ANSWER);
+    ARG(d->capped_body, d->capped_len);
+    ARGV(DECIDE_RECORD, HALF_LIFE_S);
+    ARGS(a_hl);
+    ARGV(DECIDE_RECORD, WEEK_TTL);
+    ARGS(a_week_ttl);
+    ARGV(DECIDE_RECORD, MEMBER_TTL);
+    ARGS(a_member_ttl);
+    ARGV(DECIDE_RECORD, SENDS_FIELD);
+    if (fast->rolling_cap && paced) {
+        key_field(f_sends, sizeof f_sends, ch, ":sends");
+        number_format_i64(a_rolling, dec->rolling_cap);
+        ARGS(f_sends);
+        ARGV(DECIDE_RECORD, ROLLING_CAP);
+        ARGS(a_rolling);
     } else {
-        /* decide_record: see its contract in src/store/lua/decide_record.lua.
-         * A send outside the plan (transactional) counts in no week and
-         * checks no cap: its sent field, send-times field and caps are
-         * empty, and it re-checks the opt-out only if it respects one. */
-        const bool paced = !dec->unpaced;
-        if (paced)
-            week_counter_field(f_sent, sizeof f_sent, ch, d->view.week, ":sent");
-        else
-            f_sent[0] = '\0';
-        number_format_i64(a_ts, r->ts);
-        number_format_i64(a_cap, dec->cap);
-        number_format_i64(a_dedup, (int64_t)fast->dedup_days * 86400);
-        snprintf(a_hl, sizeof a_hl, "%.17g", cfg->policy.half_life_s);
-        number_format_i64(a_member_ttl, policy_member_ttl_s(cfg));
-        ARGV(DECIDE_RECORD, TS);
-        ARGS(a_ts);
-        ARGV(DECIDE_RECORD, SENT_FIELD);
-        ARGS(f_sent);
-        ARGV(DECIDE_RECORD, OPP_FIELD);
-        ARGS(f_opp);
-        ARGV(DECIDE_RECORD, CAP);
-        ARGS(a_cap);
-        bool chosen = dec->chosen >= 0; /* a send has chosen a message */
-        ARGV(DECIDE_RECORD, MESSAGE);
-        ARG(chosen ? r->candidates[dec->chosen].id : "",
-            chosen ? r->candidates[dec->chosen].id_len : 0);
-        ARGV(DECIDE_RECORD, IDEM_TTL);
-        ARGS(a_idem_ttl);
-        ARGV(DECIDE_RECORD, DEDUP_S);
-        ARGS(a_dedup);
-        ARGV(DECIDE_RECORD, ANSWER);
-        ARG(d->body, d->body_len);
-        ARGV(DECIDE_RECORD, CAPPED_ANSWER);
-        ARG(d->capped_body, d->capped_len);
-        ARGV(DECIDE_RECORD, HALF_LIFE_S);
-        ARGS(a_hl);
-        ARGV(DECIDE_RECORD, WEEK_TTL);
-        ARGS(a_week_ttl);
-        ARGV(DECIDE_RECORD, MEMBER_TTL);
-        ARGS(a_member_ttl);
-        ARGV(DECIDE_RECORD, SENDS_FIELD);
-        if (fast->rolling_cap && paced) {
-            key_field(f_sends, sizeof f_sends, ch, ":sends");
-            number_format_i64(a_rolling, dec->rolling_cap);
-            ARGS(f_sends);
-            ARGV(DECIDE_RECORD, ROLLING_CAP);
-            ARGS(a_rolling);
-        } else {
-            ARG("", 0);
-            ARGV(DECIDE_RECORD, ROLLING_CAP);
-            ARG("", 0);
-        }
-        ARGV(DECIDE_RECORD, MEMBER_SENT_FIELD);
-        ARG(f_msent, key_field(f_msent, sizeof f_msent, ch, "_sent"));
-        ARGV(DECIDE_RECORD, MEMBER_LAST_FIELD);
-        ARG(f_mlast, key_field(f_mlast, sizeof f_mlast, ch, "_last_sent"));
-        ARGV(DECIDE_RECORD, CHANNEL);
-        ARGS(paced || fast->transactional_respects_optout ? ch : "");
-        ARGV(DECIDE_RECORD, LIMITS);
-        if (d->n_limiters > 0 && d->limited_body != NULL) {
-            ARG(a_limits, limits_spec(a_limits, sizeof a_limits, d));
-            ARGV(DECIDE_RECORD, LIMITED_ANSWER);
-            ARG(d->limited_body, d->limited_len);
-        } else {
-            ARG("", 0);
-            ARGV(DECIDE_RECORD, LIMITED_ANSWER);
-            ARG("", 0);
-        }
-        ARGV(DECIDE_RECORD, N_STALE);
+        ARG("", 0);
+        ARGV(DECIDE_RECORD, ROLLING_CAP);
+        ARG("", 0);
     }
+    ARGV(DECIDE_RECORD, MEMBER_SENT_FIELD);
+    ARG(f_msent, key_field(f_msent, sizeof f_msent, ch, "_sent"));
+    ARGV(DECIDE_RECORD, MEMBER_LAST_FIELD);
+    ARG(f_mlast, key_field(f_mlast, sizeof f_mlast, ch, "_last_sent"));
+    ARGV(DECIDE_RECORD, CHANNEL);
+    ARGS(paced || fast->transactional_respects_optout ? ch : "");
+    ARGV(DECIDE_RECORD, LIMITS);
+    if (d->n_limiters > 0 && d->limited_body != NULL) {
+        ARG(a_limits, limits_spec(a_limits, sizeof a_limits, d));
+        ARGV(DECIDE_RECORD, LIMITED_ANSWER);
+        ARG(d->limited_body, d->limited_len);
+    } else {
+        ARG("", 0);
+        ARGV(DECIDE_RECORD, LIMITED_ANSWER);
+        ARG("", 0);
+    }
+    ARGV(DECIDE_RECORD, N_STALE);
     ARGS(a_ndel);
     for (int i = 0; i < d->n_stale; i++)
         ARGS(d->stale[i]);
 
     /* Week-hash fields computed here, from what was read. */
-    char f_ewma[48], v_ewma[32], f_ewma_week[48], v_ewma_week[24];
-    char f_first[48], v_first[24], f_frac[48], v_frac[32], f_scores[48];
-    if (fold->store_ewma) {
-        key_field(f_ewma, sizeof f_ewma, ch, ":ewma");
-        snprintf(v_ewma, sizeof v_ewma, "%.17g", fold->ewma);
-        ARGS(f_ewma);
-        ARGS(v_ewma);
-    }
-    if (fold->store_ewma_week) {
-        key_field(f_ewma_week, sizeof f_ewma_week, ch, ":ewma_week");
-        number_format_i64(v_ewma_week, fold->ewma_week);
-        ARGS(f_ewma_week);
-        ARGS(v_ewma_week);
-    }
-    char f_bal[48], v_bal[32];
-    if (fold->store_balance) {
-        key_field(f_bal, sizeof f_bal, ch, ":bal");
-        snprintf(v_bal, sizeof v_bal, "%.17g", fold->balance);
-        ARGS(f_bal);
-        ARGS(v_bal);
-    }
-    if (effect->set_first_week) {
-        key_field(f_first, sizeof f_first, ch, ":first_week");
-        number_format_i64(v_first, effect->first_week);
-        key_field(f_frac, sizeof f_frac, ch, ":first_frac");
-        snprintf(v_frac, sizeof v_frac, "%.6f", effect->first_fraction);
-        ARGS(f_first);
-        ARGS(v_first);
-        ARGS(f_frac);
-        ARGS(v_frac);
-    }
-    char *scores = NULL;
-    if (effect->have_score) {
-        size_t sl = 0;
-        scores = scores_text(&d->view, effect->score, fast->quality_history, d->scores_raw,
-                             d->scores_raw_len, &sl);
-        if (scores == NULL)
-            return false;
-        key_field(f_scores, sizeof f_scores, ch, ":scores");
-        ARGS(f_scores);
-        ARG(scores, sl);
-    }
+    week_fields_t wf;
+    if (!decide_week_fields(d, fold, effect, &wf))
+        return false;
+    for (int i = 0; i < wf.n; i++)
+        ARG(wf.argv[i], wf.lens[i]);
 #undef ARG
 #undef ARGS
 #undef AT
 #undef KEY
 #undef ARGV
     policy_state_t *ps = policy_state(d->app);
-    int rc = store_eval_until(d->app->store, d->deadline_ns,
-                              full ? ps->script_record : ps->script_skip, decide_on_record, d, nkeys,
-                              argc - nkeys, argv, lens);
-    /* Kept for the member cache: the list as this record leaves it. */
-    free(d->scores_new);
-    d->scores_new = scores;
-    d->scores_new_len = scores != NULL ? strlen(scores) : 0;
+    int rc = store_eval_until(d->app->store, d->deadline_ns, ps->script_record, decide_on_record,
+                              d, nkeys, argc - nkeys, argv, lens);
+    decide_keep_scores(d, &wf);
     if (rc != 0) {
         d->cause = decide_refusal_cause(d);
         return false;
@@ -372,7 +358,7 @@ bool decide_send_record(decide_ctx_t *d, const decision_t *dec, const opportunit
 out_of_step: {
     static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
     log_limited(&rl, LOG_ERROR, "decide record: arguments out of step with the script",
-                "script=%s argc=%d", full ? "decide_record" : "decide_skip", argc);
+                "script=decide_record argc=%d", argc);
     return false;
 }
 }

@@ -29,11 +29,6 @@ const char redis_script_decide_record[] =
 #include "lua/decide_record.lua.inc"
     ;
 
-/* decide_skip: records one decision not to send, atomically. */
-const char redis_script_decide_skip[] =
-#include "lua/decide_skip.lua.inc"
-    ;
-
 /* feedback: records one member event into the feature hash. */
 const char redis_script_feedback[] =
 #include "lua/feedback.lua.inc"

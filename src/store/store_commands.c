@@ -463,6 +463,18 @@ bool store_congested(const store_t *st) { return st->congested; }
 
 bool store_queue_full(const store_t *st) { return st->queue.n >= st->max_queued; }
 
+bool store_room(const store_t *st, int n)
+{
+    if (st->state != STORE_READY || st->ac == NULL)
+        return false;
+    /* With nothing queued, commands go straight out while the window has
+     * room; the rest wait in the queue. */
+    int64_t direct = 0;
+    if (st->queue.n == 0 && st->user_in_flight < st->max_in_flight)
+        direct = st->max_in_flight - st->user_in_flight;
+    return (int64_t)n - direct <= st->max_queued - st->queue.n;
+}
+
 void store_set_drain_observer(store_t *st, void (*fn)(void *), void *arg)
 {
     st->drain_fn = fn;

@@ -15,7 +15,7 @@ import unittest
 from harness import ROOT, NotifdTestCase, Redis
 
 LUA_DIR = os.path.join(ROOT, "src", "store", "lua")
-SCRIPTS = ("decide_record", "decide_skip", "feedback", "plan_write")
+SCRIPTS = ("decide_record", "feedback", "plan_write")
 
 T0 = 1_900_000_000
 HL = 14 * 86400            # half-life, s
@@ -296,52 +296,27 @@ class LuaScriptsTest(unittest.TestCase):
         self.assertEqual(len(out), 2, out)
         self.assertEqual(self.r("GET", K_LIMIT), "garbage")
 
-    # ---- decide_skip --------------------------------------------------------
-
-    def skip(self, opp, resp="S", counted=True, stale=(), sets=()):
-        return self.outcome(self.run_script("decide_skip", [K_IDEM + opp, K_WEEK],
-                                            [resp, IDEM_TTL, F_OPP if counted else "", WEEK_TTL,
-                                             len(stale), *stale, *sets]))
-
     def test_every_record_that_writes_adds_one_to_the_week_version(self):
         # The member cache's staleness check: a notifd that saw version v
         # and gets v + 1 back knows nobody else wrote the member between.
-        self.assertEqual(self.skip("o1"), ["skip"])
-        self.assertEqual(self.version, 1)
+        # (Decisions not to send add theirs with HINCRBY: decide_skip.c.)
         self.assertEqual(self.record("o2", "a"), ["sent"])
-        self.assertEqual(self.version, 2)
-        self.assertEqual(self.skip("o3", counted=False), ["skip"])
-        self.assertEqual(self.version, 3)
-        self.assertEqual(self.hgetall(K_WEEK)["v"], "3")
+        self.assertEqual(self.version, 1)
+        self.assertEqual(self.hgetall(K_WEEK)["v"], "1")
         # Nothing written, no version: a retry, a message sent already.
-        self.assertEqual(self.skip("o1"), ["dup", "S"])
+        self.assertEqual(self.record("o2", "a"), ["dup", "R"])
         self.assertEqual(self.record("o9", "a", ts=T0 + 1), ["sent_already"])
-        self.assertEqual(self.hgetall(K_WEEK)["v"], "3")
+        self.assertEqual(self.hgetall(K_WEEK)["v"], "1")
         # A cap writes (the opportunity, the stored answer): a version.
         self.assertEqual(self.record("o4", "b", cap=1), ["cap"])
-        self.assertEqual(self.version, 4)
+        self.assertEqual(self.version, 2)
         # A version that is not a counter starts again rather than failing.
         self.r("HSET", K_WEEK, "v", "not a number")
-        self.assertEqual(self.skip("o5"), ["skip"])
+        self.assertEqual(self.record("o5", "c", ts=T0 + 9 * 86400), ["sent"])
         self.assertEqual(self.version, 1)
         self.r("HSET", K_WEEK, "v", "1000000000")
-        self.assertEqual(self.record("o6", "c", ts=T0 + 9 * 86400), ["sent"])
+        self.assertEqual(self.record("o6", "d", ts=T0 + 18 * 86400, cap=5), ["sent"])
         self.assertEqual(self.version, 1)
-
-    def test_decide_skip_counts_an_opportunity_once(self):
-        self.assertEqual(self.skip("o1", resp="S1"), ["skip"])
-        self.assertEqual(self.skip("o2"), ["skip"])
-        self.assertEqual(self.skip("o1", resp="again"), ["dup", "S1"])
-        self.assertEqual(self.skip("o3", counted=False), ["skip"])
-        self.assertEqual(self.r("HGET", K_WEEK, F_OPP), "2")
-        self.assertEqual(self.r("GET", K_IDEM + "o1"), "S1")
-        self.assertGreater(self.r("TTL", K_WEEK), WEEK_TTL - 10)
-
-    def test_decide_skip_restarts_a_broken_counter_and_writes_fields(self):
-        self.r("HSET", K_WEEK, F_OPP, "not a number", "push:2898:opp", "3")
-        self.assertEqual(self.skip("o1", stale=["push:2898:opp"], sets=["push:ewma", "0.5"]),
-                         ["skip"])
-        self.assertEqual(self.hgetall(K_WEEK), {F_OPP: "1", "push:ewma": "0.5", "v": "1"})
 
     # ---- feedback: ARGV as feedback_send() in src/fast/feedback.c builds it ------
 
@@ -423,12 +398,6 @@ class SharedHelpersTest(unittest.TestCase):
         for name in shared:
             self.assertEqual(record[name], feedback[name], name)
 
-    def test_both_record_scripts_read_week_counters_alike(self):
-        # A version or count one script reads as 0 and the other as a
-        # number would make the member cache's version check disagree.
-        record, skip = helpers("decide_record"), helpers("decide_skip")
-        self.assertEqual(sorted(set(record) & set(skip)), ["counter"])
-        self.assertEqual(record["counter"], skip["counter"])
 
 
 class NotifdLoadsTheFilesTest(NotifdTestCase):

@@ -35,7 +35,6 @@ static const struct {
     const char *text;
 } scripts[] = {
     {"decide_record.lua", redis_script_decide_record},
-    {"decide_skip.lua", redis_script_decide_skip},
     {"feedback.lua", redis_script_feedback},
     {"plan_write.lua", planner_script_plan_write},
 };

@@ -8,7 +8,6 @@
 #define NOTIFD_REDIS_SCRIPTS_H
 
 extern const char redis_script_decide_record[];
-extern const char redis_script_decide_skip[];
 extern const char redis_script_feedback[];
 
 #endif

@@ -109,6 +109,11 @@ int store_eval_until(store_t *st, uint64_t deadline_ns, int script, store_reply_
 bool store_congested(const store_t *st);
 /* True while redis.max_queued commands wait: new ones are refused. */
 bool store_queue_full(const store_t *st);
+/* Whether n more commands would all be accepted now (the store is ready
+ * and the window and the queue have room for them): a caller that sends a
+ * group of commands checks first, so that a full queue never cuts a group
+ * in two. */
+bool store_room(const store_t *st, int n);
 void store_set_drain_observer(store_t *st, void (*fn)(void *arg), void *arg);
 
 /* Commands sent so far: the position of the last one in the connection's

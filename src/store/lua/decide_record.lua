@@ -74,8 +74,10 @@
 -- its state (nothing is touched: notifd reads again and decides); else
 -- {'cap', v} (a cap stopped the send), {'rate_limited', v, codes, answer}
 -- (a global rate limit stopped it) or {'sent', v[, codes]}, v the week hash's
--- version after this record (see decide_skip.lua). Decisions not to send go through
--- decide_skip.lua.
+-- version after this record (every record adds one to it, so a notifd
+-- that expected v - 1 before knows nobody else wrote in between; see
+-- src/core/member_cache.h). Decisions not to send are recorded by plain
+-- commands (src/fast/decide_skip.c).
 --
 -- Redis charges a script per redis.call (~8,700 instructions each), per
 -- argument (~1,100) and per number converted (tonumber is strtod, a number
