@@ -73,9 +73,9 @@ class LuaScriptsTest(unittest.TestCase):
 
     def record(self, opp, msg, ts=T0, cap=2, window=DEDUP, resp="R", capped="C", sends_field="",
                rolling_cap=-1, counted=True, stale=(), sets=(), limiters=(), limits="",
-               limited="L", raw=False):
+               limited="L", raw=False, sent_field=F_SENT):
         keys = [K_IDEM + opp, K_WEEK, K_SENT, K_MEMBER, K_OPTOUT, *limiters]
-        argv = [ts, F_SENT, F_OPP if counted else "", cap, msg, IDEM_TTL, window, resp, capped,
+        argv = [ts, sent_field, F_OPP if counted else "", cap, msg, IDEM_TTL, window, resp, capped,
                 HL, WEEK_TTL, MEMBER_TTL, sends_field, rolling_cap, "push_sent",
                 "push_last_sent", "push", limits, limited if limits else "", len(stale),
                 *stale, *sets]
@@ -115,6 +115,38 @@ class LuaScriptsTest(unittest.TestCase):
         self.assertGreater(self.r("TTL", K_MEMBER), MEMBER_TTL - 10)
         self.assertGreater(self.r("TTL", K_WEEK), WEEK_TTL - 10)
         self.assertGreater(self.r("TTL", K_SENT), DEDUP - 10)
+
+    def test_decide_record_renews_ttls_and_trims_with_a_weeks_first_send(self):
+        # Two calls fewer per send: the sent set is trimmed and its TTL and
+        # the member hash's renewed with the channel's first send of a week
+        # (and every send outside the plan), and the sent set's TTL is then
+        # a week longer than the dedup window, so it outlives every send of
+        # that week by at least the window.
+        self.r("ZADD", K_SENT, T0 - DEDUP - 1, "old")
+        self.assertEqual(self.record("o1", "a", cap=9), ["sent"])
+        self.assertGreater(self.r("TTL", K_SENT), DEDUP + 7 * 86400 - 10)
+        self.assertGreater(self.r("TTL", K_MEMBER), MEMBER_TTL - 10)
+        self.assertEqual(self.r("ZRANGE", K_SENT, 0, -1), ["a"])
+        # A later send of the same week renews and trims nothing.
+        self.r("EXPIRE", K_SENT, 1000)
+        self.r("EXPIRE", K_MEMBER, 1000)
+        self.r("ZADD", K_SENT, T0 - DEDUP - 1, "old")
+        self.assertEqual(self.record("o2", "b", ts=T0 + 60, cap=9), ["sent"])
+        self.assertLessEqual(self.r("TTL", K_SENT), 1000)
+        self.assertLessEqual(self.r("TTL", K_MEMBER), 1000)
+        self.assertEqual(self.r("ZCARD", K_SENT), 3)
+        # The next week's first send does both again ...
+        self.assertEqual(self.record("o3", "c", ts=T0 + 120, cap=9,
+                                     sent_field="push:2901:sent"), ["sent"])
+        self.assertGreater(self.r("TTL", K_SENT), DEDUP + 7 * 86400 - 10)
+        self.assertGreater(self.r("TTL", K_MEMBER), MEMBER_TTL - 10)
+        self.assertEqual(self.r("ZRANGE", K_SENT, 0, -1), ["a", "b", "c"])
+        # ... and so does every send outside the plan (it counts in no week).
+        self.r("EXPIRE", K_SENT, 1000)
+        self.r("EXPIRE", K_MEMBER, 1000)
+        self.assertEqual(self.record("o4", "d", ts=T0 + 180, cap=-1, sent_field=""), ["sent"])
+        self.assertGreater(self.r("TTL", K_SENT), DEDUP + 7 * 86400 - 10)
+        self.assertGreater(self.r("TTL", K_MEMBER), MEMBER_TTL - 10)
 
     def test_decide_record_refuses_a_send_after_an_opt_out_and_touches_nothing(self):
         # An opt-out stored after notifd read (or cached) the member's state

@@ -121,23 +121,26 @@ end
 local ts = tonumber(ARGV[1])
 -- Dedup, re-checked here: another instance may have sent this message
 -- to the member since notifd read the sent set. A retry of this very
--- opportunity gets its stored answer first (it sent the message).
+-- opportunity gets its stored answer (it sent the message): the stored
+-- answer is looked for only then, or before an early return or a write
+-- the SET NX GET below comes too late for, so a send that goes costs one
+-- call less.
 local window = tonumber(ARGV[7])
 if window > 0 then
-  local prev = redis.call('GET', KEYS[1])
-  if prev then return {'dup', prev} end
   -- A score no send can have (stored_time: outside 0..1e11) is no send,
   -- as decide's read takes it (stored_read_sent_time).
   local last = stored_time(redis.call('ZSCORE', KEYS[3], ARGV[5]))
-  if last and last > ts - window then return {'sent_already'} end
+  if last and last > ts - window then
+    local prev = redis.call('GET', KEYS[1])
+    if prev then return {'dup', prev} end
+    return {'sent_already'}
+  end
 end
 -- The durable opt-out, re-checked here for the same reason: an opt-out
 -- holds from the moment it is stored, whatever notifd's view was.
 if tonumber(redis.call('HGET', KEYS[5], ARGV[17]) or '') == 1 then
-  if window <= 0 then
-    local prev = redis.call('GET', KEYS[1])
-    if prev then return {'dup', prev} end
-  end
+  local prev = redis.call('GET', KEYS[1])
+  if prev then return {'dup', prev} end
   return {'unsubscribed'}
 end
 local sentf, oppf, sendsf = ARGV[2], ARGV[3], ARGV[13]
@@ -182,10 +185,8 @@ end
 -- l limited, s would be limited (shadow), o / c error failed open / closed.
 local limited
 if outcome == 'sent' and ARGV[18] ~= '' then
-  if window <= 0 then
-    local prev = redis.call('GET', KEYS[1])
-    if prev then return {'dup', prev} end
-  end
+  local prev = redis.call('GET', KEYS[1])
+  if prev then return {'dup', prev} end
   local spec = {}
   for w in string.gmatch(ARGV[18], '%S+') do spec[#spec + 1] = w end
   local closed = spec[1] == 'closed'
@@ -254,11 +255,19 @@ if outcome == 'sent' and sentf ~= '' then
   end
 end
 redis.call('HSET', KEYS[2], unpack(set))
+-- The sent set's and the member hash's TTLs are renewed, and the sent set
+-- trimmed, with the channel's first send of a week (and with every send
+-- outside the plan, which counts in no week), not with every send: two
+-- calls fewer per send. The sent set then lives a week longer than the
+-- dedup window, which keeps every send of the week at least the window.
+local renew = sentf == '' or sent == 0
 if outcome == 'sent' then
   if window > 0 then
     redis.call('ZADD', KEYS[3], ARGV[1], ARGV[5])
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ts - window))
-    redis.call('EXPIRE', KEYS[3], window)
+    if renew then
+      redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ts - window))
+      redis.call('EXPIRE', KEYS[3], window + 7 * 86400)
+    end
   end
   -- The member's decayed sends, as feedback's decay() and add() would
   -- leave them (see the top of feedback.lua).
@@ -315,7 +324,7 @@ end
     mset[#mset + 1] = ARGV[1]
   end
   redis.call('HSET', KEYS[4], unpack(mset))
-  redis.call('EXPIRE', KEYS[4], ARGV[12])
+  if renew then redis.call('EXPIRE', KEYS[4], ARGV[12]) end
 end
 local limited_answer = outcome == 'rate_limited' and resp or nil
 if opps ~= 1 and opps ~= 0 then return {outcome, version, limited, limited_answer} end
