@@ -144,10 +144,13 @@ static void conn_queue_flush(conn_t *c)
     c->srv->flush_list = c;
 }
 
+/* A connection's reply buffer starts at 1 KiB: most hold a reply or two
+ * per loop turn (a decide's is ~350 bytes), and with 1,000 connections
+ * starting at 4 KiB cost 2.5 MiB of RSS (docs/benchmarks.md). */
 static bool out_append(conn_t *c, const char *data, size_t len)
 {
     if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 4096;
+        size_t cap = c->out_cap ? c->out_cap : 1024;
         while (cap < c->out_len + len)
             cap *= 2;
         char *nb = realloc(c->out, cap);
