@@ -25,7 +25,7 @@ static const char *const weights_keys[] = {
 
 static const char *const priors_keys[] = {
     "fatigue_from_dismiss", "responsiveness_strength", "visit_rate", "visit_rate_strength", "visits_per_open",
-    "visits_per_open_strength", "attribution_window_s", "channels", NULL,
+    "visits_per_open_strength", "attribution_window_s", "score_strength", "channels", NULL,
 };
 
 static const char *const channel_prior_keys[] = {
@@ -224,6 +224,8 @@ static void parse_priors(config_errors_t *errs, json_t *so, const char *path,
                       &pr->visits_per_open_strength);
     config_get_double(errs, p, pp, "attribution_window_s", 1.0, 30.0 * 86400,
                       &pr->attribution_window_s);
+    /* 0 turns the score prior off (and the planner's read of the scores). */
+    config_get_double(errs, p, pp, "score_strength", 0.0, 1e6, &pr->score_strength);
     char cp[160];
     config_path_join(cp, sizeof cp, pp, "channels");
     json_t *chans = config_get_object(errs, p, pp, "channels");
