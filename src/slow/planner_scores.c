@@ -1,0 +1,118 @@
+/*
+ * planner_scores.c - the score prior's part of a pass (slow.priors.
+ * score_strength, docs/slow-policy.md "Score prior"): which week-hash
+ * fields a member's read asks for, what the reply puts into the member's
+ * features, and the pooled calibration carried from one pass to the next.
+ * The maths is src/core/score_prior.c; this file only reads and wires.
+ *
+ * Off (score_strength 0 everywhere) a pass sends exactly the commands it
+ * did before: the planner's Redis cost does not grow unless asked to.
+ */
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "notifd/core/features.h"
+#include "notifd/core/pacing.h"
+#include "notifd/core/policy_config.h"
+#include "notifd/core/score_prior.h"
+#include "notifd/log.h"
+#include "planner_internal.h"
+
+static bool any_score_strength(const config_t *cfg)
+{
+    const policy_config_t *pc = &cfg->policy;
+    if (pc->slow.priors.score_strength > 0.0)
+        return true;
+    for (int i = 0; pc->slow_arms != NULL && i < pc->slow_layer.n_arms; i++)
+        if (pc->slow_arms[i].priors.score_strength > 0.0)
+            return true;
+    return false;
+}
+
+void planner_scores_fields(part_ctx_t *p)
+{
+    const config_t *cfg = p->cfg;
+    p->read_scores = any_score_strength(cfg);
+    if (!p->read_scores)
+        return;
+    for (int c = 0; c < cfg->n_channels; c++) {
+        size_t cap = sizeof p->score_fields[0];
+        int a = snprintf(p->score_fields[2 * c], cap, "%s:scores", cfg->channels[c]);
+        int b = snprintf(p->score_fields[2 * c + 1], cap, "%s:ewma", cfg->channels[c]);
+        p->score_field_lens[2 * c] = (size_t)a;
+        p->score_field_lens[2 * c + 1] = (size_t)b;
+    }
+}
+
+void planner_scores_new_pass(planner_t *pl, const config_t *cfg)
+{
+    bool on = any_score_strength(cfg);
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
+        /* A pass that saw no sends to score keeps the factor it had. */
+        if (pl->score_cal[c].expected > 0.0)
+            pl->score_factor[c] = score_calibration_factor(&pl->score_cal[c]);
+        if (on && c < cfg->n_channels && pl->score_cal[c].expected > 0.0)
+            log_info("planner: score calibration", "channel=%s opens=%.1f expected=%.1f factor=%.4f",
+                     cfg->channels[c], pl->score_cal[c].opens, pl->score_cal[c].expected,
+                     pl->score_factor[c]);
+        pl->score_cal[c] = (score_calibration_t){0};
+    }
+}
+
+/* The factor the pass plans with: 1 until a pass has seen sends. */
+static double factor_of(const planner_t *pl, int c)
+{
+    return pl->score_factor[c] > 0.0 ? pl->score_factor[c] : 1.0;
+}
+
+/* One channel's "<ch>:scores" and "<ch>:ewma" values (either may be
+ * missing) into mf->ch[c].score_open, and its sends into the calibration. */
+static void score_channel(part_ctx_t *p, const fast_config_t *fast, int c,
+                          const redisReply *scores, const redisReply *ewma,
+                          member_features_t *mf, const member_features_t *decayed)
+{
+    if (scores == NULL || scores->type != REDIS_REPLY_STRING)
+        return;
+    double list[PACING_MAX_RECENT];
+    size_t n = score_prior_parse_list(scores->str, scores->len, list, PACING_MAX_RECENT,
+                                      &mf->invalid);
+    /* Without the member's own count of opportunities a week, the
+     * producer's expected count (fast.prior_opportunities_per_week). */
+    double opp = fast->pacing.prior_opportunities_per_week;
+    double x;
+    if (ewma != NULL && ewma->type == REDIS_REPLY_STRING &&
+        stored_parse_real(STORED_EWMA, ewma->str, ewma->len, &x, &mf->invalid) && x > 0.0)
+        opp = x;
+    double top;
+    if (!score_prior_channel_top_mean(list, n, opp, &fast->ranker[c], &top))
+        return;
+    const channel_features_t *d = &decayed->ch[c];
+    double sends = d->sent > d->delivered ? d->sent : d->delivered;
+    double opens = d->open > d->click ? d->open : d->click;
+    score_calibration_add(&p->pl->score_cal[c], opens, sends, top);
+    double q;
+    if (score_prior_open_rate(top, factor_of(p->pl, c), &q)) {
+        mf->ch[c].score_open = q;
+        mf->ch[c].has |= FEATURES_HAS_SCORE_OPEN;
+    }
+}
+
+void planner_scores_apply(part_ctx_t *p, const char *member, size_t member_len,
+                          const redisReply *week, member_features_t *mf)
+{
+    const config_t *cfg = p->cfg;
+    if (week == NULL || week->type != REDIS_REPLY_ARRAY ||
+        week->elements != (size_t)(2 * cfg->n_channels))
+        return;
+    /* The member's ranker is its fast arm's: the list holds its utilities. */
+    const fast_config_t *fast = policy_fast_for(&cfg->policy, member, member_len, NULL, NULL);
+    /* Sends and opens on the scale the estimate sees them (decayed to the
+     * pass's time), so that members updated long ago weigh as little in
+     * the calibration as in their own estimate. */
+    member_features_t decayed = *mf;
+    features_decay_to(&decayed, p->as_of, cfg->policy.half_life_s);
+    for (int c = 0; c < cfg->n_channels; c++)
+        score_channel(p, fast, c, week->element[2 * c], week->element[2 * c + 1], mf, &decayed);
+}
