@@ -126,3 +126,37 @@ bool score_prior_channel_top_mean(double *utilities, size_t n, double opportunit
     *top_mean = m;
     return true;
 }
+
+int score_calibration_mode_parse(const char *name)
+{
+    if (strcmp(name, "opens") == 0)
+        return SCORE_CALIBRATION_OPENS;
+    if (strcmp(name, "prior") == 0)
+        return SCORE_CALIBRATION_PRIOR;
+    return -1;
+}
+
+void score_calibration_add_level(score_calibration_t *c, double top_mean)
+{
+    if (!isfinite(top_mean))
+        return;
+    c->top_sum += top_mean;
+    c->members += 1.0;
+}
+
+double score_calibration_level(const score_calibration_t *c)
+{
+    return c->members > 0.0 ? c->top_sum / c->members : NAN;
+}
+
+bool score_prior_relative_rate(double top_mean, double level, double open_rate, double *out)
+{
+    if (!isfinite(top_mean) || !isfinite(level) || !isfinite(open_rate) || !(level > 0.0))
+        return false;
+    /* Scores can be negative (a producer's scale, or an inverted utility
+     * below 0.5): a member below 0 is as far from the level as a rate can
+     * say, 0. */
+    double p = open_rate * top_mean / level;
+    *out = p < 0.0 ? 0.0 : p > 1.0 ? 1.0 : p;
+    return true;
+}

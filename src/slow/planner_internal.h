@@ -103,6 +103,7 @@ struct planner {
      * the factor it gives (score_factor; 0 until a pass had data: 1). */
     score_calibration_t score_cal[NOTIFD_MAX_CHANNELS];
     double score_factor[NOTIFD_MAX_CHANNELS];
+    double score_level[NOTIFD_MAX_CHANNELS]; /* the population's mean top score; 0: none yet */
     double pass_t0;                  /* planner_mono_s() at the start of the pass */
     uint64_t pass_members;           /* members read so far in the pass */
 };

@@ -46,31 +46,35 @@ void planner_scores_fields(part_ctx_t *p)
     }
 }
 
-void planner_scores_new_pass(planner_t *pl, const config_t *cfg)
-{
-    bool on = any_score_strength(cfg);
-    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
-        /* A pass that saw no sends to score keeps the factor it had. */
-        if (pl->score_cal[c].expected > 0.0)
-            pl->score_factor[c] = score_calibration_factor(&pl->score_cal[c]);
-        if (on && c < cfg->n_channels && pl->score_cal[c].expected > 0.0)
-            log_info("planner: score calibration", "channel=%s opens=%.1f expected=%.1f factor=%.4f",
-                     cfg->channels[c], pl->score_cal[c].opens, pl->score_cal[c].expected,
-                     pl->score_factor[c]);
-        pl->score_cal[c] = (score_calibration_t){0};
-    }
-}
-
 /* The factor the pass plans with: 1 until a pass has seen sends. */
 static double factor_of(const planner_t *pl, int c)
 {
     return pl->score_factor[c] > 0.0 ? pl->score_factor[c] : 1.0;
 }
 
+void planner_scores_new_pass(planner_t *pl, const config_t *cfg)
+{
+    bool on = any_score_strength(cfg);
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
+        /* A pass that saw no sends (or no scores) keeps what it had. */
+        const score_calibration_t *k = &pl->score_cal[c];
+        if (k->expected > 0.0)
+            pl->score_factor[c] = score_calibration_factor(k);
+        if (k->members > 0.0)
+            pl->score_level[c] = score_calibration_level(k);
+        if (on && c < cfg->n_channels && k->members > 0.0)
+            log_info("planner: score calibration",
+                     "channel=%s members=%.0f level=%.4f opens=%.1f expected=%.1f factor=%.4f",
+                     cfg->channels[c], k->members, pl->score_level[c], k->opens, k->expected,
+                     factor_of(pl, c));
+        pl->score_cal[c] = (score_calibration_t){0};
+    }
+}
+
 /* One channel's "<ch>:scores" and "<ch>:ewma" values (either may be
  * missing) into mf->ch[c].score_open, and its sends into the calibration. */
-static void score_channel(part_ctx_t *p, const fast_config_t *fast, int c,
-                          const redisReply *scores, const redisReply *ewma,
+static void score_channel(part_ctx_t *p, const fast_config_t *fast, const slow_config_t *slow,
+                          int c, const redisReply *scores, const redisReply *ewma,
                           member_features_t *mf, const member_features_t *decayed)
 {
     if (scores == NULL || scores->type != REDIS_REPLY_STRING)
@@ -92,8 +96,13 @@ static void score_channel(part_ctx_t *p, const fast_config_t *fast, int c,
     double sends = d->sent > d->delivered ? d->sent : d->delivered;
     double opens = d->open > d->click ? d->open : d->click;
     score_calibration_add(&p->pl->score_cal[c], opens, sends, top);
+    score_calibration_add_level(&p->pl->score_cal[c], top);
     double q;
-    if (score_prior_open_rate(top, factor_of(p->pl, c), &q)) {
+    bool ok = slow->priors.score_calibration == SCORE_CALIBRATION_PRIOR
+                  ? score_prior_relative_rate(top, p->pl->score_level[c],
+                                              slow->priors.channel[c].open_rate, &q)
+                  : score_prior_open_rate(top, factor_of(p->pl, c), &q);
+    if (ok) {
         mf->ch[c].score_open = q;
         mf->ch[c].has |= FEATURES_HAS_SCORE_OPEN;
     }
@@ -108,11 +117,13 @@ void planner_scores_apply(part_ctx_t *p, const char *member, size_t member_len,
         return;
     /* The member's ranker is its fast arm's: the list holds its utilities. */
     const fast_config_t *fast = policy_fast_for(&cfg->policy, member, member_len, NULL, NULL);
+    const slow_config_t *slow = policy_slow_for(&cfg->policy, member, member_len, NULL, NULL);
     /* Sends and opens on the scale the estimate sees them (decayed to the
      * pass's time), so that members updated long ago weigh as little in
      * the calibration as in their own estimate. */
     member_features_t decayed = *mf;
     features_decay_to(&decayed, p->as_of, cfg->policy.half_life_s);
     for (int c = 0; c < cfg->n_channels; c++)
-        score_channel(p, fast, c, week->element[2 * c], week->element[2 * c + 1], mf, &decayed);
+        score_channel(p, fast, slow, c, week->element[2 * c], week->element[2 * c + 1], mf,
+                      &decayed);
 }

@@ -25,6 +25,7 @@
 
 #include "test_util.h"
 
+#include "notifd/core/score_prior.h"
 #include "notifd/config/config.h"
 #include "notifd/log.h"
 #include "notifd/core/stored_fields.h"
@@ -909,7 +910,7 @@ static void test_explore_prob_defaults_to_0_and_is_bounded(void **state)
 }
 
 /* slow.priors.score_strength: off by default, a weight >= 0 otherwise, and
- * an experiment arm may set it on its own. */
+ * an experiment arm may set it on its own; score_calibration one of two. */
 static void test_score_strength_defaults_to_0_and_is_bounded(void **state)
 {
     (void)state;
@@ -928,6 +929,16 @@ static void test_score_strength_defaults_to_0_and_is_bounded(void **state)
                         "slow.priors.score_strength: ");
     expect_error_prefix("{'slow': {'priors': {'score_strength': 'high'}}}",
                         "slow.priors.score_strength: ");
+    cfg = load_ok("{}");
+    assert_int_equal(cfg->policy.slow.priors.score_calibration, SCORE_CALIBRATION_OPENS);
+    config_release(cfg);
+    cfg = load_ok("{'slow': {'priors': {'score_calibration': 'prior'}}}");
+    assert_int_equal(cfg->policy.slow.priors.score_calibration, SCORE_CALIBRATION_PRIOR);
+    config_release(cfg);
+    expect_error("{'slow': {'priors': {'score_calibration': 'level'}}}",
+                 "slow.priors.score_calibration: must be \"opens\" or \"prior\"");
+    expect_error_prefix("{'slow': {'priors': {'score_calibration': 1}}}",
+                        "slow.priors.score_calibration: ");
 }
 
 static void test_holdout_needs_its_own_salt_and_a_bounded_share(void **state)

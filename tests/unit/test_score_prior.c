@@ -184,6 +184,41 @@ static void test_open_rate_is_calibrated_and_a_probability(void **state)
     assert_float_equal(q, 0.7, 0);
 }
 
+static void test_relative_rate_keeps_the_populations_level(void **state)
+{
+    (void)state;
+    score_calibration_t c = {0};
+    assert_true(isnan(score_calibration_level(&c)));
+    double tops[] = {0.2, 0.4, 0.6};
+    for (int i = 0; i < 3; i++)
+        score_calibration_add_level(&c, tops[i]);
+    score_calibration_add_level(&c, NAN); /* ignored */
+    double level = score_calibration_level(&c);
+    assert_float_equal(level, 0.4, 1e-15);
+    /* The members' rates average the population prior: only their order
+     * comes from the scores. */
+    double sum = 0, q;
+    for (int i = 0; i < 3; i++) {
+        assert_true(score_prior_relative_rate(tops[i], level, 0.1, &q));
+        sum += q;
+    }
+    assert_float_equal(sum / 3, 0.1, 1e-15);
+    assert_true(score_prior_relative_rate(0.6, level, 0.1, &q));
+    assert_float_equal(q, 0.15, 1e-15);
+    /* Clamped into [0, 1]; nothing without a level. */
+    assert_true(score_prior_relative_rate(-0.5, level, 0.1, &q));
+    assert_float_equal(q, 0, 0);
+    assert_true(score_prior_relative_rate(40.0, level, 0.1, &q));
+    assert_float_equal(q, 1, 0);
+    q = 0.3;
+    assert_false(score_prior_relative_rate(0.5, 0.0, 0.1, &q));
+    assert_false(score_prior_relative_rate(0.5, NAN, 0.1, &q));
+    assert_float_equal(q, 0.3, 0);
+    assert_int_equal(score_calibration_mode_parse("opens"), SCORE_CALIBRATION_OPENS);
+    assert_int_equal(score_calibration_mode_parse("prior"), SCORE_CALIBRATION_PRIOR);
+    assert_int_equal(score_calibration_mode_parse("Prior"), -1);
+}
+
 /* ---- the estimate ---- */
 
 static void member_with_score(member_features_t *f, double score_open)
@@ -290,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_a_hostile_list_keeps_only_good_numbers),
         cmocka_unit_test(test_calibration_starts_at_1_and_follows_the_opens),
         cmocka_unit_test(test_open_rate_is_calibrated_and_a_probability),
+        cmocka_unit_test(test_relative_rate_keeps_the_populations_level),
         cmocka_unit_test(test_off_the_scores_change_nothing),
         cmocka_unit_test(test_a_member_sent_nothing_gets_the_blend_of_scores_and_population),
         cmocka_unit_test(test_the_members_sends_override_the_scores),

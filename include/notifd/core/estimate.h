@@ -64,6 +64,9 @@ typedef struct slow_priors {
      * open_strength; 0 (the default) leaves it out and the planner does not
      * read the scores. */
     double score_strength;
+    /* How the scores become a rate: score_calibration_mode_t (score_prior.h);
+     * the planner applies it, the estimate only sees the rate. */
+    int score_calibration;
 } slow_priors_t;
 
 /* What estimate_member() infers for one channel. */

@@ -53,18 +53,44 @@ double score_prior_top_mean(double *scores, size_t n, double share);
  * [1/256, 1]. */
 double score_prior_first_share(double opportunities_per_week);
 
+/* How the top scores become an open rate (slow.priors.score_calibration). */
+typedef enum score_calibration_mode {
+    /* factor * top_mean, the factor the opens of the population's sends
+     * give against what their scores promised (score_calibration_factor). */
+    SCORE_CALIBRATION_OPENS = 0,
+    /* open_rate * top_mean / (the population's mean top_mean): the scores
+     * only rank members, and the population prior keeps the level, so the
+     * planner's volume stays where the priors put it. */
+    SCORE_CALIBRATION_PRIOR = 1,
+} score_calibration_mode_t;
+
+/* "opens", "prior" -> the mode; -1 if unknown. */
+int score_calibration_mode_parse(const char *name);
+
 /* Pooled calibration of scores against opens: what sends expected (the sum
  * over members of sends times their top-share mean score) and what they got
- * (opens). */
+ * (opens); and the members' top-share means, for the population's level. */
 typedef struct score_calibration {
     double opens;
     double expected;
+    double top_sum;   /* sum of the members' top-share means */
+    double members;   /* how many */
 } score_calibration_t;
 
 /* Adds one member's channel: `opens` of `sends` whose scores averaged
  * `top_mean`. Ignores non-finite or negative inputs. */
 void score_calibration_add(score_calibration_t *c, double opens, double sends,
                            double top_mean);
+
+/* Adds one member's top-share mean to the population's level. */
+void score_calibration_add_level(score_calibration_t *c, double top_mean);
+
+/* The population's mean top-share mean; NAN without members. */
+double score_calibration_level(const score_calibration_t *c);
+
+/* SCORE_CALIBRATION_PRIOR: open_rate * top_mean / level, clamped into
+ * [0, 1]; false (nothing written) unless level > 0 and all are finite. */
+bool score_prior_relative_rate(double top_mean, double level, double open_rate, double *out);
 
 /* Opens per expected open, shrunk toward 1 with SCORE_CALIBRATION_STRENGTH:
  * (opens + s) / (expected + s). 1 without data. */
