@@ -479,8 +479,10 @@ class PlannerScorePriorTest(NotifdTestCase):
     """slow.priors.score_strength: a pass reads each member's recent scores
     from its week hash, and a member whose best moments score high is
     planned more than one whose scores are low, with the same history (none
-    sent). Off, a pass sends no HMGET at all."""
-    overrides = {"planner": {"enabled": False}, "slow": {"priors": {"score_strength": 40}}}
+    sent). Off, a pass sends no HMGET at all. The "opens" calibration plans
+    with a factor of 1 until a pass has seen sends, so one pass shows it."""
+    overrides = {"planner": {"enabled": False},
+                 "slow": {"priors": {"score_strength": 40, "score_calibration": "opens"}}}
 
     def two_members(self):
         c = self.client()
@@ -515,8 +517,26 @@ class PlannerScorePriorTest(NotifdTestCase):
         self.assertEqual(self.plan("hostile")["push_per_week"], self.plan("plain")["push_per_week"])
 
 
-class PlannerScorePriorOffTest(PlannerScorePriorTest):
+class PlannerScorePriorDefaultTest(PlannerScorePriorTest):
+    """The defaults ("prior" calibration): the first pass learns the
+    population's level of top scores and has no evidence yet; the next one
+    plans with it."""
     overrides = {"planner": {"enabled": False}}
+
+    def test_a_member_with_better_scores_is_planned_more_push(self):
+        c = self.two_members()
+        r = c.request({"op": "planner_run", "ts": T0 + 60})
+        self.assertEqual((r["planned"], r["failed"]), (4, 0))
+        self.assertEqual(self.plan("bright")["push_per_week"], self.plan("dull")["push_per_week"])
+        r = c.request({"op": "planner_run", "ts": T0 + 60 + WEEK})
+        self.assertEqual((r["planned"], r["failed"]), (4, 0))
+        self.assertGreater(float(self.plan("bright")["push_per_week"]),
+                           float(self.plan("dull")["push_per_week"]))
+        self.assertEqual(self.plan("hostile")["push_per_week"], self.plan("plain")["push_per_week"])
+
+
+class PlannerScorePriorOffTest(PlannerScorePriorTest):
+    overrides = {"planner": {"enabled": False}, "slow": {"priors": {"score_strength": 0}}}
 
     def test_a_member_with_better_scores_is_planned_more_push(self):
         c = self.two_members()

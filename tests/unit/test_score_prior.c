@@ -229,12 +229,21 @@ static void member_with_score(member_features_t *f, double score_open)
     f->ch[0].has |= FEATURES_HAS_SCORE_OPEN;
 }
 
+static void test_on_by_default_with_the_prior_calibration(void **state)
+{
+    (void)state;
+    slow_priors_t p;
+    slow_priors_defaults(&p, channels, 2);
+    assert_float_equal(p.score_strength, 50, 0);
+    assert_int_equal(p.score_calibration, SCORE_CALIBRATION_PRIOR);
+}
+
 static void test_off_the_scores_change_nothing(void **state)
 {
     (void)state;
     slow_priors_t p;
     slow_priors_defaults(&p, channels, 2);
-    assert_float_equal(p.score_strength, 0, 0);
+    p.score_strength = 0.0;
     member_features_t with, without;
     member_with_score(&with, 0.6);
     features_init(&without);
@@ -326,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_calibration_starts_at_1_and_follows_the_opens),
         cmocka_unit_test(test_open_rate_is_calibrated_and_a_probability),
         cmocka_unit_test(test_relative_rate_keeps_the_populations_level),
+        cmocka_unit_test(test_on_by_default_with_the_prior_calibration),
         cmocka_unit_test(test_off_the_scores_change_nothing),
         cmocka_unit_test(test_a_member_sent_nothing_gets_the_blend_of_scores_and_population),
         cmocka_unit_test(test_the_members_sends_override_the_scores),

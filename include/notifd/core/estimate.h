@@ -61,7 +61,7 @@ typedef struct slow_priors {
                                     uses to split visit_attr from visit_org */
     /* Weight of a channel's score-predicted open rate (score_open in the
      * features), in pseudo-messages, next to the population prior's
-     * open_strength; 0 (the default) leaves it out and the planner does not
+     * open_strength (default 50); 0 leaves it out and the planner does not
      * read the scores. */
     double score_strength;
     /* How the scores become a rate: score_calibration_mode_t (score_prior.h);
