@@ -62,8 +62,16 @@ double score_prior_first_share(double opportunities_per_week)
 void score_calibration_add(score_calibration_t *c, double opens, double sends,
                            double top_mean)
 {
-    if (!isfinite(opens) || !isfinite(sends) || !isfinite(top_mean) || opens < 0.0 ||
-        sends < 0.0 || top_mean < 0.0)
+    if (!isfinite(top_mean))
+        return;
+    const double keep = 1.0 - 1.0 / SCORE_CALIBRATION_MEMORY;
+    c->opens *= keep;
+    c->expected *= keep;
+    c->top_sum *= keep;
+    c->members *= keep;
+    c->top_sum += top_mean;
+    c->members += 1.0;
+    if (!isfinite(opens) || !isfinite(sends) || opens < 0.0 || sends < 0.0 || top_mean < 0.0)
         return;
     /* A click implies an open, and feedback for messages notifd never saw
      * is capped, as in the estimate: a rate stays a rate. */
@@ -134,14 +142,6 @@ int score_calibration_mode_parse(const char *name)
     if (strcmp(name, "prior") == 0)
         return SCORE_CALIBRATION_PRIOR;
     return -1;
-}
-
-void score_calibration_add_level(score_calibration_t *c, double top_mean)
-{
-    if (!isfinite(top_mean))
-        return;
-    c->top_sum += top_mean;
-    c->members += 1.0;
 }
 
 double score_calibration_level(const score_calibration_t *c)

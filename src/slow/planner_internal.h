@@ -98,12 +98,10 @@ struct planner {
     uint64_t next_timer_ms;
     int base_nice;                   /* the thread's nice value when it started */
     int nice_applied;                /* planner.nice last applied (-1: none yet) */
-    /* The score prior's pooled calibration (score_prior.h), by channel:
-     * this pass's members add to score_cal, and the next pass plans with
-     * the factor it gives (score_factor; 0 until a pass had data: 1). */
+    /* The score prior's pooled calibration (score_prior.h), by channel,
+     * over the latest members this planner read, across passes: each
+     * member is added before its own rate is computed. */
     score_calibration_t score_cal[NOTIFD_MAX_CHANNELS];
-    double score_factor[NOTIFD_MAX_CHANNELS];
-    double score_level[NOTIFD_MAX_CHANNELS]; /* the population's mean top score; 0: none yet */
     double pass_t0;                  /* planner_mono_s() at the start of the pass */
     uint64_t pass_members;           /* members read so far in the pass */
 };
@@ -244,8 +242,7 @@ static inline const char *slot_id(const part_ctx_t *p, const member_slot_t *s)
  * the base slow section or in any slow arm. Sets p->read_scores and the
  * HMGET's fields. */
 void planner_scores_fields(part_ctx_t *p);
-/* A pass's start: the calibration the last pass gathered becomes the
- * factor this one plans with, and the sums start again. */
+/* A pass's start: logs (at info) the calibration the passes before left. */
 void planner_scores_new_pass(planner_t *pl, const config_t *cfg);
 
 /* The member's HMGET of its week hash (the read_scores fields, in order)

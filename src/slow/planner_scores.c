@@ -2,8 +2,11 @@
  * planner_scores.c - the score prior's part of a pass (slow.priors.
  * score_strength, docs/slow-policy.md "Score prior"): which week-hash
  * fields a member's read asks for, what the reply puts into the member's
- * features, and the pooled calibration carried from one pass to the next.
+ * features, and the pooled calibration over the latest members.
  * The maths is src/core/score_prior.c; this file only reads and wires.
+ * The calibration lives in the planner (worker thread only) and runs on
+ * from pass to pass: the member's own top score joins it before its rate
+ * is computed.
  *
  * Off (score_strength 0 everywhere) a pass sends exactly the commands it
  * did before: the planner's Redis cost does not grow unless asked to.
@@ -46,28 +49,17 @@ void planner_scores_fields(part_ctx_t *p)
     }
 }
 
-/* The factor the pass plans with: 1 until a pass has seen sends. */
-static double factor_of(const planner_t *pl, int c)
-{
-    return pl->score_factor[c] > 0.0 ? pl->score_factor[c] : 1.0;
-}
-
 void planner_scores_new_pass(planner_t *pl, const config_t *cfg)
 {
-    bool on = any_score_strength(cfg);
-    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
-        /* A pass that saw no sends (or no scores) keeps what it had. */
+    if (!any_score_strength(cfg))
+        return;
+    for (int c = 0; c < cfg->n_channels; c++) {
         const score_calibration_t *k = &pl->score_cal[c];
-        if (k->expected > 0.0)
-            pl->score_factor[c] = score_calibration_factor(k);
         if (k->members > 0.0)
-            pl->score_level[c] = score_calibration_level(k);
-        if (on && c < cfg->n_channels && k->members > 0.0)
             log_info("planner: score calibration",
                      "channel=%s members=%.0f level=%.4f opens=%.1f expected=%.1f factor=%.4f",
-                     cfg->channels[c], k->members, pl->score_level[c], k->opens, k->expected,
-                     factor_of(pl, c));
-        pl->score_cal[c] = (score_calibration_t){0};
+                     cfg->channels[c], k->members, score_calibration_level(k), k->opens,
+                     k->expected, score_calibration_factor(k));
     }
 }
 
@@ -95,13 +87,15 @@ static void score_channel(part_ctx_t *p, const fast_config_t *fast, const slow_c
     const channel_features_t *d = &decayed->ch[c];
     double sends = d->sent > d->delivered ? d->sent : d->delivered;
     double opens = d->open > d->click ? d->open : d->click;
-    score_calibration_add(&p->pl->score_cal[c], opens, sends, top);
-    score_calibration_add_level(&p->pl->score_cal[c], top);
+    /* The member first, so the first one a planner sees is its own level
+     * (a rate of exactly the prior) rather than no evidence at all. */
+    score_calibration_t *k = &p->pl->score_cal[c];
+    score_calibration_add(k, opens, sends, top);
     double q;
     bool ok = slow->priors.score_calibration == SCORE_CALIBRATION_PRIOR
-                  ? score_prior_relative_rate(top, p->pl->score_level[c],
+                  ? score_prior_relative_rate(top, score_calibration_level(k),
                                               slow->priors.channel[c].open_rate, &q)
-                  : score_prior_open_rate(top, factor_of(p->pl, c), &q);
+                  : score_prior_open_rate(top, score_calibration_factor(k), &q);
     if (ok) {
         mf->ch[c].score_open = q;
         mf->ch[c].has |= FEATURES_HAS_SCORE_OPEN;

@@ -208,7 +208,6 @@ static void score_member(const config_t *cfg, const pairs_t *week, member_featur
     check(isfinite(top));
     score_calibration_t cal = {0};
     score_calibration_add(&cal, mf->ch[push].open, mf->ch[push].sent, top);
-    score_calibration_add_level(&cal, top);
     check(isfinite(score_calibration_factor(&cal)) && score_calibration_factor(&cal) >= 0);
     if (score_prior_relative_rate(top, score_calibration_level(&cal), 0.1, &q))
         check(in01(q));

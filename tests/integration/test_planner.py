@@ -484,16 +484,16 @@ class PlannerScorePriorTest(NotifdTestCase):
     overrides = {"planner": {"enabled": False},
                  "slow": {"priors": {"score_strength": 40, "score_calibration": "opens"}}}
 
-    def two_members(self):
+    def members_with_scores(self):
         c = self.client()
-        for m in ("bright", "dull", "hostile", "plain"):
+        for m in ("bright", "dull", "dull2", "dull3", "hostile", "plain"):
             r = c.request({"op": "feedback", "member": m, "event": "visit", "ts": T0})
             self.assertTrue(r["ok"], r)
             wait_for(lambda: self.redis.command("ZSCORE", sched_key(m), m) is not None,
                      what="member scheduled")
         # What decides leave: the ranker's utilities, sigmoid(score) under
         # the default ranker, five significant digits, newest first.
-        for m, score in (("bright", 0.8), ("dull", 0.02)):
+        for m, score in (("bright", 0.8), ("dull", 0.02), ("dull2", 0.02), ("dull3", 0.02)):
             scores = ",".join("%.5g" % sigmoid(score) for _ in range(30))
             self.redis.command("HSET", "%sweek:{%s}" % (PREFIX, m), "push:scores", scores,
                                "push:ewma", "10")
@@ -506,10 +506,10 @@ class PlannerScorePriorTest(NotifdTestCase):
         return dict(zip(h[::2], h[1::2]))
 
     def test_a_member_with_better_scores_is_planned_more_push(self):
-        c = self.two_members()
+        c = self.members_with_scores()
         r = c.request({"op": "planner_run", "ts": T0 + 60})
         self.assertTrue(r["ok"], r)
-        self.assertEqual((r["planned"], r["failed"]), (4, 0))
+        self.assertEqual((r["planned"], r["failed"]), (6, 0))
         bright, dull = self.plan("bright"), self.plan("dull")
         self.assertGreater(float(bright["push_per_week"]), float(dull["push_per_week"]))
         # A list with nothing valid in it is no evidence: the plan of a
@@ -518,18 +518,20 @@ class PlannerScorePriorTest(NotifdTestCase):
 
 
 class PlannerScorePriorDefaultTest(PlannerScorePriorTest):
-    """The defaults ("prior" calibration): the first pass learns the
-    population's level of top scores and has no evidence yet; the next one
-    plans with it."""
+    """The defaults ("prior" calibration): the level of top scores is the
+    members' the planner has read, the member's own included, so the first
+    of a pass is its own level; by the next pass every member is measured
+    against all four."""
     overrides = {"planner": {"enabled": False}}
 
     def test_a_member_with_better_scores_is_planned_more_push(self):
-        c = self.two_members()
+        c = self.members_with_scores()
         r = c.request({"op": "planner_run", "ts": T0 + 60})
-        self.assertEqual((r["planned"], r["failed"]), (4, 0))
-        self.assertEqual(self.plan("bright")["push_per_week"], self.plan("dull")["push_per_week"])
+        self.assertEqual((r["planned"], r["failed"]), (6, 0))
+        self.assertGreaterEqual(float(self.plan("bright")["push_per_week"]),
+                                float(self.plan("dull")["push_per_week"]))
         r = c.request({"op": "planner_run", "ts": T0 + 60 + WEEK})
-        self.assertEqual((r["planned"], r["failed"]), (4, 0))
+        self.assertEqual((r["planned"], r["failed"]), (6, 0))
         self.assertGreater(float(self.plan("bright")["push_per_week"]),
                            float(self.plan("dull")["push_per_week"]))
         self.assertEqual(self.plan("hostile")["push_per_week"], self.plan("plain")["push_per_week"])
@@ -539,10 +541,10 @@ class PlannerScorePriorOffTest(PlannerScorePriorTest):
     overrides = {"planner": {"enabled": False}, "slow": {"priors": {"score_strength": 0}}}
 
     def test_a_member_with_better_scores_is_planned_more_push(self):
-        c = self.two_members()
+        c = self.members_with_scores()
         self.redis.command("CONFIG", "RESETSTAT")
         r = c.request({"op": "planner_run", "ts": T0 + 60})
-        self.assertEqual((r["planned"], r["failed"]), (4, 0))
+        self.assertEqual((r["planned"], r["failed"]), (6, 0))
         # Off, the scores change nothing, and are not even read.
         self.assertEqual(self.plan("bright")["push_per_week"], self.plan("dull")["push_per_week"])
         self.assertNotIn("cmdstat_hmget", self.redis.command("INFO", "commandstats"))

@@ -37,6 +37,12 @@
  * pooled factor moves away from 1 once the population's sends expected
  * about this many opens. */
 #define SCORE_CALIBRATION_STRENGTH 20.0
+/* The calibration remembers about this many of the latest members: each
+ * member added scales what came before by (1 - 1/this). Long enough to be
+ * the population's, short enough to follow a producer's scores as they
+ * drift; and there is no pass boundary to wait for, so the first members a
+ * planner sees after a restart already have a level (their own). */
+#define SCORE_CALIBRATION_MEMORY 50000.0
 
 /* The producer's score behind a ranker utility u = sigmoid(bias + w_score *
  * score), when the ranker used the score alone; u is clamped into
@@ -67,25 +73,26 @@ typedef enum score_calibration_mode {
 /* "opens", "prior" -> the mode; -1 if unknown. */
 int score_calibration_mode_parse(const char *name);
 
-/* Pooled calibration of scores against opens: what sends expected (the sum
- * over members of sends times their top-share mean score) and what they got
- * (opens); and the members' top-share means, for the population's level. */
+/* Pooled calibration over the latest members (SCORE_CALIBRATION_MEMORY):
+ * their top-share means, for the population's level; and what their sends
+ * expected (sends times the top-share mean) against what they got (opens).
+ * Zero-initialised: no members yet. */
 typedef struct score_calibration {
     double opens;
     double expected;
-    double top_sum;   /* sum of the members' top-share means */
-    double members;   /* how many */
+    double top_sum;   /* (forgetting) sum of the members' top-share means */
+    double members;   /* (forgetting) how many */
 } score_calibration_t;
 
-/* Adds one member's channel: `opens` of `sends` whose scores averaged
- * `top_mean`. Ignores non-finite or negative inputs. */
+/* Adds one member's channel: its top-share mean, and `opens` of `sends`.
+ * Everything before is scaled by (1 - 1/SCORE_CALIBRATION_MEMORY) first.
+ * A non-finite top_mean adds nothing; non-finite or negative opens or sends
+ * (or a negative top_mean) add the member to the level only. Opens beyond
+ * sends are capped. */
 void score_calibration_add(score_calibration_t *c, double opens, double sends,
                            double top_mean);
 
-/* Adds one member's top-share mean to the population's level. */
-void score_calibration_add_level(score_calibration_t *c, double top_mean);
-
-/* The population's mean top-share mean; NAN without members. */
+/* The members' mean top-share mean; NAN without members. */
 double score_calibration_level(const score_calibration_t *c);
 
 /* SCORE_CALIBRATION_PRIOR: open_rate * top_mean / level, clamped into
