@@ -20,13 +20,61 @@ double score_prior_unrank(double u, double bias, double w_score)
     return (log(u / (1.0 - u)) - bias) / w_score;
 }
 
-static int by_value_desc(const void *a, const void *b)
+static void swap(double *a, double *b)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x < y) - (x > y);
+    double t = *a;
+    *a = *b;
+    *b = t;
 }
 
-double score_prior_top_mean(double *scores, size_t n, double share)
+/* Reorders x[0..n) so that x[k] is the (k+1)-th largest and x[0..k) are all
+ * >= it (a quickselect, descending; k < n). O(n) on average: the planner
+ * needs the top tenth of a hundred scores per member and channel, not the
+ * whole list sorted. The pivot is the middle of three, so a list already in
+ * order (scores of a steady member) does not go quadratic. */
+static void select_top(double *x, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (x[mid] > x[lo])
+            swap(&x[mid], &x[lo]);
+        if (x[hi] > x[lo])
+            swap(&x[hi], &x[lo]);
+        if (x[hi] > x[mid])
+            swap(&x[hi], &x[mid]);
+        /* x[lo] >= x[mid] >= x[hi]: the median of three in x[mid]. */
+        double pivot = x[mid];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] > pivot)
+                i++;
+            while (x[j] < pivot)
+                j--;
+            if (i <= j) {
+                swap(&x[i], &x[j]);
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        /* x[lo..j] >= pivot >= x[i..hi], and everything between equals it. */
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return;
+    }
+}
+
+/* The mean of the top share of x (reordered), each value through
+ * unrank(bias, w_score) first when `invert`: the inverse is increasing, so
+ * the top of the utilities is the top of the scores, and only the top few
+ * need the logarithm. */
+static double mean_of_top(double *x, size_t n, double share, bool invert, double bias,
+                       double w_score)
 {
     if (n == 0)
         return NAN;
@@ -34,19 +82,29 @@ double score_prior_top_mean(double *scores, size_t n, double share)
         share = 1.0 / (double)n;
     if (share > 1.0)
         share = 1.0;
-    qsort(scores, n, sizeof *scores, by_value_desc);
-    /* share * n scores, the last in part: the mean of a quantile's tail,
+    /* share * n values, the last in part: the mean of a quantile's tail,
      * without a jump each time n * share crosses an integer. */
     double take = share * (double)n;
     if (take < 1.0)
         take = 1.0;
-    double sum = 0.0, weight = 0.0;
-    for (size_t i = 0; i < n && weight < take; i++) {
-        double w = take - weight < 1.0 ? take - weight : 1.0;
-        sum += w * scores[i];
-        weight += w;
-    }
-    return sum / weight;
+    size_t whole = (size_t)ceil(take - 1e-12);
+    if (whole > n)
+        whole = n;
+    select_top(x, n, whole - 1);
+    /* x[whole - 1] is the last counted (in part); the rest of the top are
+     * before it, in any order. */
+    double sum = 0.0, last = x[whole - 1];
+    for (size_t i = 0; i + 1 < whole; i++)
+        sum += invert ? score_prior_unrank(x[i], bias, w_score) : x[i];
+    if (invert)
+        last = score_prior_unrank(last, bias, w_score);
+    sum += (take - (double)(whole - 1)) * last;
+    return sum / take;
+}
+
+double score_prior_top_mean(double *scores, size_t n, double share)
+{
+    return mean_of_top(scores, n, share, false, 0.0, 1.0);
 }
 
 double score_prior_first_share(double opportunities_per_week)
@@ -125,10 +183,9 @@ bool score_prior_channel_top_mean(double *utilities, size_t n, double opportunit
         return false;
     /* The inverse is increasing (w_score > 0), so the top share of scores
      * is the top share of utilities quality pacing sends. */
-    if (ranker != NULL && score_prior_ranker_invertible(ranker))
-        for (size_t i = 0; i < n; i++)
-            utilities[i] = score_prior_unrank(utilities[i], ranker->bias, ranker->w_score);
-    double m = score_prior_top_mean(utilities, n, score_prior_first_share(opportunities_per_week));
+    bool invert = ranker != NULL && score_prior_ranker_invertible(ranker);
+    double m = mean_of_top(utilities, n, score_prior_first_share(opportunities_per_week), invert,
+                           invert ? ranker->bias : 0.0, invert ? ranker->w_score : 1.0);
     if (!isfinite(m))
         return false;
     *top_mean = m;

@@ -67,7 +67,7 @@ void planner_scores_new_pass(planner_t *pl, const config_t *cfg)
  * missing) into mf->ch[c].score_open, and its sends into the calibration. */
 static void score_channel(part_ctx_t *p, const fast_config_t *fast, const slow_config_t *slow,
                           int c, const redisReply *scores, const redisReply *ewma,
-                          member_features_t *mf, const member_features_t *decayed)
+                          member_features_t *mf, double decay)
 {
     if (scores == NULL || scores->type != REDIS_REPLY_STRING)
         return;
@@ -84,9 +84,9 @@ static void score_channel(part_ctx_t *p, const fast_config_t *fast, const slow_c
     double top;
     if (!score_prior_channel_top_mean(list, n, opp, &fast->ranker[c], &top))
         return;
-    const channel_features_t *d = &decayed->ch[c];
-    double sends = d->sent > d->delivered ? d->sent : d->delivered;
-    double opens = d->open > d->click ? d->open : d->click;
+    const channel_features_t *d = &mf->ch[c];
+    double sends = decay * (d->sent > d->delivered ? d->sent : d->delivered);
+    double opens = decay * (d->open > d->click ? d->open : d->click);
     /* The member first, so the first one a planner sees is its own level
      * (a rate of exactly the prior) rather than no evidence at all. */
     score_calibration_t *k = &p->pl->score_cal[c];
@@ -113,11 +113,14 @@ void planner_scores_apply(part_ctx_t *p, const char *member, size_t member_len,
     const fast_config_t *fast = policy_fast_for(&cfg->policy, member, member_len, NULL, NULL);
     const slow_config_t *slow = policy_slow_for(&cfg->policy, member, member_len, NULL, NULL);
     /* Sends and opens on the scale the estimate sees them (decayed to the
-     * pass's time), so that members updated long ago weigh as little in
-     * the calibration as in their own estimate. */
-    member_features_t decayed = *mf;
-    features_decay_to(&decayed, p->as_of, cfg->policy.half_life_s);
+     * pass's time, as features_decay_to would: one factor for every
+     * count), so that members updated long ago weigh as little in the
+     * calibration as in their own estimate. */
+    double decay = 1.0;
+    if ((mf->has & FEATURES_HAS_UPDATED_AT) && p->as_of > mf->updated_at &&
+        cfg->policy.half_life_s > 0)
+        decay = exp2(-(double)(p->as_of - mf->updated_at) / cfg->policy.half_life_s);
     for (int c = 0; c < cfg->n_channels; c++)
         score_channel(p, fast, slow, c, week->element[2 * c], week->element[2 * c + 1], mf,
-                      &decayed);
+                      decay);
 }

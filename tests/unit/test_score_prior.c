@@ -15,7 +15,10 @@
 #include <cmocka.h>
 #include <math.h>
 
+#include <stdlib.h>
+
 #include "notifd/core/estimate.h"
+#include "notifd/core/pacing.h"
 #include "notifd/core/ranker.h"
 #include "notifd/core/score_prior.h"
 
@@ -98,6 +101,41 @@ static void test_top_mean_falls_as_the_share_grows(void **state)
         double m = score_prior_top_mean(s, 100, k / 100.0);
         assert_true(m <= last + 1e-15);
         last = m;
+    }
+}
+
+static int desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* The quickselect against a full sort: random lists, lists in order and
+ * reversed, many ties, every length up to the longest list kept. */
+static void test_top_mean_matches_a_full_sort(void **state)
+{
+    (void)state;
+    uint64_t r = 12345;
+    double x[PACING_MAX_RECENT], y[PACING_MAX_RECENT];
+    for (int trial = 0; trial < 3000; trial++) {
+        size_t n = 1 + (size_t)(trial % PACING_MAX_RECENT);
+        int kind = trial % 4;
+        for (size_t i = 0; i < n; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            double u = (double)(r >> 11) / 9007199254740992.0;
+            x[i] = kind == 0 ? u : kind == 1 ? (double)i : kind == 2 ? -(double)i
+                                                                      : floor(u * 4) / 4;
+        }
+        double share = ((trial * 7) % 23 + 1) / 23.0;
+        memcpy(y, x, n * sizeof *x);
+        qsort(y, n, sizeof *y, desc);
+        double take = share * (double)n < 1.0 ? 1.0 : share * (double)n, sum = 0, w = 0;
+        for (size_t i = 0; i < n && w < take; i++) {
+            double part = take - w < 1.0 ? take - w : 1.0;
+            sum += part * y[i];
+            w += part;
+        }
+        assert_float_equal(score_prior_top_mean(x, n, share), sum / w, 1e-9);
     }
 }
 
@@ -358,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_a_ranker_with_other_terms_is_not_inverted),
         cmocka_unit_test(test_top_mean_takes_the_top_share_with_a_partial_last_score),
         cmocka_unit_test(test_top_mean_falls_as_the_share_grows),
+        cmocka_unit_test(test_top_mean_matches_a_full_sort),
         cmocka_unit_test(test_first_share_is_one_opportunity_a_week),
         cmocka_unit_test(test_fewer_than_the_minimum_scores_say_nothing),
         cmocka_unit_test(test_a_hostile_list_keeps_only_good_numbers),

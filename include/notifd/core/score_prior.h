@@ -49,9 +49,10 @@
  * (1e-9, 1 - 1e-9) first. w_score must be > 0. */
 double score_prior_unrank(double u, double bias, double w_score);
 
-/* The mean of the top `share` of the n scores (sorted in place, highest
- * first): share * n of them, the last one counted in part, and at least one
- * whole score. share is clamped into (0, 1]. NAN when n is 0. */
+/* The mean of the top `share` of the n scores (reordered in place: the
+ * top ones first, in no particular order): share * n of them, the last one
+ * counted in part, and at least one whole score. share is clamped into
+ * (0, 1]. NAN when n is 0. */
 double score_prior_top_mean(double *scores, size_t n, double share);
 
 /* The top share quality pacing sends for the first message of a week: one
