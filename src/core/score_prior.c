@@ -122,11 +122,6 @@ void score_calibration_add(score_calibration_t *c, double opens, double sends,
 {
     if (!isfinite(top_mean))
         return;
-    const double keep = 1.0 - 1.0 / SCORE_CALIBRATION_MEMORY;
-    c->opens *= keep;
-    c->expected *= keep;
-    c->top_sum *= keep;
-    c->members *= keep;
     c->top_sum += top_mean;
     c->members += 1.0;
     if (!isfinite(opens) || !isfinite(sends) || opens < 0.0 || sends < 0.0 || top_mean < 0.0)
@@ -135,6 +130,15 @@ void score_calibration_add(score_calibration_t *c, double opens, double sends,
      * is capped, as in the estimate: a rate stays a rate. */
     c->opens += opens < sends ? opens : sends;
     c->expected += sends * top_mean;
+}
+
+void score_calibration_merge(score_calibration_t *into, const score_calibration_t *pass)
+{
+    double keep = pow(1.0 - 1.0 / SCORE_CALIBRATION_MEMORY, pass->members);
+    into->opens = into->opens * keep + pass->opens;
+    into->expected = into->expected * keep + pass->expected;
+    into->top_sum = into->top_sum * keep + pass->top_sum;
+    into->members = into->members * keep + pass->members;
 }
 
 double score_calibration_factor(const score_calibration_t *c)

@@ -98,9 +98,10 @@ struct planner {
     uint64_t next_timer_ms;
     int base_nice;                   /* the thread's nice value when it started */
     int nice_applied;                /* planner.nice last applied (-1: none yet) */
-    /* The score prior's pooled calibration (score_prior.h), by channel,
-     * over the latest members this planner read, across passes: each
-     * member is added before its own rate is computed. */
+    /* The score prior's pooled calibration (score_prior.h), by channel:
+     * this pass's members add to score_pass, and the pass plans with
+     * score_cal, the passes before merged in at each pass's start. */
+    score_calibration_t score_pass[NOTIFD_MAX_CHANNELS];
     score_calibration_t score_cal[NOTIFD_MAX_CHANNELS];
     double pass_t0;                  /* planner_mono_s() at the start of the pass */
     uint64_t pass_members;           /* members read so far in the pass */
@@ -242,7 +243,8 @@ static inline const char *slot_id(const part_ctx_t *p, const member_slot_t *s)
  * the base slow section or in any slow arm. Sets p->read_scores and the
  * HMGET's fields. */
 void planner_scores_fields(part_ctx_t *p);
-/* A pass's start: logs (at info) the calibration the passes before left. */
+/* A pass's start: the last pass's sums join the calibration this pass
+ * plans with, which is logged (at info). */
 void planner_scores_new_pass(planner_t *pl, const config_t *cfg);
 
 /* The member's HMGET of its week hash (the read_scores fields, in order)

@@ -2,11 +2,11 @@
  * planner_scores.c - the score prior's part of a pass (slow.priors.
  * score_strength, docs/slow-policy.md "Score prior"): which week-hash
  * fields a member's read asks for, what the reply puts into the member's
- * features, and the pooled calibration over the latest members.
+ * features, and the pooled calibration carried from pass to pass.
  * The maths is src/core/score_prior.c; this file only reads and wires.
- * The calibration lives in the planner (worker thread only) and runs on
- * from pass to pass: the member's own top score joins it before its rate
- * is computed.
+ * The calibration lives in the planner (worker thread only): a pass plans
+ * with what the passes before gathered, so that no member's rate depends
+ * on the order the pass reads members in.
  *
  * Off (score_strength 0 everywhere) a pass sends exactly the commands it
  * did before: the planner's Redis cost does not grow unless asked to.
@@ -51,6 +51,10 @@ void planner_scores_fields(part_ctx_t *p)
 
 void planner_scores_new_pass(planner_t *pl, const config_t *cfg)
 {
+    for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++) {
+        score_calibration_merge(&pl->score_cal[c], &pl->score_pass[c]);
+        pl->score_pass[c] = (score_calibration_t){0};
+    }
     if (!any_score_strength(cfg))
         return;
     for (int c = 0; c < cfg->n_channels; c++) {
@@ -87,10 +91,10 @@ static void score_channel(part_ctx_t *p, const fast_config_t *fast, const slow_c
     const channel_features_t *d = &mf->ch[c];
     double sends = decay * (d->sent > d->delivered ? d->sent : d->delivered);
     double opens = decay * (d->open > d->click ? d->open : d->click);
-    /* The member first, so the first one a planner sees is its own level
-     * (a rate of exactly the prior) rather than no evidence at all. */
-    score_calibration_t *k = &p->pl->score_cal[c];
-    score_calibration_add(k, opens, sends, top);
+    /* The member joins this pass's sums; its rate comes from the passes
+     * before (none yet: no level, and the "opens" factor is 1). */
+    score_calibration_add(&p->pl->score_pass[c], opens, sends, top);
+    const score_calibration_t *k = &p->pl->score_cal[c];
     double q;
     bool ok = slow->priors.score_calibration == SCORE_CALIBRATION_PRIOR
                   ? score_prior_relative_rate(top, score_calibration_level(k),

@@ -37,11 +37,10 @@
  * pooled factor moves away from 1 once the population's sends expected
  * about this many opens. */
 #define SCORE_CALIBRATION_STRENGTH 20.0
-/* The calibration remembers about this many of the latest members: each
- * member added scales what came before by (1 - 1/this). Long enough to be
- * the population's, short enough to follow a producer's scores as they
- * drift; and there is no pass boundary to wait for, so the first members a
- * planner sees after a restart already have a level (their own). */
+/* The calibration remembers about this many of the latest members: a pass
+ * of m members scales what the passes before left by (1 - 1/this)^m before
+ * its own sums join them (score_calibration_merge). Long enough to be the
+ * population's, short enough to follow a producer's scores as they drift. */
 #define SCORE_CALIBRATION_MEMORY 50000.0
 
 /* The producer's score behind a ranker utility u = sigmoid(bias + w_score *
@@ -74,10 +73,14 @@ typedef enum score_calibration_mode {
 /* "opens", "prior" -> the mode; -1 if unknown. */
 int score_calibration_mode_parse(const char *name);
 
-/* Pooled calibration over the latest members (SCORE_CALIBRATION_MEMORY):
- * their top-share means, for the population's level; and what their sends
- * expected (sends times the top-share mean) against what they got (opens).
- * Zero-initialised: no members yet. */
+/* Pooled calibration: the members' top-share means, for the population's
+ * level; and what their sends expected (sends times the top-share mean)
+ * against what they got (opens). Zero-initialised: no members yet. A pass
+ * adds its members to one (plain sums), and plans with another, the passes
+ * before merged (score_calibration_merge): a member's rate then does not
+ * depend on the order the pass reads members in, which differs between
+ * instances (and so between two runs of notifd-sim, which must agree bit
+ * for bit). */
 typedef struct score_calibration {
     double opens;
     double expected;
@@ -86,12 +89,15 @@ typedef struct score_calibration {
 } score_calibration_t;
 
 /* Adds one member's channel: its top-share mean, and `opens` of `sends`.
- * Everything before is scaled by (1 - 1/SCORE_CALIBRATION_MEMORY) first.
  * A non-finite top_mean adds nothing; non-finite or negative opens or sends
  * (or a negative top_mean) add the member to the level only. Opens beyond
  * sends are capped. */
 void score_calibration_add(score_calibration_t *c, double opens, double sends,
                            double top_mean);
+
+/* A finished pass's sums into the ones passes plan with: `into` is scaled
+ * by (1 - 1/SCORE_CALIBRATION_MEMORY)^(pass->members), then pass is added. */
+void score_calibration_merge(score_calibration_t *into, const score_calibration_t *pass);
 
 /* The members' mean top-share mean; NAN without members. */
 double score_calibration_level(const score_calibration_t *c);
