@@ -12,6 +12,7 @@
 #include "config_policy_internal.h"
 #include "notifd/config/config_reader.h"
 #include "notifd/core/plan_explore.h"
+#include "notifd/core/score_prior.h"
 #include "notifd/core/stored_fields.h"
 
 static const char *const slow_keys[] = {
@@ -25,7 +26,8 @@ static const char *const weights_keys[] = {
 
 static const char *const priors_keys[] = {
     "fatigue_from_dismiss", "responsiveness_strength", "visit_rate", "visit_rate_strength", "visits_per_open",
-    "visits_per_open_strength", "attribution_window_s", "channels", NULL,
+    "visits_per_open_strength", "attribution_window_s", "score_strength", "score_calibration",
+    "channels", NULL,
 };
 
 static const char *const channel_prior_keys[] = {
@@ -224,6 +226,18 @@ static void parse_priors(config_errors_t *errs, json_t *so, const char *path,
                       &pr->visits_per_open_strength);
     config_get_double(errs, p, pp, "attribution_window_s", 1.0, 30.0 * 86400,
                       &pr->attribution_window_s);
+    /* 0 turns the score prior off (and the planner's read of the scores). */
+    config_get_double(errs, p, pp, "score_strength", 0.0, 1e6, &pr->score_strength);
+    char mode[16];
+    if (config_get_string(errs, p, pp, "score_calibration", mode, sizeof mode, false, false)) {
+        int m = score_calibration_mode_parse(mode);
+        char kp[160];
+        if (m < 0)
+            config_errors_add(errs, config_path_join(kp, sizeof kp, pp, "score_calibration"),
+                              "must be \"opens\" or \"prior\"");
+        else
+            pr->score_calibration = m;
+    }
     char cp[160];
     config_path_join(cp, sizeof cp, pp, "channels");
     json_t *chans = config_get_object(errs, p, pp, "channels");

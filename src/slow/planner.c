@@ -386,6 +386,7 @@ static void pass_run(planner_t *pl, const config_t *cfg, int64_t as_of, const ch
     double t0 = planner_mono_s();
     pl->pass_t0 = t0;
     pl->pass_members = 0;
+    planner_scores_new_pass(pl, cfg);
     void *metrics = pl->app->metrics;
     metrics_planner_pass_started(metrics);
     bool due[SCHEDULE_PARTITIONS];

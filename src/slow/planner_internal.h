@@ -19,6 +19,7 @@
 
 #include "notifd/config/config.h"
 #include "notifd/core/keys.h"
+#include "notifd/core/score_prior.h"
 #include "notifd/lib/resp_buf.h"
 #include "notifd/lib/number_format.h"
 #include "notifd/slow/planner.h"
@@ -97,6 +98,11 @@ struct planner {
     uint64_t next_timer_ms;
     int base_nice;                   /* the thread's nice value when it started */
     int nice_applied;                /* planner.nice last applied (-1: none yet) */
+    /* The score prior's pooled calibration (score_prior.h), by channel:
+     * this pass's members add to score_pass, and the pass plans with
+     * score_cal, the passes before merged in at each pass's start. */
+    score_calibration_t score_pass[NOTIFD_MAX_CHANNELS];
+    score_calibration_t score_cal[NOTIFD_MAX_CHANNELS];
     double pass_t0;                  /* planner_mono_s() at the start of the pass */
     uint64_t pass_members;           /* members read so far in the pass */
 };
@@ -219,6 +225,12 @@ typedef struct part_ctx {
     int fifo_head, fifo_count;
     const char *channel_names[NOTIFD_MAX_CHANNELS];
     size_t channel_name_lens[NOTIFD_MAX_CHANNELS];
+    /* slow.priors.score_strength > 0 in the base or an arm: each member's
+     * read adds an HMGET of its week hash for these fields, "<ch>:scores"
+     * and "<ch>:ewma" per channel (planner_scores_fields). */
+    bool read_scores;
+    char score_fields[2 * NOTIFD_MAX_CHANNELS][NOTIFD_CHANNEL_NAME_MAX + 8];
+    size_t score_field_lens[2 * NOTIFD_MAX_CHANNELS];
     uint64_t planned_since_report;
 } part_ctx_t;
 
@@ -226,6 +238,21 @@ static inline const char *slot_id(const part_ctx_t *p, const member_slot_t *s)
 {
     return p->ids + s->id_off;
 }
+
+/* Whether a pass reads the members' recent scores: score_strength > 0 in
+ * the base slow section or in any slow arm. Sets p->read_scores and the
+ * HMGET's fields. */
+void planner_scores_fields(part_ctx_t *p);
+/* A pass's start: the last pass's sums join the calibration this pass
+ * plans with, which is logged (at info). */
+void planner_scores_new_pass(planner_t *pl, const config_t *cfg);
+
+/* The member's HMGET of its week hash (the read_scores fields, in order)
+ * into mf's score-predicted open rates; and its sends into the pass's
+ * calibration. A reply of any other shape leaves mf as it is. */
+struct member_features;
+void planner_scores_apply(part_ctx_t *p, const char *member, size_t member_len,
+                          const redisReply *week, struct member_features *mf);
 
 /* Hands the commands formatted in pl->out to hiredis and writes them out
  * now; false (p->broken) when the connection failed. */

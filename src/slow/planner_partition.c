@@ -460,6 +460,7 @@ bool planner_partition_run(planner_t *pl, const config_t *cfg, int partition, in
         p.channel_names[c] = cfg->channels[c];
         p.channel_name_lens[c] = strlen(cfg->channels[c]);
     }
+    planner_scores_fields(&p);
     size_t chunk = p.batch * PLANNER_BATCHES_PER_CHUNK;
     if (chunk < PLANNER_CHUNK_MIN)
         chunk = PLANNER_CHUNK_MIN;

@@ -1,6 +1,7 @@
 /*
  * planner_pipeline.c - one chunk of a partition walk through the worker's
- * pipeline: the command groups (READ: a member's features and stored plan;
+ * pipeline: the command groups (READ: a member's features and stored plan,
+ * and with the score prior on its recent scores, planner_scores.c;
  * WRITE: its new plan; RENEW: the lease) sent in order and their replies
  * read in that order, the plan of each member from its two reads, the
  * lease renewals between batches and between chunks, and the give-way to
@@ -102,6 +103,20 @@ bool planner_fast_path_busy(const part_ctx_t *p)
     return last != 0 && planner_mono_ms() < last + PLANNER_BUSY_LINGER_MS;
 }
 
+/* HMGET P week:{M} <ch>:scores <ch>:ewma ... (the score prior's read). */
+static void send_scores_read(part_ctx_t *p, const member_slot_t *s)
+{
+    char key[KEY_MAX];
+    resp_buf_t *out = &p->pl->out;
+    int n_fields = 2 * p->cfg->n_channels;
+    size_t kl = key_member(key, p->cfg->redis.prefix, "week", slot_id(p, s), s->len, "", 0);
+    resp_buf_begin(out, 2 + n_fields);
+    resp_buf_arg(out, "HMGET", 5);
+    resp_buf_arg(out, key, kl);
+    for (int i = 0; i < n_fields; i++)
+        resp_buf_arg(out, p->score_fields[i], p->score_field_lens[i]);
+}
+
 static void send_reads(part_ctx_t *p, size_t first, size_t n)
 {
     char key[KEY_MAX];
@@ -117,6 +132,8 @@ static void send_reads(part_ctx_t *p, size_t first, size_t n)
         resp_buf_begin(out, 2);
         resp_buf_arg(out, "HGETALL", 7);
         resp_buf_arg(out, key, kl);
+        if (p->read_scores)
+            send_scores_read(p, s);
     }
     part_send(p, (group_t){.kind = GROUP_READ, .first = first, .n = n});
 }
@@ -242,7 +259,7 @@ static bool stored_has_pair(const redisReply *stored, const char *f, size_t fl, 
 
 /* Plans one member from its two read replies and formats the write. */
 static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
-                     const redisReply *stored)
+                     const redisReply *stored, const redisReply *week)
 {
     const config_t *cfg = p->cfg;
     const char *id = slot_id(p, s);
@@ -277,6 +294,8 @@ static void plan_one(part_ctx_t *p, member_slot_t *s, const redisReply *feat,
     member_features_t mf;
     features_init(&mf);
     features_parse_hash(&mf, p->channel_names, cfg->n_channels, f, fl, v, vl, n);
+    if (week != NULL)
+        planner_scores_apply(p, id, s->len, week, &mf);
     metrics_observe_stored_invalid(p->pl->app->metrics, &mf.invalid);
     /* The member's slow experiment arm, or the base parameters (control). */
     const char *arm_name = "control";
@@ -360,7 +379,10 @@ static void on_read_group(part_ctx_t *p, const group_t *g)
         redisReply *stored = planner_part_reply(p);
         if (stored == NULL)
             return;
-        plan_one(p, &p->slots[i], feat, stored);
+        redisReply *week = NULL;
+        if (p->read_scores && (week = planner_part_reply(p)) == NULL)
+            return;
+        plan_one(p, &p->slots[i], feat, stored, week);
     }
     reply_arena_reset(&p->pl->arena);
     /* The writes wait in pl->out for the next reads (planner_chunk_run), so

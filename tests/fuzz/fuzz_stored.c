@@ -7,7 +7,8 @@
  * "<k><field>=<value>" where k says whose field it is:
  *   p  the plan hash          (plan_parse_hash)
  *   m  the member hash        (the decide's HMGET, and the planner's features)
- *   w  the week hash          (stored_read_week_field, for channel push)
+ *   w  the week hash          (stored_read_week_field, for channel push; and
+ *                             push:scores, push:ewma for the score prior)
  *   s  a sent-set score       (stored_read_sent_time; field ignored)
  * e.g. "wpush:first_week=-9223372036854775808". The decide's fold, its
  * decision and the planner's plan must then hold their invariants: no
@@ -25,6 +26,7 @@
 #include "notifd/core/decision.h"
 #include "notifd/core/features.h"
 #include "notifd/core/plan.h"
+#include "notifd/core/score_prior.h"
 #include "notifd/core/slow_policy.h"
 #include "notifd/core/stored_read.h"
 
@@ -178,8 +180,48 @@ static void decide(const config_t *cfg, int64_t ts, const pairs_t *plan_pairs,
     check(stored_invalid_total(&invalid) <= 10 * MAX_PAIRS * (PACING_MAX_RECENT + 40));
 }
 
-/* The planner's path: the member hash as features, then the slow policy. */
-static void plan_member(const config_t *cfg, int64_t ts, const pairs_t *member)
+/* The score prior's path (planner_scores.c): the week hash's push:scores
+ * and push:ewma into the member's score-predicted open rate, both ways. */
+static void score_member(const config_t *cfg, const pairs_t *week, member_features_t *mf)
+{
+    int push = config_channel_index(cfg, "push", 4);
+    const char *scores = NULL, *ewma = NULL;
+    size_t sl = 0, el = 0;
+    for (size_t i = 0; i < week->n; i++) {
+        if (week->fl[i] == 11 && memcmp(week->f[i], "push:scores", 11) == 0) {
+            scores = week->v[i];
+            sl = week->vl[i];
+        } else if (week->fl[i] == 9 && memcmp(week->f[i], "push:ewma", 9) == 0) {
+            ewma = week->v[i];
+            el = week->vl[i];
+        }
+    }
+    if (push < 0 || scores == NULL)
+        return;
+    double list[PACING_MAX_RECENT], opp = 28.0, x, top, q;
+    size_t n = score_prior_parse_list(scores, sl, list, PACING_MAX_RECENT, &mf->invalid);
+    check(n <= PACING_MAX_RECENT);
+    if (ewma != NULL && stored_parse_real(STORED_EWMA, ewma, el, &x, &mf->invalid) && x > 0)
+        opp = x;
+    if (!score_prior_channel_top_mean(list, n, opp, &cfg->policy.fast.ranker[push], &top))
+        return;
+    check(isfinite(top));
+    score_calibration_t cal = {0};
+    score_calibration_add(&cal, mf->ch[push].open, mf->ch[push].sent, top);
+    check(isfinite(score_calibration_factor(&cal)) && score_calibration_factor(&cal) >= 0);
+    if (score_prior_relative_rate(top, score_calibration_level(&cal), 0.1, &q))
+        check(in01(q));
+    if (score_prior_open_rate(top, score_calibration_factor(&cal), &q)) {
+        check(in01(q));
+        mf->ch[push].score_open = q;
+        mf->ch[push].has |= FEATURES_HAS_SCORE_OPEN;
+    }
+}
+
+/* The planner's path: the member hash as features, then the slow policy;
+ * then again with the score prior on. */
+static void plan_member(const config_t *cfg, int64_t ts, const pairs_t *member,
+                        const pairs_t *week)
 {
     const char *names[NOTIFD_MAX_CHANNELS];
     for (int c = 0; c < cfg->n_channels; c++)
@@ -205,6 +247,18 @@ static void plan_member(const config_t *cfg, int64_t ts, const pairs_t *member)
     check(action >= 0 && action < slow->grid.n_actions);
     check_plan(&plan, cfg);
     check(features_exposure_days(&mf, ts, cfg->policy.half_life_s) >= 0);
+
+    score_member(cfg, week, &mf);
+    slow_priors_t priors = slow->priors;
+    priors.score_strength = 50.0;
+    member_estimate_t e;
+    memset(&plan, 0, sizeof plan);
+    action = slow_plan_member_ex(&slow->weights, &priors, &slow->grid, &mf, ts,
+                                 cfg->policy.half_life_s, &plan, &e);
+    check(action >= 0 && action < slow->grid.n_actions);
+    check_plan(&plan, cfg);
+    for (int c = 0; c < cfg->n_channels; c++)
+        check(in01(e.ch[c].p_open) && in01(e.ch[c].open_prior));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -247,6 +301,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p = nl ? nl + 1 : end;
     }
     decide(cfg, ts, &plan, &member, &week, sent, n_sent);
-    plan_member(cfg, ts, &member);
+    plan_member(cfg, ts, &member, &week);
     return 0;
 }

@@ -6,6 +6,7 @@ Every test drives time with explicit `ts`, and turns the timer off
 (planner.enabled false) unless the timer is what it tests, so outcomes do
 not depend on when a pass happens to start.
 """
+import math
 import os
 import signal
 import socket
@@ -468,6 +469,83 @@ class PlannerOpsTest(NotifdTestCase):
         for r in replies:
             self.assertTrue(r["ok"] or r["error"]["code"] == "unavailable", r)
         self.assertEqual(self.notifd.wait(), 0)
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+class PlannerScorePriorTest(NotifdTestCase):
+    """slow.priors.score_strength: a pass reads each member's recent scores
+    from its week hash, and a member whose best moments score high is
+    planned more than one whose scores are low, with the same history (none
+    sent). Off, a pass sends no HMGET at all. The "opens" calibration plans
+    with a factor of 1 until a pass has seen sends, so one pass shows it."""
+    overrides = {"planner": {"enabled": False},
+                 "slow": {"priors": {"score_strength": 40, "score_calibration": "opens"}}}
+
+    def members_with_scores(self):
+        c = self.client()
+        for m in ("bright", "dull", "dull2", "dull3", "hostile", "plain"):
+            r = c.request({"op": "feedback", "member": m, "event": "visit", "ts": T0})
+            self.assertTrue(r["ok"], r)
+            wait_for(lambda: self.redis.command("ZSCORE", sched_key(m), m) is not None,
+                     what="member scheduled")
+        # What decides leave: the ranker's utilities, sigmoid(score) under
+        # the default ranker, five significant digits, newest first.
+        for m, score in (("bright", 0.8), ("dull", 0.02), ("dull2", 0.02), ("dull3", 0.02)):
+            scores = ",".join("%.5g" % sigmoid(score) for _ in range(30))
+            self.redis.command("HSET", "%sweek:{%s}" % (PREFIX, m), "push:scores", scores,
+                               "push:ewma", "10")
+        self.redis.command("HSET", "%sweek:{hostile}" % PREFIX, "push:scores", "x,,1e999,nan",
+                           "push:ewma", "-3")
+        return c
+
+    def plan(self, m):
+        h = self.redis.command("HGETALL", plan_key(m))
+        return dict(zip(h[::2], h[1::2]))
+
+    def test_a_member_with_better_scores_is_planned_more_push(self):
+        c = self.members_with_scores()
+        r = c.request({"op": "planner_run", "ts": T0 + 60})
+        self.assertTrue(r["ok"], r)
+        self.assertEqual((r["planned"], r["failed"]), (6, 0))
+        bright, dull = self.plan("bright"), self.plan("dull")
+        self.assertGreater(float(bright["push_per_week"]), float(dull["push_per_week"]))
+        # A list with nothing valid in it is no evidence: the plan of a
+        # member with no week hash.
+        self.assertEqual(self.plan("hostile")["push_per_week"], self.plan("plain")["push_per_week"])
+
+
+class PlannerScorePriorDefaultTest(PlannerScorePriorTest):
+    """The defaults ("prior" calibration): a pass plans with the level of
+    top scores the passes before found, so the first has no evidence yet
+    and the next one plans with it."""
+    overrides = {"planner": {"enabled": False}}
+
+    def test_a_member_with_better_scores_is_planned_more_push(self):
+        c = self.members_with_scores()
+        r = c.request({"op": "planner_run", "ts": T0 + 60})
+        self.assertEqual((r["planned"], r["failed"]), (6, 0))
+        self.assertEqual(self.plan("bright")["push_per_week"], self.plan("dull")["push_per_week"])
+        r = c.request({"op": "planner_run", "ts": T0 + 60 + WEEK})
+        self.assertEqual((r["planned"], r["failed"]), (6, 0))
+        self.assertGreater(float(self.plan("bright")["push_per_week"]),
+                           float(self.plan("dull")["push_per_week"]))
+        self.assertEqual(self.plan("hostile")["push_per_week"], self.plan("plain")["push_per_week"])
+
+
+class PlannerScorePriorOffTest(PlannerScorePriorTest):
+    overrides = {"planner": {"enabled": False}, "slow": {"priors": {"score_strength": 0}}}
+
+    def test_a_member_with_better_scores_is_planned_more_push(self):
+        c = self.members_with_scores()
+        self.redis.command("CONFIG", "RESETSTAT")
+        r = c.request({"op": "planner_run", "ts": T0 + 60})
+        self.assertEqual((r["planned"], r["failed"]), (6, 0))
+        # Off, the scores change nothing, and are not even read.
+        self.assertEqual(self.plan("bright")["push_per_week"], self.plan("dull")["push_per_week"])
+        self.assertNotIn("cmdstat_hmget", self.redis.command("INFO", "commandstats"))
 
 
 class PlannerRateCapTest(NotifdTestCase):

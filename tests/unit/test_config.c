@@ -25,6 +25,7 @@
 
 #include "test_util.h"
 
+#include "notifd/core/score_prior.h"
 #include "notifd/config/config.h"
 #include "notifd/log.h"
 #include "notifd/core/stored_fields.h"
@@ -908,6 +909,42 @@ static void test_explore_prob_defaults_to_0_and_is_bounded(void **state)
                  "not 1");
 }
 
+/* slow.priors.score_strength: 50 by default, 0 turns it off, a weight >= 0
+ * otherwise, and an experiment arm may set it on its own;
+ * score_calibration one of two, "prior" by default. */
+static void test_score_strength_defaults_to_50_and_is_bounded(void **state)
+{
+    (void)state;
+    config_t *cfg = load_ok("{}");
+    assert_true(cfg->policy.slow.priors.score_strength == 50.0);
+    config_release(cfg);
+    cfg = load_ok("{'slow': {'priors': {'score_strength': 0}}}");
+    assert_true(cfg->policy.slow.priors.score_strength == 0.0);
+    config_release(cfg);
+    cfg = load_ok("{'slow': {'priors': {'score_strength': 20}}, 'experiments': {'slow': "
+                  "{'salt': 's', 'arms': [{'name': 'scores', 'share': 0.5, "
+                  "'set': {'slow.priors.score_strength': 5}}]}}}");
+    assert_true(cfg->policy.slow.priors.score_strength == 20.0);
+    assert_true(cfg->policy.slow_arms[0].priors.score_strength == 5.0);
+    config_release(cfg);
+    expect_error_prefix("{'slow': {'priors': {'score_strength': -1}}}",
+                        "slow.priors.score_strength: ");
+    expect_error_prefix("{'slow': {'priors': {'score_strength': 1e7}}}",
+                        "slow.priors.score_strength: ");
+    expect_error_prefix("{'slow': {'priors': {'score_strength': 'high'}}}",
+                        "slow.priors.score_strength: ");
+    cfg = load_ok("{}");
+    assert_int_equal(cfg->policy.slow.priors.score_calibration, SCORE_CALIBRATION_PRIOR);
+    config_release(cfg);
+    cfg = load_ok("{'slow': {'priors': {'score_calibration': 'opens'}}}");
+    assert_int_equal(cfg->policy.slow.priors.score_calibration, SCORE_CALIBRATION_OPENS);
+    config_release(cfg);
+    expect_error("{'slow': {'priors': {'score_calibration': 'level'}}}",
+                 "slow.priors.score_calibration: must be \"opens\" or \"prior\"");
+    expect_error_prefix("{'slow': {'priors': {'score_calibration': 1}}}",
+                        "slow.priors.score_calibration: ");
+}
+
 static void test_holdout_needs_its_own_salt_and_a_bounded_share(void **state)
 {
     (void)state;
@@ -1017,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_empty_config_has_documented_defaults),
         cmocka_unit_test(test_max_per_week_defaults_to_100_and_covers_the_default_grid),
         cmocka_unit_test(test_a_slow_arm_must_plan_every_channel_the_base_plans),
+        cmocka_unit_test(test_score_strength_defaults_to_50_and_is_bounded),
         cmocka_unit_test(test_default_channels_are_push_email_in_app),
         cmocka_unit_test(test_generation_is_stamped),
         cmocka_unit_test(test_shipped_default_config_file_loads),

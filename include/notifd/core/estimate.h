@@ -59,6 +59,14 @@ typedef struct slow_priors {
     double visits_per_open_strength; /* in pseudo-opens, for the lift */
     double attribution_window_s; /* W: the same window the feedback writer
                                     uses to split visit_attr from visit_org */
+    /* Weight of a channel's score-predicted open rate (score_open in the
+     * features), in pseudo-messages, next to the population prior's
+     * open_strength (default 50); 0 leaves it out and the planner does not
+     * read the scores. */
+    double score_strength;
+    /* How the scores become a rate: score_calibration_mode_t (score_prior.h);
+     * the planner applies it, the estimate only sees the rate. */
+    int score_calibration;
 } slow_priors_t;
 
 /* What estimate_member() infers for one channel. */
@@ -66,6 +74,7 @@ typedef struct channel_estimate {
     bool available;      /* false: opted out, nothing may be planned */
     double p_open;       /* P(open) of the first message of a week */
     double responsiveness; /* rho: multiplier of the open_rate prior, from the other channels */
+    double open_prior;   /* what p_open is shrunk toward: the population's, with the scores' */
     double fatigue;      /* phi >= 0 */
     double dismiss_rate; /* P(dismiss) per message */
     double unsub_hazard; /* h: P(opt-out) per message */
@@ -118,6 +127,21 @@ double lift_prior(double visits_per_open, double visits_anyway);
  * no opens it is the prior; with many, the observed excess per open. */
 double estimate_lift(double visit_attr, double opens, double visits_anyway,
                      const slow_priors_t *p);
+
+/* The strength of a channel's open-rate prior, in pseudo-messages:
+ * open_strength, plus score_strength when the member's scores predict an
+ * open rate (have_score) and score_strength > 0. */
+double open_prior_strength(double open_strength, bool have_score, double score_strength);
+
+/* The open-rate prior a member's sends are shrunk toward: the population's
+ * (population_prior, open_strength pseudo-messages) pooled with the rate the
+ * member's scores predict (score_open, score_strength pseudo-messages):
+ *     (open_strength * population_prior + score_strength * score_open)
+ *         / (open_strength + score_strength).
+ * The population prior alone without scores, with score_strength 0 or with a
+ * score_open outside [0, 1]. */
+double blend_open_prior(double population_prior, double open_strength, bool have_score,
+                        double score_open, double score_strength);
 
 /*
  * Estimates `out` from features already decayed to `now`

@@ -45,6 +45,7 @@ enum {
     FEATURES_HAS_UNSUB = 1u << 0,     /* <ch>_unsub was present */
     FEATURES_HAS_LAST_SENT = 1u << 1, /* <ch>_last_sent was present */
     FEATURES_HAS_LAST_OPEN = 1u << 2, /* <ch>_last_open was present */
+    FEATURES_HAS_SCORE_OPEN = 1u << 3, /* score_open was set (not from the hash) */
 };
 
 /* Bits of member_features_t.has. */
@@ -65,7 +66,12 @@ typedef struct channel_features {
     bool unsub;       /* opted out now: plan nothing on this channel */
     int64_t last_sent; /* unix s, valid with FEATURES_HAS_LAST_SENT */
     int64_t last_open; /* unix s, valid with FEATURES_HAS_LAST_OPEN */
-    uint32_t has;      /* FEATURES_HAS_UNSUB | _LAST_SENT | _LAST_OPEN */
+    /* P(open) of the member's first message of a week as its recent scores
+     * predict it (score_prior.h), valid with FEATURES_HAS_SCORE_OPEN. Not a
+     * field of the member hash: the planner sets it from the week hash when
+     * slow.priors.score_strength > 0. */
+    double score_open;
+    uint32_t has;      /* FEATURES_HAS_UNSUB | _LAST_SENT | _LAST_OPEN | _SCORE_OPEN */
 } channel_features_t;
 
 typedef struct member_features {
