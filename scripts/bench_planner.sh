@@ -2,7 +2,8 @@
 # bench_planner.sh - members replanned per second by one planner pass.
 #
 # Starts its own redis-server and notifd on free ports, loads N members with
-# realistic features (scripts/gen_members.py | redis-cli --pipe), all due,
+# realistic features and week hashes (the recent scores the score prior
+# reads: scripts/gen_members.py --week | redis-cli --pipe), all due,
 # then asks notifd for one pass (op planner_run) and prints
 #   planner_members=N seconds=S members_per_s=R
 # where S is the pass as notifd timed it (leases, reads, planning, writes).
@@ -15,7 +16,8 @@
 # TWO_PASSES=0 (time the first pass only), STATS=1 (Redis command stats of
 # the timed pass), REDIS_ARGS (extra redis-server options, e.g.
 # "--latency-tracking no"), PERF_OUT=file (perf profile of both processes),
-# KEEP=1 (keep the temp dir).
+# KEEP=1 (keep the temp dir), NO_WEEK=1 (members without week hashes: what
+# a pass cost before the score prior read them).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -48,7 +50,9 @@ PORT="$(free_port)"
 # RDB_CACHE=file: load the members from that RDB snapshot when it exists
 # (seconds instead of a minute for 1M), else generate them and save it there.
 # gen_members.py is deterministic, so both give the same data set; the file
-# name should say MEMBERS (e.g. /tmp/planner-1000000.rdb).
+# name should say MEMBERS (e.g. /tmp/planner-1000000.rdb). A snapshot saved
+# before the week hashes were part of the data set gets them added (and is
+# saved again) rather than measuring a pass that reads nothing.
 RDB_CACHE="${RDB_CACHE:-}"
 if [ -n "$RDB_CACHE" ] && [ -f "$RDB_CACHE" ]; then cp "$RDB_CACHE" "$WORK/dump.rdb"; fi
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
@@ -60,12 +64,35 @@ for _ in $(seq 1200); do
     sleep 0.05
 done
 
+WEEK_ARG=--week
+[ "${NO_WEEK:-0}" = 1 ] && WEEK_ARG=""
 if [ -f "$WORK/dump.rdb" ]; then
     echo "loaded $(redis-cli -p "$REDIS_PORT" dbsize) keys from $RDB_CACHE" >&2
+    if [ -n "$WEEK_ARG" ] && [ "$(redis-cli -p "$REDIS_PORT" exists "b:week:{m00000000}")" = 0 ]; then
+        echo "the snapshot has no week hashes: adding them..." >&2
+        python3 - "$ROOT/scripts" "$MEMBERS" <<'EOF2' | redis-cli -p "$REDIS_PORT" --pipe >"$WORK/pipe.log"
+import sys
+sys.path.insert(0, sys.argv[1])
+import gen_members, random
+rng = random.Random(1 * 1000003 + 17)  # generate()'s week stream for --seed 1
+out, buf = sys.stdout.buffer, []
+for i in range(int(sys.argv[2])):
+    f = gen_members.week_fields(rng)
+    key = b"b:week:{m%08d}" % i
+    buf.append(b"*%d\r\n" % (2 + len(f)) + gen_members.bulk(b"HSET") + gen_members.bulk(key)
+               + b"".join(gen_members.bulk(x) for x in f))
+    if len(buf) >= 4096:
+        out.write(b"".join(buf)); buf.clear()
+out.write(b"".join(buf))
+EOF2
+        if [ -n "$RDB_CACHE" ]; then
+            redis-cli -p "$REDIS_PORT" save >/dev/null && cp "$WORK/dump.rdb" "$RDB_CACHE"
+        fi
+    fi
 else
     echo "loading $MEMBERS members..." >&2
     t0=$(date +%s.%N)
-    python3 "$ROOT/scripts/gen_members.py" --count "$MEMBERS" --prefix "b:" --due "$DUE" |
+    python3 "$ROOT/scripts/gen_members.py" --count "$MEMBERS" --prefix "b:" --due "$DUE" $WEEK_ARG |
         redis-cli -p "$REDIS_PORT" --pipe >"$WORK/pipe.log"
     t1=$(date +%s.%N)
     echo "loaded in $(python3 -c "print(round($t1-$t0,1))")s: $(tail -1 "$WORK/pipe.log")" >&2

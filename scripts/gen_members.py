@@ -6,8 +6,13 @@ Used by scripts/bench_planner.sh (1M members) and the planner integration
 tests (10k members). Per member: one HSET of `P member:{M}` with the fields
 the feedback script writes (decayed counts per channel, last times, visits,
 first_seen, updated_at, time zone), and one ZADD of the member into its
-schedule partition `P sched:<n>`, due at --due. Deterministic for a given
---seed, so a benchmark run can be repeated exactly.
+schedule partition `P sched:<n>`, due at --due. With --week, also the week
+hash `P week:{M}` as decides leave it for the planner's score prior
+(`slow.priors.score_strength`, on by default): each channel's recent best
+utilities (`<ch>:scores`, 100 for push, 60 for email) and its opportunity
+EWMA (`<ch>:ewma`), drawn from a stream of their own so the features stay
+those of a run without --week. Deterministic for a given --seed, so a
+benchmark run can be repeated exactly.
 
 The partition function is notifd's schedule_partition() (src/slow/schedule.c,
 src/lib/hash.c), reimplemented here; a mismatch would only make members
@@ -95,8 +100,22 @@ def member_fields(rng, now):
     return out
 
 
-def generate(out, count, prefix, due, seed=1, start=0, now=None, features=True):
+def week_fields(rng):
+    """The week hash's fields the planner's score prior reads: recent best
+    utilities, newest first, five significant digits (as decide writes
+    them), and the opportunities-a-week EWMA, per channel."""
+    out = []
+    for ch, n, level, ewma in ((b"push", 100, 0.55, 10.0), (b"email", 60, 0.45, 6.0)):
+        top = level + rng.uniform(-0.25, 0.25)  # members differ in their best moments
+        scores = b",".join(b"%.5g" % min(0.99, max(0.01, rng.gauss(top, 0.12)))
+                           for _ in range(n))
+        out += [ch + b":scores", scores, ch + b":ewma", b"%.9g" % (ewma * rng.uniform(0.5, 1.5))]
+    return out
+
+
+def generate(out, count, prefix, due, seed=1, start=0, now=None, features=True, week=False):
     rng = random.Random(seed)
+    week_rng = random.Random(seed * 1000003 + 17)
     now = due if now is None else now
     p = prefix.encode()
     buf = []
@@ -108,6 +127,11 @@ def generate(out, count, prefix, due, seed=1, start=0, now=None, features=True):
         if features:
             fields = member_fields(rng, now)
             parts = [b"*%d\r\n" % (2 + len(fields)), hset, bulk(p + b"member:{" + m + b"}")]
+            parts += [bulk(f) for f in fields]
+            buf.append(b"".join(parts))
+        if week:
+            fields = week_fields(week_rng)
+            parts = [b"*%d\r\n" % (2 + len(fields)), hset, bulk(p + b"week:{" + m + b"}")]
             parts += [bulk(f) for f in fields]
             buf.append(b"".join(parts))
         buf.append(b"*4\r\n" + zadd + bulk(p + b"sched:%d" % schedule_partition(m)) + due_b
@@ -125,8 +149,11 @@ def main():
     ap.add_argument("--prefix", default="notif:")
     ap.add_argument("--due", type=int, required=True, help="due time (unix s) in the schedule")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--week", action="store_true",
+                    help="also each member's week hash (recent scores, opportunity EWMA)")
     args = ap.parse_args()
-    generate(sys.stdout.buffer, args.count, args.prefix, args.due, args.seed, args.start)
+    generate(sys.stdout.buffer, args.count, args.prefix, args.due, args.seed, args.start,
+             week=args.week)
 
 
 if __name__ == "__main__":
