@@ -77,6 +77,7 @@ typedef struct decide_ctx {
     bool skip_counted;              /* this record's HINCRBY of the opportunity applied */
     bool skip_stale;                /* a reply says the cached view is not Redis's */
     bool skip_expire;               /* the week hash was created, or its week began */
+    bool skip_followed;             /* the follow-ups the replies call for are sent */
     char skip_week[CONFIG_PREFIX_MAX + MEMBER_ID_MAX + 16]; /* P week:{M} */
     char skip_opp_field[64];        /* the counted opportunity's field, '' none */
     char skip_ttl[24];              /* the week hash's TTL, s */

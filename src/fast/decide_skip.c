@@ -26,6 +26,10 @@
  *    between; anything else drops the member's cached view;
  *  - the week hash's TTL is set when the version or this week's count is 1
  *    (the hash was created, or a week begins), as the script did.
+ * The producer is answered once the repairs and the retry's take-back are
+ * answered too (they are rare: corrupt data, a retry), so what it reads
+ * back from Redis after the answer is already right; the TTL is not
+ * waited for.
  * Another decide of the member may run between these commands; each of
  * them is atomic, and what they write are counters and values notifd
  * computed, so the interleaving loses nothing a reader relies on.
@@ -49,20 +53,33 @@ static void on_ignored(redisReply *reply, void *privdata)
     (void)privdata;
 }
 
-/* A fire-and-forget command on the member's week hash: a repair, a TTL,
- * a count taken back. Losing one loses a TTL or one count, never an
- * answer; a refused one is logged. */
-static void week_command(decide_ctx_t *d, const char *verb, const char *field, const char *value)
+static void skip_reply_done(decide_ctx_t *d);
+
+static void on_followup(redisReply *reply, void *privdata)
+{
+    (void)reply;
+    skip_reply_done(privdata);
+}
+
+/* A follow-up command on the member's week hash: a repair, a count taken
+ * back (awaited: `wait`), a TTL (not). Losing one loses a TTL or one count,
+ * never an answer; a refused one is logged. */
+static void week_command(decide_ctx_t *d, bool wait, const char *verb, const char *field,
+                         const char *value)
 {
     const char *argv[4] = {verb, d->skip_week, field, value};
     size_t lens[4] = {strlen(verb), strlen(d->skip_week), field ? strlen(field) : 0,
                       value ? strlen(value) : 0};
     int argc = field == NULL ? 2 : value == NULL ? 3 : 4;
-    if (store_command(d->app->store, on_ignored, NULL, argc, argv, lens) != 0) {
-        static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
-        log_limited(&rl, LOG_WARN, "decide: a week-hash follow-up could not be sent",
-                    "command=%s", verb);
+    if (store_command(d->app->store, wait ? on_followup : on_ignored, wait ? d : NULL, argc,
+                      argv, lens) == 0) {
+        if (wait)
+            d->skip_waiting++;
+        return;
     }
+    static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
+    log_limited(&rl, LOG_WARN, "decide: a week-hash follow-up could not be sent", "command=%s",
+                verb);
 }
 
 /* A week counter that is not an integer (or beyond the parsers' range)
@@ -72,7 +89,7 @@ static void restart_counter(decide_ctx_t *d, const char *field)
     static log_ratelimit_t rl = LOG_RATELIMIT_INIT(10000, 3);
     log_limited(&rl, LOG_WARN, "decide: week counter unusable, started again at 1", "field=%s",
                 field);
-    week_command(d, "HSET", field, "1");
+    week_command(d, true, "HSET", field, "1");
 }
 
 static bool is_wrongtype(const redisReply *r)
@@ -80,21 +97,29 @@ static bool is_wrongtype(const redisReply *r)
     return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) == 0;
 }
 
+/* One reply of the group, a repair or a take-back is in; the last one
+ * sends what the replies call for and, once that is answered too, ends the
+ * record. */
 static void skip_reply_done(decide_ctx_t *d)
 {
     if (--d->skip_waiting > 0)
         return;
-    if (d->skip_expire)
-        week_command(d, "EXPIRE", d->skip_ttl, NULL);
-    /* A retry recorded its opportunity again: take it back. */
-    if (d->skip_dup != NULL && d->skip_counted)
-        week_command(d, "HINCRBY", d->skip_opp_field, "-1");
-    if (d->skip_dup != NULL && d->skip_scores_field[0] != '\0' && d->scores_new != NULL) {
-        const char *rest = strchr(d->scores_new, ',');
-        if (rest != NULL)
-            week_command(d, "HSET", d->skip_scores_field, rest + 1);
-        else
-            week_command(d, "HDEL", d->skip_scores_field, NULL);
+    if (!d->skip_followed) {
+        d->skip_followed = true;
+        if (d->skip_expire)
+            week_command(d, false, "EXPIRE", d->skip_ttl, NULL);
+        /* A retry recorded its opportunity again: take it back. */
+        if (d->skip_dup != NULL && d->skip_counted)
+            week_command(d, true, "HINCRBY", d->skip_opp_field, "-1");
+        if (d->skip_dup != NULL && d->skip_scores_field[0] != '\0' && d->scores_new != NULL) {
+            const char *rest = strchr(d->scores_new, ',');
+            if (rest != NULL)
+                week_command(d, true, "HSET", d->skip_scores_field, rest + 1);
+            else
+                week_command(d, true, "HDEL", d->skip_scores_field, NULL);
+        }
+        if (d->skip_waiting > 0)
+            return;
     }
     decide_on_skip_recorded(d);
 }
@@ -209,6 +234,7 @@ bool decide_send_skip(decide_ctx_t *d, const decision_t *dec, const opportunity_
         memcpy(d->skip_scores_field, wf.f_scores, sizeof wf.f_scores);
     d->skip_waiting = 0;
     d->skip_failed = d->skip_counted = d->skip_stale = d->skip_expire = false;
+    d->skip_followed = false;
     free(d->skip_dup);
     d->skip_dup = NULL;
     uint64_t until = d->deadline_ns;
