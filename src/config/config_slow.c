@@ -35,6 +35,18 @@ static const char *const channel_prior_keys[] = {
     "dismiss_strength", "unsub_strength", NULL,
 };
 
+/* The grid's action for a member without history: the default plan, when
+ * the grid holds it (actions.h). */
+static void settle_new_member_action(slow_config_t *s)
+{
+    double v[ACTION_GRID_MAX_CHANNELS];
+    for (int k = 0; k < s->grid.n_channels; k++) {
+        int c = s->grid.channel[k];
+        v[k] = (s->default_mask & (1u << c)) ? s->default_per_week[c] : 0.0;
+    }
+    s->grid.new_member_action = s->grid.n_channels > 0 ? action_grid_find(&s->grid, v) : -1;
+}
+
 void config_slow_defaults(slow_config_t *s, const config_t *cfg)
 {
     const char *names[NOTIFD_MAX_CHANNELS];
@@ -60,15 +72,16 @@ void config_slow_defaults(slow_config_t *s, const config_t *cfg)
     char err[160];
     if (n > 0)
         action_grid_build(&s->grid, specs, n, err, sizeof err);
-    /* The plan a member has before the planner first runs: what the planner
-     * gives a member with no history under the default priors and weights
-     * (half a push a week; a unit test keeps the two in step). */
+    /* The plan a member has before the planner first runs, and the one the
+     * planner gives a member without history (settle_new_member_action):
+     * half a push a week. */
     s->default_mask = 0;
     for (int k = 0; k < s->grid.n_channels; k++) {
         int c = s->grid.channel[k];
         s->default_mask |= 1u << c;
         s->default_per_week[c] = strcmp(cfg->channels[c], "push") == 0 ? 0.5 : 0.0;
     }
+    settle_new_member_action(s);
 }
 
 static void parse_actions(config_errors_t *errs, json_t *so, const char *path,
@@ -320,4 +333,5 @@ void config_parse_slow(config_errors_t *errs, json_t *so, const char *path, cons
     if (slow_priors_check(&s->priors, cfg->n_channels, err, sizeof err) != 0)
         config_errors_add(errs, path, "priors: %s", err);
     config_check_max_per_week(errs, path, cfg, s);
+    settle_new_member_action(s);
 }

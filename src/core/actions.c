@@ -27,6 +27,7 @@ int action_grid_build(action_grid_t *g, const action_channel_spec_t *specs,
                       int n_specs, char *err, size_t errlen)
 {
     memset(g, 0, sizeof(*g));
+    g->new_member_action = -1;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (specs == NULL || n_specs < 1)

@@ -232,3 +232,18 @@ double features_exposure_days(const member_features_t *f, int64_t now,
     double span = half_life_s / LN2 * -expm1(-age * LN2 / half_life_s);
     return span / NOTIFD_SECONDS_PER_DAY;
 }
+
+bool features_have_history(const member_features_t *f)
+{
+    if (f->visit_org > 0.0 || f->visit_attr > 0.0 || (f->has & FEATURES_HAS_LAST_VISIT))
+        return true;
+    for (int c = 0; c < f->n_channels && c < NOTIFD_MAX_CHANNELS; c++) {
+        const channel_features_t *ch = &f->ch[c];
+        if (ch->sent > 0.0 || ch->delivered > 0.0 || ch->open > 0.0 || ch->click > 0.0 ||
+            ch->dismiss > 0.0 || ch->unsub_n > 0.0 ||
+            (ch->has & (FEATURES_HAS_UNSUB | FEATURES_HAS_LAST_SENT | FEATURES_HAS_LAST_OPEN |
+                        FEATURES_HAS_SCORE_OPEN)))
+            return true;
+    }
+    return false;
+}

@@ -18,7 +18,11 @@ int slow_member_utilities(const slow_weights_t *w, const slow_priors_t *p,
     member_features_t f = *raw;
     features_decay_to(&f, now, half_life_s);
     estimate_member(estimate_out, &f, p, now, half_life_s);
-    return utility_argmax(w, estimate_out, g, utilities_out);
+    int best = utility_argmax(w, estimate_out, g, utilities_out);
+    if (g->new_member_action >= 0 && g->new_member_action < g->n_actions &&
+        !features_have_history(&f))
+        return g->new_member_action;
+    return best;
 }
 
 int slow_plan_member_ex(const slow_weights_t *w, const slow_priors_t *p,

@@ -36,15 +36,18 @@ void slow_weights_defaults(slow_weights_t *w)
         .fatigue = 0.05,
         .cross_fatigue = 0.5,
         .optout = 10.0,
-        /* 0.03 with half a message a week in the grid: with a plan's
+        /* 0.035 with half a message a week in the grid: with a plan's
          * fraction a chance at the member's best moments (pacing.c), casual
          * members are planned 0.5 or 1 a week and regular ones little, which
          * is where notifd-sim's lift over the baseline is (docs/simulation.md,
-         * "Fractional plans as a chance"). At 0.01 every member was planned
-         * whole messages a week, each one forced out by Sunday. Above 0.03 a
-         * member with no history is planned nothing, and a member who is
-         * never sent anything teaches the planner nothing. */
-        .message_cost = 0.03,
+         * "Fractional plans as a chance", "A message cost of 0.035"). At
+         * 0.01 every member was planned whole messages a week, each one
+         * forced out by Sunday. It was 0.03 while a member sent nothing
+         * taught the planner nothing: above 0.03 the priors alone plan
+         * nothing. The score prior now learns from every decide, and a
+         * member without any history gets the default plan
+         * (actions.h, new_member_action), so 0.035 strands no one. */
+        .message_cost = 0.035,
     };
     for (int c = 0; c < NOTIFD_MAX_CHANNELS; c++)
         w->channel_cost[c] = 1.0;

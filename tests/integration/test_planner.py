@@ -380,6 +380,22 @@ class PlannerOpsTest(NotifdTestCase):
         self.assertEqual(r["plan"]["version"], 1)
         self.assertGreater(total(r["plan"]), 0)
 
+    def test_a_member_without_history_gets_the_default_plan_and_one_visit_ends_it(self):
+        # At the default message cost the priors alone plan nothing; a
+        # member of whom nothing is stored gets slow.default_plan instead
+        # (half a push a week), and the first thing stored about them (one
+        # organic visit) hands them to the argmax.
+        c = self.client()
+        r = c.request({"op": "replan", "member": "newcomer", "ts": T0})
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["plan"]["per_week"], {"push": 0.5, "email": 0.0})
+        self.assertTrue(c.request({"op": "feedback", "member": "newcomer", "event": "visit",
+                                   "ts": T0 + 60})["ok"])
+        r = c.request({"op": "replan", "member": "newcomer", "ts": T0 + 120})
+        self.assertTrue(r["ok"], r)
+        self.assertTrue(r["features"])
+        self.assertEqual(total(r["plan"]), 0, r["plan"])
+
     def test_bad_requests(self):
         c = self.client()
         for req, needle in (

@@ -204,9 +204,9 @@ static void test_quality_quantile_is_configured_and_validated(void **state)
 static void test_default_plan_is_the_planners_plan_for_a_new_member(void **state)
 {
     (void)state;
-    /* A member the planner has not seen yet gets the default plan; it should
-     * be what the planner would give them (no history: the priors), so the
-     * first plan changes nothing. */
+    /* A member the planner has not seen yet gets the default plan, and the
+     * planner's first plan for a member without history is that same plan,
+     * so the first pass changes nothing. */
     config_errors_t errs;
     config_t *cfg = test_load_config("{}", &errs);
     assert_non_null(cfg);
@@ -226,6 +226,79 @@ static void test_default_plan_is_the_planners_plan_for_a_new_member(void **state
     config_errors_free(&errs);
 }
 
+/* The priors alone, at the default message cost, are worth less than a
+ * message: without the new-member rule a member without history would be
+ * planned nothing until the planner saw their scores. With it they get the
+ * default plan; anything stored about them (one visit) returns them to the
+ * argmax, and a default plan the grid does not hold leaves every member to
+ * the argmax. */
+static void test_only_a_member_without_history_is_planned_the_default(void **state)
+{
+    (void)state;
+    config_errors_t errs;
+    config_t *cfg = test_load_config("{}", &errs);
+    assert_non_null(cfg);
+    const slow_config_t *s = &cfg->policy.slow;
+    const int64_t now = 1700000000;
+    int push = config_channel_index(cfg, "push", 4);
+    assert_true(push >= 0);
+    assert_true(s->grid.new_member_action >= 0);
+
+    member_features_t f;
+    features_init(&f);
+    f.n_channels = cfg->n_channels;
+    member_estimate_t e;
+    plan_t plan;
+    int a = slow_plan_member(&s->weights, &s->priors, &s->grid, &f, now,
+                             cfg->policy.half_life_s, &plan);
+    assert_int_equal(a, s->grid.new_member_action);
+    assert_true(plan.per_week[push] == 0.5);
+
+    action_grid_t argmax_only = s->grid;
+    argmax_only.new_member_action = -1;
+    double u[ACTION_GRID_MAX_ACTIONS];
+    int greedy = slow_member_utilities(&s->weights, &s->priors, &argmax_only, &f, now,
+                                       cfg->policy.half_life_s, &e, u);
+    assert_true(greedy >= 0);
+    assert_true(action_grid_total(&argmax_only, greedy) == 0.0);
+    assert_true(u[greedy] > u[s->grid.new_member_action]);
+
+    /* One organic visit is history: the argmax again. */
+    f.visit_org = 1.0;
+    a = slow_plan_member(&s->weights, &s->priors, &s->grid, &f, now, cfg->policy.half_life_s,
+                         &plan);
+    assert_int_equal(a, slow_member_utilities(&s->weights, &s->priors, &argmax_only, &f, now,
+                                              cfg->policy.half_life_s, &e, NULL));
+    assert_true(a != s->grid.new_member_action);
+    config_release(cfg);
+    config_errors_free(&errs);
+
+    /* A default plan off the grid: no new-member action. */
+    cfg = test_load_config("{\"slow\":{\"default_plan\":{\"push\":0.7}}}", &errs);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->policy.slow.grid.new_member_action, -1);
+    features_init(&f);
+    f.n_channels = cfg->n_channels;
+    s = &cfg->policy.slow;
+    a = slow_plan_member(&s->weights, &s->priors, &s->grid, &f, now, cfg->policy.half_life_s,
+                         &plan);
+    assert_true(action_grid_total(&s->grid, a) == 0.0);
+    config_release(cfg);
+    config_errors_free(&errs);
+
+    /* Another default on the grid is the new member's plan. */
+    cfg = test_load_config("{\"slow\":{\"default_plan\":{\"push\":1,\"email\":0.5}}}",
+                           &errs);
+    assert_non_null(cfg);
+    s = &cfg->policy.slow;
+    a = slow_plan_member(&s->weights, &s->priors, &s->grid, &f, now, cfg->policy.half_life_s,
+                         &plan);
+    assert_true(plan.per_week[push] == 1.0);
+    assert_true(plan.per_week[config_channel_index(cfg, "email", 5)] == 0.5);
+    config_release(cfg);
+    config_errors_free(&errs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_invalid_arms_are_reported_with_paths),
         cmocka_unit_test(test_quality_quantile_is_configured_and_validated),
         cmocka_unit_test(test_default_plan_is_the_planners_plan_for_a_new_member),
+        cmocka_unit_test(test_only_a_member_without_history_is_planned_the_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -360,6 +360,50 @@ static void test_decayed_count_over_exposure_recovers_a_constant_rate(void **sta
     }
 }
 
+/* A member is new until something of theirs is stored: a send, any
+ * feedback, a visit or a score prior. Each kind alone is history; an empty
+ * hash, or one with only a time zone or a first_seen, is not. */
+static void test_history_is_any_send_feedback_visit_or_score(void **state)
+{
+    (void)state;
+    member_features_t f;
+    features_init(&f);
+    f.n_channels = 3;
+    assert_false(features_have_history(&f));
+    const char *const not_history[] = {"tz_offset_min", "-300", "first_seen", "1700000000",
+                                       "updated_at", "1700000000"};
+    assert_int_equal(parse_pairs(&f, not_history, 3), 0);
+    assert_false(features_have_history(&f));
+
+    const char *const one_each[][2] = {
+        {"push_sent", "1"},      {"email_delivered", "0.5"}, {"in_app_open", "1"},
+        {"push_click", "1"},     {"email_dismiss", "1"},     {"push_unsub_n", "1"},
+        {"email_unsub", "0"},    {"push_last_sent", "1699990000"},
+        {"email_last_open", "1699990000"}, {"visit_org", "0.2"}, {"visit_attr", "1"},
+        {"last_visit", "1699990000"},
+    };
+    for (size_t i = 0; i < sizeof one_each / sizeof one_each[0]; i++) {
+        features_init(&f);
+        f.n_channels = 3;
+        const char *const kv[] = {one_each[i][0], one_each[i][1]};
+        assert_int_equal(parse_pairs(&f, kv, 1), 0);
+        if (!features_have_history(&f))
+            fail_msg("%s alone should be history", one_each[i][0]);
+    }
+
+    features_init(&f);
+    f.n_channels = 3;
+    f.ch[1].score_open = 0.2;
+    f.ch[1].has |= FEATURES_HAS_SCORE_OPEN;
+    assert_true(features_have_history(&f));
+    /* A count decayed to nothing, or a bad value, says nothing. */
+    features_init(&f);
+    f.n_channels = 3;
+    const char *const zeros[] = {"push_sent", "0", "visit_org", "nonsense"};
+    parse_pairs(&f, zeros, 2);
+    assert_false(features_have_history(&f));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_exposure_of_young_member_is_about_its_age),
         cmocka_unit_test(test_exposure_at_one_half_life_is_half_the_limit),
         cmocka_unit_test(test_decayed_count_over_exposure_recovers_a_constant_rate),
+        cmocka_unit_test(test_history_is_any_send_feedback_visit_or_score),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

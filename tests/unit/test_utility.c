@@ -611,9 +611,15 @@ static void test_typical_member_gets_a_plan_that_is_neither_zero_nor_max(void **
     steady_member(&f, 3, 3, 0.09, 0.1, 0.002, 0.3, 0.3);
     assert_int_equal(slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan), 0);
 
-    /* and so is a member with no history at all: the priors' plan (half a
-     * push a week under the default weights) */
+    /* and so is a member with no history at all, on the priors alone: the
+     * priors' first message is worth less than the default message cost.
+     * (The configured grid plans such a member the default plan instead:
+     * new_member_action, test_experiments.c.) */
     features_init(&f);
+    assert_int_equal(g.new_member_action, -1);
+    assert_int_equal(slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan), 0);
+    /* Below that cost the priors plan them something, but not the most. */
+    w.message_cost = 0.03;
     a = slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan);
     assert_true(a > 0 && a < g.n_actions - 1);
     assert_true(g.total[a] >= 0.5 && g.total[a] <= 10);
@@ -724,6 +730,7 @@ static void test_plan_member_rejects_an_empty_grid(void **state)
     plan_t plan;
     assert_int_equal(slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan), -1);
 }
+
 
 int main(void)
 {

@@ -54,6 +54,13 @@ typedef struct action_grid {
     /* Precomputed per action so evaluating the grid is a table walk. */
     uint8_t value_index[ACTION_GRID_MAX_ACTIONS][ACTION_GRID_MAX_CHANNELS];
     double total[ACTION_GRID_MAX_ACTIONS]; /* messages per week, all channels */
+    /* The action a member without history (features_have_history) is
+     * planned: slow.default_plan when the grid holds it, set by the config
+     * (-1, as action_grid_build() leaves it: the argmax, like anyone). The
+     * priors alone say little, and at a message cost above their first
+     * message's worth they would plan a new member nothing until the
+     * member's scores reach the planner, a week later. */
+    int new_member_action;
 } action_grid_t;
 
 /*

@@ -115,6 +115,14 @@ int features_parse_hash(member_features_t *f, const char *const *channel_names,
 void features_decay_to(member_features_t *f, int64_t now, double half_life_s);
 
 /*
+ * Whether the features say anything about the member beyond the priors: a
+ * send, any feedback (deliveries, opens, clicks, dismissals, opt-outs, on
+ * any channel), a visit, or a score prior (FEATURES_HAS_SCORE_OPEN). A member
+ * without any is planned the default plan (actions.h, new_member_action).
+ */
+bool features_have_history(const member_features_t *f);
+
+/*
  * The member's observation span on the decayed scale, in days:
  *   integral over t in [first_seen, now] of 2^(-(now - t)/H) dt
  *     = H / ln 2 * (1 - 2^(-(now - first_seen)/H)),

@@ -25,7 +25,8 @@
  * decay the features to `now`, estimate (into *estimate_out), and evaluate
  * every action of the grid (into utilities_out, g->n_actions values, if not
  * NULL; utility_parts() takes any of them apart). Returns the greedy action
- * (utility_argmax), or -1 if the grid is empty.
+ * (utility_argmax; for a member without history, features_have_history(),
+ * the grid's new_member_action when it has one), or -1 if the grid is empty.
  */
 int slow_member_utilities(const slow_weights_t *w, const slow_priors_t *p,
                           const action_grid_t *g, const member_features_t *raw, int64_t now,
