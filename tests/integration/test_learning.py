@@ -67,9 +67,12 @@ class LearningTestCase(unittest.TestCase):
 
 
 class PlanExplorationTest(LearningTestCase):
-    # A cost and grid of their own, so that a change of the defaults' tuning
-    # does not move the greedy plan these tests draw around (push 1, email 0).
+    # A cost, fatigue prior and grid of their own, so that a change of the
+    # defaults' tuning does not move the greedy plan these tests draw around
+    # (push 1, email 0).
     overrides = {"slow": {"explore_prob": EPS, "message_cost": 0.01,
+                          "priors": {"channels": {"push": {"fatigue": 0.5},
+                                                  "email": {"fatigue": 0.5}}},
                           "actions": {"push": [0, 1, 2, 3, 4, 5, 7, 10, 14],
                                       "email": [0, 1, 2, 3, 4, 5, 7]}}}
 

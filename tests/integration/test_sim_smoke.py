@@ -152,8 +152,11 @@ class SimSmoke(unittest.TestCase):
 
     def test_frontier_interpolates_between_the_bracketing_baseline_runs(self):
         # 2 costs: hierarchical runs, then threshold runs bracketing them.
+        # (Costs low enough that 60 members still get a volume the
+        # baseline's calibrator can go below: its sends have a floor in so
+        # small a population.)
         proc, _, rows = run_sim("--members", "60", "--weeks", "3", "--warmup", "1",
-                                "--frontier", "0.01:0.03:0.02")
+                                "--frontier", "0.01:0.02:0.01")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         hier = {(float(r["param_value"]), r["cohort"]): r for r in rows
                 if r["mode"] == "hierarchical"}
@@ -167,7 +170,7 @@ class SimSmoke(unittest.TestCase):
         table = [m.groups() for m in map(line.match, proc.stdout.splitlines()) if m]
         verdicts = dict(l.split()[0:1] + l.split(": ")[1:] for l in proc.stdout.splitlines()
                         if " at least the baseline: " in l)
-        self.assertEqual(sorted(float(c) for c in verdicts), [0.01, 0.03], proc.stdout)
+        self.assertEqual(sorted(float(c) for c in verdicts), [0.01, 0.02], proc.stdout)
         self.assertEqual(len(table), 2 * len(COHORTS), proc.stdout)
         for cost, cohort, sends, visits, at, diff in table:
             a = hier[(float(cost), cohort)]
@@ -186,7 +189,9 @@ class SimSmoke(unittest.TestCase):
             self.assertGreaterEqual(float(at), min(lo[1], hi[1]) - 0.0005, (lo, hi))
             self.assertLessEqual(float(at), max(lo[1], hi[1]) + 0.0005, (lo, hi))
             t = (x - lo[0]) / (hi[0] - lo[0]) if hi[0] > lo[0] else 0.0
-            self.assertAlmostEqual(float(at), lo[1] + t * (hi[1] - lo[1]), places=3)
+            # Printed with 3 decimals, and recomputed here from the CSV's
+            # rounded figures: within one unit of the last decimal.
+            self.assertAlmostEqual(float(at), lo[1] + t * (hi[1] - lo[1]), delta=0.001)
             if cohort == "overall":
                 # The verdict is the sign of the overall difference.
                 self.assertEqual(verdicts[cost], "no" if diff.startswith("-") else "yes")

@@ -618,8 +618,9 @@ static void test_typical_member_gets_a_plan_that_is_neither_zero_nor_max(void **
     features_init(&f);
     assert_int_equal(g.new_member_action, -1);
     assert_int_equal(slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan), 0);
-    /* Below that cost the priors plan them something, but not the most. */
-    w.message_cost = 0.03;
+    /* Well below that cost the priors plan them something, but not the
+     * most. */
+    w.message_cost = 0.02;
     a = slow_plan_member(&w, &p, &g, &f, NOW, HALF_LIFE, &plan);
     assert_true(a > 0 && a < g.n_actions - 1);
     assert_true(g.total[a] >= 0.5 && g.total[a] <= 10);
