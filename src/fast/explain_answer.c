@@ -124,6 +124,12 @@ static json_t *slow_part(const explain_ctx_t *x)
                         json_pack("{s:o,s:o,s:o}", "lift", num(e.lift), "visit_rate",
                                   num(e.visit_rate), "channels", chans));
     json_object_set_new(out, "greedy_action", json_integer(greedy));
+    /* A member without history is planned the default plan, not the best
+     * utility (actions.h, new_member_action): say so, or the greedy action
+     * would look like a mistake. */
+    json_object_set_new(out, "new_member",
+                        json_boolean(g->new_member_action >= 0 && greedy == g->new_member_action &&
+                                     !features_have_history(&x->features)));
     /* The greedy action first, then the best of the rest; actions on an
      * opted-out channel (utility -infinity) are never shown. */
     json_t *top = json_array();

@@ -237,6 +237,21 @@ class ExplainTest(NotifdTestCase):
         self.assertEqual(r["plan"]["in_force"], "default")
         self.assertIsNone(r["plan"]["stored"])
         self.assertFalse(r["slow"]["features"])
+        # A member without history is planned the default plan, not the best
+        # utility, and the slow view says why; the planner agrees.
+        s = r["slow"]
+        self.assertTrue(s["new_member"])
+        self.assertEqual(s["top"][0]["per_week"], {"push": 0.5, "email": 0.0})
+        self.assertTrue(s["top"][0]["greedy"])
+        self.assertGreater(s["top"][1]["utility"], s["top"][0]["utility"])
+        rp = self.client().request({"op": "replan", "member": "newbie", "ts": MONDAY + 10 * HOUR})
+        self.assertEqual(rp["plan"]["action"], s["greedy_action"])
+        # The slow view of a member with history is the argmax's.
+        self.redis.command("HSET", "t:member:{sv2}", "visit_org", 1, "updated_at", MONDAY)
+        s2 = self.explain(member="sv2", ts=MONDAY + HOUR)["slow"]
+        self.assertFalse(s2["new_member"])
+        self.assertEqual(s2["top"][0]["action"], s2["greedy_action"])
+        self.assertTrue(all(a["utility"] <= s2["top"][0]["utility"] + 1e-12 for a in s2["top"]))
         # An expired stored plan is shown, and the default is in force.
         set_plan(self.redis, "old", valid_until=MONDAY - DAY)
         r = self.explain(member="old", channel="push", ts=MONDAY + 10 * HOUR)
