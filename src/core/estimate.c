@@ -43,11 +43,12 @@ void slow_channel_prior_defaults(slow_channel_prior_t *out, const char *channel_
      * notifd-sim measures between its cohorts for opens per send, 0.45 to
      * 0.75 from one weekly message to two) the planner bought volume the
      * baseline spends better: at message costs of 0.02 and below it lost to
-     * the baseline at the same volume, at 1.5 it beats it at every cost of
-     * the sweep, with the same lift at the default cost (docs/simulation.md,
-     * "A fatigue prior of 1.5"). 0.2 and 0.3 planned every responsive member
-     * up to its opt-out tolerance. Email has fewer opportunities to pick
-     * from (a digest a day), so it selects no better than push. */
+     * the baseline at the same volume, at 1.5 it beats it at every cost
+     * from 0.005 to 0.05 (not at 0), with the same lift at the default cost
+     * (docs/simulation.md, "A fatigue prior of 1.5"). 0.2 and 0.3 planned
+     * every responsive member up to its opt-out tolerance. Email has fewer
+     * opportunities to pick from (a digest a day), so it selects no better
+     * than push. */
     if (channel_name != NULL && strcmp(channel_name, "push") == 0) {
         *out = (slow_channel_prior_t){
             .open_rate = 0.10, .dismiss_rate = 0.10, .unsub_rate = 0.002,
